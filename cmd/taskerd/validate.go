@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate PATH...",
+		Short: "Check workflow files and print one line per valid workflow",
+		Long: `Parse and validate workflow definitions. Each PATH is an HCL file or a
+directory whose *.hcl files are read.
+
+Prints one line per workflow (identity, steps, dependency levels) and exits 0
+when every workflow is valid. Otherwise prints every problem with its
+file:line:col and source snippet and exits 1. Exits 2 when a PATH cannot be
+read or the arguments are wrong.`,
+		Example: "  taskerd validate workflows/\n  taskerd validate workflows/linear.hcl workflows/diamond.hcl",
+		Args:    needPaths,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			for _, w := range catalog.All() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", w.ID(), plural(len(w.Steps), "step"), plural(len(w.Levels()), "level"))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

@@ -1,0 +1,177 @@
+package definition
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Parser reads workflow files. It remembers every source it has read so that
+// diagnostics can be printed with their source snippets (WriteDiagnostics).
+// A Parser is not safe for concurrent use.
+type Parser struct {
+	p *hclparse.Parser
+}
+
+// NewParser returns an empty Parser.
+func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
+
+// Files returns the parsed files by name, for hcl.NewDiagnosticTextWriter.
+func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
+
+// WriteDiagnostics prints diagnostics with the source snippet they point at.
+// Each headline starts with file:line:col, as compilers print it, so editors
+// and grep can jump to it. width 0 means no wrapping.
+func (p *Parser) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint, color bool) error {
+	located := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		c := *d
+		if c.Subject != nil {
+			c.Summary = at(*c.Subject) + ": " + c.Summary
+		}
+		located[i] = &c
+	}
+	return hcl.NewDiagnosticTextWriter(w, p.p.Files(), width, color).WriteDiagnostics(located)
+}
+
+// ParseSource parses and validates the workflows of one HCL source. The
+// workflows returned are only those without errors; diags holds every problem
+// found. Duplicate identities are checked only within this source: use Load
+// (or CheckDuplicates) for a set of files.
+func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diagnostics) {
+	file, diags := p.p.ParseHCL(src, filename)
+	if file == nil || diags.HasErrors() {
+		// A syntax error leaves a partial body; decoding it would only add
+		// confusing follow-on errors.
+		return nil, diags
+	}
+	workflows, more := decodeFile(file)
+	diags = append(diags, more...)
+	workflows, more = CheckDuplicates(workflows)
+	return workflows, append(diags, more...)
+}
+
+// ParseFile reads and parses one file.
+func (p *Parser) ParseFile(path string) ([]*Workflow, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read workflow file",
+			Detail:   err.Error(),
+		}}
+	}
+	return p.ParseSource(path, src)
+}
+
+// Load reads every path (a file, or a directory whose *.hcl files are read,
+// not recursively) and returns the union of their workflows. The same
+// namespace/name@version defined twice is an error naming both places. It is
+// an error when the paths hold no workflow at all. Only valid workflows are
+// returned; diags holds every problem of every file.
+func (p *Parser) Load(paths ...string) ([]*Workflow, hcl.Diagnostics) {
+	files, diags := expandPaths(paths)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var all []*Workflow
+	for _, f := range files {
+		ws, more := p.ParseFile(f)
+		diags = append(diags, more...)
+		all = append(all, ws...)
+	}
+	all, more := CheckDuplicates(all)
+	diags = append(diags, more...)
+	if len(all) == 0 && !diags.HasErrors() {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No workflows found",
+			Detail:   fmt.Sprintf("None of %v defines a workflow block.", files),
+		})
+	}
+	return all, diags
+}
+
+// Load is a convenience for NewParser().Load(paths...).
+func Load(paths ...string) ([]*Workflow, *Parser, hcl.Diagnostics) {
+	p := NewParser()
+	ws, diags := p.Load(paths...)
+	return ws, p, diags
+}
+
+// pathErrorExtra marks diagnostics about the paths themselves (missing, or a
+// directory without *.hcl files) rather than about their contents.
+type pathErrorExtra struct{}
+
+// IsPathError reports whether diags hold a problem with the paths themselves
+// rather than with their contents.
+func IsPathError(diags hcl.Diagnostics) bool {
+	for _, d := range diags {
+		if _, ok := d.Extra.(pathErrorExtra); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func expandPaths(paths []string) ([]string, hcl.Diagnostics) {
+	var files []string
+	var diags hcl.Diagnostics
+	pathErr := func(summary, detail string) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Extra: pathErrorExtra{}})
+	}
+	if len(paths) == 0 {
+		pathErr("No workflow paths", "Name at least one workflow file or directory.")
+	}
+	for _, path := range paths {
+		info, err := os.Stat(path)
+		if err != nil {
+			pathErr("Cannot read workflow path", err.Error())
+			continue
+		}
+		if !info.IsDir() {
+			files = append(files, path)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(path, "*.hcl"))
+		if err != nil {
+			pathErr("Cannot list workflow directory", err.Error())
+			continue
+		}
+		if len(matches) == 0 {
+			pathErr("No workflow files", fmt.Sprintf("Directory %s holds no *.hcl files.", path))
+			continue
+		}
+		slices.Sort(matches)
+		files = append(files, matches...)
+	}
+	return slices.Compact(files), diags
+}
+
+// CheckDuplicates drops every workflow whose identity was already defined and
+// reports it, citing the first definition.
+func CheckDuplicates(workflows []*Workflow) ([]*Workflow, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	seen := map[string]*Workflow{}
+	kept := workflows[:0:0]
+	for _, w := range workflows {
+		if prev, ok := seen[w.ID()]; ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate workflow",
+				Detail: fmt.Sprintf("Workflow %s is defined twice. Previous definition was at %s. Give one of them another name or version.",
+					w.ID(), at(prev.DeclRange)),
+				Subject: w.DeclRange.Ptr(),
+			})
+			continue
+		}
+		seen[w.ID()] = w
+		kept = append(kept, w)
+	}
+	return kept, diags
+}
