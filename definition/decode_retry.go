@@ -33,7 +33,12 @@ func decodeRetry(block *hcl.Block, inherited RetryPolicy) (RetryPolicy, hcl.Diag
 	if hasBase {
 		d, more := evalDuration(baseAttr)
 		diags = append(diags, more...)
-		if !more.HasErrors() {
+		switch {
+		case more.HasErrors():
+		case d < MinRetryBase:
+			diags = append(diags, errAt(baseAttr.Expr.Range(), "Invalid retry backoff",
+				"base must be at least %s, not %s.", MinRetryBase, d))
+		default:
 			r.Base = d
 		}
 	}
@@ -41,7 +46,12 @@ func decodeRetry(block *hcl.Block, inherited RetryPolicy) (RetryPolicy, hcl.Diag
 	if hasMax {
 		d, more := evalDuration(maxAttr)
 		diags = append(diags, more...)
-		if !more.HasErrors() {
+		switch {
+		case more.HasErrors():
+		case d > MaxRetryMax:
+			diags = append(diags, errAt(maxAttr.Expr.Range(), "Invalid retry backoff",
+				"max must be at most %s, not %s: a longer wait is a schedule, not a retry.", MaxRetryMax, d))
+		default:
 			r.Max = d
 		}
 	}

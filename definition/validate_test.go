@@ -322,6 +322,20 @@ workflow "w" {
 			want: []wantDiag{{"Invalid retry backoff", 3, 12, "base (1m0s) is longer than max (10s)"}},
 		},
 		{
+			name: "backoff out of bounds",
+			src: `workflow "w" {
+  retry {
+    base = "10us"
+    max  = "48h"
+  }
+  step "a" { handler = "builtin.noop" }
+}`,
+			want: []wantDiag{
+				{"Invalid retry backoff", 3, 12, "base must be at least 1ms, not 10µs"},
+				{"Invalid retry backoff", 4, 12, "max must be at most 24h0m0s, not 48h0m0s"},
+			},
+		},
+		{
 			name: "step base longer than inherited max",
 			src: `workflow "w" {
   step "a" {

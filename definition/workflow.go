@@ -21,6 +21,12 @@ const (
 	// name no timeout. A handler that hangs forever would otherwise hold its
 	// step (and its lease) forever.
 	DefaultTimeout = 5 * time.Minute
+
+	// MinRetryBase and MaxRetryMax bound a retry block. With them,
+	// base * 2^n reaches max before n = 40, so stores can compute backoff(n)
+	// with a bounded shift in SQL and agree exactly with the Go reference.
+	MinRetryBase = time.Millisecond
+	MaxRetryMax  = 24 * time.Hour
 )
 
 // DefaultVersion is the version of a workflow that names none.
