@@ -1,0 +1,263 @@
+package backends
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Store is everything the engine may ask of a database. Every method is one
+// transaction; every method that depends on the time takes it as Now.
+//
+// Errors: ErrNotFound for an unknown task or step id; *InvalidTransitionError
+// (errors.Is ErrInvalidTransition) when the state machine refuses, with
+// nothing changed; ErrLeaseLost for a stale fencing token, with nothing
+// changed; ErrDuplicate for an idempotency key reused with another request.
+// Anything else is the database's own failure, wrapped with context.
+type Store interface {
+	// CreateTask inserts the task, its steps and edges and the task's first
+	// transition (-> pending) in one transaction. Bypassed steps start as
+	// resolved_manually with results {"bypassed": true}, written as
+	// pending -> resolved_manually transitions. When p.IdempotencyKey names an
+	// existing task, it is returned with created=false if its RequestHash
+	// equals p.RequestHash, and ErrDuplicate is returned otherwise.
+	// If every step is bypassed the task is finalized at once
+	// (pending -> in_progress -> complete).
+	CreateTask(ctx context.Context, p *CreateTaskParams) (task *Task, created bool, err error)
+
+	GetTask(ctx context.Context, taskID int64) (*Task, error)
+	GetStep(ctx context.Context, stepID int64) (*Step, error)
+	// ListSteps returns the task's steps ordered by Position. ErrNotFound if
+	// the task does not exist.
+	ListSteps(ctx context.Context, taskID int64) ([]*Step, error)
+	// ListEdges returns the task's edges ordered by (child, parent) step id.
+	ListEdges(ctx context.Context, taskID int64) ([]Edge, error)
+	// ListTransitions returns the audit trail of a task and its steps in the
+	// order written (by id).
+	ListTransitions(ctx context.Context, taskID int64) ([]*Transition, error)
+
+	// StepReadiness computes SEMANTICS §3 for every step of a task in the
+	// backend's own SQL, one statement; rows ordered by Position. ErrNotFound
+	// if the task does not exist.
+	StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]ReadinessRow, error)
+	// StepReadinessBatch is StepReadiness for many tasks in one statement,
+	// ordered by task id then Position; unknown ids yield no rows.
+	StepReadinessBatch(ctx context.Context, taskIDs []int64, now time.Time) ([]ReadinessRow, error)
+	// TaskExecutionContext computes SEMANTICS §4 in SQL, one statement.
+	// ErrNotFound if the task does not exist.
+	TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (*ExecutionContext, error)
+	// TaskExecutionContexts is the batch form: one row per known task, ordered
+	// by task id; an unknown id yields no row; a task without steps yields
+	// zero counts.
+	TaskExecutionContexts(ctx context.Context, taskIDs []int64, now time.Time) ([]ExecutionContext, error)
+
+	// ClaimSteps atomically claims up to p.Limit steps that are ready for
+	// execution (the same rule as StepReadiness) and whose task is pending or
+	// in_progress: oldest task first, then step Position. Each claimed step
+	// moves to in_progress (error -> pending -> in_progress for a retry),
+	// Attempts+1, StartedAt = Now, BackoffRequestSeconds cleared,
+	// CancelRequested cleared, a lease for p.Owner until Now+p.LeaseDuration
+	// and a new LeaseToken. Its task moves pending -> in_progress on its first
+	// claim. A step whose lease is live is never returned.
+	ClaimSteps(ctx context.Context, p *ClaimStepsParams) ([]*Claim, error)
+
+	// ExtendLeases heartbeats the leases p.Owner holds: for each lease whose
+	// token is still current, the expiry becomes Now+p.LeaseDuration. The
+	// answer says, per step, whether the lease is lost and whether a cancel
+	// was requested (the handler should be stopped).
+	ExtendLeases(ctx context.Context, p *ExtendLeasesParams) ([]LeaseStatus, error)
+
+	// CompleteStep records a success and finalizes the task, in one
+	// transaction, fenced by p.LeaseToken (ErrLeaseLost if stale). The step
+	// becomes complete (or cancelled when a cancel was requested meanwhile),
+	// with LastAttemptedAt = Now, Processed, ProcessedAt, Results, and its
+	// lease released.
+	CompleteStep(ctx context.Context, p *CompleteStepParams) (*RecordResult, error)
+	// FailStep records a failure and finalizes, fenced likewise. The step
+	// becomes error (or cancelled, as above), with LastAttemptedAt =
+	// LastFailureAt = Now, Error stored, BackoffRequestSeconds =
+	// p.BackoffSeconds, and Retryable = false when p.Error.Retryable is false
+	// (a permanent failure blocks at once).
+	FailStep(ctx context.Context, p *FailStepParams) (*RecordResult, error)
+	// RecoverExpiredLeases fails (kind lease_expired, retryable) up to
+	// p.Limit in_progress steps whose lease expired at or before Now, each
+	// with its finalize, as if their worker had reported the failure. A step
+	// whose cancel was requested becomes cancelled instead.
+	RecoverExpiredLeases(ctx context.Context, p *RecoverParams) ([]*RecordResult, error)
+	// NextWakeup is the earliest instant after which ClaimSteps or
+	// RecoverExpiredLeases may find work that they cannot find at now: the
+	// next next_retry_at of a waiting step or lease expiry of a running one,
+	// among tasks that are pending or in_progress. nil when there is none.
+	NextWakeup(ctx context.Context, now time.Time) (*time.Time, error)
+
+	// CancelTask: task -> cancelled; its pending and error steps ->
+	// cancelled; its in_progress steps get CancelRequested (they become
+	// cancelled when their worker reports). Refused for a finished task.
+	CancelTask(ctx context.Context, p *CancelTaskParams) (*Change, error)
+	// CancelStep cancels one step and every descendant that is pending or in
+	// error; an in_progress step gets CancelRequested. Then finalizes.
+	CancelStep(ctx context.Context, p *CancelStepParams) (*Change, error)
+	// ResolveStep marks a pending or error step resolved_manually with
+	// p.Results ({} when nil), then finalizes (its children may now run).
+	ResolveStep(ctx context.Context, p *ResolveStepParams) (*Change, error)
+	// ResolveTask marks a task in error resolved_manually.
+	ResolveTask(ctx context.Context, p *ResolveTaskParams) (*Change, error)
+	// RetryStep grants a step in error one more attempt: RetryLimit =
+	// max(RetryLimit, Attempts+1), Retryable = true, BackoffRequestSeconds
+	// cleared, error -> pending; a task in error goes error -> pending ->
+	// in_progress.
+	RetryStep(ctx context.Context, p *RetryStepParams) (*Change, error)
+	// RetryTask does RetryStep for every step of a task in error whose state
+	// is error.
+	RetryTask(ctx context.Context, p *RetryTaskParams) (*Change, error)
+
+	Close() error
+}
+
+// CreateTaskParams is one task to insert.
+type CreateTaskParams struct {
+	Namespace       string
+	WorkflowName    string
+	WorkflowVersion string
+	Context         json.RawMessage
+	Initiator       string
+	SourceSystem    string
+	Reason          string
+	Tags            []string
+	IdempotencyKey  string
+	RequestHash     string
+	// Steps in topological order; Position is the index in this slice.
+	Steps []NewStep
+	Now   time.Time
+}
+
+// NewStep is one step of a task to insert.
+type NewStep struct {
+	Name        string
+	Handler     string
+	Config      json.RawMessage
+	Retryable   bool
+	RetryLimit  int
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	Timeout     time.Duration
+	Skippable   bool
+	// Bypass: start as resolved_manually with results {"bypassed": true}.
+	Bypass bool
+	// Parents name earlier steps of the same task.
+	Parents []string
+}
+
+type ClaimStepsParams struct {
+	Owner         string
+	Limit         int
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+// Claim is a step handed to a worker, with what its handler needs.
+type Claim struct {
+	Step *Step // as written by the claim: in_progress, leased
+	Task *Task
+	// ParentResults are the results of the step's parents, by step name.
+	ParentResults map[string]json.RawMessage
+	// Retry: the claim moved the step error -> pending -> in_progress.
+	Retry bool
+	// TaskStarted: the claim moved the task pending -> in_progress.
+	TaskStarted bool
+}
+
+type Lease struct {
+	StepID int64
+	Token  int64
+}
+
+type ExtendLeasesParams struct {
+	Owner         string
+	Leases        []Lease
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+type LeaseStatus struct {
+	StepID          int64
+	Lost            bool
+	CancelRequested bool
+}
+
+type CompleteStepParams struct {
+	StepID     int64
+	LeaseToken int64
+	Results    json.RawMessage // {} when nil
+	Now        time.Time
+}
+
+type FailStepParams struct {
+	StepID     int64
+	LeaseToken int64
+	Error      StepError
+	// BackoffSeconds is the backoff the handler asked for, or nil.
+	BackoffSeconds *int
+	Now            time.Time
+}
+
+type RecoverParams struct {
+	Limit int
+	Now   time.Time
+}
+
+// RecordResult is what a step result (or a lease recovery) wrote.
+type RecordResult struct {
+	Step     *Step
+	Task     *Task
+	Context  ExecutionContext // computed after the step's write, before finalize's
+	Decision FinalizeDecision
+}
+
+type CancelTaskParams struct {
+	TaskID int64
+	Reason string
+	Now    time.Time
+}
+
+type CancelStepParams struct {
+	StepID int64
+	Reason string
+	Now    time.Time
+}
+
+type ResolveStepParams struct {
+	StepID  int64
+	Results json.RawMessage
+	Reason  string
+	Now     time.Time
+}
+
+type ResolveTaskParams struct {
+	TaskID int64
+	Reason string
+	Now    time.Time
+}
+
+type RetryStepParams struct {
+	StepID int64
+	Reason string
+	Now    time.Time
+}
+
+type RetryTaskParams struct {
+	TaskID int64
+	Reason string
+	Now    time.Time
+}
+
+// Change is what an operator action wrote.
+type Change struct {
+	Task *Task
+	// Steps whose state changed, in Position order.
+	Steps []*Step
+	// CancelRequested lists in_progress steps whose handlers should stop.
+	CancelRequested []int64
+	// Decision is finalize's, for actions that finalize; DecisionNone else.
+	Decision FinalizeDecision
+}
