@@ -1,0 +1,165 @@
+package backendtest
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+func testRecord(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	t.Run("CompleteStep", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b", "a"))
+		c := b.claimOne("a", base)
+		done := at(3 * time.Second)
+		res := b.complete(c, done)
+		s := res.Step
+		require.Equal(t, backends.StateComplete, s.State)
+		require.True(t, s.Processed)
+		require.Equal(t, done, *s.ProcessedAt)
+		require.Equal(t, done, *s.LastAttemptedAt)
+		require.JSONEq(t, `{"step":"a"}`, string(s.Results))
+		require.Nil(t, s.LeaseExpiresAt)
+		require.Empty(t, s.LeaseOwner)
+		require.Equal(t, backends.DecisionContinue, res.Decision)
+		require.Equal(t, backends.StatusHasReadySteps, res.Context.ExecutionStatus) // b is ready now
+		require.Equal(t, backends.StateInProgress, res.Task.State)
+		b.checkTransitions(task.ID)
+	})
+
+	t.Run("CompleteStepNilResultsIsEmptyObject", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		b.create(step("a"))
+		c := b.claimOne("a", base)
+		res, err := b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: base})
+		require.NoError(t, err)
+		require.JSONEq(t, `{}`, string(res.Step.Results))
+		require.Equal(t, backends.DecisionComplete, res.Decision)
+		require.Equal(t, backends.StateComplete, res.Task.State)
+	})
+
+	t.Run("FailStep", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"))
+		c := b.claimOne("a", base)
+		failed := at(7 * time.Second)
+		res := b.fail(c, true, ptr(42), failed)
+		s := res.Step
+		require.Equal(t, backends.StateError, s.State)
+		require.Equal(t, failed, *s.LastAttemptedAt)
+		require.Equal(t, failed, *s.LastFailureAt)
+		require.Equal(t, 42, *s.BackoffRequestSeconds)
+		require.True(t, s.Retryable)
+		require.False(t, s.Processed)
+		require.Nil(t, s.LeaseExpiresAt)
+		var se backends.StepError
+		require.NoError(t, json.Unmarshal(s.Error, &se))
+		require.Equal(t, backends.StepError{Message: "boom", Retryable: true, Kind: backends.ErrorKindHandler}, se)
+		require.Equal(t, backends.DecisionContinue, res.Decision)
+		// LastFailureAt is the time of the transition into error.
+		trs := b.transitions(task.ID)
+		last := trs[len(trs)-1]
+		require.Equal(t, backends.StateError, last.To)
+		require.Equal(t, *s.LastFailureAt, last.CreatedAt)
+		b.checkTransitions(task.ID)
+	})
+
+	t.Run("StaleTokenIsLeaseLostAndChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"))
+		old := b.claimOne("a", base)
+		_, err := b.store.RecoverExpiredLeases(b.ctx, &backends.RecoverParams{Limit: 1, Now: at(lease)})
+		require.NoError(t, err)
+
+		// Recovered but not yet claimed again: the old token is stale.
+		before := b.snapshot(task.ID)
+		_, err = b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{StepID: old.Step.ID, LeaseToken: old.Step.LeaseToken, Now: at(lease)})
+		require.ErrorIs(t, err, backends.ErrLeaseLost)
+		b.requireUnchanged(before)
+
+		// Claimed again by another worker: still stale, for both writes.
+		fresh := b.claimOne("a", at(lease+2*time.Second))
+		before = b.snapshot(task.ID)
+		_, err = b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{StepID: old.Step.ID, LeaseToken: old.Step.LeaseToken, Now: at(lease + 3*time.Second)})
+		require.ErrorIs(t, err, backends.ErrLeaseLost)
+		_, err = b.store.FailStep(b.ctx, &backends.FailStepParams{StepID: old.Step.ID, LeaseToken: old.Step.LeaseToken,
+			Error: backends.StepError{Message: "late", Retryable: true, Kind: backends.ErrorKindHandler}, Now: at(lease + 3*time.Second)})
+		require.ErrorIs(t, err, backends.ErrLeaseLost)
+		b.requireUnchanged(before)
+
+		// The current holder's write applies; repeating it is stale too.
+		b.complete(fresh, at(lease+4*time.Second))
+		before = b.snapshot(task.ID)
+		_, err = b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{StepID: fresh.Step.ID, LeaseToken: fresh.Step.LeaseToken, Now: at(lease + 5*time.Second)})
+		require.ErrorIs(t, err, backends.ErrLeaseLost)
+		b.requireUnchanged(before)
+	})
+
+	t.Run("WrongTokenOnAPendingStep", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"))
+		s := b.step(task.ID, "a")
+		before := b.snapshot(task.ID)
+		_, err := b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: s.LeaseToken, Now: base})
+		require.ErrorIs(t, err, backends.ErrLeaseLost)
+		b.requireUnchanged(before)
+	})
+
+	t.Run("FinalizeComplete", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b", "a"))
+		b.run("a", base)
+		res := b.run("b", at(time.Second))
+		require.Equal(t, backends.DecisionComplete, res.Decision)
+		require.Equal(t, backends.StateComplete, res.Task.State)
+		require.Equal(t, backends.StatusAllComplete, res.Context.ExecutionStatus)
+		require.Equal(t, []string{">pending", "pending>in_progress", "in_progress>complete"}, b.moves(task.ID, 0))
+		require.Nil(t, b.nextWakeup(at(time.Second)))
+	})
+
+	t.Run("FinalizeErrorLeavesUnrunStepsPending", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b", "a"), step("c", "b"))
+		res := b.fail(b.claimOne("a", base), false, nil, base)
+		require.Equal(t, backends.DecisionError, res.Decision)
+		require.Equal(t, backends.StateError, res.Task.State)
+		require.Equal(t, backends.StatePending, b.step(task.ID, "b").State)
+		require.Equal(t, backends.StatePending, b.step(task.ID, "c").State)
+		b.checkTransitions(task.ID)
+	})
+
+	t.Run("CancelRequestedWhileRunning", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b"))
+		a := b.claimOne("a", base)
+		bb := b.claimOne("b", base)
+		ch, err := b.store.CancelTask(b.ctx, &backends.CancelTaskParams{TaskID: task.ID, Reason: "operator", Now: base})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []int64{a.Step.ID, bb.Step.ID}, ch.CancelRequested)
+		require.Empty(t, ch.Steps)
+		require.Equal(t, backends.StateCancelled, ch.Task.State)
+
+		res := b.complete(a, at(time.Second))
+		require.Equal(t, backends.StateCancelled, res.Step.State)
+		require.Equal(t, backends.DecisionNone, res.Decision)
+		require.False(t, res.Step.CancelRequested)
+		require.Nil(t, res.Step.LeaseExpiresAt)
+		res = b.fail(bb, true, nil, at(time.Second))
+		require.Equal(t, backends.StateCancelled, res.Step.State)
+		require.Equal(t, backends.DecisionNone, res.Decision)
+		require.Equal(t, backends.StateCancelled, res.Task.State)
+		b.checkTransitions(task.ID)
+	})
+}

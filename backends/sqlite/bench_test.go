@@ -1,0 +1,234 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// Benchmarks. Run them with, for example:
+//
+//	go test ./backends/sqlite -run '^$' -bench . -benchtime 2000x
+//
+// BenchmarkClaim/finished_1M seeds a million finished steps (a few seconds)
+// and is skipped under -short.
+
+var benchNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "bench.db")+"?synchronous=normal")
+	require.NoError(b, err)
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// seedTasks bulk-inserts n tasks in the given state, each with stepsPer
+// steps in stepState and no edges, in transactions of at most 250,000 steps,
+// with recursive CTEs rather than one statement per row.
+func seedTasks(b *testing.B, s *Store, n, stepsPer int, taskState, stepState backends.State) {
+	b.Helper()
+	ctx := context.Background()
+	perTx := max(1, 250_000/max(1, stepsPer))
+	for done := 0; done < n; done += perTx {
+		batch := min(perTx, n-done)
+		tx, err := s.writer.BeginTx(ctx, nil)
+		require.NoError(b, err)
+		var first int64
+		require.NoError(b, tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM tasks`).Scan(&first))
+		_, err = tx.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+			INSERT INTO tasks (namespace, workflow_name, workflow_version, context, requested_at, request_hash, state, created_at, updated_at)
+			SELECT 'bench', 'seed', '0.1.0', '{}', 0, '', ?, 0, 0 FROM n`, batch, string(taskState))
+		require.NoError(b, err)
+		if stepsPer > 0 {
+			_, err = tx.ExecContext(ctx, `WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < ? - 1)
+				INSERT INTO steps (task_id, name, position, handler, retryable, retry_limit, backoff_base_us,
+					backoff_max_us, timeout_us, skippable, state, attempts, created_at, updated_at)
+				SELECT t.id, 's' || k.j, k.j, 'builtin.noop', 1, 3, 1000000, 30000000, 30000000, 0, ?,
+					CASE WHEN ? = 'pending' THEN 0 ELSE 1 END, 0, 0
+				FROM tasks t, k WHERE t.id BETWEEN ? AND ?`,
+				stepsPer, string(stepState), string(stepState), first, first+int64(batch)-1)
+			require.NoError(b, err)
+		}
+		require.NoError(b, tx.Commit())
+	}
+	_, err := s.writer.ExecContext(ctx, `ANALYZE`)
+	require.NoError(b, err)
+}
+
+// randomDAG is n steps, each depending on up to three random earlier ones.
+func randomDAG(n int, seed uint64) []backends.NewStep {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	steps := make([]backends.NewStep, n)
+	for i := range steps {
+		s := backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
+			BackoffBase: time.Second, BackoffMax: 30 * time.Second, Timeout: 30 * time.Second}
+		for p := 0; p < min(i, 3); p++ {
+			if rng.IntN(2) == 0 {
+				s.Parents = append(s.Parents, fmt.Sprintf("s%d", rng.IntN(i)))
+			}
+		}
+		// Parents must be distinct.
+		seen := map[string]bool{}
+		uniq := s.Parents[:0]
+		for _, p := range s.Parents {
+			if !seen[p] {
+				seen[p] = true
+				uniq = append(uniq, p)
+			}
+		}
+		s.Parents = uniq
+		steps[i] = s
+	}
+	return steps
+}
+
+func createBenchTask(b *testing.B, s *Store, steps []backends.NewStep) *backends.Task {
+	b.Helper()
+	task, _, err := s.CreateTask(context.Background(), &backends.CreateTaskParams{Namespace: "bench", WorkflowName: "w",
+		WorkflowVersion: "0.1.0", Steps: steps, Now: benchNow})
+	require.NoError(b, err)
+	return task
+}
+
+// progress runs part of a task: claims and completes up to n steps, failing
+// every fifth one.
+func progress(b *testing.B, s *Store, n int) {
+	b.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
+		require.NoError(b, err)
+		if len(cs) == 0 {
+			return
+		}
+		c := cs[0]
+		if i%5 == 4 {
+			_, err = s.FailStep(ctx, &backends.FailStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken,
+				Error: backends.StepError{Message: "x", Retryable: true, Kind: backends.ErrorKindHandler}, Now: benchNow})
+		} else {
+			_, err = s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: benchNow})
+		}
+		require.NoError(b, err)
+	}
+}
+
+// One 50-step task among 5,000 other unfinished tasks (10 steps each).
+func BenchmarkReadinessAndContext50Steps(b *testing.B) {
+	s := benchStore(b)
+	task := createBenchTask(b, s, randomDAG(50, 1))
+	progress(b, s, 20) // the bench task is the oldest: these are its steps
+	seedTasks(b, s, 5000, 10, backends.StateInProgress, backends.StatePending)
+	ctx := context.Background()
+	b.Run("readiness", func(b *testing.B) {
+		for b.Loop() {
+			rows, err := s.StepReadiness(ctx, task.ID, benchNow)
+			if err != nil || len(rows) != 50 {
+				b.Fatal(err, len(rows))
+			}
+		}
+	})
+	b.Run("context", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.TaskExecutionContext(ctx, task.ID, benchNow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("readiness+context", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.StepReadiness(ctx, task.ID, benchNow); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.TaskExecutionContext(ctx, task.ID, benchNow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkContext1000Steps(b *testing.B) {
+	s := benchStore(b)
+	task := createBenchTask(b, s, randomDAG(1000, 2))
+	progress(b, s, 100)
+	ctx := context.Background()
+	for b.Loop() {
+		ec, err := s.TaskExecutionContext(ctx, task.ID, benchNow)
+		if err != nil || ec.TotalSteps != 1000 {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBatchContext1000Tasks(b *testing.B) {
+	s := benchStore(b)
+	seedTasks(b, s, 1000, 10, backends.StateInProgress, backends.StatePending)
+	ids := make([]int64, 1000)
+	for i := range ids {
+		ids[i] = int64(i + 1)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		ecs, err := s.TaskExecutionContexts(ctx, ids, benchNow)
+		if err != nil || len(ecs) != 1000 {
+			b.Fatal(err, len(ecs))
+		}
+	}
+}
+
+// BenchmarkClaim measures one ClaimSteps (limit 1) that finds one ready
+// step, with an empty history and with 1,000,000 finished steps (100,000
+// complete tasks of 10 steps). Only the claim is timed. The stores are
+// seeded once, here, not per sub-benchmark run.
+func BenchmarkClaim(b *testing.B) {
+	empty := benchStore(b)
+	var history *Store
+	if !testing.Short() {
+		history = benchStore(b)
+		start := time.Now()
+		seedTasks(b, history, 100_000, 10, backends.StateComplete, backends.StateComplete)
+		b.Logf("seeded 1,000,000 finished steps in %s", time.Since(start).Round(time.Millisecond))
+		// With a million finished steps (and ANALYZE statistics) the claim
+		// still walks only the partial index.
+		plan := queryPlan(b, history, claimSQL, sql.Named("now", 0), sql.Named("limit", 1))
+		require.Contains(b, plan, "SCAN s USING INDEX steps_claimable")
+		require.NotContains(b, plan, "TEMP B-TREE")
+	}
+	for _, bc := range []struct {
+		name  string
+		store *Store
+	}{{"finished_0", empty}, {"finished_1M", history}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := bc.store
+			if s == nil {
+				b.Skip("seeding a million steps is skipped under -short")
+			}
+			ctx := context.Background()
+			steps := []backends.NewStep{{Name: "a", Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
+				BackoffBase: time.Second, BackoffMax: 30 * time.Second}}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				createBenchTask(b, s, steps)
+				b.StartTimer()
+				cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
+				b.StopTimer()
+				if err != nil || len(cs) != 1 {
+					b.Fatal(err, len(cs))
+				}
+				if _, err := s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: cs[0].Step.ID, LeaseToken: cs[0].Step.LeaseToken, Now: benchNow}); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

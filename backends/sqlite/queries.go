@@ -1,0 +1,154 @@
+package sqlite
+
+import (
+	_ "embed"
+	"strings"
+)
+
+// The readiness rule (SEMANTICS §3) and the execution context (§4) are each
+// written once, in sql/readiness.sql and sql/context.sql, as CTE lists over
+// a `candidate_steps` CTE (and `context_tasks` for the context). Each query
+// below only chooses its candidates and what to read, so every statement
+// that asks "is this step ready?" — including the claim — runs the same SQL
+// text.
+
+//go:embed sql/readiness.sql
+var readinessCTEs string
+
+//go:embed sql/context.sql
+var contextCTEs string
+
+// withReadiness composes a statement: candidate steps, the readiness CTEs,
+// then the body.
+func withReadiness(candidateSteps, body string) string {
+	return "WITH candidate_steps AS (" + candidateSteps + "),\n" +
+		stripComments(readinessCTEs) + "\n" + body
+}
+
+// withContext composes a statement reading execution_context.
+func withContext(candidateSteps, contextTasks, body string) string {
+	return "WITH candidate_steps AS (" + candidateSteps + "),\n" +
+		"context_tasks AS (" + contextTasks + "),\n" +
+		stripComments(readinessCTEs) + ",\n" + stripComments(contextCTEs) + "\n" + body
+}
+
+// stripComments drops whole-line "--" comments, which are for readers of the
+// .sql files, and trims the text so fragments join cleanly.
+func stripComments(sql string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return strings.TrimSpace(b.String())
+}
+
+const readinessColumns = `step_id, task_id, name, state, dependencies_satisfied, retry_eligible,
+	ready_for_execution, last_failure_at, next_retry_at, total_parents, completed_parents,
+	attempts, retry_limit, backoff_request_seconds, last_attempted_at`
+
+const contextColumns = `task_id, total_steps, pending_steps, in_progress_steps, completed_steps,
+	failed_steps, ready_steps, blocked_steps, execution_status, recommended_action,
+	health_status, completion_percentage`
+
+var (
+	// One task. The LEFT JOIN yields one all-NULL row for a task without
+	// steps and no row for an unknown task, so one statement tells the two
+	// apart.
+	stepReadinessSQL = withReadiness(
+		`SELECT * FROM steps WHERE task_id = @task_id`,
+		`SELECT t.id AS known_task, r.step_id, r.task_id, r.name, r.state, r.dependencies_satisfied,
+		        r.retry_eligible, r.ready_for_execution, r.last_failure_at, r.next_retry_at,
+		        r.total_parents, r.completed_parents, r.attempts, r.retry_limit,
+		        r.backoff_request_seconds, r.last_attempted_at
+		   FROM tasks t LEFT JOIN step_readiness r ON r.task_id = t.id
+		  WHERE t.id = @task_id
+		  ORDER BY r.position`)
+
+	// Many tasks, @ids a JSON array of task ids.
+	stepReadinessBatchSQL = withReadiness(
+		`SELECT * FROM steps WHERE task_id IN (SELECT value FROM json_each(@ids))`,
+		`SELECT `+readinessColumns+` FROM step_readiness ORDER BY task_id, position`)
+
+	taskContextSQL = withContext(
+		`SELECT * FROM steps WHERE task_id = @task_id`,
+		`SELECT id FROM tasks WHERE id = @task_id`,
+		`SELECT `+contextColumns+` FROM execution_context`)
+
+	taskContextsSQL = withContext(
+		`SELECT * FROM steps WHERE task_id IN (SELECT value FROM json_each(@ids))`,
+		`SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(@ids))`,
+		`SELECT `+contextColumns+` FROM execution_context ORDER BY task_id`)
+
+	// ClaimSteps: the ready steps of pending or in_progress tasks, oldest
+	// task first, then position. The candidates repeat the predicate of the
+	// partial index steps_claimable word for word, which is what lets SQLite
+	// use it: finished steps are never read.
+	//
+	// No FOR UPDATE SKIP LOCKED (PostgreSQL's answer to concurrent claimers):
+	// SQLite has one writer, the claim runs in a BEGIN IMMEDIATE transaction
+	// on the single writer connection, so nothing can claim the same rows
+	// between this SELECT and the UPDATEs that follow it.
+	claimSQL = withReadiness(
+		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
+		  WHERE s.state IN ('pending', 'error') AND t.state IN ('pending', 'in_progress')`,
+		`SELECT step_id, task_id, state FROM step_readiness
+		  WHERE ready_for_execution
+		  ORDER BY task_id, position
+		  LIMIT @limit`)
+
+	// NextWakeup: the earliest future next_retry_at of a step that only
+	// waits on a backoff, or lease expiry of a running step, among pending or
+	// in_progress tasks.
+	nextWakeupSQL = withReadiness(
+		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
+		  WHERE s.state IN ('pending', 'error') AND t.state IN ('pending', 'in_progress')`,
+		`SELECT min(at) FROM (
+		    SELECT next_retry_at AS at FROM step_readiness
+		     WHERE dependencies_satisfied AND retry_eligible AND next_retry_at > @now
+		    UNION ALL
+		    SELECT s.lease_expires_at FROM steps s JOIN tasks t ON t.id = s.task_id
+		     WHERE s.state = 'in_progress' AND s.lease_expires_at > @now
+		       AND t.state IN ('pending', 'in_progress'))`)
+)
+
+// warmStatements are prepared on the writer when the store opens, for use
+// inside write transactions (see stmtCache).
+var warmStatements = []string{
+	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
+	demoteTaskTransitionSQL, demoteStepTransitionSQL, insertTransitionSQL,
+	moveTaskSQL, moveStepSQL, claimUpdateSQL, parentResultsSQL,
+}
+
+// Small statements run inside write transactions.
+const (
+	getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`
+	getStepSQL = `SELECT ` + stepColumns + ` FROM steps WHERE id = ?`
+
+	// finalize's other inputs: the task's state and whether any of its
+	// steps is cancelled (backends.Decide).
+	finalizeStateSQL = `SELECT state,
+		EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
+		FROM tasks t WHERE id = ?`
+
+	demoteTaskTransitionSQL = `UPDATE transitions SET most_recent = 0
+		WHERE task_id = ? AND step_id IS NULL AND most_recent = 1 RETURNING sort_key`
+	demoteStepTransitionSQL = `UPDATE transitions SET most_recent = 0
+		WHERE step_id = ? AND most_recent = 1 RETURNING sort_key`
+	insertTransitionSQL = `INSERT INTO transitions
+		(task_id, step_id, from_state, to_state, reason, metadata, sort_key, most_recent, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)`
+
+	moveTaskSQL = `UPDATE tasks SET state = ?, updated_at = ? WHERE id = ? AND state = ?`
+	moveStepSQL = `UPDATE steps SET state = ?, updated_at = ? WHERE id = ? AND state = ?`
+
+	claimUpdateSQL = `UPDATE steps SET attempts = attempts + 1, started_at = ?,
+		backoff_request_seconds = NULL, cancel_requested = 0, lease_owner = ?, lease_expires_at = ?,
+		lease_token = lease_token + 1, updated_at = ? WHERE id = ?`
+
+	parentResultsSQL = `SELECT p.name, p.results FROM edges e JOIN steps p ON p.id = e.parent_step_id
+		WHERE e.child_step_id = ? ORDER BY p.position`
+)

@@ -1,0 +1,311 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+var _ backends.Store = (*Store)(nil)
+
+// Store is the SQLite implementation of backends.Store.
+//
+// A file database has two pools: writer, exactly one connection whose
+// transactions start with BEGIN IMMEDIATE (_txlock=immediate), so writes are
+// serialized in Go instead of failing with SQLITE_BUSY; and reader, several
+// connections that, thanks to WAL, read a consistent snapshot without
+// waiting for the writer.
+//
+// An in-memory database (sqlite::memory:) uses ONE connection for both. The
+// alternative, a shared-cache database (file:x?mode=memory&cache=shared),
+// locks per table and reports conflicts as SQLITE_LOCKED, which busy_timeout
+// does not retry, and memory databases cannot use WAL anyway; one connection
+// is simple and correct for what :memory: is for (tests, demos). The
+// connection is never closed while the Store is open (no idle or lifetime
+// limit), since closing it would drop the database.
+type Store struct {
+	writer, reader        *sql.DB
+	writeStmts, readStmts *stmtCache
+	memory                bool
+}
+
+// rq runs reads on the reader pool with prepared statements.
+func (s *Store) rq() querier { return cachedDB{s.readStmts} }
+
+// Options parsed from a DSN.
+type dsnConfig struct {
+	path        string // "" for memory
+	memory      bool
+	synchronous string // FULL or NORMAL (or OFF/EXTRA)
+}
+
+// parseDSN reads "sqlite:PATH" or "sqlite::memory:", with an optional query
+// "?synchronous=normal". The default synchronous is FULL: an edge device may
+// lose power, and WAL with NORMAL may then lose the last commits.
+func parseDSN(dsn string) (dsnConfig, error) {
+	cfg := dsnConfig{synchronous: "FULL"}
+	rest, ok := strings.CutPrefix(dsn, "sqlite:")
+	if !ok {
+		return cfg, fmt.Errorf("sqlite DSN %q: want sqlite:PATH or sqlite::memory:", dsn)
+	}
+	p, query, _ := strings.Cut(rest, "?")
+	switch {
+	case p == "":
+		return cfg, fmt.Errorf("sqlite DSN %q: empty database path", dsn)
+	case p == ":memory:":
+		cfg.memory = true
+	case strings.HasPrefix(p, "file:"):
+		return cfg, fmt.Errorf("sqlite DSN %q: give a plain path (sqlite:PATH), not a file: URI", dsn)
+	default:
+		cfg.path = p
+	}
+	if query != "" {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return cfg, fmt.Errorf("sqlite DSN %q: %w", dsn, err)
+		}
+		keys := make([]string, 0, len(q))
+		for k := range q {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := q[k]
+			switch k {
+			case "synchronous":
+				if len(v) != 1 {
+					return cfg, fmt.Errorf("sqlite DSN %q: synchronous given %d times", dsn, len(v))
+				}
+				switch s := strings.ToUpper(v[0]); s {
+				case "OFF", "NORMAL", "FULL", "EXTRA":
+					cfg.synchronous = s
+				default:
+					return cfg, fmt.Errorf("sqlite DSN %q: synchronous=%q: want off, normal, full or extra", dsn, v[0])
+				}
+			default:
+				return cfg, fmt.Errorf("sqlite DSN %q: unknown parameter %q (known: synchronous)", dsn, k)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// driverDSN is the modernc.org/sqlite DSN for one pool. Pragmas run on every
+// new connection (they are per connection). The path is given plainly, not
+// as a file: URI, so the driver strips the query and no character of the
+// path needs escaping.
+func (c dsnConfig) driverDSN(reader bool) string {
+	name := c.path
+	if c.memory {
+		name = ":memory:"
+	}
+	q := []string{
+		"_pragma=busy_timeout(10000)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=synchronous(" + c.synchronous + ")",
+	}
+	if !c.memory {
+		q = append(q, "_pragma=journal_mode(WAL)")
+	}
+	if reader {
+		q = append(q, "_pragma=query_only(1)")
+	} else {
+		q = append(q, "_txlock=immediate")
+	}
+	return name + "?" + strings.Join(q, "&")
+}
+
+// Open opens (creating if needed) the database named by dsn and brings its
+// schema up to date. DSNs: "sqlite:PATH", "sqlite::memory:", each with an
+// optional "?synchronous=normal" (default FULL).
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	writer, err := sql.Open("sqlite", cfg.driverDSN(false))
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", dsn, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	s := &Store{writer: writer, reader: writer, memory: cfg.memory}
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("opening %s: %w", dsn, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("opening %s: %w", dsn, err)
+	}
+	if !cfg.memory {
+		reader, err := sql.Open("sqlite", cfg.driverDSN(true))
+		if err != nil {
+			writer.Close()
+			return nil, fmt.Errorf("opening %s: %w", dsn, err)
+		}
+		n := max(4, runtime.GOMAXPROCS(0))
+		reader.SetMaxOpenConns(n)
+		reader.SetMaxIdleConns(n)
+		if err := reader.PingContext(ctx); err != nil {
+			reader.Close()
+			writer.Close()
+			return nil, fmt.Errorf("opening %s: %w", dsn, err)
+		}
+		s.reader = reader
+	}
+	s.writeStmts = newStmtCache(s.writer)
+	s.readStmts = s.writeStmts
+	if s.reader != s.writer {
+		s.readStmts = newStmtCache(s.reader)
+	}
+	if err := s.writeStmts.warm(ctx, warmStatements); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening %s: preparing statements: %w", dsn, err)
+	}
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	var err error
+	s.readStmts.close()
+	s.writeStmts.close()
+	if s.reader != s.writer {
+		err = s.reader.Close()
+	}
+	return errors.Join(err, s.writer.Close())
+}
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded files NNNN_name.sql in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %s: name must be NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: expected version %d", m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// LatestSchemaVersion is the schema version this binary writes.
+func LatestSchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}
+
+// migrate applies the migrations the database lacks, each in its own
+// transaction with its row in taskerd_schema_migrations. A database whose
+// version is newer than this binary knows is refused: an old binary must not
+// write to a schema it does not understand.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS taskerd_schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("creating the schema version table: %w", err)
+	}
+	for {
+		tx, err := s.writer.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrating: %w", err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM taskerd_schema_migrations`).Scan(&current); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if current > len(ms) {
+			tx.Rollback()
+			return fmt.Errorf("database schema version %d is newer than this taskerd knows (%d): upgrade taskerd", current, len(ms))
+		}
+		if current == len(ms) {
+			return tx.Rollback()
+		}
+		m := ms[current]
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("applying migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO taskerd_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().UnixMicro()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("recording migration %s: %w", m.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("committing migration %s: %w", m.name, err)
+		}
+	}
+}
+
+// write runs fn in one write transaction (BEGIN IMMEDIATE on the single
+// writer connection) and commits it if fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx querier) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(cachedTx{tx, s.writeStmts}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs fn in one read transaction: a consistent snapshot under WAL.
+func (s *Store) read(ctx context.Context, fn func(tx querier) error) error {
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.memory})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(cachedTx{tx, s.readStmts})
+}
