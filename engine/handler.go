@@ -1,0 +1,192 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// Handler runs one step (SEMANTICS §5.3). It returns the step's result as
+// JSON (nil means {}), or an error. An error is a retryable failure of kind
+// handler_error unless it is (or wraps) a *StepFailure that says otherwise.
+//
+// The context carries the step's deadline (its timeout) and is cancelled
+// when an operator cancels the step or its task, or when this node loses
+// the step's lease. A handler should return promptly when it is done.
+type Handler interface {
+	Execute(ctx context.Context, req *StepRequest) (json.RawMessage, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *StepRequest) (json.RawMessage, error)
+
+// Execute calls f.
+func (f HandlerFunc) Execute(ctx context.Context, req *StepRequest) (json.RawMessage, error) {
+	return f(ctx, req)
+}
+
+// StepRequest is everything a handler gets for one attempt of a step.
+type StepRequest struct {
+	TaskID   int64
+	StepID   int64
+	StepName string
+	// Handler is the PLUGIN.HANDLER string the step names.
+	Handler string
+	// Attempt counts from 1; a retry has Attempt > 1.
+	Attempt int
+	// Context is the task's context, a JSON object.
+	Context json.RawMessage
+	// Config is the step's config, or nil when it has none.
+	Config json.RawMessage
+	// ParentResults are the results of the step's parents, by step name.
+	ParentResults map[string]json.RawMessage
+	// Deadline is when the step times out (also the context's deadline).
+	Deadline time.Time
+	// IdempotencyKey is "task_id/step_name/attempt": the same for a replay
+	// of one attempt, different for each retry.
+	IdempotencyKey string
+}
+
+// StepFailure is a handler failure that says how the engine should treat
+// it. Build one with Retryable, Permanent or RetryAfter, or directly.
+type StepFailure struct {
+	Message   string
+	Retryable bool
+	// BackoffSeconds is the backoff the handler asks for before the next
+	// attempt, or nil for the step's exponential backoff alone.
+	BackoffSeconds *int
+	// Kind is one of backends.ErrorKind*; empty means handler_error for a
+	// retryable failure and permanent otherwise.
+	Kind string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (f *StepFailure) Error() string {
+	if f.Message == "" && f.Err != nil {
+		return f.Err.Error()
+	}
+	return f.Message
+}
+
+func (f *StepFailure) Unwrap() error { return f.Err }
+
+// Retryable marks err as a failure that a later attempt may fix.
+func Retryable(err error) error {
+	return &StepFailure{Message: errMessage(err), Retryable: true, Err: err}
+}
+
+// Permanent marks err as a failure that no retry can fix: the step is
+// blocked at once, whatever attempts it has left.
+func Permanent(err error) error {
+	return &StepFailure{Message: errMessage(err), Retryable: false, Kind: backends.ErrorKindPermanent, Err: err}
+}
+
+// RetryAfter marks err as retryable no sooner than d from now. d is rounded
+// up to whole seconds (what the store keeps); d <= 0 asks for nothing.
+func RetryAfter(err error, d time.Duration) error {
+	f := &StepFailure{Message: errMessage(err), Retryable: true, Err: err}
+	if d > 0 {
+		s := int((d + time.Second - 1) / time.Second)
+		f.BackoffSeconds = &s
+	}
+	return f
+}
+
+func errMessage(err error) string {
+	if err == nil {
+		return "step failed"
+	}
+	return err.Error()
+}
+
+// failureFromError turns what a handler returned into the StepError the
+// store records, and the backoff it asked for.
+func failureFromError(err error) (backends.StepError, *int) {
+	var f *StepFailure
+	if errors.As(err, &f) {
+		se := backends.StepError{Message: f.Error(), Retryable: f.Retryable, Kind: f.Kind}
+		if se.Kind == "" {
+			if f.Retryable {
+				se.Kind = backends.ErrorKindHandler
+			} else {
+				se.Kind = backends.ErrorKindPermanent
+			}
+		}
+		if se.Message == "" {
+			se.Message = "step failed"
+		}
+		var backoff *int
+		if f.BackoffSeconds != nil && *f.BackoffSeconds > 0 {
+			b := *f.BackoffSeconds
+			backoff = &b
+		}
+		return se, backoff
+	}
+	return backends.StepError{Message: errMessage(err), Retryable: true, Kind: backends.ErrorKindHandler}, nil
+}
+
+// Registry maps handler names (PLUGIN.HANDLER, e.g. "builtin.noop") to
+// handlers. It is safe for concurrent use: plugins may register while the
+// engine runs.
+type Registry struct {
+	mu       sync.RWMutex
+	handlers map[string]Handler
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{handlers: map[string]Handler{}} }
+
+// Register adds a handler under name, which must be PLUGIN.HANDLER. A name
+// registered twice is an error.
+func (r *Registry) Register(name string, h Handler) error {
+	plugin, handler, ok := strings.Cut(name, ".")
+	if !ok || plugin == "" || handler == "" || strings.Contains(handler, ".") {
+		return fmt.Errorf("registering handler %q: want PLUGIN.HANDLER", name)
+	}
+	if h == nil {
+		return fmt.Errorf("registering handler %q: nil handler", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.handlers[name]; dup {
+		return fmt.Errorf("registering handler %q: already registered", name)
+	}
+	r.handlers[name] = h
+	return nil
+}
+
+// Unregister removes a handler (a plugin that stopped). Steps naming it
+// fail (retryable) until it is registered again.
+func (r *Registry) Unregister(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.handlers, name)
+}
+
+// Lookup returns the handler registered under name.
+func (r *Registry) Lookup(name string) (Handler, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	h, ok := r.handlers[name]
+	return h, ok
+}
+
+// Names lists the registered handler names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.handlers))
+	for n := range r.handlers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// Operator actions (SEMANTICS §5.7–5.9). Each is one store transaction; the
+// engine then publishes its events, stops the handlers this node runs for
+// steps whose cancel was requested (other nodes learn it at their next
+// heartbeat), and wakes the worker pool. Errors are the store's:
+// backends.ErrNotFound, an *backends.InvalidTransitionError (409).
+
+// CancelTask cancels a task: pending and error steps are cancelled at once,
+// running ones when their handlers return.
+func (e *Engine) CancelTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+		return e.store.CancelTask(ctx, &backends.CancelTaskParams{TaskID: taskID, Reason: reason, Now: now})
+	}, actionCancel, "cancelling task %d")
+}
+
+// CancelStep cancels a step and its pending or errored descendants.
+func (e *Engine) CancelStep(ctx context.Context, stepID int64, reason string) (*backends.Change, error) {
+	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+		return e.store.CancelStep(ctx, &backends.CancelStepParams{StepID: stepID, Reason: reason, Now: now})
+	}, actionCancel, "cancelling step %d")
+}
+
+// ResolveStep marks a pending or error step resolved_manually with results
+// (nil means {}); its children may then run.
+func (e *Engine) ResolveStep(ctx context.Context, stepID int64, results json.RawMessage, reason string) (*backends.Change, error) {
+	if len(results) > 0 && !json.Valid(results) {
+		return nil, &RequestError{Field: "results", Message: "not valid JSON"}
+	}
+	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+		return e.store.ResolveStep(ctx, &backends.ResolveStepParams{StepID: stepID, Results: results, Reason: reason, Now: now})
+	}, actionResolve, "resolving step %d")
+}
+
+// ResolveTask marks a task in error resolved_manually.
+func (e *Engine) ResolveTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+		return e.store.ResolveTask(ctx, &backends.ResolveTaskParams{TaskID: taskID, Reason: reason, Now: now})
+	}, actionResolve, "resolving task %d")
+}
+
+// RetryStep grants a step in error one more attempt; its task, if in
+// error, runs again.
+func (e *Engine) RetryStep(ctx context.Context, stepID int64, reason string) (*backends.Change, error) {
+	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+		return e.store.RetryStep(ctx, &backends.RetryStepParams{StepID: stepID, Reason: reason, Now: now})
+	}, actionRetry, "retrying step %d")
+}
+
+// RetryTask retries every step in error of a task in error.
+func (e *Engine) RetryTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+		return e.store.RetryTask(ctx, &backends.RetryTaskParams{TaskID: taskID, Reason: reason, Now: now})
+	}, actionRetry, "retrying task %d")
+}
+
+type action int
+
+const (
+	actionCancel action = iota
+	actionResolve
+	actionRetry
+)
+
+// operate runs one operator action: the store's transaction, then its
+// events, then local cancellation and a wake-up. taskID or stepID names the
+// object (the other is 0); what describes the action for errors.
+func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(now time.Time) (*backends.Change, error), act action, what string) (*backends.Change, error) {
+	id := taskID
+	if stepID != 0 {
+		id = stepID
+	}
+	// The task's state before the action tells which task events the
+	// action caused (a finalize that leaves a task in error moved nothing).
+	// Read outside the transaction: another node may act meanwhile, which
+	// at worst mislabels a task event of a concurrent operator action.
+	var before backends.State
+	if taskID == 0 {
+		if s, err := e.store.GetStep(ctx, stepID); err == nil {
+			taskID = s.TaskID
+		}
+	}
+	if taskID != 0 {
+		if t, err := e.store.GetTask(ctx, taskID); err == nil {
+			before = t.State
+		}
+	}
+
+	e.emitMu.RLock()
+	now := e.now()
+	change, err := do(now)
+	if err != nil {
+		e.emitMu.RUnlock()
+		return nil, fmt.Errorf(what+": %w", id, err)
+	}
+	e.publish(e.changeEvents(ctx, now, change, before, act)...)
+	e.emitMu.RUnlock()
+
+	e.cancelLocal(change.CancelRequested)
+	e.Wake()
+	return change, nil
+}
+
+func (e *Engine) changeEvents(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {
+	if c == nil || c.Task == nil {
+		return nil
+	}
+	taskID := c.Task.ID
+	var events []Event
+	for _, s := range c.Steps {
+		ev := Event{Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
+		switch s.State {
+		case backends.StateCancelled:
+			ev.Type = EventStepCancelled
+		case backends.StateResolvedManually:
+			ev.Type = EventStepResolvedManually
+			ev.Results = s.Results
+		case backends.StatePending:
+			ev.Type = EventStepRetryRequested
+		default:
+			continue
+		}
+		events = append(events, ev)
+	}
+	if c.Decision != "" && c.Decision != backends.DecisionNone {
+		ev := Event{Type: EventTaskFinalized, Time: now, TaskID: taskID, Decision: c.Decision}
+		if ec, err := e.store.TaskExecutionContext(ctx, taskID, now); err == nil {
+			ev.ExecutionStatus = ec.ExecutionStatus
+		} else {
+			e.log.Error("reading execution context for workflow.task_finalized", "task", taskID, "err", err)
+		}
+		events = append(events, ev)
+	}
+	after := c.Task.State
+	if after == before {
+		return events
+	}
+	switch after {
+	case backends.StateCancelled:
+		events = append(events, Event{Type: EventTaskCancelled, Time: now, TaskID: taskID})
+	case backends.StateResolvedManually:
+		events = append(events, Event{Type: EventTaskResolvedManually, Time: now, TaskID: taskID})
+	case backends.StateComplete:
+		events = append(events, Event{Type: EventTaskCompleted, Time: now, TaskID: taskID})
+	case backends.StateError:
+		events = append(events, e.taskDecisionEvents(ctx, now, taskID, backends.DecisionError, before)...)
+	case backends.StatePending, backends.StateInProgress:
+		if before == backends.StateError && act == actionRetry {
+			events = append(events, Event{Type: EventTaskRetryRequested, Time: now, TaskID: taskID})
+		}
+	}
+	return events
+}

@@ -1,0 +1,170 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/definition"
+	"github.com/taskerd/taskerd/engine"
+)
+
+// BenchmarkThroughput runs b.N no-op steps end to end on one node with 16
+// workers: claim, execute, record and finalize, on a SQLite file with each
+// synchronous setting. It reports steps/s and the p50 delay from "ready" to
+// "handler called":
+//
+//   - linear10 (10-step chains): a step is ready when its parent completed,
+//     so the delay is the engine's own reaction time;
+//
+//   - single (1-step tasks created by a producer while the engine runs): a
+//     step is ready when its task is created, so the delay includes any
+//     queue when creation outpaces execution.
+//
+//     go test ./engine -run '^$' -bench Throughput -benchtime 3000x
+func BenchmarkThroughput(b *testing.B) {
+	for _, shape := range []string{"single", "linear10"} {
+		for _, sync := range []string{"normal", "full"} {
+			b.Run(fmt.Sprintf("%s/synchronous=%s", shape, sync), func(b *testing.B) {
+				benchThroughput(b, shape, sync)
+			})
+		}
+	}
+}
+
+func benchWorkflow(steps int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "workflow \"bench%d\" {\n", steps)
+	for i := range steps {
+		fmt.Fprintf(&sb, "  step \"s%d\" {\n    handler = \"bench.noop\"\n", i)
+		if i > 0 {
+			fmt.Fprintf(&sb, "    depends_on = [step.s%d]\n", i-1)
+		}
+		sb.WriteString("  }\n")
+	}
+	sb.WriteString("}\n")
+	return sb.String()
+}
+
+func benchThroughput(b *testing.B, shape, syncMode string) {
+	stepsPerTask := 1
+	if shape == "linear10" {
+		stepsPerTask = 10
+	}
+	tasks := max(1, b.N/stepsPerTask)
+	ctx := context.Background()
+
+	ws, diags := definition.NewParser().ParseSource("bench.hcl", []byte(benchWorkflow(stepsPerTask)))
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	store, err := sqlite.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db")+"?synchronous="+syncMode)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+
+	// The handler notes when it was called; "ready" is read from the store
+	// afterwards.
+	var mu sync.Mutex
+	called := make(map[int64]time.Time, tasks*stepsPerTask)
+	reg := engine.NewRegistry()
+	if err := reg.Register("bench.noop", engine.HandlerFunc(func(_ context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+		now := time.Now()
+		mu.Lock()
+		called[req.StepID] = now
+		mu.Unlock()
+		return nil, nil
+	})); err != nil {
+		b.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg, Workers: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events, unsubscribe := eng.Subscribe(1 << 16)
+	defer unsubscribe()
+
+	create := func() {
+		if _, _, err := eng.CreateTask(ctx, engine.CreateRequest{Workflow: ws[0].ID()}); err != nil {
+			b.Error(err)
+		}
+	}
+	if shape == "linear10" {
+		for range tasks {
+			create()
+		}
+		// Drain the creation events so the wait below sees completions only.
+		for len(events) > 0 {
+			<-events
+		}
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() { runDone <- eng.Run(runCtx) }()
+	if shape == "single" {
+		go func() {
+			for range tasks {
+				create()
+			}
+		}()
+	}
+	done := 0
+	deadline := time.After(5 * time.Minute)
+	for done < tasks {
+		select {
+		case ev := <-events:
+			if ev.Type == engine.EventTaskCompleted {
+				done++
+			}
+		case err := <-runDone:
+			b.Fatalf("engine stopped: %v", err)
+		case <-deadline:
+			b.Fatalf("%d of %d tasks complete after 5 minutes", done, tasks)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stop()
+	<-runDone
+	if dropped := eng.DroppedEvents(); dropped > 0 {
+		b.Fatalf("%d events dropped: the wait above may be wrong", dropped)
+	}
+
+	var delays []time.Duration
+	for id := int64(1); id <= int64(tasks); id++ {
+		task, err := store.GetTask(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		steps, err := store.ListSteps(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, s := range steps {
+			ready := task.CreatedAt
+			if i > 0 {
+				ready = *steps[i-1].ProcessedAt
+			}
+			if s.State != backends.StateComplete {
+				b.Fatalf("step %d is %s", s.ID, s.State)
+			}
+			delays = append(delays, called[s.ID].Sub(ready))
+		}
+	}
+	slices.Sort(delays)
+	b.ReportMetric(float64(tasks*stepsPerTask)/elapsed.Seconds(), "steps/s")
+	b.ReportMetric(float64(delays[len(delays)/2].Microseconds())/1000, "p50-ready-to-handler-ms")
+	b.ReportMetric(0, "ns/op")
+}

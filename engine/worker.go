@@ -1,0 +1,570 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/definition"
+)
+
+// Why a handler's context was cancelled (context.Cause).
+var (
+	errCancelRequested = errors.New("step cancelled by an operator")
+	errLeaseLost       = errors.New("lease lost: another node owns the step now")
+	errStepTimeout     = errors.New("step timed out")
+	errAbandoned       = errors.New("engine stopped; step abandoned")
+)
+
+// handlerGrace is how long the engine waits, after a handler's context is
+// done, for the handler to return before it records the outcome without it.
+// A handler that ignores its context must not hold its step forever.
+const handlerGrace = 2 * time.Second
+
+// A result write that fails for the database's own reasons is tried
+// recordTries times, recordRetryDelay apart (doubling).
+const (
+	recordTries      = 3
+	recordRetryDelay = 100 * time.Millisecond
+)
+
+// execution is one claimed step running on this node.
+type execution struct {
+	claim     *backends.Claim
+	token     int64
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	stop      context.CancelFunc // releases the deadline's timer
+	deadline  time.Time
+	abandoned atomic.Bool
+}
+
+// Run is the worker pool. It claims as many ready steps as it has free
+// workers, runs each in its own goroutine, records results, heartbeats its
+// leases, recovers expired ones, and sleeps while there is nothing to do
+// until it is woken (a task created, a step recorded, an operator action of
+// this engine), the store's next wake-up instant arrives, or SafetyPoll
+// passes.
+//
+// When ctx is done Run stops claiming, lets running handlers finish for up
+// to ShutdownGrace (still heartbeating and recording them), abandons the
+// rest (their results are not recorded; their leases expire and are
+// recovered), and returns nil. It returns an error only if it is already
+// running.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.active {
+		e.mu.Unlock()
+		return errors.New("engine: Run is already running")
+	}
+	e.active = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.active = false
+		e.mu.Unlock()
+	}()
+
+	// Handlers and the writes of their results outlive ctx: shutdown waits
+	// for them rather than cutting them off.
+	base := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	hbCtx, hbStop := context.WithCancel(base)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		e.heartbeatLoop(hbCtx)
+	}()
+
+	e.log.Info("engine started", "node", e.nodeID, "workers", e.workers, "lease", e.lease)
+	lastRecover := time.Time{}
+	for ctx.Err() == nil {
+		// Recover expired leases at most once per poll interval, or when a
+		// timer set for a lease expiry fired (lastRecover reset below).
+		if time.Since(lastRecover) >= min(e.poll, e.lease/3) {
+			e.recoverLeases(ctx)
+			lastRecover = time.Now()
+		}
+		wait := e.poll
+		free := e.workers - e.runningCount()
+		if free > 0 {
+			// One instant for the claim and the wake-up question: a backoff
+			// that ends between the two would otherwise be missed by both.
+			claimed, now, err := e.claim(ctx, base, free)
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Error("claiming steps", "node", e.nodeID, "err", err)
+				}
+				wait = time.Second
+			} else {
+				for _, x := range claimed {
+					wg.Add(1)
+					go e.execute(base, x, &wg)
+				}
+				// There may be more ready steps than there were free workers.
+				if len(claimed) == free {
+					continue
+				}
+				next, err := e.store.NextWakeup(ctx, now)
+				if err != nil && ctx.Err() == nil {
+					e.log.Error("reading next wake-up", "node", e.nodeID, "err", err)
+				}
+				if next != nil {
+					// The store says when waiting work becomes claimable (a
+					// backoff ends) or recoverable (a lease expires).
+					d := max(next.Sub(e.now()), time.Millisecond)
+					if next.Sub(now) < wait {
+						wait = d
+						lastRecover = time.Time{}
+					}
+				}
+			}
+		}
+		e.log.Debug("idle", "node", e.nodeID, "wait", wait, "free", free)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-e.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+
+	e.log.Info("engine stopping", "node", e.nodeID, "running", e.runningCount(), "grace", e.grace)
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(e.grace)
+	select {
+	case <-done:
+	case <-grace.C:
+		e.abandonAll()
+	}
+	grace.Stop()
+	hbStop()
+	<-hbDone
+	e.log.Info("engine stopped", "node", e.nodeID)
+	return nil
+}
+
+func (e *Engine) runningCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
+}
+
+// abandonAll gives up the steps still running at the end of the grace
+// period: their results will not be recorded and their leases expire.
+func (e *Engine) abandonAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, x := range e.running {
+		x.abandoned.Store(true)
+		x.cancel(errAbandoned)
+		delete(e.running, id)
+		e.log.Warn("abandoning step at shutdown", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
+	}
+}
+
+// claim claims up to limit steps, registers them as running and publishes
+// their events. It holds emitMu exclusively so that no result's events can
+// be published after the events of a step that result made ready.
+//
+// The claim's instant is read once the lock is held: a result recorded
+// just before (whose step's children this claim may start) then has an
+// earlier instant, so a child never starts before its parent ended.
+func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time.Time, error) {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	now := e.now()
+	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
+		Owner:         e.nodeID,
+		Limit:         limit,
+		LeaseDuration: e.lease,
+		Now:           now,
+	})
+	if err != nil {
+		return nil, now, fmt.Errorf("claiming up to %d steps for node %s: %w", limit, e.nodeID, err)
+	}
+	if len(claims) == 0 {
+		return nil, now, nil
+	}
+	var execs []*execution
+	e.mu.Lock()
+	for _, c := range claims {
+		timeout := c.Step.Timeout
+		if timeout <= 0 {
+			timeout = definition.DefaultTimeout
+		}
+		deadline := time.Now().Add(timeout)
+		dctx, stop := context.WithDeadlineCause(base, deadline, errStepTimeout)
+		xctx, cancel := context.WithCancelCause(dctx)
+		x := &execution{claim: c, token: c.Step.LeaseToken, ctx: xctx, cancel: cancel, stop: stop, deadline: deadline}
+		e.running[c.Step.ID] = x
+		execs = append(execs, x)
+	}
+	e.mu.Unlock()
+
+	// Events, grouped by task in claim order.
+	var events []Event
+	var order []int64
+	byTask := map[int64][]*backends.Claim{}
+	for _, c := range claims {
+		if _, ok := byTask[c.Step.TaskID]; !ok {
+			order = append(order, c.Step.TaskID)
+		}
+		byTask[c.Step.TaskID] = append(byTask[c.Step.TaskID], c)
+	}
+	for _, taskID := range order {
+		cs := byTask[taskID]
+		names := make([]string, len(cs))
+		for i, c := range cs {
+			names[i] = c.Step.Name
+			if c.TaskStarted {
+				events = append(events, Event{Type: EventTaskStartRequested, Time: now, TaskID: taskID})
+			}
+		}
+		events = append(events, Event{Type: EventViableStepsDiscovered, Time: now, TaskID: taskID, StepNames: names})
+		for _, c := range cs {
+			s := c.Step
+			if c.Retry {
+				events = append(events, Event{Type: EventStepRetryRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
+			}
+			events = append(events, Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
+		}
+	}
+	e.publish(events...)
+	return execs, now, nil
+}
+
+type outcome struct {
+	result json.RawMessage
+	err    error
+}
+
+// execute runs one claimed step's handler and records the outcome.
+func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer e.Wake() // a worker is free, and the result may have made steps ready
+	defer x.stop()
+	defer func() {
+		e.mu.Lock()
+		if e.running[x.claim.Step.ID] == x {
+			delete(e.running, x.claim.Step.ID)
+		}
+		e.mu.Unlock()
+	}()
+
+	s := x.claim.Step
+	out := e.callHandler(x)
+	cause := context.Cause(x.ctx)
+	if x.abandoned.Load() {
+		return
+	}
+	if errors.Is(cause, errLeaseLost) {
+		e.log.Warn("step lease lost while running; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+		return
+	}
+
+	var (
+		stepErr backends.StepError
+		backoff *int
+		failed  = out.err != nil
+		result  = out.result
+	)
+	switch {
+	case failed && errors.Is(cause, errStepTimeout):
+		stepErr = backends.StepError{
+			Message:   fmt.Sprintf("step %s timed out after %s", s.Name, s.Timeout),
+			Retryable: true,
+			Kind:      backends.ErrorKindTimeout,
+		}
+	case failed:
+		stepErr, backoff = failureFromError(out.err)
+	default:
+		if len(result) == 0 || string(result) == "null" {
+			result = json.RawMessage("{}")
+		} else if !json.Valid(result) {
+			failed = true
+			stepErr = backends.StepError{Message: "handler returned a result that is not valid JSON", Retryable: true, Kind: backends.ErrorKindHandler}
+		}
+	}
+
+	// The outcome was reached now: both outcomes set last_attempted_at to
+	// the moment the attempt ended, whatever the write's retries take.
+	now := e.now()
+	for try := 0; ; try++ {
+		e.emitMu.RLock()
+		var (
+			rr  *backends.RecordResult
+			err error
+		)
+		if failed {
+			rr, err = e.store.FailStep(base, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Now: now})
+		} else {
+			rr, err = e.store.CompleteStep(base, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
+		}
+		if err == nil {
+			e.publish(e.resultEvents(base, now, rr, EventStepFailed)...)
+			e.emitMu.RUnlock()
+			return
+		}
+		e.emitMu.RUnlock()
+		switch {
+		case errors.Is(err, backends.ErrLeaseLost):
+			e.log.Warn("step lease lost before its result was recorded; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+			return
+		case errors.Is(err, backends.ErrNotFound), errors.Is(err, backends.ErrInvalidTransition), try == recordTries-1:
+			// Nothing was written: the lease will expire and the step be
+			// recovered and retried under the normal rules.
+			e.log.Error("recording step result", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
+			return
+		}
+		// The database's own failure (busy, connection lost): the lease is
+		// still ours for a while, so try again before giving the attempt up.
+		e.log.Warn("recording step result failed; retrying", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
+		time.Sleep(recordRetryDelay << try)
+	}
+}
+
+// callHandler runs the handler, turning a panic into a failure and giving
+// up on a handler that does not return within handlerGrace of its context
+// ending.
+func (e *Engine) callHandler(x *execution) outcome {
+	c, s := x.claim, x.claim.Step
+	h, ok := e.registry.Lookup(s.Handler)
+	if !ok {
+		return outcome{err: &StepFailure{Message: fmt.Sprintf("no handler %q is registered on node %s", s.Handler, e.nodeID), Retryable: true}}
+	}
+	req := &StepRequest{
+		TaskID:         s.TaskID,
+		StepID:         s.ID,
+		StepName:       s.Name,
+		Handler:        s.Handler,
+		Attempt:        s.Attempts,
+		Context:        c.Task.Context,
+		Config:         s.Config,
+		ParentResults:  c.ParentResults,
+		Deadline:       x.deadline,
+		IdempotencyKey: strconv.FormatInt(s.TaskID, 10) + "/" + s.Name + "/" + strconv.Itoa(s.Attempts),
+	}
+	if req.ParentResults == nil {
+		req.ParentResults = map[string]json.RawMessage{}
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e.log.Error("step handler panicked", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "panic", r, "stack", string(debug.Stack()))
+				done <- outcome{err: &StepFailure{Message: fmt.Sprintf("handler %s panicked: %v", s.Handler, r), Retryable: true}}
+			}
+		}()
+		res, err := h.Execute(x.ctx, req)
+		done <- outcome{result: res, err: err}
+	}()
+	select {
+	case out := <-done:
+		return out
+	case <-x.ctx.Done():
+	}
+	t := time.NewTimer(handlerGrace)
+	defer t.Stop()
+	select {
+	case out := <-done:
+		return out
+	case <-t.C:
+		e.log.Warn("step handler ignored its context; giving up on it", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(x.ctx))
+		return outcome{err: context.Cause(x.ctx)}
+	}
+}
+
+// resultEvents are the events of a step result or lease recovery: the
+// step's own, then finalize's, then the task's when finalize moved it.
+// failedType is step.failed, or step.lease_expired for a recovery.
+func (e *Engine) resultEvents(ctx context.Context, now time.Time, rr *backends.RecordResult, failedType EventType) []Event {
+	s := rr.Step
+	ev := Event{Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
+	var events []Event
+	switch s.State {
+	case backends.StateComplete:
+		ev.Type = EventStepCompleted
+		ev.Results = s.Results
+		if s.StartedAt != nil && s.LastAttemptedAt != nil {
+			ev.DurationMs = s.LastAttemptedAt.Sub(*s.StartedAt).Milliseconds()
+		}
+		events = append(events, ev)
+	case backends.StateError:
+		ev.Type = failedType
+		if len(s.Error) > 0 {
+			var se backends.StepError
+			if json.Unmarshal(s.Error, &se) == nil {
+				ev.Error = &se
+			}
+		}
+		ev.Retryable = s.Retryable && s.Attempts < s.RetryLimit
+		events = append(events, ev)
+		if ev.Retryable {
+			if b, ok := backoffEvent(now, s); ok {
+				events = append(events, b)
+			}
+		}
+	case backends.StateCancelled:
+		ev.Type = EventStepCancelled
+		events = append(events, ev)
+	}
+	events = append(events, Event{Type: EventTaskFinalized, Time: now, TaskID: s.TaskID, ExecutionStatus: rr.Context.ExecutionStatus, Decision: rr.Decision})
+	events = append(events, e.taskDecisionEvents(ctx, now, s.TaskID, rr.Decision, "")...)
+	return events
+}
+
+// backoffEvent says how long a failed step waits before its retry may run:
+// the later of its exponential backoff and the one its handler asked for
+// (SEMANTICS §3 rules 6 and 7).
+func backoffEvent(now time.Time, s *backends.Step) (Event, bool) {
+	var next *time.Time
+	kind := ""
+	if s.LastFailureAt != nil {
+		t := s.LastFailureAt.Add(Backoff(s.BackoffBase, s.BackoffMax, s.Attempts))
+		next, kind = &t, BackoffExponential
+	}
+	if s.BackoffRequestSeconds != nil && s.LastAttemptedAt != nil {
+		t := s.LastAttemptedAt.Add(time.Duration(*s.BackoffRequestSeconds) * time.Second)
+		if next == nil || t.After(*next) {
+			next, kind = &t, BackoffRequested
+		}
+	}
+	if next == nil {
+		return Event{}, false
+	}
+	return Event{
+		Type: EventStepBackoff, Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name,
+		Attempt: s.Attempts, RetryLimit: s.RetryLimit,
+		BackoffSeconds: max(next.Sub(now), 0).Seconds(), BackoffKind: kind, NextRetryAt: next,
+	}, true
+}
+
+// taskDecisionEvents are the task events of a finalize decision. before is
+// the task's state before the write when known ("" otherwise): a decision
+// of error for a task already in error moved nothing.
+func (e *Engine) taskDecisionEvents(ctx context.Context, now time.Time, taskID int64, d backends.FinalizeDecision, before backends.State) []Event {
+	switch d {
+	case backends.DecisionComplete:
+		return []Event{{Type: EventTaskCompleted, Time: now, TaskID: taskID}}
+	case backends.DecisionCancelled:
+		return []Event{{Type: EventTaskCancelled, Time: now, TaskID: taskID}}
+	case backends.DecisionError:
+		if before == backends.StateError {
+			return nil
+		}
+		ev := Event{Type: EventTaskFailed, Time: now, TaskID: taskID}
+		steps, err := e.store.ListSteps(ctx, taskID)
+		if err != nil {
+			e.log.Error("listing steps for task.failed", "task", taskID, "err", err)
+		}
+		for _, s := range steps {
+			if s.State == backends.StateError {
+				ev.StepNames = append(ev.StepNames, s.Name)
+			}
+		}
+		return []Event{ev}
+	}
+	return nil
+}
+
+// heartbeatLoop extends this node's leases every lease/3 and stops the
+// handlers whose lease was lost or whose cancel was requested.
+func (e *Engine) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(max(e.lease/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.heartbeat(ctx)
+		}
+	}
+}
+
+func (e *Engine) heartbeat(ctx context.Context) {
+	e.mu.Lock()
+	leases := make([]backends.Lease, 0, len(e.running))
+	for id, x := range e.running {
+		leases = append(leases, backends.Lease{StepID: id, Token: x.token})
+	}
+	e.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	statuses, err := e.store.ExtendLeases(ctx, &backends.ExtendLeasesParams{
+		Owner: e.nodeID, Leases: leases, LeaseDuration: e.lease, Now: e.now(),
+	})
+	if err != nil {
+		e.log.Error("extending leases", "node", e.nodeID, "leases", len(leases), "err", err)
+		return
+	}
+	sent := make(map[int64]int64, len(leases))
+	for _, l := range leases {
+		sent[l.StepID] = l.Token
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range statuses {
+		x := e.running[st.StepID]
+		// Only the execution whose lease was sent: the step may have
+		// finished and been claimed again since.
+		if x == nil || x.token != sent[st.StepID] {
+			continue
+		}
+		switch {
+		case st.Lost:
+			x.cancel(errLeaseLost)
+		case st.CancelRequested:
+			x.cancel(errCancelRequested)
+		}
+	}
+}
+
+// recoverLeases fails the steps whose lease expired (their node died or
+// hung), each with its finalize, and publishes what happened.
+func (e *Engine) recoverLeases(ctx context.Context) {
+	e.emitMu.RLock()
+	defer e.emitMu.RUnlock()
+	now := e.now()
+	rrs, err := e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("recovering expired leases", "node", e.nodeID, "err", err)
+		}
+		return
+	}
+	var events []Event
+	for _, rr := range rrs {
+		e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
+		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
+	}
+	e.publish(events...)
+	if len(rrs) > 0 {
+		e.Wake()
+	}
+}
+
+// cancelLocal stops the handlers of steps this node runs.
+func (e *Engine) cancelLocal(stepIDs []int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range stepIDs {
+		if x := e.running[id]; x != nil {
+			x.cancel(errCancelRequested)
+		}
+	}
+}
