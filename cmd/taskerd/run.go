@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/taskerd/taskerd/engine"
+)
+
+// nodeFlags are the settings run and resume share: they both act as one
+// engine node on the database.
+type nodeFlags struct {
+	db      string
+	workers int
+	lease   time.Duration
+	json    bool
+}
+
+func (f *nodeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.db, "db", dbFlagDefault(), "database: sqlite:PATH (add ?synchronous=normal to trade durability for speed) or sqlite::memory:; env TASKERD_DATABASE")
+	cmd.Flags().IntVar(&f.workers, "workers", engine.DefaultWorkers, "steps executed at once")
+	cmd.Flags().DurationVar(&f.lease, "lease", engine.DefaultLeaseDuration, "lease of a running step; a step whose node stops heartbeating is recovered after this")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON document with the final state instead of progress lines")
+}
+
+func (f *nodeFlags) check() error {
+	if f.workers < 1 {
+		return usageErrorf("--workers must be at least 1, not %d", f.workers)
+	}
+	if f.lease < 300*time.Millisecond {
+		return usageErrorf("--lease must be at least 300ms, not %s", f.lease)
+	}
+	return nil
+}
+
+func newRunCmd() *cobra.Command {
+	var flags nodeFlags
+	var ref, contextArg string
+	cmd := &cobra.Command{
+		Use:   "run FILE_OR_DIR... [--workflow NAMESPACE/NAME[@VERSION]] [--context JSON|@file.json]",
+		Short: "Create a task and run it to the end in this process",
+		Long: `Load workflow definitions, create a task of one workflow and run the engine in
+this process until the task is complete, in error or cancelled.
+
+Progress is printed one line per event; --json prints one JSON document at the
+end instead. Ctrl-C cancels the task (running steps are told to stop, every
+step that has not finished becomes cancelled) and exits 1.
+
+While it runs, the process is an engine node on the database: it also works on
+any other unfinished task there.
+
+Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
+2 bad input (unknown workflow, invalid context, bad --db).`,
+		Example: `  taskerd run workflows/order_fulfillment.hcl --workflow ecommerce/order_fulfillment \
+    --context '{"order_id": "A-1", "customer_email": "a@example.com", "items": [{"sku": "X", "quantity": 1}]}'
+  taskerd run workflows/ -w default/diamond --db sqlite::memory: --json`,
+		Args: needPaths,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flags.check(); err != nil {
+				return err
+			}
+			taskContext, err := readContextArg(contextArg)
+			if err != nil {
+				return err
+			}
+			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args)
+			if err != nil {
+				return err
+			}
+			wf, err := pickWorkflow(catalog, ref)
+			if err != nil {
+				return err
+			}
+			n, err := startNode(cmd.Context(), flags, catalog, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer n.close()
+			task, _, err := n.eng.CreateTask(cmd.Context(), engine.CreateRequest{
+				Workflow:     wf.ID(),
+				Context:      taskContext,
+				Initiator:    "taskerd run",
+				SourceSystem: "cli",
+			})
+			if err != nil {
+				return createError(err)
+			}
+			if !flags.json {
+				fmt.Fprintf(cmd.OutOrStdout(), "task %d created: %s, %d steps\n", task.ID, wf.ID(), len(wf.Steps))
+			}
+			return n.follow(cmd.Context(), task.ID, cmd.OutOrStdout(), cmd.ErrOrStderr(), flags.json)
+		},
+	}
+	flags.register(cmd)
+	cmd.Flags().StringVarP(&ref, "workflow", "w", "", "workflow to run, NAMESPACE/NAME[@VERSION] (may be left out when the paths hold one workflow)")
+	cmd.Flags().StringVar(&contextArg, "context", "", "task context: a JSON object, or @FILE to read it from a file (default {})")
+	return cmd
+}
+
+// readContextArg reads --context: inline JSON or @file.
+func readContextArg(arg string) (json.RawMessage, error) {
+	if arg == "" {
+		return nil, nil
+	}
+	src := []byte(arg)
+	if path, ok := strings.CutPrefix(arg, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usageErrorf("--context: %s", err)
+		}
+		src = b
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(src, &obj); err != nil || obj == nil {
+		return nil, usageErrorf("--context must be a JSON object: %s", jsonProblem(err))
+	}
+	return src, nil
+}
+
+func jsonProblem(err error) string {
+	if err == nil {
+		return "got null"
+	}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("%s (at byte %d)", syn, syn.Offset)
+	}
+	return err.Error()
+}
+
+// createError turns CreateTask's refusals into one readable line, exit 2.
+func createError(err error) error {
+	var cve *engine.ContextValidationError
+	if errors.As(err, &cve) {
+		var parts []string
+		for _, v := range cve.Violations {
+			ptr := v.Pointer
+			if ptr == "" {
+				ptr = "/"
+			}
+			parts = append(parts, ptr+": "+v.Message)
+		}
+		return usageErrorf("the context does not match %s's context_schema: %s", cve.Workflow, strings.Join(parts, "; "))
+	}
+	var (
+		bypass *engine.BypassError
+		reqErr *engine.RequestError
+	)
+	if errors.Is(err, engine.ErrUnknownWorkflow) || errors.As(err, &bypass) || errors.As(err, &reqErr) {
+		return usageErrorf("%s", err)
+	}
+	return &exitError{code: 1, err: fmt.Errorf("creating the task: %w", err)}
+}
