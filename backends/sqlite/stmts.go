@@ -15,16 +15,51 @@ import (
 // connection, which the transaction holds, so preparing on the pool would
 // wait for it forever. Open prepares the heavy statements up front
 // (warmStatements); inside a transaction any other statement runs
-// unprepared. Reads outside a transaction prepare lazily, never holding the
-// cache's lock while waiting for a connection.
+// unprepared the first time and is noted, and prepareMissed prepares what
+// was noted once the transaction has ended and the connection is free, so
+// from then on it runs prepared. Reads outside a transaction prepare lazily,
+// never holding the cache's lock while waiting for a connection.
 type stmtCache struct {
-	db *sql.DB
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	db     *sql.DB
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	missed map[string]struct{} // run unprepared in a transaction; prepare later
 }
 
 func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, m: map[string]*sql.Stmt{}}
+	return &stmtCache{db: db, m: map[string]*sql.Stmt{}, missed: map[string]struct{}{}}
+}
+
+// lookupOrMiss returns the prepared statement for query, or nil after noting
+// that query should be prepared when no transaction holds the connection.
+func (c *stmtCache) lookupOrMiss(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.m[query]
+	if st == nil {
+		c.missed[query] = struct{}{}
+	}
+	return st
+}
+
+// prepareMissed prepares the statements transactions ran unprepared. It must
+// be called with no transaction open on the pool (after Commit or Rollback).
+// A statement that fails to prepare is simply run unprepared again.
+func (c *stmtCache) prepareMissed(ctx context.Context) {
+	c.mu.Lock()
+	if len(c.missed) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	var queries []string
+	for q := range c.missed {
+		queries = append(queries, q)
+	}
+	c.missed = map[string]struct{}{}
+	c.mu.Unlock()
+	for _, q := range queries {
+		_, _ = c.get(ctx, q)
+	}
 }
 
 func (c *stmtCache) lookup(query string) *sql.Stmt {
@@ -96,21 +131,21 @@ type cachedTx struct {
 }
 
 func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := c.cache.lookup(query); st != nil {
+	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return c.tx.ExecContext(ctx, query, args...)
 }
 
 func (c cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := c.cache.lookup(query); st != nil {
+	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return c.tx.QueryContext(ctx, query, args...)
 }
 
 func (c cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := c.cache.lookup(query); st != nil {
+	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
 	return c.tx.QueryRowContext(ctx, query, args...)

@@ -293,6 +293,9 @@ func (s *Store) write(ctx context.Context, fn func(tx querier) error) error {
 	if err != nil {
 		return err
 	}
+	// The writer's one connection is free again once the transaction ends:
+	// prepare what this transaction had to run unprepared.
+	defer s.writeStmts.prepareMissed(context.WithoutCancel(ctx))
 	if err := fn(cachedTx{tx, s.writeStmts}); err != nil {
 		tx.Rollback()
 		return err
@@ -306,6 +309,7 @@ func (s *Store) read(ctx context.Context, fn func(tx querier) error) error {
 	if err != nil {
 		return err
 	}
+	defer s.readStmts.prepareMissed(context.WithoutCancel(ctx))
 	defer tx.Rollback()
 	return fn(cachedTx{tx, s.readStmts})
 }
