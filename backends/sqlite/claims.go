@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
@@ -15,32 +16,36 @@ import (
 // the execution context (the same SQL as TaskExecutionContext, read through
 // the transaction, so it sees the write), backends.Decide, and the task
 // transitions of backends.FinalizePath. A finished task is left alone
-// (DecisionNone).
-func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, error) {
+// (DecisionNone). It also returns the task's row as it stands after these
+// moves.
+func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, error) {
 	ec, err := taskContext(ctx, tx, taskID, now)
 	if err != nil {
-		return ec, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
+		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
-	var (
-		state          string
-		anyCancelledIn int
-	)
-	if err := tx.QueryRowContext(ctx, finalizeStateSQL, taskID).Scan(&state, &anyCancelledIn); err != nil {
-		return ec, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
+	var anyCancelledIn int
+	task, err := scanTask(tx.QueryRowContext(ctx, finalizeStateSQL, taskID), &anyCancelledIn)
+	if err != nil {
+		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
-	from := backends.State(state)
-	if from.Finished() {
-		return ec, backends.DecisionNone, nil
+	if task.State.Finished() {
+		return ec, backends.DecisionNone, task, nil
 	}
 	d := backends.Decide(ec, anyCancelledIn != 0)
 	meta := map[string]any{"decision": string(d), "execution_status": ec.ExecutionStatus}
-	for _, to := range backends.FinalizePath(from, d) {
-		if err := moveTask(ctx, tx, taskID, from, to, "finalize: "+ec.ExecutionStatus, meta, now); err != nil {
-			return ec, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
+	for _, to := range backends.FinalizePath(task.State, d) {
+		if err := moveTask(ctx, tx, taskID, task.State, to, "finalize: "+ec.ExecutionStatus, meta, now); err != nil {
+			return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
 		}
-		from = to
+		movedTask(task, to, now)
 	}
-	return ec, d, nil
+	return ec, d, task, nil
+}
+
+// movedTask applies to a task row read earlier in the transaction what
+// moveTask (moveTaskSQL) wrote: its state and updated_at, nothing else.
+func movedTask(t *backends.Task, to backends.State, now time.Time) {
+	t.State, t.UpdatedAt = to, fromMicros(micros(now))
 }
 
 // ClaimSteps implements backends.Store. The choice of steps is claimSQL,
@@ -76,6 +81,8 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		}
 
 		expires := p.Now.Add(p.LeaseDuration)
+		// Each task's row, read once and kept as this transaction moves it.
+		tasks := map[int64]*backends.Task{}
 		for _, pk := range picks {
 			st, err := getStep(ctx, tx, pk.stepID)
 			if err != nil {
@@ -88,38 +95,37 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 					return err
 				}
 			}
-			if err := moveStep(ctx, tx, st, backends.StateInProgress, "claimed", meta, p.Now); err != nil {
+			// The claim's one write to the step returns the claimed row.
+			if c.Step, err = moveStepWith(ctx, tx, st, backends.StateInProgress, "claimed", meta, p.Now,
+				claimSet, micros(p.Now), p.Owner, micros(expires)); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, claimUpdateSQL,
-				micros(p.Now), p.Owner, micros(expires), micros(p.Now), st.ID); err != nil {
-				return err
-			}
-			task, err := getTask(ctx, tx, pk.taskID)
-			if err != nil {
-				return err
+			task := tasks[pk.taskID]
+			if task == nil {
+				if task, err = getTask(ctx, tx, pk.taskID); err != nil {
+					return err
+				}
+				tasks[pk.taskID] = task
 			}
 			if task.State == backends.StatePending {
 				if err := moveTask(ctx, tx, task.ID, backends.StatePending, backends.StateInProgress,
 					"first claim", map[string]any{"owner": p.Owner}, p.Now); err != nil {
 					return err
 				}
+				movedTask(task, backends.StateInProgress, p.Now)
 				c.TaskStarted = true
-			}
-			claims = append(claims, c)
-			c.Step, c.Task = st, task // filled below, after every write
-		}
-		for _, c := range claims {
-			var err error
-			if c.Step, err = getStep(ctx, tx, c.Step.ID); err != nil {
-				return err
-			}
-			if c.Task, err = getTask(ctx, tx, c.Step.TaskID); err != nil {
-				return err
 			}
 			if c.ParentResults, err = parentResults(ctx, tx, c.Step.ID); err != nil {
 				return err
 			}
+			claims = append(claims, c)
+		}
+		// Every claim gets its own copy of its task as it stands after all
+		// of this transaction's writes.
+		for _, c := range claims {
+			t := *tasks[c.Step.TaskID]
+			t.Tags = slices.Clone(t.Tags)
+			c.Task = &t
 		}
 		return nil
 	})
@@ -219,18 +225,14 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 			to, reason = backends.StateCancelled, "cancelled while running"
 		}
 		meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken}
-		if err := moveStep(ctx, tx, st, to, reason, meta, p.Now); err != nil {
-			return err
-		}
 		now := micros(p.Now)
-		if _, err := tx.ExecContext(ctx, `UPDATE steps SET last_attempted_at = ?, results = ?,
-			processed = ?, processed_at = CASE WHEN ? THEN ? ELSE processed_at END,
-			lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, updated_at = ? WHERE id = ?`,
-			now, string(results), boolInt(to == backends.StateComplete), boolInt(to == backends.StateComplete),
-			now, now, st.ID); err != nil {
+		processed := boolInt(to == backends.StateComplete)
+		written, err := moveStepWith(ctx, tx, st, to, reason, meta, p.Now,
+			completeSet, now, string(results), processed, processed, now)
+		if err != nil {
 			return err
 		}
-		res, err = recordResult(ctx, tx, st.ID, st.TaskID, p.Now)
+		res, err = recordResult(ctx, tx, written, p.Now)
 		return err
 	})
 	if err != nil {
@@ -239,18 +241,11 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 	return res, nil
 }
 
-// recordResult finalizes after a step's write and reads back what was
-// written.
-func recordResult(ctx context.Context, tx querier, stepID, taskID int64, now time.Time) (*backends.RecordResult, error) {
-	ec, d, err := finalize(ctx, tx, taskID, now)
-	if err != nil {
-		return nil, err
-	}
-	st, err := getStep(ctx, tx, stepID)
-	if err != nil {
-		return nil, err
-	}
-	task, err := getTask(ctx, tx, taskID)
+// recordResult finalizes after a step's write. st is the step's row as that
+// write returned it (finalize writes only the task), the task is the row
+// finalize read and moved.
+func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
+	ec, d, task, err := finalize(ctx, tx, st.TaskID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -268,10 +263,11 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 		if err != nil {
 			return err
 		}
-		if err := failStep(ctx, tx, st, p.Error, p.BackoffSeconds, p.Now); err != nil {
+		written, err := failStep(ctx, tx, st, p.Error, p.BackoffSeconds, p.Now)
+		if err != nil {
 			return err
 		}
-		res, err = recordResult(ctx, tx, st.ID, st.TaskID, p.Now)
+		res, err = recordResult(ctx, tx, written, p.Now)
 		return err
 	})
 	if err != nil {
@@ -281,34 +277,24 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 }
 
 // failStep writes a failure of a running step (a worker's report or a lease
-// recovery).
-func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.StepError, backoff *int, now time.Time) error {
+// recovery) and returns the written row.
+func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.StepError, backoff *int, now time.Time) (*backends.Step, error) {
 	errJSON, err := json.Marshal(se)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	to, reason := backends.StateError, "failed: "+se.Kind
 	if st.CancelRequested {
 		to, reason = backends.StateCancelled, "cancelled while running"
 	}
 	meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "error": se}
-	if err := moveStep(ctx, tx, st, to, reason, meta, now); err != nil {
-		return err
-	}
 	var backoffArg any
 	if backoff != nil && to == backends.StateError {
 		backoffArg = *backoff
 	}
 	isError := boolInt(to == backends.StateError)
-	_, err = tx.ExecContext(ctx, `UPDATE steps SET last_attempted_at = @now, error = @error,
-		last_failure_at = CASE WHEN @is_error THEN @now ELSE last_failure_at END,
-		backoff_request_seconds = @backoff,
-		retryable = CASE WHEN @is_error AND NOT @retryable THEN 0 ELSE retryable END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, updated_at = @now
-		WHERE id = @id`,
-		sql.Named("now", micros(now)), sql.Named("error", string(errJSON)), sql.Named("is_error", isError),
-		sql.Named("backoff", backoffArg), sql.Named("retryable", boolInt(se.Retryable)), sql.Named("id", st.ID))
-	return err
+	return moveStepWith(ctx, tx, st, to, reason, meta, now, failSet,
+		micros(now), string(errJSON), isError, micros(now), backoffArg, isError, boolInt(se.Retryable))
 }
 
 // RecoverExpiredLeases implements backends.Store: oldest expiry first, each
@@ -348,10 +334,11 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				Retryable: true,
 				Kind:      backends.ErrorKindLeaseExpired,
 			}
-			if err := failStep(ctx, tx, st, se, nil, p.Now); err != nil {
+			written, err := failStep(ctx, tx, st, se, nil, p.Now)
+			if err != nil {
 				return err
 			}
-			res, err := recordResult(ctx, tx, st.ID, st.TaskID, p.Now)
+			res, err := recordResult(ctx, tx, written, p.Now)
 			if err != nil {
 				return err
 			}

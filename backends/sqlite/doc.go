@@ -6,6 +6,9 @@
 // device may lose power and WAL with NORMAL may then lose the last commits.
 // A file database runs in WAL mode with foreign keys on and a busy timeout,
 // one writer connection (BEGIN IMMEDIATE) and a pool of read-only readers.
+// Write operations that wait for the writer at the same moment share one
+// transaction, each in its own savepoint (group commit, Store.write): each
+// is still atomic and is acknowledged only once committed.
 //
 // The schema is the embedded migrations/*.sql, applied by Open and recorded
 // in taskerd_schema_migrations; a database written by a newer taskerd is

@@ -144,7 +144,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 				requested = append(requested, t.ID)
 			}
 		}
-		_, d, err := finalize(ctx, tx, st.TaskID, p.Now)
+		_, d, _, err := finalize(ctx, tx, st.TaskID, p.Now)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func (s *Store) ResolveStep(ctx context.Context, p *backends.ResolveStepParams) 
 			string(results), micros(p.Now), st.ID); err != nil {
 			return err
 		}
-		_, d, err := finalize(ctx, tx, st.TaskID, p.Now)
+		_, d, _, err := finalize(ctx, tx, st.TaskID, p.Now)
 		if err != nil {
 			return err
 		}

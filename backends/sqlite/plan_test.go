@@ -39,3 +39,15 @@ func TestClaimQueryUsesPartialIndex(t *testing.T) {
 	require.Contains(t, plan, "SCAN s USING INDEX steps_claimable")
 	require.NotContains(t, plan, "TEMP B-TREE")
 }
+
+// NextWakeup's candidates are the claim's: the same partial index, no full
+// scan of steps.
+func TestNextWakeupQueryUsesPartialIndex(t *testing.T) {
+	t.Parallel()
+	s, err := Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "plan.db")+"?synchronous=normal")
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	plan := queryPlan(t, s, nextWakeupSQL, sql.Named("now", 0))
+	t.Log("next wakeup plan:\n" + plan)
+	require.Contains(t, plan, "SCAN s USING INDEX steps_claimable")
+}

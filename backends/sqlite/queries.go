@@ -86,7 +86,13 @@ var (
 	// ClaimSteps: the ready steps of pending or in_progress tasks, oldest
 	// task first, then position. The candidates repeat the predicate of the
 	// partial index steps_claimable word for word, which is what lets SQLite
-	// use it: finished steps are never read.
+	// use it: finished steps are never read, and neither are steps with a
+	// parent not yet done (unsatisfied_parents, migration 0002). That
+	// counter is only a pre-filter: a step it lets through is still judged
+	// by the full rule of readiness.sql, dependencies included; it skips
+	// only steps whose dependencies_satisfied is false (the counter is the
+	// number of parents not complete or resolved_manually, kept exact by
+	// moveStep and insertTask; TestUnsatisfiedParentsCounter checks it).
 	//
 	// No FOR UPDATE SKIP LOCKED (PostgreSQL's answer to concurrent claimers):
 	// SQLite has one writer, the claim runs in a BEGIN IMMEDIATE transaction
@@ -99,7 +105,8 @@ var (
 	// free workers come and go) — a tenth of the engine's CPU.
 	claimSQL = withReadiness(
 		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
-		  WHERE s.state IN ('pending', 'error') AND t.state IN ('pending', 'in_progress')`,
+		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+		    AND t.state IN ('pending', 'in_progress')`,
 		`SELECT step_id, task_id, state FROM step_readiness
 		  WHERE ready_for_execution
 		  ORDER BY task_id, position
@@ -107,10 +114,13 @@ var (
 
 	// NextWakeup: the earliest future next_retry_at of a step that only
 	// waits on a backoff, or lease expiry of a running step, among pending or
-	// in_progress tasks.
+	// in_progress tasks. Its candidates are the claim's, through the same
+	// partial index: it reads only steps whose dependencies_satisfied holds,
+	// so the pre-filter on unsatisfied_parents drops none it would read.
 	nextWakeupSQL = withReadiness(
 		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
-		  WHERE s.state IN ('pending', 'error') AND t.state IN ('pending', 'in_progress')`,
+		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+		    AND t.state IN ('pending', 'in_progress')`,
 		`SELECT min(at) FROM (
 		    SELECT next_retry_at AS at FROM step_readiness
 		     WHERE dependencies_satisfied AND retry_eligible AND next_retry_at > @now
@@ -125,17 +135,31 @@ var (
 var warmStatements = []string{
 	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
 	demoteTaskTransitionSQL, demoteStepTransitionSQL, insertTransitionSQL,
-	moveTaskSQL, moveStepSQL, claimUpdateSQL, parentResultsSQL,
+	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), moveStepWithSQL(completeSet),
+	moveStepWithSQL(failSet),
+	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
+}
+
+// moveStepWithSQL is moveStepSQL that also writes the assignments in set
+// and returns the step's row as written.
+func moveStepWithSQL(set string) string {
+	return `UPDATE steps SET state = ?, updated_at = ?, ` + set + `
+		WHERE id = ? AND state = ? RETURNING ` + stepColumns
 }
 
 // Small statements run inside write transactions.
 const (
+	// Each operation of a grouped write transaction (Store.write).
+	savepointSQL           = `SAVEPOINT op`
+	rollbackToSavepointSQL = `ROLLBACK TO op`
+	releaseSavepointSQL    = `RELEASE op`
+
 	getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`
 	getStepSQL = `SELECT ` + stepColumns + ` FROM steps WHERE id = ?`
 
-	// finalize's other inputs: the task's state and whether any of its
-	// steps is cancelled (backends.Decide).
-	finalizeStateSQL = `SELECT state,
+	// finalize's other inputs: the task (its state, and the row the caller
+	// returns) and whether any of its steps is cancelled (backends.Decide).
+	finalizeStateSQL = `SELECT ` + taskColumns + `,
 		EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
 		FROM tasks t WHERE id = ?`
 
@@ -150,9 +174,23 @@ const (
 	moveTaskSQL = `UPDATE tasks SET state = ?, updated_at = ? WHERE id = ? AND state = ?`
 	moveStepSQL = `UPDATE steps SET state = ?, updated_at = ? WHERE id = ? AND state = ?`
 
-	claimUpdateSQL = `UPDATE steps SET attempts = attempts + 1, started_at = ?,
-		backoff_request_seconds = NULL, cancel_requested = 0, lease_owner = ?, lease_expires_at = ?,
-		lease_token = lease_token + 1, updated_at = ? WHERE id = ?`
+	// A step entered complete or resolved_manually (terminal, so once per
+	// step): one fewer unsatisfied parent for each of its children.
+	satisfyChildrenSQL = `UPDATE steps SET unsatisfied_parents = unsatisfied_parents - 1
+		WHERE id IN (SELECT child_step_id FROM edges WHERE parent_step_id = ?)`
+
+	// What a claim and a step result write to a step together with its
+	// move (moveStepWith appends them to the UPDATE of moveStepWithSQL).
+	claimSet = `attempts = attempts + 1, started_at = ?, backoff_request_seconds = NULL,
+		cancel_requested = 0, lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1`
+	completeSet = `last_attempted_at = ?, results = ?, processed = ?,
+		processed_at = CASE WHEN ? THEN ? ELSE processed_at END,
+		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0`
+	failSet = `last_attempted_at = ?, error = ?,
+		last_failure_at = CASE WHEN ? THEN ? ELSE last_failure_at END,
+		backoff_request_seconds = ?,
+		retryable = CASE WHEN ? AND NOT ? THEN 0 ELSE retryable END,
+		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0`
 
 	parentResultsSQL = `SELECT p.name, p.results FROM edges e JOIN steps p ON p.id = e.parent_step_id
 		WHERE e.child_step_id = ? ORDER BY p.position`

@@ -68,16 +68,18 @@ func boolInt(b bool) int {
 const taskColumns = `id, namespace, workflow_name, workflow_version, context, initiator, source_system,
 	reason, tags, requested_at, coalesce(idempotency_key, ''), request_hash, state, created_at, updated_at`
 
-func scanTask(sc scanner) (*backends.Task, error) {
+// scanTask reads taskColumns, then any extra columns into extra.
+func scanTask(sc scanner, extra ...any) (*backends.Task, error) {
 	var (
 		t                     backends.Task
 		ctxJSON, tags         string
 		requested, created, u int64
 		state                 string
 	)
-	if err := sc.Scan(&t.ID, &t.Namespace, &t.WorkflowName, &t.WorkflowVersion, &ctxJSON, &t.Initiator,
+	dest := append([]any{&t.ID, &t.Namespace, &t.WorkflowName, &t.WorkflowVersion, &ctxJSON, &t.Initiator,
 		&t.SourceSystem, &t.Reason, &tags, &requested, &t.IdempotencyKey, &t.RequestHash, &state,
-		&created, &u); err != nil {
+		&created, &u}, extra...)
+	if err := sc.Scan(dest...); err != nil {
 		return nil, err
 	}
 	t.Context = json.RawMessage(ctxJSON)
@@ -240,20 +242,51 @@ func moveTask(ctx context.Context, tx querier, taskID int64, from, to backends.S
 // updates the step's other columns in the same transaction.
 func moveStep(ctx context.Context, tx querier, s *backends.Step, to backends.State, reason string,
 	meta map[string]any, now time.Time) error {
+	_, err := moveStepWith(ctx, tx, s, to, reason, meta, now, "")
+	return err
+}
+
+// moveStepWith is moveStep that, when set is not empty, also writes set's
+// assignments (with args for their parameters) in the same UPDATE, one
+// write of the row instead of two, and returns the row as written.
+func moveStepWith(ctx context.Context, tx querier, s *backends.Step, to backends.State, reason string,
+	meta map[string]any, now time.Time, set string, args ...any) (*backends.Step, error) {
 	if !backends.StepTransitionAllowed(s.State, to) {
-		return &backends.InvalidTransitionError{Object: stepObject(s), From: string(s.State), To: string(to)}
+		return nil, &backends.InvalidTransitionError{Object: stepObject(s), From: string(s.State), To: string(to)}
 	}
-	res, err := tx.ExecContext(ctx, moveStepSQL,
-		string(to), micros(now), s.ID, string(s.State))
-	if err != nil {
-		return fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+	var written *backends.Step
+	if set == "" {
+		res, err := tx.ExecContext(ctx, moveStepSQL,
+			string(to), micros(now), s.ID, string(s.State))
+		if err != nil {
+			return nil, fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+		}
+	} else {
+		all := make([]any, 0, len(args)+4)
+		all = append(append(append(all, string(to), micros(now)), args...), s.ID, string(s.State))
+		var err error
+		written, err = scanStep(tx.QueryRowContext(ctx, moveStepWithSQL(set), all...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
+		}
 	}
 	if err := insertTransition(ctx, tx, s.TaskID, s.ID, s.State, to, reason, meta, now); err != nil {
-		return err
+		return nil, err
+	}
+	// Keep the children's unsatisfied_parents exact (migration 0002): this
+	// is the only place a step enters complete or resolved_manually, and
+	// neither state is ever left.
+	if to.Satisfies() {
+		if _, err := tx.ExecContext(ctx, satisfyChildrenSQL, s.ID); err != nil {
+			return nil, fmt.Errorf("moving %s to %s: counting its children's parents: %w", stepObject(s), to, err)
+		}
 	}
 	s.State = to
-	return nil
+	return written, nil
 }

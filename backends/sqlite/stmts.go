@@ -124,13 +124,27 @@ func (c cachedDB) QueryRowContext(ctx context.Context, query string, args ...any
 }
 
 // cachedTx runs statements in a transaction, reusing the pool's prepared
-// statements.
+// statements. A write transaction may hold several callers' operations
+// (Store.write), so there detached is set and a statement does not stop
+// when its caller's context is cancelled: SQLite would answer an interrupted
+// write by rolling back the whole transaction, the other callers' work
+// included. (write does not start an operation whose context is already
+// done.)
 type cachedTx struct {
-	tx    *sql.Tx
-	cache *stmtCache
+	tx       *sql.Tx
+	cache    *stmtCache
+	detached bool
+}
+
+func (c cachedTx) ctx(ctx context.Context) context.Context {
+	if c.detached {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = c.ctx(ctx)
 	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -138,6 +152,7 @@ func (c cachedTx) ExecContext(ctx context.Context, query string, args ...any) (s
 }
 
 func (c cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = c.ctx(ctx)
 	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -145,6 +160,7 @@ func (c cachedTx) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (c cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = c.ctx(ctx)
 	if st := c.cache.lookupOrMiss(query); st != nil {
 		return c.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

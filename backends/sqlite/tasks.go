@@ -42,12 +42,11 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*
 		// Finalize at once: a task whose every step was bypassed is complete
 		// (pending -> in_progress -> complete); any other new task has a
 		// ready step or nothing at all, and finalize leaves it pending.
-		if _, _, err := finalize(ctx, tx, id, p.Now); err != nil {
+		if _, _, task, err = finalize(ctx, tx, id, p.Now); err != nil {
 			return err
 		}
-		task, err = getTask(ctx, tx, id)
 		created = true
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
@@ -85,17 +84,27 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 		return 0, err
 	}
 	ids := make(map[string]int64, len(p.Steps))
+	bypassed := make(map[string]bool)
 	for i, ns := range p.Steps {
 		if _, dup := ids[ns.Name]; dup {
 			return 0, fmt.Errorf("step %q given twice", ns.Name)
 		}
+		// Every earlier step is pending, or resolved_manually if bypassed
+		// (moveStep below; its children did not exist yet to be counted).
+		unsatisfied := 0
+		for _, parent := range ns.Parents {
+			if !bypassed[parent] {
+				unsatisfied++
+			}
+		}
 		var stepID int64
 		if err := tx.QueryRowContext(ctx, `INSERT INTO steps (task_id, name, position, handler, config, retryable,
-			retry_limit, backoff_base_us, backoff_max_us, timeout_us, skippable, state, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id`,
+			retry_limit, backoff_base_us, backoff_max_us, timeout_us, skippable, state, unsatisfied_parents,
+			created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id`,
 			id, ns.Name, i, ns.Handler, jsonOrNil(ns.Config), boolInt(ns.Retryable), ns.RetryLimit,
 			ns.BackoffBase.Microseconds(), ns.BackoffMax.Microseconds(), ns.Timeout.Microseconds(),
-			boolInt(ns.Skippable), now, now).Scan(&stepID); err != nil {
+			boolInt(ns.Skippable), unsatisfied, now, now).Scan(&stepID); err != nil {
 			return 0, fmt.Errorf("inserting step %q: %w", ns.Name, err)
 		}
 		ids[ns.Name] = stepID
@@ -110,6 +119,7 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 			}
 		}
 		if ns.Bypass {
+			bypassed[ns.Name] = true
 			st := &backends.Step{ID: stepID, TaskID: id, Name: ns.Name, State: backends.StatePending}
 			if err := moveStep(ctx, tx, st, backends.StateResolvedManually, "bypassed", nil, p.Now); err != nil {
 				return 0, err
