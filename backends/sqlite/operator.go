@@ -14,6 +14,24 @@ import (
 // transition returns *backends.InvalidTransitionError before anything is
 // written (or rolls back what was), so nothing changes.
 
+// cancelSteps applies cancelOrRequest to each step and says which were
+// cancelled and which were asked to stop.
+func cancelSteps(ctx context.Context, tx querier, steps []*backends.Step, reason string, now time.Time) (changed, requested []int64, err error) {
+	for _, st := range steps {
+		ch, rq, err := cancelOrRequest(ctx, tx, st, reason, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ch {
+			changed = append(changed, st.ID)
+		}
+		if rq {
+			requested = append(requested, st.ID)
+		}
+	}
+	return changed, requested, nil
+}
+
 // cancelOrRequest cancels a pending or error step, or asks a running one to
 // stop. It reports whether the step's state changed and whether a cancel was
 // requested; finished steps are left alone.
@@ -71,18 +89,9 @@ func (s *Store) CancelTask(ctx context.Context, p *backends.CancelTaskParams) (*
 		if err != nil {
 			return err
 		}
-		var changed, requested []int64
-		for _, st := range steps {
-			ch, rq, err := cancelOrRequest(ctx, tx, st, p.Reason, p.Now)
-			if err != nil {
-				return err
-			}
-			if ch {
-				changed = append(changed, st.ID)
-			}
-			if rq {
-				requested = append(requested, st.ID)
-			}
+		changed, requested, err := cancelSteps(ctx, tx, steps, p.Reason, p.Now)
+		if err != nil {
+			return err
 		}
 		c, err = change(ctx, tx, task.ID, changed, requested, backends.DecisionNone)
 		return err
@@ -131,18 +140,9 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		var changed, requested []int64
-		for _, t := range targets {
-			ch, rq, err := cancelOrRequest(ctx, tx, t, p.Reason, p.Now)
-			if err != nil {
-				return err
-			}
-			if ch {
-				changed = append(changed, t.ID)
-			}
-			if rq {
-				requested = append(requested, t.ID)
-			}
+		changed, requested, err := cancelSteps(ctx, tx, targets, p.Reason, p.Now)
+		if err != nil {
+			return err
 		}
 		_, d, _, err := finalize(ctx, tx, st.TaskID, p.Now)
 		if err != nil {
