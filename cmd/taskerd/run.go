@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/engine/builtin"
 )
 
 // nodeFlags are the settings run and resume share: they both act as one
@@ -75,6 +77,9 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 			}
 			wf, err := pickWorkflow(catalog, ref)
 			if err != nil {
+				return err
+			}
+			if err := checkHandlers(wf); err != nil {
 				return err
 			}
 			n, err := startNode(cmd.Context(), flags, catalog, cmd.ErrOrStderr())
@@ -156,4 +161,19 @@ func createError(err error) error {
 		return usageErrorf("%s", err)
 	}
 	return &exitError{code: 1, err: fmt.Errorf("creating the task: %w", err)}
+}
+
+// checkHandlers refuses a workflow naming a handler this process cannot run,
+// before any task exists: otherwise its steps would fail and retry until
+// they block. Only the built-in handlers exist until plugins arrive.
+func checkHandlers(wf *definition.Workflow) error {
+	reg := builtin.NewRegistry()
+	for _, s := range wf.Steps {
+		if _, ok := reg.Lookup(s.Handler.String()); !ok {
+			r := s.HandlerRange
+			return usageErrorf("%s:%d:%d: step %q of %s uses handler %s, but no plugin %q is loaded (available: %s)",
+				r.Filename, r.Start.Line, r.Start.Column, s.Name, wf.ID(), s.Handler, s.Handler.Plugin, strings.Join(reg.Names(), ", "))
+		}
+	}
+	return nil
 }

@@ -138,6 +138,15 @@ func TestRunBadInputExits2(t *testing.T) {
 		{[]string{"resume", "abc", "--db", db}, `TASK_ID must be a positive whole number, not "abc"`},
 		{[]string{"resume", "--db", db}, "resume takes one TASK_ID"},
 	}
+	pluginWF := writeFile(t, "plugin.hcl", `workflow "pay" {
+  step "charge" {
+    handler = "payments.charge"
+  }
+}`)
+	cases = append(cases, struct {
+		args   []string
+		stderr string
+	}{[]string{"run", pluginWF, "--db", db}, pluginWF + `:3:15: step "charge" of default/pay@0.1.0 uses handler payments.charge, but no plugin "payments" is loaded (available: builtin.echo, builtin.fail, builtin.noop, builtin.sleep)`})
 	for _, tc := range cases {
 		r := runCLI(t, tc.args...)
 		require.Equal(t, 2, r.code, "%v: %s", tc.args, r.stderr)
