@@ -118,7 +118,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 		if st.State.Finished() {
 			return &backends.InvalidTransitionError{Object: stepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
 		}
-		rows, err := tx.QueryContext(ctx, `WITH RECURSIVE descendants(id) AS (
+		descendants, err := querySteps(ctx, tx, `WITH RECURSIVE descendants(id) AS (
 				SELECT child_step_id FROM edges WHERE parent_step_id = ?
 				UNION
 				SELECT e.child_step_id FROM edges e JOIN descendants d ON e.parent_step_id = d.id
@@ -127,19 +127,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 		if err != nil {
 			return err
 		}
-		targets := []*backends.Step{st}
-		for rows.Next() {
-			d, err := scanStep(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			targets = append(targets, d)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+		targets := append([]*backends.Step{st}, descendants...)
 		changed, requested, err := cancelSteps(ctx, tx, targets, p.Reason, p.Now)
 		if err != nil {
 			return err

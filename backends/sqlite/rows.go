@@ -155,7 +155,12 @@ func taskExists(ctx context.Context, q querier, id int64) error {
 }
 
 func listSteps(ctx context.Context, q querier, taskID int64) ([]*backends.Step, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+stepColumns+` FROM steps WHERE task_id = ? ORDER BY position`, taskID)
+	return querySteps(ctx, q, `SELECT `+stepColumns+` FROM steps WHERE task_id = ? ORDER BY position`, taskID)
+}
+
+// querySteps runs a query selecting stepColumns and scans every row.
+func querySteps(ctx context.Context, q querier, query string, args ...any) ([]*backends.Step, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
