@@ -179,6 +179,7 @@ func TestMigration0002Backfill(t *testing.T) {
 	require.NoError(t, s.writer.QueryRow(`SELECT group_concat(unsatisfied_parents) FROM (SELECT unsatisfied_parents FROM steps ORDER BY id)`).Scan(&before))
 	require.NotEqual(t, strings.Repeat("0,", 29)+"0", before)
 	// Back to schema version 1.
+	rewindTo0002(t, s)
 	_, err = s.writer.Exec(`DROP INDEX steps_claimable;
 		ALTER TABLE steps DROP COLUMN unsatisfied_parents;
 		CREATE INDEX steps_claimable ON steps (task_id, position) WHERE state IN ('pending', 'error');

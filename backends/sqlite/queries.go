@@ -134,7 +134,7 @@ var (
 // inside write transactions (see stmtCache).
 var warmStatements = []string{
 	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
-	demoteTaskTransitionSQL, demoteStepTransitionSQL, insertTransitionSQL,
+	insertTaskTransitionSQL, insertStepTransitionSQL,
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), moveStepWithSQL(completeSet),
 	moveStepWithSQL(failSet),
 	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
@@ -163,13 +163,17 @@ const (
 		EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
 		FROM tasks t WHERE id = ?`
 
-	demoteTaskTransitionSQL = `UPDATE transitions SET most_recent = 0
-		WHERE task_id = ? AND step_id IS NULL AND most_recent = 1 RETURNING sort_key`
-	demoteStepTransitionSQL = `UPDATE transitions SET most_recent = 0
-		WHERE step_id = ? AND most_recent = 1 RETURNING sort_key`
-	insertTransitionSQL = `INSERT INTO transitions
-		(task_id, step_id, from_state, to_state, reason, metadata, sort_key, most_recent, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)`
+	// A transition is numbered after its object's last (sort_key from 1),
+	// found by a seek in transitions_task_sort_key or
+	// transitions_step_sort_key (?1 is the task's id, ?2 the step's).
+	insertTaskTransitionSQL = `INSERT INTO transitions
+		(task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+		VALUES (?1, NULL, ?2, ?3, ?4, ?5,
+			(SELECT coalesce(max(sort_key), 0) + 1 FROM transitions WHERE task_id = ?1 AND step_id IS NULL), ?6)`
+	insertStepTransitionSQL = `INSERT INTO transitions
+		(task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+			(SELECT coalesce(max(sort_key), 0) + 1 FROM transitions WHERE step_id = ?2), ?7)`
 
 	moveTaskSQL = `UPDATE tasks SET state = ?, updated_at = ? WHERE id = ? AND state = ?`
 	moveStepSQL = `UPDATE steps SET state = ?, updated_at = ? WHERE id = ? AND state = ?`

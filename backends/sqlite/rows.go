@@ -195,31 +195,23 @@ func metadata(m map[string]any) any {
 }
 
 // insertTransition appends one transition row for a task (stepID 0) or a
-// step, demoting the object's previous most recent row and numbering the new
-// one after it.
+// step, numbered after the object's last one. Which row is the most recent
+// is derived when the trail is read (migration 0003).
 func insertTransition(ctx context.Context, tx querier, taskID, stepID int64, from, to backends.State,
 	reason string, meta map[string]any, now time.Time) error {
-	var (
-		prev sql.NullInt64
-		err  error
-	)
-	if stepID == 0 {
-		err = tx.QueryRowContext(ctx, demoteTaskTransitionSQL, taskID).Scan(&prev)
-	} else {
-		err = tx.QueryRowContext(ctx, demoteStepTransitionSQL, stepID).Scan(&prev)
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("demoting the previous transition: %w", err)
-	}
-	var stepArg, fromArg any
-	if stepID != 0 {
-		stepArg = stepID
-	}
+	var fromArg any
 	if from != "" {
 		fromArg = string(from)
 	}
-	if _, err := tx.ExecContext(ctx, insertTransitionSQL,
-		taskID, stepArg, fromArg, string(to), reason, metadata(meta), prev.Int64+1, micros(now)); err != nil {
+	var err error
+	if stepID == 0 {
+		_, err = tx.ExecContext(ctx, insertTaskTransitionSQL,
+			taskID, fromArg, string(to), reason, metadata(meta), micros(now))
+	} else {
+		_, err = tx.ExecContext(ctx, insertStepTransitionSQL,
+			taskID, stepID, fromArg, string(to), reason, metadata(meta), micros(now))
+	}
+	if err != nil {
 		return fmt.Errorf("writing transition %s -> %s: %w", from, to, err)
 	}
 	return nil

@@ -115,7 +115,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0002_unsatisfied_parents.sql", name)
+	require.Equal(t, "0003_derived_most_recent.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -198,4 +198,67 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rewindTo0002 gives a database the shape migration 0002 left it in: a
+// stored most_recent flag on every transition, kept exact.
+func rewindTo0002(t *testing.T, s *Store) {
+	t.Helper()
+	_, err := s.writer.Exec(`ALTER TABLE transitions ADD COLUMN most_recent INTEGER NOT NULL DEFAULT 0;
+		UPDATE transitions SET most_recent = (sort_key = (SELECT max(sort_key) FROM transitions o
+			WHERE o.task_id = transitions.task_id AND o.step_id IS transitions.step_id));
+		CREATE UNIQUE INDEX transitions_step_most_recent ON transitions (step_id) WHERE step_id IS NOT NULL AND most_recent = 1;
+		CREATE UNIQUE INDEX transitions_task_most_recent ON transitions (task_id) WHERE step_id IS NULL AND most_recent = 1;
+		DELETE FROM taskerd_schema_migrations WHERE version > 2`)
+	require.NoError(t, err)
+}
+
+// Migration 0003 drops the stored most_recent flag; the trail reads the same
+// before and after, and new transitions number on from the old ones.
+func TestMigration0003KeepsTheTrail(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, path := openFile(t, "?synchronous=normal")
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	task, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w",
+		WorkflowVersion: "0.1.0", Steps: randomDAG(8, 2), Now: now})
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 1, LeaseDuration: time.Minute, Now: now})
+		require.NoError(t, err)
+		require.Len(t, cs, 1)
+		_, err = s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: cs[0].Step.ID, LeaseToken: cs[0].Step.LeaseToken, Now: now})
+		require.NoError(t, err)
+	}
+	before, err := s.ListTransitions(ctx, task.ID)
+	require.NoError(t, err)
+	rewindTo0002(t, s)
+	var stored int
+	require.NoError(t, s.writer.QueryRow(`SELECT count(*) FROM transitions WHERE most_recent = 1`).Scan(&stored))
+	require.Equal(t, 1+3, stored, "one most recent row for the task and each step that moved")
+	require.NoError(t, s.Close())
+
+	s2, err := Open(ctx, "sqlite:"+path+"?synchronous=normal")
+	require.NoError(t, err)
+	defer s2.Close()
+	after, err := s2.ListTransitions(ctx, task.ID)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+
+	// A new transition of the task is numbered after the old ones and is
+	// the only most recent one of the task.
+	_, err = s2.CancelTask(ctx, &backends.CancelTaskParams{TaskID: task.ID, Now: now})
+	require.NoError(t, err)
+	trail, err := s2.ListTransitions(ctx, task.ID)
+	require.NoError(t, err)
+	var keys []int
+	var recent []bool
+	for _, tr := range trail {
+		if tr.StepID == 0 {
+			keys = append(keys, tr.SortKey)
+			recent = append(recent, tr.MostRecent)
+		}
+	}
+	require.Equal(t, []int{1, 2, 3}, keys, "created, started, cancelled")
+	require.Equal(t, []bool{false, false, true}, recent)
 }

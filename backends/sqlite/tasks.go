@@ -207,8 +207,11 @@ func (s *Store) ListTransitions(ctx context.Context, taskID int64) ([]*backends.
 		if err := taskExists(ctx, tx, taskID); err != nil {
 			return err
 		}
+		// The most recent transition of each object (the task, each step)
+		// is its last by sort_key.
 		rows, err := tx.QueryContext(ctx, `SELECT id, task_id, coalesce(step_id, 0), coalesce(from_state, ''),
-			to_state, reason, metadata, sort_key, most_recent, created_at
+			to_state, reason, metadata, sort_key,
+			sort_key = max(sort_key) OVER (PARTITION BY step_id), created_at
 			FROM transitions WHERE task_id = ? ORDER BY id`, taskID)
 		if err != nil {
 			return err
