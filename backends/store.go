@@ -111,7 +111,56 @@ type Store interface {
 	// is error.
 	RetryTask(ctx context.Context, p *RetryTaskParams) (*Change, error)
 
+	// ListTasks returns the tasks p selects, newest first (id descending),
+	// at most p.Limit of them (all when 0). Every non-empty filter must hold.
+	ListTasks(ctx context.Context, p *ListTasksParams) ([]*Task, error)
+	// UpdateTask changes a task's reason and/or tags (the fields callers may
+	// edit) and its UpdatedAt; nil fields stay as they are. ErrNotFound for
+	// an unknown task.
+	UpdateTask(ctx context.Context, p *UpdateTaskParams) (*Task, error)
+	// Stats counts tasks and steps by state, and classifies the steps in
+	// error at p.Now, for health reports. One consistent snapshot.
+	Stats(ctx context.Context, now time.Time) (*Stats, error)
+
 	Close() error
+}
+
+// ListTasksParams selects tasks. Zero values select everything.
+type ListTasksParams struct {
+	States []State
+	// Namespaces: the task's namespace is one of these.
+	Namespaces   []string
+	WorkflowName string
+	// CreatedAfter and CreatedBefore bound CreatedAt (both exclusive).
+	CreatedAfter  *time.Time
+	CreatedBefore *time.Time
+	// Tag: the task carries this tag.
+	Tag string
+	// BeforeID is the cursor: only tasks with a smaller id (0 for none).
+	BeforeID int64
+	Limit    int
+}
+
+// UpdateTaskParams edits the caller-owned fields of a task.
+type UpdateTaskParams struct {
+	TaskID int64
+	Reason *string
+	Tags   []string // nil leaves the tags unchanged; empty clears them
+	Now    time.Time
+}
+
+// Stats is a snapshot of the database for health reports.
+type Stats struct {
+	// Tasks and Steps count rows by state; every state has an entry.
+	Tasks map[State]int
+	Steps map[State]int
+	// Of the steps in error: RetryableErrors will run again on their own
+	// (retryable and attempts < retry_limit), of which InBackoff are still
+	// waiting for their backoff at Now; Exhausted will not (SEMANTICS §3
+	// rule 4 / 5), and block their tasks.
+	RetryableErrors int
+	InBackoff       int
+	Exhausted       int
 }
 
 // CreateTaskParams is one task to insert.
