@@ -175,7 +175,7 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 		if task.State == backends.StateComplete {
 			events = append(events, Event{Type: EventTaskCompleted, Time: p.Now, TaskID: task.ID})
 		}
-		e.publish(events...)
+		e.publish(stamp(events, task)...)
 	}
 	e.emitMu.RUnlock()
 	if created {

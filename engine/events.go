@@ -43,9 +43,10 @@ const (
 // Event is one thing that happened, emitted once after the transaction that
 // wrote it committed. Which fields are set depends on Type:
 //
-//   - every event: Type, Time (the instant the engine wrote it), TaskID.
-//   - step.*: StepID, StepName; Attempt (the attempt concerned) and
-//     RetryLimit where they mean something.
+//   - every event: Type, Time (the instant the engine wrote it), TaskID,
+//     Workflow.
+//   - step.*: StepID, StepName, Handler; Attempt (the attempt concerned)
+//     and RetryLimit where they mean something.
 //   - step.completed: DurationMs (claim to result), Results.
 //   - step.failed, step.lease_expired: Error, Attempt, Retryable (whether
 //     the step will be retried by the engine on its own).
@@ -55,11 +56,15 @@ const (
 //   - workflow.viable_steps_discovered: StepNames (claimed for execution).
 //   - workflow.task_finalized: ExecutionStatus, Decision.
 type Event struct {
-	Type     EventType `json:"type"`
-	Time     time.Time `json:"timestamp"`
-	TaskID   int64     `json:"task_id"`
-	StepID   int64     `json:"step_id,omitempty"`
-	StepName string    `json:"step_name,omitempty"`
+	Type   EventType `json:"type"`
+	Time   time.Time `json:"timestamp"`
+	TaskID int64     `json:"task_id"`
+	// Workflow is the task's "namespace/name" (for metrics and logs).
+	Workflow string `json:"workflow,omitempty"`
+	StepID   int64  `json:"step_id,omitempty"`
+	StepName string `json:"step_name,omitempty"`
+	// Handler is the step's PLUGIN.HANDLER, on step events.
+	Handler string `json:"handler,omitempty"`
 
 	Attempt    int   `json:"attempt,omitempty"`
 	RetryLimit int   `json:"retry_limit,omitempty"`
@@ -78,6 +83,20 @@ type Event struct {
 	Decision        backends.FinalizeDecision `json:"decision,omitempty"`
 
 	StepNames []string `json:"step_names,omitempty"`
+}
+
+// stamp sets the task's workflow on events that lack it.
+func stamp(events []Event, t *backends.Task) []Event {
+	if t == nil {
+		return events
+	}
+	wf := t.Namespace + "/" + t.WorkflowName
+	for i := range events {
+		if events[i].Workflow == "" && events[i].TaskID == t.ID {
+			events[i].Workflow = wf
+		}
+	}
+	return events
 }
 
 // bus fans events out to subscribers without ever blocking the publisher:

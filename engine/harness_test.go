@@ -328,7 +328,12 @@ func (b *testBundle) checkEvents(taskID int64) {
 
 	execs := map[string][]int{}
 	count := map[engine.EventType]map[string]int{}
+	steps := b.steps(taskID)
 	for _, ev := range b.taskEvents(taskID) {
+		require.Equal(b.t, task.Namespace+"/"+task.WorkflowName, ev.Workflow, "workflow of %s", ev.Type)
+		if ev.StepID != 0 {
+			require.Equal(b.t, steps[ev.StepName].Handler, ev.Handler, "handler of %s %s", ev.Type, ev.StepName)
+		}
 		if count[ev.Type] == nil {
 			count[ev.Type] = map[string]int{}
 		}

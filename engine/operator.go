@@ -114,10 +114,14 @@ func (e *Engine) changeEvents(ctx context.Context, now time.Time, c *backends.Ch
 	if c == nil || c.Task == nil {
 		return nil
 	}
+	return stamp(e.changeEventsOf(ctx, now, c, before, act), c.Task)
+}
+
+func (e *Engine) changeEventsOf(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {
 	taskID := c.Task.ID
 	var events []Event
 	for _, s := range c.Steps {
-		ev := Event{Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
+		ev := Event{Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
 		switch s.State {
 		case backends.StateCancelled:
 			ev.Type = EventStepCancelled

@@ -237,10 +237,11 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 		for _, c := range cs {
 			s := c.Step
 			if c.Retry {
-				events = append(events, Event{Type: EventStepRetryRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
+				events = append(events, Event{Type: EventStepRetryRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
 			}
-			events = append(events, Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
+			events = append(events, Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
 		}
+		events = stamp(events, cs[0].Task)
 	}
 	e.publish(events...)
 	return execs, now, nil
@@ -392,7 +393,7 @@ func (e *Engine) callHandler(x *execution) outcome {
 // failedType is step.failed, or step.lease_expired for a recovery.
 func (e *Engine) resultEvents(ctx context.Context, now time.Time, rr *backends.RecordResult, failedType EventType) []Event {
 	s := rr.Step
-	ev := Event{Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
+	ev := Event{Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
 	var events []Event
 	switch s.State {
 	case backends.StateComplete:
@@ -423,7 +424,7 @@ func (e *Engine) resultEvents(ctx context.Context, now time.Time, rr *backends.R
 	}
 	events = append(events, Event{Type: EventTaskFinalized, Time: now, TaskID: s.TaskID, ExecutionStatus: rr.Context.ExecutionStatus, Decision: rr.Decision})
 	events = append(events, e.taskDecisionEvents(ctx, now, s.TaskID, rr.Decision, "")...)
-	return events
+	return stamp(events, rr.Task)
 }
 
 // backoffEvent says how long a failed step waits before its retry may run:
@@ -446,7 +447,7 @@ func backoffEvent(now time.Time, s *backends.Step) (Event, bool) {
 		return Event{}, false
 	}
 	return Event{
-		Type: EventStepBackoff, Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name,
+		Type: EventStepBackoff, Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler,
 		Attempt: s.Attempts, RetryLimit: s.RetryLimit,
 		BackoffSeconds: max(next.Sub(now), 0).Seconds(), BackoffKind: kind, NextRetryAt: next,
 	}, true
