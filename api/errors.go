@@ -1,0 +1,109 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/definition"
+	"github.com/taskerd/taskerd/engine"
+)
+
+// Error is an API error: the HTTP status and the body's error object.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Details any    `json:"details,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// Error codes.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeConflict         = "conflict"
+	CodeInvalidState     = "invalid_transition"
+	CodeTooLarge         = "payload_too_large"
+	CodeUnprocessable    = "unprocessable"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+)
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *Error {
+	return errorf(http.StatusBadRequest, CodeBadRequest, format, args...)
+}
+
+func notFound(format string, args ...any) *Error {
+	return errorf(http.StatusNotFound, CodeNotFound, format, args...)
+}
+
+// fromError maps what the engine and the store return to an API error. An
+// error it does not recognise is a 500 whose message says nothing of the
+// cause (it is logged with the request id instead).
+func fromError(err error) *Error {
+	var (
+		apiErr     *Error
+		invalid    *backends.InvalidTransitionError
+		violations *engine.ContextValidationError
+		reqErr     *engine.RequestError
+		bypass     *engine.BypassError
+		unknown    *definition.UnknownWorkflowError
+		tooLarge   *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr
+	case errors.As(err, &tooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is larger than %d bytes", tooLarge.Limit)
+	case errors.As(err, &invalid):
+		e := errorf(http.StatusConflict, CodeInvalidState, "%s cannot go from %s to %s", invalid.Object, invalid.From, invalid.To)
+		e.Details = map[string]string{"object": invalid.Object, "from": invalid.From, "to": invalid.To}
+		return e
+	case errors.Is(err, backends.ErrInvalidTransition):
+		return errorf(http.StatusConflict, CodeInvalidState, "%s", err)
+	case errors.As(err, &violations):
+		e := errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "the context does not match the workflow's context_schema")
+		e.Details = violations.Violations
+		return e
+	case errors.As(err, &bypass):
+		return errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "%s", bypass)
+	case errors.As(err, &reqErr):
+		e := badRequest("%s", reqErr)
+		e.Details = map[string]string{"field": reqErr.Field}
+		return e
+	case errors.As(err, &unknown), errors.Is(err, engine.ErrUnknownWorkflow):
+		return notFound("%s", err)
+	case errors.Is(err, backends.ErrDuplicate):
+		return errorf(http.StatusConflict, CodeConflict, "the Idempotency-Key was used for a different request")
+	case errors.Is(err, backends.ErrNotFound):
+		return notFound("%s", err)
+	}
+	return errorf(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for this request id")
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="taskerd"`)
+	}
+	writeJSON(w, e.Status, map[string]*Error{"error": e})
+}

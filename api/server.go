@@ -1,0 +1,254 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/engine"
+)
+
+// DefaultMaxBody bounds a request body (max_body in taskerd.hcl).
+const DefaultMaxBody = 1 << 20
+
+// Config configures a Server. Engine is required; Authenticator and
+// Authorizer are required too: pass NoAuth{} for both, explicitly, to run
+// open.
+type Config struct {
+	Engine        *engine.Engine
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	Logger        *slog.Logger
+	// MaxBody bounds request bodies (default DefaultMaxBody).
+	MaxBody int64
+	// Ready reports whether the node can serve: nil, or the failed check.
+	// /health/ready calls it with a 2 s deadline. Nil means the store's
+	// Stats answering is enough.
+	Ready func(ctx context.Context) error
+	// Metrics, when set, is where the server registers and serves its
+	// metrics; nil creates a fresh registry.
+	Metrics *Metrics
+	// Clock defaults to the real time.
+	Now func() time.Time
+}
+
+// Server is the HTTP API of one taskerd node.
+type Server struct {
+	eng     *engine.Engine
+	store   backends.Store
+	authn   Authenticator
+	authz   Authorizer
+	log     *slog.Logger
+	maxBody int64
+	ready   func(ctx context.Context) error
+	metrics *Metrics
+	now     func() time.Time
+	started time.Time
+
+	mux    *http.ServeMux
+	routes []route
+	reqSeq atomic.Uint64
+}
+
+// route is one endpoint. Public routes skip authentication (only the
+// liveness and readiness checks are public).
+type route struct {
+	method  string
+	pattern string // net/http pattern path, e.g. /v1/tasks/{id}
+	public  bool
+	handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+// New returns a server; it starts nothing (use Handler with an
+// http.Server).
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("api: Config.Engine is required")
+	}
+	if cfg.Authenticator == nil || cfg.Authorizer == nil {
+		return nil, errors.New("api: Config.Authenticator and Config.Authorizer are required (NoAuth{} runs open)")
+	}
+	s := &Server{
+		eng:     cfg.Engine,
+		store:   cfg.Engine.Store(),
+		authn:   cfg.Authenticator,
+		authz:   cfg.Authorizer,
+		log:     cfg.Logger,
+		maxBody: cfg.MaxBody,
+		ready:   cfg.Ready,
+		metrics: cfg.Metrics,
+		now:     cfg.Now,
+		mux:     http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBody
+	}
+	if s.now == nil {
+		s.now = func() time.Time { return time.Now().UTC() }
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	s.started = s.now()
+	s.registerRoutes()
+	return s, nil
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Metrics is the server's metrics registry.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+func (s *Server) handle(method, pattern string, public bool, h func(w http.ResponseWriter, r *http.Request) error) {
+	rt := route{method: method, pattern: pattern, public: public, handle: h}
+	s.routes = append(s.routes, rt)
+	s.mux.Handle(method+" "+pattern, s.chain(rt))
+}
+
+// Routes lists "METHOD /path" of every endpoint, for the OpenAPI check.
+func (s *Server) Routes() []string {
+	out := make([]string, len(s.routes))
+	for i, rt := range s.routes {
+		out[i] = rt.method + " " + rt.pattern
+	}
+	return out
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// chain wraps a route: request id, recover, access log and metrics, body
+// limit, authentication, then the route (which authorizes).
+func (s *Server) chain(rt route) http.Handler {
+	name := rt.method + " " + rt.pattern
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !requestIDPattern.MatchString(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		sw := &statusWriter{ResponseWriter: w}
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		r = r.WithContext(ctx)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic serving request", "request_id", id, "route", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if !sw.wrote {
+					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for request id %s", id))
+				}
+			}
+			took := time.Since(start)
+			s.metrics.observeHTTP(name, sw.code(), took)
+			s.log.Info("request", "request_id", id, "method", r.Method, "route", name, "path", r.URL.Path,
+				"status", sw.code(), "duration_ms", float64(took.Microseconds())/1000, "remote", r.RemoteAddr)
+		}()
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(sw, r.Body, s.maxBody)
+		}
+		if !rt.public {
+			subject, err := s.authn.Authenticate(r)
+			if err != nil || subject == nil {
+				s.log.Info("authentication failed", "request_id", id, "route", name, "err", err)
+				writeError(sw, errorf(http.StatusUnauthorized, CodeUnauthorized, "authentication required"))
+				return
+			}
+			r = r.WithContext(withSubject(r.Context(), subject))
+		}
+		if err := rt.handle(sw, r); err != nil {
+			e := fromError(err)
+			if e.Status >= 500 {
+				s.log.Error("request failed", "request_id", id, "route", name, "err", err)
+			}
+			writeError(sw, e)
+		}
+	})
+}
+
+// authorize asks the Authorizer; an error or a missing allow is a 403.
+func (s *Server) authorize(r *http.Request, action string, res Resource) error {
+	req := &AuthzRequest{Subject: SubjectFrom(r.Context()), Action: action, Resource: res, Request: r}
+	d, err := s.authz.Authorize(r.Context(), req)
+	if err != nil {
+		s.log.Warn("authorization failed; denying", "request_id", RequestID(r.Context()), "action", action, "err", err)
+		return errorf(http.StatusForbidden, CodeForbidden, "%s is not allowed", action)
+	}
+	if !d.Allow {
+		e := errorf(http.StatusForbidden, CodeForbidden, "%s is not allowed", action)
+		if len(d.Reasons) > 0 {
+			e.Details = map[string]any{"reasons": d.Reasons}
+		}
+		return e
+	}
+	return nil
+}
+
+type requestIDKey struct{}
+
+// RequestID is the id of the request a context belongs to.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if !w.wrote {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// pathID reads an id path value; ids may be sent as strings of digits.
+func pathID(r *http.Request, name string) (int64, error) {
+	v := r.PathValue(name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest("%s %q is not a positive integer id", name, v)
+	}
+	return id, nil
+}
