@@ -107,7 +107,7 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 	if err != nil {
 		return nil, false, &RequestError{Field: "workflow", Message: err.Error()}
 	}
-	wf, err := e.catalog.Lookup(ref)
+	wf, err := e.Catalog().Lookup(ref)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrUnknownWorkflow, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
@@ -65,7 +66,7 @@ type Config struct {
 // use; Run runs at most once at a time.
 type Engine struct {
 	store    backends.Store
-	catalog  *definition.Catalog
+	catalog  atomic.Pointer[definition.Catalog]
 	registry *Registry
 	clock    Clock
 	log      *slog.Logger
@@ -100,7 +101,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		store:    cfg.Store,
-		catalog:  cfg.Catalog,
 		registry: cfg.Registry,
 		clock:    cfg.Clock,
 		log:      cfg.Logger,
@@ -144,6 +144,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.recoverN <= 0 {
 		e.recoverN = DefaultRecoverBatch
 	}
+	e.catalog.Store(cfg.Catalog)
 	return e, nil
 }
 
@@ -151,7 +152,16 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Store() backends.Store { return e.store }
 
 // Catalog returns the workflows the engine knows.
-func (e *Engine) Catalog() *definition.Catalog { return e.catalog }
+func (e *Engine) Catalog() *definition.Catalog { return e.catalog.Load() }
+
+// SetCatalog replaces the loaded workflows (a reload). Tasks already
+// created keep running: their steps live in the database, not in the
+// catalog; new tasks use the new set.
+func (e *Engine) SetCatalog(c *definition.Catalog) {
+	if c != nil {
+		e.catalog.Store(c)
+	}
+}
 
 // Registry returns the handler registry.
 func (e *Engine) Registry() *Registry { return e.registry }

@@ -203,6 +203,40 @@ workflow "nap" {
 	})
 }
 
+// A handler still running when the grace period ends is abandoned, and its
+// lease released at once: the step does not sit in_progress for a lease
+// duration waiting for a node that has stopped.
+func TestShutdownReleasesAbandonedLeases(t *testing.T) {
+	t.Parallel()
+	const src = `
+workflow "long" {
+  step "long" {
+    handler = "builtin.sleep"
+    config  = { duration = "1m" }
+  }
+}
+`
+	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+		b := setup(t, open(t), parseWorkflows(t, src), func(c *engine.Config) {
+			c.ShutdownGrace = 50 * time.Millisecond
+			c.LeaseDuration = time.Hour
+		})
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.eng.Run(ctx) }()
+		task := b.create("long", "")
+		b.waitEvent(isEvent(engine.EventStepExecutionRequested, task.ID, "long"), "long runs")
+		stop()
+		require.NoError(t, <-done)
+		long := b.steps(task.ID)["long"]
+		require.Equal(t, backends.StateError, long.State, "recovered at shutdown, not left leased for an hour")
+		require.Nil(t, long.LeaseExpiresAt)
+		require.Contains(t, string(long.Error), backends.ErrorKindLeaseExpired)
+		require.True(t, long.Retryable)
+		b.waitEvent(isEvent(engine.EventStepLeaseExpired, task.ID, "long"), "step.lease_expired")
+	})
+}
+
 func TestRunRefusesToRunTwice(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {

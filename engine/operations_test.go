@@ -409,9 +409,11 @@ workflow "recover" {
 	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
 		store := open(t)
 		catalog := parseWorkflows(t, src)
-		// Node A claims the step, then stops dead: no grace, no more
-		// heartbeats. Its lease (400ms) is left to expire.
-		a := setup(t, store, catalog, func(c *engine.Config) {
+		// Node A claims the step, then stops dead: cut off from the
+		// database (so it cannot release its lease on the way out), no
+		// grace, no more heartbeats. Its lease (400ms) is left to expire.
+		cut := &partitioned{Store: store}
+		a := setup(t, cut, catalog, func(c *engine.Config) {
 			c.NodeID = "node-a"
 			c.LeaseDuration = 400 * time.Millisecond
 			c.ShutdownGrace = -1
@@ -421,6 +423,7 @@ workflow "recover" {
 		go func() { doneA <- a.eng.Run(ctxA) }()
 		task := a.create("recover", "")
 		a.waitEvent(isEvent(engine.EventStepExecutionRequested, task.ID, "work"), "node A runs work")
+		cut.down.Store(true)
 		stopA()
 		require.NoError(t, <-doneA)
 		work := a.steps(task.ID)["work"]
@@ -621,4 +624,25 @@ workflow "optional" {
 			require.Equal(t, backends.StateResolvedManually, s.State)
 		}
 	})
+}
+
+// A reload swaps the workflows new tasks may use; created tasks are not
+// affected.
+func TestSetCatalog(t *testing.T) {
+	t.Parallel()
+	store := stores[0].open(t)
+	b := setup(t, store, parseWorkflows(t, `workflow "one" {
+  step "a" { handler = "builtin.noop" }
+}`))
+	before := b.create("one", `{}`)
+	b.eng.SetCatalog(parseWorkflows(t, `workflow "two" {
+  step "b" { handler = "builtin.noop" }
+}`))
+	_, _, err := b.eng.CreateTask(context.Background(), engine.CreateRequest{Workflow: "one"})
+	require.ErrorIs(t, err, engine.ErrUnknownWorkflow)
+	after := b.create("two", `{}`)
+	b.start()
+	b.waitTask(before.ID, backends.StateComplete)
+	b.waitTask(after.ID, backends.StateComplete)
+	require.Len(t, b.eng.Catalog().All(), 1)
 }

@@ -147,7 +147,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-grace.C:
-		e.abandonAll()
+		e.releaseLeases(e.abandonAll())
 	}
 	grace.Stop()
 	hbStop()
@@ -163,16 +163,39 @@ func (e *Engine) runningCount() int {
 }
 
 // abandonAll gives up the steps still running at the end of the grace
-// period: their results will not be recorded and their leases expire.
-func (e *Engine) abandonAll() {
+// period: their results will not be recorded. It returns their leases.
+func (e *Engine) abandonAll() []backends.Lease {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var leases []backends.Lease
 	for id, x := range e.running {
+		leases = append(leases, backends.Lease{StepID: id, Token: x.token})
 		x.abandoned.Store(true)
 		x.cancel(errAbandoned)
 		delete(e.running, id)
 		e.log.Warn("abandoning step at shutdown", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
 	}
+	return leases
+}
+
+// releaseLeases ends the leases of abandoned steps now instead of at their
+// expiry, and recovers them at once (each attempt fails as lease_expired
+// and is retried under its retry policy), so that no step waits a lease
+// out for a node that has stopped. If the database cannot be reached the
+// leases simply expire as they would after a crash.
+func (e *Engine) releaseLeases(leases []backends.Lease) {
+	if len(leases) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.store.ExtendLeases(ctx, &backends.ExtendLeasesParams{
+		Owner: e.nodeID, Leases: leases, LeaseDuration: 0, Now: e.now(),
+	}); err != nil {
+		e.log.Error("releasing leases at shutdown; they will expire instead", "node", e.nodeID, "leases", len(leases), "err", err)
+		return
+	}
+	e.recoverLeases(ctx)
 }
 
 // claim claims up to limit steps, registers them as running and publishes
