@@ -22,7 +22,7 @@ var goodOrder = map[string]any{"workflow": "shop/orders", "version": "1.0.0", "c
 
 func TestCreateTask(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		c := newClient(t, open(t), options{noRun: true})
 
 		r := c.do("POST", "/v1/tasks", goodOrder)
@@ -60,7 +60,7 @@ func TestCreateTask(t *testing.T) {
 
 func TestCreateTaskErrors(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		c := newClient(t, open(t), options{noRun: true, maxBody: 2048})
 		for _, tc := range []struct {
 			name   string
@@ -104,7 +104,7 @@ func TestCreateTaskErrors(t *testing.T) {
 
 func TestTaskLifecycleOverHTTP(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		c := newClient(t, open(t), options{})
 		r := c.do("POST", "/v1/tasks", goodOrder)
 		require.Equal(t, http.StatusCreated, r.status)
@@ -164,7 +164,7 @@ func TestTaskLifecycleOverHTTP(t *testing.T) {
 
 func TestFailedStepRetryAndResolve(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		c := newClient(t, open(t), options{})
 		r := c.do("POST", "/v1/tasks", map[string]any{"workflow": "default/broken"})
 		require.Equal(t, http.StatusCreated, r.status)
@@ -207,7 +207,7 @@ func mustJSON(t *testing.T, v any) []byte {
 
 func TestListAndPatchTasks(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		c := newClient(t, open(t), options{noRun: true})
 		var ids []float64
 		for i := range 5 {
@@ -324,7 +324,7 @@ func TestUnknownRoutesAnswerJSON(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(t *testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		store := open(t)
 		c := newClient(t, store, options{})
 		require.Equal(t, http.StatusOK, c.do("GET", "/health/live", nil).status)

@@ -24,9 +24,9 @@ import (
 // stores are the backends every API test runs on.
 var stores = []struct {
 	name string
-	open func(t *testing.T) backends.Store
+	open func(t testing.TB) backends.Store
 }{
-	{"sqlite", func(t *testing.T) backends.Store {
+	{"sqlite", func(t testing.TB) backends.Store {
 		s, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "taskerd.db")+"?synchronous=normal")
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
@@ -34,7 +34,7 @@ var stores = []struct {
 	}},
 }
 
-func forEachStore(t *testing.T, fn func(t *testing.T, open func(t *testing.T) backends.Store)) {
+func forEachStore(t *testing.T, fn func(t *testing.T, open func(t testing.TB) backends.Store)) {
 	t.Helper()
 	for _, sc := range stores {
 		t.Run(sc.name, func(t *testing.T) {
