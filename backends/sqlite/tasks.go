@@ -83,50 +83,81 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 	if err := insertTransition(ctx, tx, id, 0, "", backends.StatePending, "created", nil, p.Now); err != nil {
 		return 0, err
 	}
-	ids := make(map[string]int64, len(p.Steps))
-	bypassed := make(map[string]bool)
+	// Check the DAG, then write all steps in one statement and all edges in
+	// another, whatever the task's size. Every parent starts unsatisfied:
+	// bypassed steps are moved to resolved_manually afterwards, by moveStep,
+	// which satisfies their children then.
+	pos := make(map[string]int, len(p.Steps))
+	rows := make([]newStepRow, len(p.Steps))
 	for i, ns := range p.Steps {
-		if _, dup := ids[ns.Name]; dup {
+		if _, dup := pos[ns.Name]; dup {
 			return 0, fmt.Errorf("step %q given twice", ns.Name)
 		}
-		// Every earlier step is pending, or resolved_manually if bypassed
-		// (moveStep below; its children did not exist yet to be counted).
-		unsatisfied := 0
 		for _, parent := range ns.Parents {
-			if !bypassed[parent] {
-				unsatisfied++
-			}
-		}
-		var stepID int64
-		if err := tx.QueryRowContext(ctx, `INSERT INTO steps (task_id, name, position, handler, config, retryable,
-			retry_limit, backoff_base_us, backoff_max_us, timeout_us, skippable, state, unsatisfied_parents,
-			created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id`,
-			id, ns.Name, i, ns.Handler, jsonOrNil(ns.Config), boolInt(ns.Retryable), ns.RetryLimit,
-			ns.BackoffBase.Microseconds(), ns.BackoffMax.Microseconds(), ns.Timeout.Microseconds(),
-			boolInt(ns.Skippable), unsatisfied, now, now).Scan(&stepID); err != nil {
-			return 0, fmt.Errorf("inserting step %q: %w", ns.Name, err)
-		}
-		ids[ns.Name] = stepID
-		for _, parent := range ns.Parents {
-			parentID, ok := ids[parent]
-			if !ok {
+			if _, ok := pos[parent]; !ok {
 				return 0, fmt.Errorf("step %q depends on %q, which is not an earlier step", ns.Name, parent)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO edges (parent_step_id, child_step_id) VALUES (?, ?)`,
-				parentID, stepID); err != nil {
-				return 0, fmt.Errorf("inserting edge %s -> %s: %w", parent, ns.Name, err)
-			}
 		}
-		if ns.Bypass {
-			bypassed[ns.Name] = true
-			st := &backends.Step{ID: stepID, TaskID: id, Name: ns.Name, State: backends.StatePending}
-			if err := moveStep(ctx, tx, st, backends.StateResolvedManually, "bypassed", nil, p.Now); err != nil {
-				return 0, err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE steps SET results = '{"bypassed":true}' WHERE id = ?`, stepID); err != nil {
-				return 0, err
-			}
+		pos[ns.Name] = i
+		var config *string
+		if len(ns.Config) > 0 {
+			c := string(ns.Config)
+			config = &c
+		}
+		rows[i] = newStepRow{Name: ns.Name, Position: i, Handler: ns.Handler, Config: config,
+			Retryable: boolInt(ns.Retryable), RetryLimit: ns.RetryLimit, BaseUs: ns.BackoffBase.Microseconds(),
+			MaxUs: ns.BackoffMax.Microseconds(), TimeoutUs: ns.Timeout.Microseconds(),
+			Skippable: boolInt(ns.Skippable), Unsatisfied: len(ns.Parents)}
+	}
+	if len(rows) == 0 {
+		return id, nil
+	}
+	rowsJSON, err := json.Marshal(rows)
+	if err != nil {
+		return 0, err
+	}
+	res, err := tx.QueryContext(ctx, insertStepsSQL, id, string(rowsJSON), now)
+	if err != nil {
+		return 0, fmt.Errorf("inserting the steps: %w", err)
+	}
+	ids := make([]int64, len(rows))
+	for res.Next() {
+		var stepID int64
+		var position int
+		if err := res.Scan(&stepID, &position); err != nil {
+			res.Close()
+			return 0, fmt.Errorf("inserting the steps: %w", err)
+		}
+		ids[position] = stepID
+	}
+	if err := res.Close(); err != nil {
+		return 0, fmt.Errorf("inserting the steps: %w", err)
+	}
+	var edges [][2]int64
+	for i, ns := range p.Steps {
+		for _, parent := range ns.Parents {
+			edges = append(edges, [2]int64{ids[pos[parent]], ids[i]})
+		}
+	}
+	if len(edges) > 0 {
+		edgesJSON, err := json.Marshal(edges)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, insertEdgesSQL, string(edgesJSON)); err != nil {
+			return 0, fmt.Errorf("inserting the edges: %w", err)
+		}
+	}
+	for i, ns := range p.Steps {
+		if !ns.Bypass {
+			continue
+		}
+		st := &backends.Step{ID: ids[i], TaskID: id, Name: ns.Name, State: backends.StatePending}
+		if err := moveStep(ctx, tx, st, backends.StateResolvedManually, "bypassed", nil, p.Now); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE steps SET results = '{"bypassed":true}' WHERE id = ?`, ids[i]); err != nil {
+			return 0, err
 		}
 	}
 	return id, nil
@@ -242,3 +273,34 @@ func (s *Store) ListTransitions(ctx context.Context, taskID int64) ([]*backends.
 	}
 	return out, nil
 }
+
+// newStepRow is one step of insertStepsSQL's JSON array.
+type newStepRow struct {
+	Name        string  `json:"name"`
+	Position    int     `json:"position"`
+	Handler     string  `json:"handler"`
+	Config      *string `json:"config"` // the config's JSON text, or null
+	Retryable   int     `json:"retryable"`
+	RetryLimit  int     `json:"retry_limit"`
+	BaseUs      int64   `json:"base_us"`
+	MaxUs       int64   `json:"max_us"`
+	TimeoutUs   int64   `json:"timeout_us"`
+	Skippable   int     `json:"skippable"`
+	Unsatisfied int     `json:"unsatisfied"`
+}
+
+// A task's steps and edges are each written by one statement over a JSON
+// array (?2 / ?1), in array order, so one prepared text serves every task
+// size instead of one INSERT per row.
+const (
+	insertStepsSQL = `INSERT INTO steps (task_id, name, position, handler, config, retryable,
+		retry_limit, backoff_base_us, backoff_max_us, timeout_us, skippable, state, unsatisfied_parents,
+		created_at, updated_at)
+		SELECT ?1, value->>'name', value->>'position', value->>'handler', value->>'config',
+		       value->>'retryable', value->>'retry_limit', value->>'base_us', value->>'max_us',
+		       value->>'timeout_us', value->>'skippable', 'pending', value->>'unsatisfied', ?3, ?3
+		  FROM json_each(?2) ORDER BY key
+		RETURNING id, position`
+	insertEdgesSQL = `INSERT INTO edges (parent_step_id, child_step_id)
+		SELECT value->>0, value->>1 FROM json_each(?1)`
+)
