@@ -3,8 +3,6 @@ package plugin
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"os"
 	"sort"
 )
 
@@ -41,12 +39,6 @@ func WithDescriptions(d map[string]string) ServeOption {
 func WithConfigure(f func(ctx context.Context, config json.RawMessage) error) ServeOption {
 	return optionFunc(func(o *serveOptions) { o.configure = f })
 }
-
-var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-
-// Logger returns a logger writing to stderr; taskerd shows its lines in its
-// own log with the plugin's name. Never write to stdout in a plugin.
-func Logger() *slog.Logger { return logger }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
