@@ -16,6 +16,8 @@ import (
 	"crypto/sha256"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
@@ -217,6 +219,10 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 	}
 	resp, err := inst.rpc.Execute(ctx, in)
 	if err != nil {
+		// gRPC's own timer may end the call a moment before ctx's.
+		if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
+			return nil, p.timeoutFailure(req, "running", err)
+		}
 		if ctx.Err() != nil {
 			return nil, p.ctxFailure(ctx, req, "running")
 		}
@@ -247,8 +253,8 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 		}
 		// A handler that gave up because its deadline passed reports a
 		// plain error; the step failed because it timed out.
-		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, p.ctxFailure(ctx, req, "running")
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (!req.Deadline.IsZero() && !time.Now().Before(req.Deadline)) {
+			return nil, p.timeoutFailure(req, "running", errors.New(f.Message))
 		}
 		return nil, f
 	default:
@@ -291,21 +297,42 @@ func (p *Plugin) errorFor(ctx context.Context, req *engine.StepRequest, err erro
 func (p *Plugin) ctxFailure(ctx context.Context, req *engine.StepRequest, doing string) error {
 	cause := context.Cause(ctx)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &engine.StepFailure{
-			Message:   fmt.Sprintf("step %s timed out in plugin %s while %s", req.StepName, p.spec.Name, doing),
-			Retryable: true,
-			Kind:      backends.ErrorKindTimeout,
-			Err:       cause,
-		}
+		return p.timeoutFailure(req, doing, cause)
 	}
 	return &engine.StepFailure{Message: fmt.Sprintf("step %s cancelled while %s in plugin %s: %v", req.StepName, doing, p.spec.Name, cause), Retryable: true, Err: cause}
 }
 
+func (p *Plugin) timeoutFailure(req *engine.StepRequest, doing string, err error) error {
+	return &engine.StepFailure{
+		Message:   fmt.Sprintf("step %s timed out in plugin %s while %s", req.StepName, p.spec.Name, doing),
+		Retryable: true,
+		Kind:      backends.ErrorKindTimeout,
+		Err:       err,
+	}
+}
+
 func (p *Plugin) reportCrash(inst *instance) {
+	if !p.detach(inst) {
+		return // already detached: the supervisor has it
+	}
 	select {
 	case p.crashed <- inst:
-	default: // the supervisor already has one to look at
+	case <-p.stop:
 	}
+}
+
+// detach makes inst no longer the current process, so that later calls
+// wait for its replacement instead of trying a dead connection. Only one
+// caller detaches a given instance.
+func (p *Plugin) detach(inst *instance) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cur != inst {
+		return false
+	}
+	p.cur = nil
+	p.ready = make(chan struct{})
+	return true
 }
 
 // livenessInterval is how often the supervisor checks that an idle plugin
@@ -327,22 +354,15 @@ func (p *Plugin) supervise() {
 		case dead = <-p.crashed:
 		case <-tick.C:
 			p.mu.Lock()
-			if p.cur != nil && p.cur.client.Exited() {
-				dead = p.cur
-			}
+			cur := p.cur
 			p.mu.Unlock()
+			if cur != nil && cur.client.Exited() && p.detach(cur) {
+				dead = cur
+			}
 		}
 		if dead == nil {
 			continue
 		}
-		p.mu.Lock()
-		if p.cur != dead {
-			p.mu.Unlock()
-			continue // already replaced
-		}
-		p.cur = nil
-		p.ready = make(chan struct{})
-		p.mu.Unlock()
 		dead.client.Kill() // reap it, or finish off a process with a broken connection
 		if time.Since(dead.started) > time.Minute {
 			backoff = p.opts.RestartMin

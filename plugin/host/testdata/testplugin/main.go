@@ -66,7 +66,8 @@ func echo(_ context.Context, req *plugin.Request) (any, error) {
 func raw(_ context.Context, req *plugin.Request) (any, error) { return req.Context, nil }
 
 type markerConfig struct {
-	Marker string `json:"marker"`
+	Marker  string `json:"marker"`
+	Started string `json:"started"`
 }
 
 // crashOnce exits the process mid-call when its marker file does not exist
@@ -90,6 +91,9 @@ func block(ctx context.Context, req *plugin.Request) (any, error) {
 	var cfg markerConfig
 	if err := req.DecodeConfig(&cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Started != "" {
+		_ = os.WriteFile(cfg.Started, nil, 0o600)
 	}
 	<-ctx.Done()
 	if cfg.Marker != "" {
