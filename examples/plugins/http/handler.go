@@ -230,7 +230,11 @@ func (s *Service) Request(ctx context.Context, req *plugin.Request) (any, error)
 	if int64(len(body)) > limit {
 		return nil, permanent(KindResponseTooLarge, "%s: the response body is over the %d-byte limit", where, limit)
 	}
-	return decodeResponse(where, resp, body)
+	out, err := decodeResponse(where, resp, body)
+	if err != nil {
+		return nil, err // not a typed nil in the any
+	}
+	return out, nil
 }
 
 // buildRequest renders the step's request. Its errors are permanent: the
