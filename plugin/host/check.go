@@ -3,7 +3,6 @@ package host
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/taskerd/taskerd/definition"
@@ -33,23 +32,15 @@ func UnknownHandlerError(wf *definition.Workflow, s *definition.Step, names []st
 	rng := s.HandlerRange
 	where := fmt.Sprintf("%s:%d:%d", rng.Filename, rng.Start.Line, rng.Start.Column)
 	var same []string
-	plugins := map[string]bool{}
 	for _, n := range names {
-		p, h, _ := strings.Cut(n, ".")
-		plugins[p] = true
-		if p == s.Handler.Plugin {
-			same = append(same, h)
+		if p, _, _ := strings.Cut(n, "."); p == s.Handler.Plugin {
+			same = append(same, n)
 		}
 	}
 	if len(same) > 0 {
-		return fmt.Errorf("%s: step %q of %s uses handler %s, but plugin %q has no handler %q (it has: %s)",
+		return fmt.Errorf("%s: step %q of %s uses handler %s, but plugin %q has no handler %q (available: %s)",
 			where, s.Name, wf.ID(), s.Handler, s.Handler.Plugin, s.Handler.Handler, strings.Join(same, ", "))
 	}
-	loaded := make([]string, 0, len(plugins))
-	for p := range plugins {
-		loaded = append(loaded, p)
-	}
-	slices.Sort(loaded)
-	return fmt.Errorf("%s: step %q of %s uses handler %s, but no plugin %q is loaded (loaded: %s; available handlers: %s)",
-		where, s.Name, wf.ID(), s.Handler, s.Handler.Plugin, strings.Join(loaded, ", "), strings.Join(names, ", "))
+	return fmt.Errorf("%s: step %q of %s uses handler %s, but no plugin %q is loaded (available: %s)",
+		where, s.Name, wf.ID(), s.Handler, s.Handler.Plugin, strings.Join(names, ", "))
 }
