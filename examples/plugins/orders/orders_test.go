@@ -215,7 +215,9 @@ func TestValidateCartRejects(t *testing.T) {
 		{"no payment", func(o map[string]any) { delete(o, "payment") }, []string{"it has no payment.token"}},
 		{"not a token", func(o map[string]any) { o["payment"] = map[string]any{"token": "visa-please"} }, []string{"payment.token …ease is not a payment token (want tok_…)"}},
 		{"no address", func(o map[string]any) { delete(o, "shipping_address") }, []string{"it has no shipping_address"}},
-		{"bad country", func(o map[string]any) { o["shipping_address"] = map[string]any{"country": "Holland", "postal_code": "1"} }, []string{`shipping_address.country "Holland"`}},
+		{"bad country", func(o map[string]any) {
+			o["shipping_address"] = map[string]any{"country": "Holland", "postal_code": "1"}
+		}, []string{`shipping_address.country "Holland"`}},
 		{"no postal code", func(o map[string]any) { o["shipping_address"] = map[string]any{"country": "NL"} }, []string{"shipping_address has no postal_code"}},
 		{"everything at once", func(o map[string]any) {
 			o["items"] = json.RawMessage(`[{"sku": "NOPE", "quantity": 1}]`)
@@ -311,11 +313,13 @@ func TestReserveInventory(t *testing.T) {
 			},
 		},
 		{
-			name:    "the cart from another parent",
-			ctx:     exact,
-			config:  `{"cart_step": "price"}`,
-			parents: func(cart json.RawMessage) map[string]json.RawMessage { return map[string]json.RawMessage{"price": cart} },
-			check:   func(t *testing.T, _ json.RawMessage, err error) { require.NoError(t, err) },
+			name:   "the cart from another parent",
+			ctx:    exact,
+			config: `{"cart_step": "price"}`,
+			parents: func(cart json.RawMessage) map[string]json.RawMessage {
+				return map[string]json.RawMessage{"price": cart}
+			},
+			check: func(t *testing.T, _ json.RawMessage, err error) { require.NoError(t, err) },
 		},
 		{
 			name:    "no cart parent",
@@ -464,7 +468,9 @@ func TestCreateShipment(t *testing.T) {
 		}},
 		{name: "postnl to NL", config: `{"carrier": "postnl"}`},
 		{name: "postnl to DE", config: `{"carrier": "postnl"}`,
-			ctx:  order(t, func(o map[string]any) { o["shipping_address"] = map[string]any{"country": "DE", "postal_code": "10115"} }),
+			ctx: order(t, func(o map[string]any) {
+				o["shipping_address"] = map[string]any{"country": "DE", "postal_code": "10115"}
+			}),
 			kind: KindCarrier, msg: "order A-1: postnl does not deliver to DE (it delivers to BE, NL)"},
 		{name: "unknown carrier", config: `{"carrier": "pigeon"}`, kind: KindInvalidConfig,
 			msg: `config of step "ship_order": unknown carrier "pigeon" (want one of dhl, dpd, postnl, ups)`},
