@@ -1,7 +1,7 @@
 # A realistic e-commerce flow, run by the example plugin "orders"
-# (examples/plugins/orders): build it and load it from taskerd.hcl, as in
-# examples/plugins/orders/taskerd.hcl. The plugin's README describes each
-# handler's results and failures.
+# (examples/plugins/orders): build it and load it from a daemon config, as
+# examples/plugins/taskerd.hcl does; examples/plugins/order.json is a context
+# for it. The plugin's README describes each handler's results and failures.
 workflow "order_fulfillment" {
   namespace   = "ecommerce"
   version     = "1.0.0"
