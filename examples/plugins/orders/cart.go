@@ -76,6 +76,11 @@ func priceCart(st *settings, o *Order) (*Cart, []string) {
 		case it.Quantity < 1:
 			problems = append(problems, fmt.Sprintf("quantity of %s must be at least 1, not %d", it.SKU, it.Quantity))
 			continue
+		case it.Quantity > MaxLineQuantity:
+			// Checked per item as well as after merging, so that the sums
+			// below stay far from overflowing.
+			problems = append(problems, fmt.Sprintf("quantity of %s is %d, over the limit of %d", it.SKU, it.Quantity, MaxLineQuantity))
+			continue
 		}
 		if j, seen := index[it.SKU]; seen {
 			cart.Lines[j].Quantity += it.Quantity

@@ -211,6 +211,9 @@ func TestValidateCartRejects(t *testing.T) {
 		{"too many after merging", func(o map[string]any) {
 			o["items"] = json.RawMessage(`[{"sku": "MUG", "quantity": 50}, {"sku": "MUG", "quantity": 50}]`)
 		}, []string{"quantity of MUG is 100, over the limit of 99"}},
+		{"huge quantities do not overflow", func(o map[string]any) {
+			o["items"] = json.RawMessage(`[{"sku": "MUG", "quantity": 9000000000000000000}, {"sku": "MUG", "quantity": 9000000000000000000}]`)
+		}, []string{"quantity of MUG is 9000000000000000000, over the limit of 99"}},
 		{"bad e-mail", func(o map[string]any) { o["customer_email"] = "Ann <ann@example.com>" }, []string{`customer_email "Ann <ann@example.com>" is not an e-mail address`}},
 		{"no payment", func(o map[string]any) { delete(o, "payment") }, []string{"it has no payment.token"}},
 		{"not a token", func(o map[string]any) { o["payment"] = map[string]any{"token": "visa-please"} }, []string{"payment.token …ease is not a payment token (want tok_…)"}},
