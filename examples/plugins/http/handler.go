@@ -118,11 +118,34 @@ type Service struct {
 // New returns a Service with the default settings; Configure changes them.
 func New() *Service {
 	s := &Service{
-		client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		now:    time.Now,
+		client: &http.Client{
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: sameHostRedirects,
+		},
+		now: time.Now,
 	}
 	s.settings.Store(&settings{timeout: DefaultTimeout, maxResponseBytes: DefaultMaxResponseBytes})
 	return s
+}
+
+// maxRedirects bounds the redirects one request follows.
+const maxRedirects = 10
+
+// sameHostRedirects follows a redirect only to the same host (and port),
+// over the same scheme or from http to https. Go drops Authorization and
+// Cookie on a redirect elsewhere, but not other headers: an X-Api-Key from
+// the plugin config must not travel to whatever host a server names. A
+// redirect that is not followed is returned as the 3xx response it is.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	from := via[0].URL
+	sameScheme := req.URL.Scheme == from.Scheme || (from.Scheme == "http" && req.URL.Scheme == "https")
+	if req.URL.Host != from.Host || !sameScheme {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // strictDecode decodes raw into v, refusing unknown fields: a misspelt key

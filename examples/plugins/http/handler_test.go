@@ -521,3 +521,34 @@ func TestConcurrentCalls(t *testing.T) {
 		require.NoError(t, <-errc)
 	}
 }
+
+func TestRedirectsStayOnTheHost(t *testing.T) {
+	t.Parallel()
+	elsewhere := setup(t, "", func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the other host got %s %s with X-Api-Key %q", r.Method, r.URL, r.Header.Get("X-Api-Key"))
+	})
+	b := setup(t, `{"headers": {"X-Api-Key": "k-1"}}`, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/here", http.StatusFound)
+		case "/here":
+			_, _ = io.WriteString(w, "key "+r.Header.Get("X-Api-Key"))
+		case "/away":
+			http.Redirect(w, r, elsewhere.srv.URL+"/steal", http.StatusFound)
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		}
+	})
+
+	res, err := b.call(t, `{"url": "%s/moved"}`)
+	require.NoError(t, err)
+	require.Equal(t, "key k-1", res.Body, "a redirect on the same host is followed")
+
+	_, err = b.call(t, `{"url": "%s/away"}`)
+	requireRetryable(t, err, "http_302", 0)
+	require.ErrorContains(t, err, "/away: 302 Found")
+
+	_, err = b.call(t, `{"url": "%s/loop"}`)
+	requireRetryable(t, err, KindNetwork, 0)
+	require.ErrorContains(t, err, "stopped after 10 redirects")
+}
