@@ -312,3 +312,19 @@ func TestRegisterAndUnknownHandlers(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), `"attempt":1`)
 }
+
+// An oversized message fails the call, not the plugin.
+func TestOversizedMessageIsNotACrash(t *testing.T) {
+	t.Parallel()
+	b := startTestPlugin(t, nil)
+	req := stepRequest("big", nil)
+	req.Context = json.RawMessage(`{"d":"` + strings.Repeat("x", 5<<20) + `"}`)
+	_, err := b.p.Execute(context.Background(), "raw", req)
+	f := stepFailure(t, err)
+	require.True(t, f.Retryable)
+	require.Empty(t, f.Kind)
+	require.Contains(t, f.Message, "ResourceExhausted")
+	_, err = b.p.Execute(context.Background(), "echo", stepRequest("s", nil))
+	require.NoError(t, err)
+	require.Zero(t, b.p.Restarts())
+}

@@ -226,8 +226,19 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 		if ctx.Err() != nil {
 			return nil, p.ctxFailure(ctx, req, "running")
 		}
-		// The call failed while the caller still wanted it: the process
-		// died or its connection broke. Either way this instance is done.
+		// The call failed while the caller still wanted it. A dead process
+		// or a broken connection shows as Unavailable (or Canceled, when
+		// go-plugin closed the connection first): this instance is done.
+		// Anything else (say a message over gRPC's 4 MB limit) is this
+		// call's problem, not the plugin's.
+		code := status.Code(err)
+		if code != codes.Unavailable && code != codes.Canceled && !inst.client.Exited() {
+			return nil, &engine.StepFailure{
+				Message:   fmt.Sprintf("calling plugin %s handler %s (step %s): %v", p.spec.Name, handler, req.StepName, err),
+				Retryable: true,
+				Err:       err,
+			}
+		}
 		p.reportCrash(inst)
 		return nil, &engine.StepFailure{
 			Message:   fmt.Sprintf("plugin %s died during the call to %s (step %s, attempt %d): %v", p.spec.Name, handler, req.StepName, req.Attempt, err),
