@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -327,4 +328,52 @@ func TestOversizedMessageIsNotACrash(t *testing.T) {
 	_, err = b.p.Execute(context.Background(), "echo", stepRequest("s", nil))
 	require.NoError(t, err)
 	require.Zero(t, b.p.Restarts())
+}
+
+// A binary swapped while the plugin runs is never started: relaunches fail
+// closed on the checksum, with capped backoff, and calls wait (here, until
+// their deadline). Putting the right binary back heals the plugin.
+func TestRelaunchVerifiesChecksumWithCappedBackoff(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plugin")
+	original, err := os.ReadFile(testPluginPath)
+	require.NoError(t, err)
+	replace := func(content []byte) {
+		tmp := filepath.Join(dir, "next")
+		require.NoError(t, os.WriteFile(tmp, content, 0o755))
+		require.NoError(t, os.Rename(tmp, path)) // a running executable cannot be written in place
+	}
+	replace(original)
+	logs := &syncBuffer{}
+	h, err := host.Start(context.Background(), []host.Spec{{Name: "testp", Path: path, SHA256: testPluginSum}}, host.Options{
+		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
+		RestartMin: 10 * time.Millisecond,
+		RestartMax: 80 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	p, _ := h.Plugin("testp")
+	first := p.Pid()
+
+	impostor, err := os.ReadFile(bareEchoPath)
+	require.NoError(t, err)
+	replace(impostor)
+	require.NoError(t, syscall.Kill(first, syscall.SIGKILL))
+	eventually(t, 10*time.Second, func() bool { return strings.Count(logs.String(), "refusing to start") >= 5 },
+		"relaunch not refused repeatedly:\n%s", logs.String())
+	require.Zero(t, p.Pid())
+	require.Empty(t, processesOf(t, path), "the impostor never ran")
+	require.Contains(t, logs.String(), "next_try_in=80ms")
+	require.NotContains(t, logs.String(), "next_try_in=160ms", "backoff is capped")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = p.Execute(ctx, "echo", stepRequest("s", nil))
+	require.Equal(t, backends.ErrorKindTimeout, stepFailure(t, err).Kind)
+
+	replace(original)
+	eventually(t, 10*time.Second, func() bool { return p.Pid() != 0 }, "plugin not relaunched after the binary was restored")
+	_, err = p.Execute(context.Background(), "echo", stepRequest("s", nil))
+	require.NoError(t, err)
 }
