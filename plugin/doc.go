@@ -1,5 +1,31 @@
-// Package plugin will be the public SDK for step-handler and authenticator
-// plugins (hashicorp/go-plugin over gRPC), with the host side in plugin/host.
+// Package plugin is the SDK for writing taskerd step-handler plugins: small
+// Go programs that taskerd starts as subprocesses and calls over gRPC
+// (hashicorp/go-plugin). A plugin is a main package that calls Serve:
 //
-// Nothing is implemented yet: issues 5 and 7 build it.
+//	func main() {
+//		plugin.Serve(plugin.Handlers{
+//			"charge": charge,
+//		})
+//	}
+//
+//	func charge(ctx context.Context, req *plugin.Request) (any, error) {
+//		var order struct{ OrderID string `json:"order_id"` }
+//		if err := req.DecodeContext(&order); err != nil {
+//			return nil, plugin.Permanent(err)
+//		}
+//		...
+//		return map[string]any{"charged": true}, nil
+//	}
+//
+// A handler's ctx is cancelled when taskerd cancels the step or its task, or
+// when the step's deadline passes. A plain error is a retryable failure of
+// kind handler_error; wrap it with Permanent, Retryable, RetryAfter or
+// WithKind to say otherwise.
+//
+// A plugin must never write to stdout: go-plugin's handshake uses it. Log
+// with Logger (stderr); taskerd shows those lines in its own log under the
+// plugin's name.
+//
+// The wire protocol is in plugin/proto; the host side (launching, checksum
+// verification, restarts) is in plugin/host.
 package plugin

@@ -1,6 +1,7 @@
-# A realistic e-commerce flow. It runs on built-in handlers so it works
-# without any plugin; swap a handler for PLUGIN.HANDLER (e.g.
-# "payments.charge") once a team ships the plugin.
+# A realistic e-commerce flow, run by the example plugin "orders"
+# (examples/plugins/orders): build it and load it from a daemon config, as
+# examples/plugins/taskerd.hcl does; examples/plugins/order.json is a context
+# for it. The plugin's README describes each handler's results and failures.
 workflow "order_fulfillment" {
   namespace   = "ecommerce"
   version     = "1.0.0"
@@ -8,7 +9,7 @@ workflow "order_fulfillment" {
 
   context_schema = {
     type     = "object"
-    required = ["order_id", "customer_email", "items"]
+    required = ["order_id", "customer_email", "items", "payment", "shipping_address"]
     properties = {
       order_id       = { type = "string", minLength = 1 }
       customer_email = { type = "string", format = "email" }
@@ -24,6 +25,27 @@ workflow "order_fulfillment" {
           }
         }
       }
+      # A token from the payment provider, never card data. No pattern here:
+      # a schema error repeats the value it refuses, while validate_cart
+      # refuses a card number without repeating it.
+      payment = {
+        type     = "object"
+        required = ["token"]
+        properties = {
+          token = { type = "string", minLength = 1 }
+        }
+      }
+      shipping_address = {
+        type     = "object"
+        required = ["postal_code", "country"]
+        properties = {
+          name        = { type = "string" }
+          line1       = { type = "string" }
+          city        = { type = "string" }
+          postal_code = { type = "string", minLength = 1 }
+          country     = { type = "string", pattern = "^[A-Z]{2}$" }
+        }
+      }
     }
   }
 
@@ -35,22 +57,21 @@ workflow "order_fulfillment" {
   timeout = "30s"
 
   step "validate_order" {
-    description = "Check the order against the catalogue"
-    handler     = "builtin.echo"
+    description = "Check the order and price it from the catalogue"
+    handler     = "orders.validate_cart"
   }
 
   step "reserve_inventory" {
-    description = "Hold the items in the warehouse"
-    handler     = "builtin.noop"
+    description = "Hold the items in the warehouse; waits for restock when short"
+    handler     = "orders.reserve_inventory"
     depends_on  = [step.validate_order]
-    config      = { result = { reserved = true, warehouse = "eu-west" } }
+    config      = { warehouse = "eu-west" }
   }
 
   step "process_payment" {
-    description = "Charge the customer"
-    handler     = "builtin.noop"
+    description = "Charge the customer; a decline blocks the order"
+    handler     = "orders.charge_payment"
     depends_on  = [step.validate_order]
-    config      = { result = { charged = true, currency = "EUR" } }
     retry {
       limit = 5
     }
@@ -58,16 +79,17 @@ workflow "order_fulfillment" {
   }
 
   step "ship_order" {
-    description = "Create the shipping label"
-    handler     = "builtin.noop"
+    description = "Book the carrier and create the shipping label"
+    handler     = "orders.create_shipment"
     depends_on  = [step.reserve_inventory, step.process_payment]
-    config      = { result = { carrier = "dhl", label = "generated" } }
+    config      = { carrier = "dhl", service = "standard" }
   }
 
   step "send_confirmation" {
     description = "E-mail the customer; the order stands without it"
-    handler     = "builtin.echo"
+    handler     = "orders.send_confirmation"
     depends_on  = [step.process_payment]
+    config      = { template = "order_confirmation" }
     skippable   = true
   }
 }

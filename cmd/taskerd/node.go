@@ -18,10 +18,12 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/plugin/host"
 )
 
 // node is one engine running in this process, for run and resume.
 type node struct {
+	plugins     *host.Host // nil without --config
 	store       backends.Store
 	eng         *engine.Engine
 	events      <-chan engine.Event
@@ -29,33 +31,54 @@ type node struct {
 }
 
 func startNode(ctx context.Context, flags nodeFlags, catalog *definition.Catalog, stderr io.Writer) (*node, error) {
+	// Only warnings and errors: progress is what the events print.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	registry := builtin.NewRegistry()
+	var plugins *host.Host
+	if flags.cfg != nil {
+		var err error
+		if plugins, err = startPlugins(ctx, flags.cfg, logger); err != nil {
+			return nil, err
+		}
+		if err := plugins.Register(registry); err != nil {
+			plugins.Close()
+			return nil, &exitError{code: 1, err: err}
+		}
+	}
 	store, err := openStore(ctx, flags.db)
 	if err != nil {
+		plugins.Close()
 		return nil, err
+	}
+	nodeID := ""
+	if flags.cfg != nil {
+		nodeID = flags.cfg.NodeID
 	}
 	eng, err := engine.New(engine.Config{
 		Store:         store,
 		Catalog:       catalog,
-		Registry:      builtin.NewRegistry(),
+		Registry:      registry,
 		Workers:       flags.workers,
 		LeaseDuration: flags.lease,
-		// Only warnings and errors: progress is what the events print.
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		NodeID:        nodeID,
+		Logger:        logger,
 	})
 	if err != nil {
 		store.Close()
+		plugins.Close()
 		return nil, &exitError{code: 1, err: err}
 	}
 	// Subscribe before anything happens so that no event is missed. The
 	// buffer is generous; should it ever fill, the poll in follow still sees
 	// the task finish.
 	events, unsubscribe := eng.Subscribe(4096)
-	return &node{store: store, eng: eng, events: events, unsubscribe: unsubscribe}, nil
+	return &node{plugins: plugins, store: store, eng: eng, events: events, unsubscribe: unsubscribe}, nil
 }
 
 func (n *node) close() {
 	n.unsubscribe()
 	n.store.Close()
+	n.plugins.Close() // after the engine stopped: no call is in flight
 }
 
 // taskOver reports whether run and resume are done with a task: it is

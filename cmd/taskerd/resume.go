@@ -14,7 +14,7 @@ import (
 func newResumeCmd() *cobra.Command {
 	var flags nodeFlags
 	cmd := &cobra.Command{
-		Use:   "resume TASK_ID [--db DSN]",
+		Use:   "resume TASK_ID [--db DSN] [--config taskerd.hcl]",
 		Short: "Continue a task left unfinished by a stopped or killed process",
 		Long: `Run the engine in this process until the task is complete, in error or
 cancelled. Steps the dead process was running are recovered once their leases
@@ -23,7 +23,7 @@ lease_expired, their attempt counted, and are retried under the usual rules.
 Steps that completed are not run again.
 
 Steps carry their handler and config in the database, so resume needs no
-workflow files. Exit codes are those of run.`,
+workflow files; steps run by plugins need the plugins, from --config. Exit codes are those of run.`,
 		Example: "  taskerd resume 42 --db sqlite:taskerd.db",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -32,7 +32,7 @@ workflow files. Exit codes are those of run.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := flags.check(); err != nil {
+			if err := flags.check(cmd); err != nil {
 				return err
 			}
 			taskID, err := strconv.ParseInt(args[0], 10, 64)

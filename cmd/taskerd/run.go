@@ -10,9 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/taskerd/taskerd/config"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
-	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/plugin/host"
 )
 
 // nodeFlags are the settings run and resume share: they both act as one
@@ -22,16 +23,40 @@ type nodeFlags struct {
 	workers int
 	lease   time.Duration
 	json    bool
+	config  string
+
+	// cfg is the daemon config read from --config, or nil.
+	cfg *config.Config
 }
 
 func (f *nodeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "config", os.Getenv("TASKERD_CONFIG"), "daemon config (taskerd.hcl): database, workers, lease, workflows and plugins; flags override it; env TASKERD_CONFIG")
 	cmd.Flags().StringVar(&f.db, "db", dbFlagDefault(), "database: sqlite:PATH (add ?synchronous=normal to trade durability for speed) or sqlite::memory:; env TASKERD_DATABASE")
 	cmd.Flags().IntVar(&f.workers, "workers", engine.DefaultWorkers, "steps executed at once")
 	cmd.Flags().DurationVar(&f.lease, "lease", engine.DefaultLeaseDuration, "lease of a running step; a step whose node stops heartbeating is recovered after this")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON document with the final state instead of progress lines")
 }
 
-func (f *nodeFlags) check() error {
+// check reads --config, if any, and checks the flags. A setting given as a
+// flag (or TASKERD_DATABASE for --db) wins over the config file.
+func (f *nodeFlags) check(cmd *cobra.Command) error {
+	if f.config != "" {
+		cfg, err := config.Load(f.config)
+		if err != nil {
+			return usageErrorf("%s", err)
+		}
+		f.cfg = cfg
+		changed := cmd.Flags().Changed
+		if cfg.Database != "" && !changed("db") && os.Getenv("TASKERD_DATABASE") == "" {
+			f.db = cfg.Database
+		}
+		if cfg.Workers > 0 && !changed("workers") {
+			f.workers = cfg.Workers
+		}
+		if cfg.Lease > 0 && !changed("lease") {
+			f.lease = cfg.Lease
+		}
+	}
 	if f.workers < 1 {
 		return usageErrorf("--workers must be at least 1, not %d", f.workers)
 	}
@@ -45,7 +70,7 @@ func newRunCmd() *cobra.Command {
 	var flags nodeFlags
 	var ref, contextArg string
 	cmd := &cobra.Command{
-		Use:   "run FILE_OR_DIR... [--workflow NAMESPACE/NAME[@VERSION]] [--context JSON|@file.json]",
+		Use:   "run [FILE_OR_DIR...] [--config taskerd.hcl] [--workflow NAMESPACE/NAME[@VERSION]] [--context JSON|@file.json]",
 		Short: "Create a task and run it to the end in this process",
 		Long: `Load workflow definitions, create a task of one workflow and run the engine in
 this process until the task is complete, in error or cancelled.
@@ -57,15 +82,32 @@ step that has not finished becomes cancelled) and exits 1.
 While it runs, the process is an engine node on the database: it also works on
 any other unfinished task there.
 
+With --config, the daemon config's plugins are started (and stopped at the
+end), its database, workers and lease are used unless flags say otherwise, and
+its workflows directory is loaded when no FILE_OR_DIR is given. Every loaded
+workflow must then name only handlers that exist: built-ins or handlers of the
+configured plugins.
+
 Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 2 bad input (unknown workflow, invalid context, bad --db).`,
 		Example: `  taskerd run workflows/order_fulfillment.hcl --workflow ecommerce/order_fulfillment \
     --context '{"order_id": "A-1", "customer_email": "a@example.com", "items": [{"sku": "X", "quantity": 1}]}'
   taskerd run workflows/ -w default/diamond --db sqlite::memory: --json`,
-		Args: needPaths,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && flags.config != "" {
+				return nil // the config's workflows directory
+			}
+			return needPaths(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := flags.check(); err != nil {
+			if err := flags.check(cmd); err != nil {
 				return err
+			}
+			if len(args) == 0 {
+				if flags.cfg.Workflows == "" {
+					return usageErrorf("run needs workflow files or directories, or a workflows setting in %s", flags.config)
+				}
+				args = []string{flags.cfg.Workflows}
 			}
 			taskContext, err := readContextArg(contextArg)
 			if err != nil {
@@ -79,14 +121,14 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 			if err != nil {
 				return err
 			}
-			if err := checkHandlers(wf); err != nil {
-				return err
-			}
 			n, err := startNode(cmd.Context(), flags, catalog, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer n.close()
+			if err := checkHandlers(catalog, wf, n.eng.Registry(), flags.cfg != nil); err != nil {
+				return err
+			}
 			task, _, err := n.eng.CreateTask(cmd.Context(), engine.CreateRequest{
 				Workflow:     wf.ID(),
 				Context:      taskContext,
@@ -165,14 +207,19 @@ func createError(err error) error {
 
 // checkHandlers refuses a workflow naming a handler this process cannot run,
 // before any task exists: otherwise its steps would fail and retry until
-// they block. Only the built-in handlers exist until plugins arrive.
-func checkHandlers(wf *definition.Workflow) error {
-	reg := builtin.NewRegistry()
+// they block. With a daemon config (all) every loaded workflow is checked,
+// as a daemon must; without one, only the workflow to run, so that a
+// directory may hold workflows for plugins this run does not load.
+func checkHandlers(catalog *definition.Catalog, wf *definition.Workflow, reg *engine.Registry, all bool) error {
+	if all {
+		if err := host.CheckWorkflows(catalog, reg); err != nil {
+			return usageErrorf("%s", err)
+		}
+		return nil
+	}
 	for _, s := range wf.Steps {
 		if _, ok := reg.Lookup(s.Handler.String()); !ok {
-			r := s.HandlerRange
-			return usageErrorf("%s:%d:%d: step %q of %s uses handler %s, but no plugin %q is loaded (available: %s)",
-				r.Filename, r.Start.Line, r.Start.Column, s.Name, wf.ID(), s.Handler, s.Handler.Plugin, strings.Join(reg.Names(), ", "))
+			return usageErrorf("%s", host.UnknownHandlerError(wf, s, reg.Names()))
 		}
 	}
 	return nil

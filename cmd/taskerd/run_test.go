@@ -16,6 +16,21 @@ import (
 
 const orderContext = `{"order_id": "A-1", "customer_email": "a@example.com", "items": [{"sku": "X", "quantity": 1}]}`
 
+// schemaHCL is a workflow with a context schema and built-in handlers only.
+const schemaHCL = `workflow "schema" {
+  namespace = "ecommerce"
+  version   = "1.0.0"
+  context_schema = {
+    type     = "object"
+    required = ["order_id", "customer_email", "items"]
+    properties = {
+      order_id = { type = "string" }
+    }
+  }
+  step "validate" { handler = "builtin.echo" }
+}
+`
+
 // decodeReport reads run's --json document.
 func decodeReport(t *testing.T, out string) runReport {
 	t.Helper()
@@ -36,12 +51,20 @@ func tempDB(t *testing.T) string {
 	return "sqlite:" + filepath.Join(t.TempDir(), "taskerd.db") + "?synchronous=normal"
 }
 
+// The shipped order_fulfillment workflow runs through the example orders
+// plugin, the way scripts/order-fulfillment.sh runs it on a fresh machine:
+// build taskerd and the plugins, write the config with their hashes, run.
 func TestRunOrderFulfillment(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, "run", "../../workflows/order_fulfillment.hcl", "--workflow", "ecommerce/order_fulfillment",
-		"--context", orderContext, "--db", tempDB(t), "--json")
-	require.Equal(t, 0, r.code, r.stderr)
-	rep := decodeReport(t, r.stdout)
+	cmd := exec.Command("sh", "../../scripts/order-fulfillment.sh", "--json")
+	cmd.Env = append(os.Environ(), "TASKERD_WORK="+t.TempDir())
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	// plugins list comes first, then the --json report.
+	out := stdout.String()
+	require.Contains(t, out[:strings.Index(out, "{")], "orders  step_handler")
+	rep := decodeReport(t, out[strings.Index(out, "{"):])
 	require.Equal(t, "ecommerce/order_fulfillment@1.0.0", rep.Workflow)
 	require.Equal(t, "complete", rep.Status)
 	require.Equal(t, "all_complete", rep.ExecutionStatus)
@@ -58,13 +81,6 @@ func TestRunOrderFulfillment(t *testing.T) {
 	require.Equal(t, []string{"validate_order", "reserve_inventory", "process_payment", "ship_order", "send_confirmation"}, names,
 		"steps in topological order")
 	require.Equal(t, 5, stepsByName(rep)["process_payment"].RetryLimit)
-	require.JSONEq(t, `{"charged": true, "currency": "EUR"}`, string(stepsByName(rep)["process_payment"].Result))
-	// echo returns what it was given: the context and its parents' results.
-	var echo struct {
-		Context map[string]any `json:"context"`
-	}
-	require.NoError(t, json.Unmarshal(stepsByName(rep)["validate_order"].Result, &echo))
-	require.Equal(t, "A-1", echo.Context["order_id"])
 }
 
 const flakyHCL = `workflow "flaky" {
@@ -126,8 +142,8 @@ func TestRunBadInputExits2(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"run", "../../workflows/", "-w", "ecommerce/nope", "--db", db}, "unknown workflow ecommerce/nope"},
-		{[]string{"run", "../../workflows/order_fulfillment.hcl", "--db", db, "--context", `{"order_id": 5}`},
-			"the context does not match ecommerce/order_fulfillment@1.0.0's context_schema: /: missing properties 'customer_email', 'items'; /order_id: got number, want string"},
+		{[]string{"run", writeFile(t, "schema.hcl", schemaHCL), "--db", db, "--context", `{"order_id": 5}`},
+			"the context does not match ecommerce/schema@1.0.0's context_schema: /: missing properties 'customer_email', 'items'; /order_id: got number, want string"},
 		{[]string{"run", "../../workflows/linear.hcl", "--db", db, "--context", `{"x":`}, "--context must be a JSON object"},
 		{[]string{"run", "../../workflows/linear.hcl", "--db", db, "--context", `[1]`}, "--context must be a JSON object"},
 		{[]string{"run", "../../workflows/linear.hcl", "--db", db, "--context", "@/does/not/exist.json"}, "--context: open /does/not/exist.json"},
@@ -159,7 +175,7 @@ func TestRunBadInputExits2(t *testing.T) {
 func TestRunContextFromFile(t *testing.T) {
 	t.Parallel()
 	ctxFile := writeFile(t, "ctx.json", orderContext)
-	r := runCLI(t, "run", "../../workflows/order_fulfillment.hcl", "--context", "@"+ctxFile, "--db", tempDB(t), "--json")
+	r := runCLI(t, "run", writeFile(t, "schema.hcl", schemaHCL), "--context", "@"+ctxFile, "--db", tempDB(t), "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "complete", decodeReport(t, r.stdout).Status)
 }

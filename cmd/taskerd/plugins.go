@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/taskerd/taskerd/config"
+	"github.com/taskerd/taskerd/plugin/host"
+)
+
+// defaultConfig is the daemon config `taskerd plugins` reads by default.
+const defaultConfig = "taskerd.hcl"
+
+func newPluginsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plugins",
+		Short: "List the configured plugins, or print a plugin binary's checksum",
+	}
+	cmd.AddCommand(newPluginsListCmd(), newPluginsHashCmd())
+	return cmd
+}
+
+func newPluginsListCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "list [--config taskerd.hcl]",
+		Short: "Print each configured plugin: path, checksum status and handlers",
+		Long: `Read the daemon config and, for each plugin, print its name, kind, path, whether
+the binary's SHA-256 matches the configured one, and (for step-handler plugins
+whose checksum matches) the handlers it serves, learnt by starting it and
+asking. A plugin whose checksum does not match is never started.
+
+Exit codes: 0 every plugin is usable; 1 at least one is not.`,
+		Example: "  taskerd plugins list --config /etc/taskerd/taskerd.hcl",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath)
+			if err != nil {
+				return usageErrorf("%s", err)
+			}
+			out := cmd.OutOrStdout()
+			if len(cfg.Plugins) == 0 {
+				fmt.Fprintf(out, "no plugins in %s\n", configPath)
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PLUGIN\tKIND\tPATH\tSHA256\tHANDLERS")
+			bad := 0
+			for _, p := range cfg.Plugins {
+				status, handlers := inspectPlugin(cmd.Context(), p)
+				if status != "ok" {
+					bad++
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Kind, p.Path, status, handlers)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if bad > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d of %d plugins cannot be used", bad, len(cfg.Plugins))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", configDefault(), "daemon config; env TASKERD_CONFIG")
+	return cmd
+}
+
+func configDefault() string {
+	if v := os.Getenv("TASKERD_CONFIG"); v != "" {
+		return v
+	}
+	return defaultConfig
+}
+
+// inspectPlugin checks one plugin's binary and, for a step handler whose
+// checksum matches, starts it to learn its handlers.
+func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers string) {
+	actual, err := host.FileSHA256(p.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "missing", "-"
+	case err != nil:
+		return "unreadable: " + err.Error(), "-"
+	case actual != p.SHA256:
+		return "MISMATCH (binary is " + actual + ")", "-"
+	}
+	if p.Kind != config.KindStepHandler {
+		return "ok", "(authenticator)"
+	}
+	h, err := host.Start(ctx, []host.Spec{specOf(p)}, host.Options{})
+	if err != nil {
+		return "ok", "cannot start: " + err.Error()
+	}
+	defer h.Close()
+	var names []string
+	for _, hi := range h.Plugins()[0].Handlers() {
+		names = append(names, hi.Name)
+	}
+	return "ok", strings.Join(names, ", ")
+}
+
+func newPluginsHashCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash PATH",
+		Short: "Print the sha256 line of a plugin binary, to paste into its plugin block",
+		Example: `  go build -o plugins/orders ./examples/plugins/orders
+  taskerd plugins hash plugins/orders`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("plugins hash takes one PATH; see 'taskerd plugins hash --help'")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sum, err := host.FileSHA256(args[0])
+			if err != nil {
+				return usageErrorf("%s", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sha256 = %q\n", sum)
+			return nil
+		},
+	}
+}
+
+func specOf(p *config.Plugin) host.Spec {
+	return host.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Config: p.Config, MaxConcurrency: p.MaxConcurrency}
+}
+
+// startPlugins starts the config's step-handler plugins. Authenticator
+// plugins are for `taskerd serve`.
+func startPlugins(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*host.Host, error) {
+	var specs []host.Spec
+	for _, p := range cfg.StepHandlers() {
+		specs = append(specs, specOf(p))
+	}
+	h, err := host.Start(ctx, specs, host.Options{Logger: logger})
+	if err != nil {
+		return nil, &exitError{code: 1, err: fmt.Errorf("starting plugins from %s: %w", cfg.Filename, err)}
+	}
+	return h, nil
+}

@@ -1,0 +1,344 @@
+// Package config reads taskerd's daemon configuration, taskerd.hcl
+// (DESIGN.md, "Daemon configuration"): listen address, database, workflow
+// directory, node id, workers, lease, plugins, auth and policy.
+//
+// It is its own package, rather than part of cmd/taskerd, because more
+// than one command reads it (run, serve, plugins list) and because its
+// rules are worth testing on their own: every unknown key is an error with
+// file:line, plugin paths are relative to the file, a plugin without a
+// sha256 is refused. It only parses and checks; it starts nothing. It is
+// separate from definition/ because workflows and the daemon are
+// configured by different people at different times.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Plugin kinds.
+const (
+	KindStepHandler   = "step_handler"
+	KindAuthenticator = "authenticator"
+)
+
+// Config is a parsed taskerd.hcl. Fields left out of the file are zero;
+// the commands apply their defaults (and their flags override the file).
+type Config struct {
+	// Filename is the file it was read from.
+	Filename string
+	Listen   string
+	// Database is a DSN: sqlite:PATH or postgres://...
+	Database string
+	// Workflows is the workflow directory, relative paths resolved
+	// against the config file's directory.
+	Workflows string
+	NodeID    string
+	Workers   int
+	Lease     time.Duration
+	Plugins   []*Plugin
+	Auth      *Auth
+	Policy    *Policy
+}
+
+// Plugin is one `plugin "NAME" { ... }` block.
+type Plugin struct {
+	Name string
+	// Path is the executable, resolved against the config file's directory.
+	Path string
+	// SHA256 is the expected hex SHA-256 of the executable, lower case.
+	SHA256 string
+	// Kind is step_handler (default) or authenticator.
+	Kind string
+	// Config is the plugin's config as JSON ({} when the block has none).
+	// It may hold secrets: never log it.
+	Config json.RawMessage
+	// MaxConcurrency bounds the calls in flight into the plugin; 0 means
+	// the host's default.
+	MaxConcurrency int
+	// DeclRange is where the block is written.
+	DeclRange hcl.Range
+}
+
+// Auth is the `auth` block.
+type Auth struct {
+	// Mode "none" runs the API without authentication (explicitly only).
+	Mode           string
+	Authenticators []string
+}
+
+// Policy is the `policy` block.
+type Policy struct {
+	Dir         string
+	DecisionLog string
+}
+
+// StepHandlers returns the plugins of kind step_handler.
+func (c *Config) StepHandlers() []*Plugin {
+	var ps []*Plugin
+	for _, p := range c.Plugins {
+		if p.Kind == KindStepHandler {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// Error is a configuration that cannot be used: one line per problem,
+// each starting with file:line:column.
+type Error struct {
+	Diagnostics hcl.Diagnostics
+	// Files are the parsed sources, for hcl.NewDiagnosticTextWriter.
+	Files map[string]*hcl.File
+}
+
+func (e *Error) Error() string {
+	var lines []string
+	for _, d := range e.Diagnostics {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		line := d.Summary
+		if d.Detail != "" {
+			line += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			line = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, line)
+		}
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and checks the config file at path.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse checks the config src, read from filename (relative paths inside
+// are resolved against filename's directory).
+func Parse(filename string, src []byte) (*Config, error) {
+	p := hclparse.NewParser()
+	f, diags := p.ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, &Error{Diagnostics: diags, Files: p.Files()}
+	}
+	c, more := decode(filename, f.Body)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, &Error{Diagnostics: diags, Files: p.Files()}
+	}
+	return c, nil
+}
+
+var rootSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "listen"}, {Name: "database"}, {Name: "workflows"}, {Name: "node_id"}, {Name: "workers"}, {Name: "lease"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "plugin", LabelNames: []string{"name"}},
+		{Type: "auth"},
+		{Type: "policy"},
+	},
+}
+
+type pluginBody struct {
+	Path           string         `hcl:"path"`
+	SHA256         string         `hcl:"sha256"`
+	Kind           *string        `hcl:"kind,optional"`
+	Config         hcl.Expression `hcl:"config,optional"`
+	MaxConcurrency *int           `hcl:"max_concurrency,optional"`
+}
+
+type authBody struct {
+	Mode           *string  `hcl:"mode,optional"`
+	Authenticators []string `hcl:"authenticators,optional"`
+}
+
+type policyBody struct {
+	Dir         *string `hcl:"dir,optional"`
+	DecisionLog *string `hcl:"decision_log,optional"`
+}
+
+var (
+	pluginNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
+	dir := filepath.Dir(filename)
+	c := &Config{Filename: filename}
+	content, diags := body.Content(rootSchema)
+
+	str := func(name string, dst *string) {
+		if a, ok := content.Attributes[name]; ok {
+			diags = append(diags, gohcl.DecodeExpression(a.Expr, nil, dst)...)
+		}
+	}
+	str("listen", &c.Listen)
+	str("database", &c.Database)
+	str("workflows", &c.Workflows)
+	str("node_id", &c.NodeID)
+	if c.Workflows != "" && !filepath.IsAbs(c.Workflows) {
+		c.Workflows = filepath.Join(dir, c.Workflows)
+	}
+	if a, ok := content.Attributes["workers"]; ok {
+		diags = append(diags, gohcl.DecodeExpression(a.Expr, nil, &c.Workers)...)
+		if !diags.HasErrors() && c.Workers < 1 {
+			diags = append(diags, errorAt(a.Expr.Range(), "Invalid workers", fmt.Sprintf("workers must be at least 1, not %d.", c.Workers)))
+		}
+	}
+	if a, ok := content.Attributes["lease"]; ok {
+		var s string
+		if d := gohcl.DecodeExpression(a.Expr, nil, &s); d.HasErrors() {
+			diags = append(diags, d...)
+		} else if dur, err := time.ParseDuration(s); err != nil || dur <= 0 {
+			diags = append(diags, errorAt(a.Expr.Range(), "Invalid lease", fmt.Sprintf("lease must be a positive duration such as \"30s\", not %q.", s)))
+		} else {
+			c.Lease = dur
+		}
+	}
+
+	seen := map[string]*hcl.Block{}
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "plugin":
+			p, d := decodePlugin(dir, b)
+			diags = append(diags, d...)
+			if prev, dup := seen["plugin."+b.Labels[0]]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate plugin",
+					fmt.Sprintf("Plugin %q is configured twice. Previous definition was at %s.", b.Labels[0], prev.DefRange)))
+				continue
+			}
+			seen["plugin."+b.Labels[0]] = b
+			if p != nil {
+				c.Plugins = append(c.Plugins, p)
+			}
+		case "auth", "policy":
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
+					fmt.Sprintf("Only one %s block is allowed. Previous definition was at %s.", b.Type, prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+			if b.Type == "auth" {
+				var ab authBody
+				diags = append(diags, gohcl.DecodeBody(b.Body, nil, &ab)...)
+				c.Auth = &Auth{Authenticators: ab.Authenticators}
+				if ab.Mode != nil {
+					c.Auth.Mode = *ab.Mode
+				}
+			} else {
+				var pb policyBody
+				diags = append(diags, gohcl.DecodeBody(b.Body, nil, &pb)...)
+				c.Policy = &Policy{}
+				if pb.Dir != nil {
+					c.Policy.Dir = *pb.Dir
+					if !filepath.IsAbs(c.Policy.Dir) {
+						c.Policy.Dir = filepath.Join(dir, c.Policy.Dir)
+					}
+				}
+				if pb.DecisionLog != nil {
+					c.Policy.DecisionLog = *pb.DecisionLog
+				}
+			}
+		}
+	}
+	if c.Auth != nil {
+		for _, name := range c.Auth.Authenticators {
+			var p *Plugin
+			for _, q := range c.Plugins {
+				if q.Name == name {
+					p = q
+				}
+			}
+			if p == nil || p.Kind != KindAuthenticator {
+				diags = append(diags, errorAt(seen["auth"].DefRange, "Unknown authenticator",
+					fmt.Sprintf("auth.authenticators names %q, which is not a plugin of kind %q in this file.", name, KindAuthenticator)))
+			}
+		}
+	}
+	return c, diags
+}
+
+func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
+	name := b.Labels[0]
+	var pb pluginBody
+	diags := gohcl.DecodeBody(b.Body, nil, &pb)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	p := &Plugin{Name: name, Path: pb.Path, SHA256: strings.ToLower(pb.SHA256), Kind: KindStepHandler, DeclRange: b.DefRange}
+	if !pluginNameRE.MatchString(name) || name == "builtin" {
+		diags = append(diags, errorAt(b.LabelRanges[0], "Invalid plugin name",
+			fmt.Sprintf("Plugin name %q: use lower-case letters, digits and _, starting with a letter (and not \"builtin\", which names taskerd's own handlers).", name)))
+	}
+	if p.Path == "" {
+		diags = append(diags, errorAt(b.DefRange, "Invalid plugin path", fmt.Sprintf("Plugin %q has an empty path.", name)))
+	} else if !filepath.IsAbs(p.Path) {
+		p.Path = filepath.Join(dir, p.Path)
+	}
+	if !sha256RE.MatchString(p.SHA256) {
+		diags = append(diags, errorAt(b.DefRange, "Invalid sha256",
+			fmt.Sprintf("Plugin %q: sha256 must be the 64 hex digits of the executable's SHA-256 (taskerd plugins hash PATH prints it), not %q.", name, pb.SHA256)))
+	}
+	if pb.Kind != nil {
+		p.Kind = *pb.Kind
+		if p.Kind != KindStepHandler && p.Kind != KindAuthenticator {
+			diags = append(diags, errorAt(b.DefRange, "Invalid plugin kind",
+				fmt.Sprintf("Plugin %q: kind must be %q or %q, not %q.", name, KindStepHandler, KindAuthenticator, p.Kind)))
+		}
+	}
+	if pb.MaxConcurrency != nil {
+		p.MaxConcurrency = *pb.MaxConcurrency
+		if p.MaxConcurrency < 1 {
+			diags = append(diags, errorAt(b.DefRange, "Invalid max_concurrency",
+				fmt.Sprintf("Plugin %q: max_concurrency must be at least 1, not %d.", name, p.MaxConcurrency)))
+		}
+	}
+	cfg, d := exprJSON(pb.Config)
+	diags = append(diags, d...)
+	p.Config = cfg
+	return p, diags
+}
+
+// exprJSON evaluates an HCL value (no variables or functions) to JSON; a
+// missing or null value is {}.
+func exprJSON(expr hcl.Expression) (json.RawMessage, hcl.Diagnostics) {
+	if expr == nil {
+		return json.RawMessage("{}"), nil
+	}
+	v, diags := expr.Value(nil)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if v.IsNull() {
+		return json.RawMessage("{}"), nil
+	}
+	if !v.IsWhollyKnown() {
+		return nil, hcl.Diagnostics{errorAt(expr.Range(), "Invalid config", "The config must be a constant value.")}
+	}
+	b, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		return nil, hcl.Diagnostics{errorAt(expr.Range(), "Invalid config", err.Error())}
+	}
+	return b, nil
+}
+
+func errorAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}

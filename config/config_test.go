@@ -1,0 +1,148 @@
+package config_test
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/config"
+)
+
+const hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+// The DESIGN.md example, with real values where it has ellipses.
+const designExample = `
+listen   = "127.0.0.1:8080"
+database = "sqlite:taskerd.db"        # or "postgres://user@host:5432/db"
+workflows = "./workflows"
+node_id  = "edge-1"                    # default: hostname + pid
+workers  = 16                          # concurrent step executions on this node
+lease    = "30s"
+
+plugin "payments" {
+  path   = "./plugins/payments"
+  sha256 = "` + hash + `"
+  kind   = "step_handler"
+  config = { api_base = "https://pay.example.com", retries = [1, 2], sandbox = true }
+  max_concurrency = 8
+}
+
+plugin "jwt" {
+  path   = "/opt/taskerd/jwt"
+  sha256 = "` + hash + `"
+  kind   = "authenticator"
+}
+
+plugin "apikey" {
+  path   = "apikey"
+  sha256 = "` + hash + `"
+  kind   = "authenticator"
+}
+
+auth {
+  authenticators = ["jwt", "apikey"]   # plugin names, tried in order
+}
+policy {
+  dir      = "./policy"
+  decision_log = "stderr"
+}
+`
+
+func TestParseDesignExample(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("/etc/taskerd/taskerd.hcl", []byte(designExample))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", c.Listen)
+	require.Equal(t, "sqlite:taskerd.db", c.Database)
+	require.Equal(t, "/etc/taskerd/workflows", c.Workflows)
+	require.Equal(t, "edge-1", c.NodeID)
+	require.Equal(t, 16, c.Workers)
+	require.Equal(t, 30*time.Second, c.Lease)
+	require.Len(t, c.Plugins, 3)
+
+	pay := c.Plugins[0]
+	require.Equal(t, "payments", pay.Name)
+	require.Equal(t, "/etc/taskerd/plugins/payments", pay.Path, "path is relative to the config file")
+	require.Equal(t, hash, pay.SHA256)
+	require.Equal(t, config.KindStepHandler, pay.Kind)
+	require.JSONEq(t, `{"api_base":"https://pay.example.com","retries":[1,2],"sandbox":true}`, string(pay.Config))
+	require.Equal(t, 8, pay.MaxConcurrency)
+	require.Equal(t, 9, pay.DeclRange.Start.Line)
+
+	require.Equal(t, "/opt/taskerd/jwt", c.Plugins[1].Path)
+	require.Equal(t, "/etc/taskerd/apikey", c.Plugins[2].Path)
+	require.JSONEq(t, `{}`, string(c.Plugins[1].Config))
+	require.Equal(t, []*config.Plugin{pay}, c.StepHandlers())
+	require.Equal(t, []string{"jwt", "apikey"}, c.Auth.Authenticators)
+	require.Equal(t, "/etc/taskerd/policy", c.Policy.Dir)
+	require.Equal(t, "stderr", c.Policy.DecisionLog)
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("taskerd.hcl", []byte(`plugin "orders" {
+  path   = "bin/orders"
+  sha256 = "`+hash+`"
+}`))
+	require.NoError(t, err)
+	require.Equal(t, config.KindStepHandler, c.Plugins[0].Kind)
+	require.Equal(t, filepath.Join("bin", "orders"), c.Plugins[0].Path)
+	require.Zero(t, c.Plugins[0].MaxConcurrency)
+	require.JSONEq(t, `{}`, string(c.Plugins[0].Config))
+	require.Zero(t, c.Workers)
+	require.Nil(t, c.Auth)
+}
+
+func TestErrorsNameFileAndLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{"unknown top-level key", "listen = \"x\"\nlisten_port = 8080\n",
+			[]string{`taskerd.hcl:2:1: Unsupported argument`, `listen_port`}},
+		{"unknown block", "\nserver {\n}\n", []string{`taskerd.hcl:2:1: Unsupported block type`}},
+		{"unknown plugin key", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  checksum = \"x\"\n}\n",
+			[]string{`taskerd.hcl:4:3: Unsupported argument`, `checksum`}},
+		{"sha256 required", "plugin \"p\" {\n  path = \"p\"\n}\n",
+			[]string{`taskerd.hcl:1:12: Missing required argument`, `sha256`}},
+		{"sha256 malformed", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"abc\"\n}\n",
+			[]string{`taskerd.hcl:1:1: Invalid sha256`, `"abc"`}},
+		{"bad kind", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  kind = \"magic\"\n}\n",
+			[]string{`taskerd.hcl:1:1: Invalid plugin kind`, `"magic"`}},
+		{"bad max_concurrency", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  max_concurrency = 0\n}\n",
+			[]string{`Invalid max_concurrency`}},
+		{"duplicate plugin", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n}\nplugin \"p\" {\n  path = \"q\"\n  sha256 = \"" + hash + "\"\n}\n",
+			[]string{`taskerd.hcl:5:1: Duplicate plugin`, `Previous definition was at taskerd.hcl:1,1`}},
+		{"builtin is reserved", "plugin \"builtin\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n}\n", []string{`Invalid plugin name`}},
+		{"bad lease", "lease = \"soon\"\n", []string{`taskerd.hcl:1:9: Invalid lease`}},
+		{"bad workers", "workers = 0\n", []string{`taskerd.hcl:1:11: Invalid workers`}},
+		{"workers not a number", "workers = \"many\"\n", []string{`taskerd.hcl:1:12: Unsuitable value type`}},
+		{"config references a variable", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { key = var.secret }\n}\n",
+			[]string{`taskerd.hcl:4:`, `Variables not allowed`}},
+		{"unknown authenticator", "auth {\n  authenticators = [\"jwt\"]\n}\n", []string{`taskerd.hcl:1:1: Unknown authenticator`, `"jwt"`}},
+		{"syntax error", "listen = \n", []string{`taskerd.hcl:1:`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("taskerd.hcl", []byte(tt.src))
+			require.Error(t, err)
+			var ce *config.Error
+			require.True(t, errors.As(err, &ce))
+			for _, w := range tt.want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.hcl"))
+	require.ErrorContains(t, err, "reading config")
+}

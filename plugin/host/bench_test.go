@@ -1,0 +1,210 @@
+package host_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/plugin/host"
+	pb "github.com/taskerd/taskerd/plugin/proto"
+)
+
+// payload256 is a 256-byte JSON object: the benchmarks' task context.
+var payload256 = func() json.RawMessage {
+	p := `{"d":"` + strings.Repeat("x", 256-len(`{"d":""}`)) + `"}`
+	if len(p) != 256 {
+		panic(len(p))
+	}
+	return json.RawMessage(p)
+}()
+
+// bareClient starts testdata/bareecho with plain go-plugin (same handshake,
+// AutoMTLS and gRPC as the host) and returns its generated client: the
+// baseline with no SDK and no host around the call.
+func bareClient(tb testing.TB) pb.StepHandlerClient {
+	tb.Helper()
+	c, rpc, err := startBare(bareEchoPath, bareEchoSum)
+	require.NoError(tb, err)
+	tb.Cleanup(c.Kill)
+	return rpc
+}
+
+// startBare starts a plugin with go-plugin alone; sum may be empty (no
+// checksum verification).
+func startBare(path, sum string) (*goplugin.Client, pb.StepHandlerClient, error) {
+	cfg := &goplugin.ClientConfig{
+		HandshakeConfig:  pb.Handshake,
+		Plugins:          pb.PluginSet(nil),
+		Cmd:              exec.Command(path),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		Logger:           hclog.NewNullLogger(),
+	}
+	if sum != "" {
+		b, err := hex.DecodeString(sum)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.SecureConfig = &goplugin.SecureConfig{Checksum: b, Hash: sha256.New()}
+	}
+	c := goplugin.NewClient(cfg)
+	rpc, err := c.Client()
+	if err != nil {
+		c.Kill()
+		return nil, nil, err
+	}
+	raw, err := rpc.Dispense(pb.PluginName)
+	if err != nil {
+		c.Kill()
+		return nil, nil, err
+	}
+	return c, raw.(pb.StepHandlerClient), nil
+}
+
+func benchRequest() *engine.StepRequest {
+	return &engine.StepRequest{
+		TaskID: 1, StepID: 2, StepName: "echo", Attempt: 1, Context: payload256,
+		IdempotencyKey: "1/echo/1", Deadline: time.Now().Add(time.Hour),
+	}
+}
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*q)]
+}
+
+// BenchmarkExecuteRoundTrip times one Execute host→plugin→host with a
+// 256-byte payload through the host and SDK, alternating call by call with
+// the same call straight to a bare go-plugin gRPC echo, so both see the
+// same machine. Reported: p50 of each and their ratio.
+func BenchmarkExecuteRoundTrip(b *testing.B) {
+	bp := startTestPlugin(b, nil)
+	bare := bareClient(b)
+	ctx := context.Background()
+	req := benchRequest()
+	in := &pb.ExecuteRequest{TaskId: 1, StepId: 2, StepName: "echo", Handler: "raw", Attempt: 1, ContextJson: payload256, IdempotencyKey: "1/echo/1"}
+	// Warm both connections.
+	for range 100 {
+		_, err := bp.p.Execute(ctx, "raw", req)
+		require.NoError(b, err)
+		_, err = bare.Execute(ctx, in)
+		require.NoError(b, err)
+	}
+	sdk := make([]time.Duration, 0, b.N)
+	base := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		out, err := bp.p.Execute(ctx, "raw", req)
+		t1 := time.Now()
+		resp, berr := bare.Execute(ctx, in)
+		t2 := time.Now()
+		if err != nil || berr != nil || len(out) != 256 || len(resp.GetSuccess().GetResultJson()) != 256 {
+			b.Fatalf("bad round trip: %v %v", err, berr)
+		}
+		sdk = append(sdk, t1.Sub(t0))
+		base = append(base, t2.Sub(t1))
+	}
+	b.StopTimer()
+	p50, bare50 := percentile(sdk, 0.5), percentile(base, 0.5)
+	b.ReportMetric(float64(p50.Microseconds()), "sdk-p50-µs")
+	b.ReportMetric(float64(percentile(sdk, 0.99).Microseconds()), "sdk-p99-µs")
+	b.ReportMetric(float64(bare50.Microseconds()), "bare-p50-µs")
+	b.ReportMetric(float64(p50)/float64(bare50), "p50-ratio")
+}
+
+// BenchmarkExecuteConcurrent is 16 callers sharing one plugin process;
+// calls/s is the throughput (the bare echo's is in the bare sub-benchmark).
+func BenchmarkExecuteConcurrent(b *testing.B) {
+	const callers = 16
+	run := func(b *testing.B, call func() error) {
+		var n atomic.Int64
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				for n.Add(1) <= int64(b.N) {
+					if err := call(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	}
+	b.Run("sdk", func(b *testing.B) {
+		bp := startTestPlugin(b, nil)
+		req := benchRequest()
+		run(b, func() error { _, err := bp.p.Execute(context.Background(), "raw", req); return err })
+	})
+	b.Run("bare", func(b *testing.B) {
+		bare := bareClient(b)
+		in := &pb.ExecuteRequest{Handler: "raw", Attempt: 1, ContextJson: payload256}
+		run(b, func() error { _, err := bare.Execute(context.Background(), in); return err })
+	})
+}
+
+// BenchmarkPluginStart times starting one plugin. host: host.Start of the
+// test plugin (checksum, launch, handshake, Describe, Configure); bare:
+// go-plugin alone starting the bare echo (launch, handshake, Dispense), with
+// and without its checksum check. Stopping is not timed.
+func BenchmarkPluginStart(b *testing.B) {
+	measure := func(b *testing.B, start func() (stop func(), err error)) {
+		var starts []time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			stop, err := start()
+			starts = append(starts, time.Since(t0))
+			require.NoError(b, err)
+			b.StopTimer()
+			stop()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(percentile(starts, 0.5).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(percentile(starts, 0.99).Microseconds())/1000, "p99-ms")
+	}
+	b.Run("host", func(b *testing.B) {
+		spec := host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}
+		measure(b, func() (func(), error) {
+			h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{})
+			if err != nil {
+				return func() {}, err
+			}
+			return h.Close, nil
+		})
+	})
+	for _, checksum := range []bool{false, true} {
+		name := "bare"
+		sum := ""
+		if checksum {
+			name, sum = "bare-checksum", bareEchoSum
+		}
+		b.Run(name, func(b *testing.B) {
+			measure(b, func() (func(), error) {
+				c, _, err := startBare(bareEchoPath, sum)
+				if err != nil {
+					return func() {}, err
+				}
+				return c.Kill, nil
+			})
+		})
+	}
+}

@@ -1,0 +1,200 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taskerd/taskerd/engine"
+)
+
+// Defaults for Options.
+const (
+	DefaultStartTimeout   = 10 * time.Second
+	DefaultRestartMin     = 100 * time.Millisecond
+	DefaultRestartMax     = 30 * time.Second
+	DefaultMaxConcurrency = 64
+)
+
+// Spec is one plugin to run, as the daemon config describes it.
+type Spec struct {
+	// Name is the PLUGIN of PLUGIN.HANDLER.
+	Name string
+	// Path is the plugin's executable.
+	Path string
+	// SHA256 is the expected hex SHA-256 of the executable: required.
+	SHA256 string
+	// Config is passed to the plugin once at start (Configure); nil is {}.
+	Config json.RawMessage
+	// MaxConcurrency bounds the calls in flight into the plugin; 0 means
+	// DefaultMaxConcurrency. Calls beyond it wait (within their deadline).
+	MaxConcurrency int
+}
+
+// Options tune a Host. The zero value is usable.
+type Options struct {
+	// Logger receives the host's messages and the plugins' own log lines,
+	// each with a "plugin" attribute. Nil discards them.
+	Logger *slog.Logger
+	// StartTimeout bounds launch + handshake, and then Describe and
+	// Configure each.
+	StartTimeout time.Duration
+	// RestartMin and RestartMax bound the wait before relaunching a plugin
+	// that died; it doubles for every crash of an instance that lived less
+	// than a minute.
+	RestartMin, RestartMax time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.RestartMin <= 0 {
+		o.RestartMin = DefaultRestartMin
+	}
+	if o.RestartMax < o.RestartMin {
+		o.RestartMax = max(DefaultRestartMax, o.RestartMin)
+	}
+	return o
+}
+
+// Host is a set of running plugins.
+type Host struct {
+	plugins []*Plugin
+	byName  map[string]*Plugin
+}
+
+var (
+	pluginNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Start launches every plugin in specs and learns its handlers. It fails
+// closed: if any plugin cannot be started (bad checksum, failed handshake,
+// Describe or Configure), the ones already started are stopped and the
+// error names the plugin.
+func Start(ctx context.Context, specs []Spec, opts Options) (*Host, error) {
+	opts = opts.withDefaults()
+	h := &Host{byName: map[string]*Plugin{}}
+	for _, s := range specs {
+		if err := s.check(); err != nil {
+			return nil, err
+		}
+		if _, dup := h.byName[s.Name]; dup {
+			return nil, fmt.Errorf("plugin %q is configured twice", s.Name)
+		}
+		h.byName[s.Name] = nil
+	}
+	// Launch in parallel: start-up is mostly waiting for processes.
+	started := make([]*Plugin, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		wg.Go(func() { started[i], errs[i] = startPlugin(ctx, s, opts) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, p := range started {
+			if p != nil {
+				p.Close()
+			}
+		}
+		return nil, err
+	}
+	for _, p := range started {
+		h.plugins = append(h.plugins, p)
+		h.byName[p.spec.Name] = p
+	}
+	return h, nil
+}
+
+func (s *Spec) check() error {
+	switch {
+	case !pluginNameRE.MatchString(s.Name) || s.Name == "builtin":
+		return fmt.Errorf("plugin name %q: want lower-case letters, digits and _ (and not \"builtin\")", s.Name)
+	case s.Path == "":
+		return fmt.Errorf("plugin %q: no path", s.Name)
+	case s.SHA256 == "":
+		return fmt.Errorf("plugin %q: no sha256: every plugin's checksum is required (taskerd plugins hash %s)", s.Name, s.Path)
+	case !sha256RE.MatchString(strings.ToLower(s.SHA256)):
+		return fmt.Errorf("plugin %q: sha256 %q is not 64 hex digits", s.Name, s.SHA256)
+	case s.MaxConcurrency < 0:
+		return fmt.Errorf("plugin %q: max_concurrency must not be negative", s.Name)
+	}
+	if len(s.Config) > 0 && !json.Valid(s.Config) {
+		return fmt.Errorf("plugin %q: config is not valid JSON", s.Name)
+	}
+	return nil
+}
+
+// Plugins returns the running plugins in configuration order.
+func (h *Host) Plugins() []*Plugin { return h.plugins }
+
+// Plugin returns the plugin called name.
+func (h *Host) Plugin(name string) (*Plugin, bool) {
+	p, ok := h.byName[name]
+	return p, ok && p != nil
+}
+
+// Register adds every plugin handler to r as PLUGIN.HANDLER.
+func (h *Host) Register(r *engine.Registry) error {
+	for _, p := range h.plugins {
+		for _, hi := range p.Handlers() {
+			if err := r.Register(p.spec.Name+"."+hi.Name, p.Handler(hi.Name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops every plugin and waits for their processes to exit.
+func (h *Host) Close() {
+	if h == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range h.plugins {
+		wg.Go(p.Close)
+	}
+	wg.Wait()
+}
+
+// FileSHA256 returns the hex SHA-256 of the file at path.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// ChecksumError is returned when a plugin's executable is not the one the
+// configuration trusts: the plugin was not started.
+type ChecksumError struct {
+	Plugin, Path     string
+	Expected, Actual string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("plugin %q: refusing to start %s: its sha256 is %s, the configuration expects %s",
+		e.Plugin, e.Path, e.Actual, e.Expected)
+}

@@ -1,0 +1,444 @@
+package host
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"crypto/sha256"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/engine"
+	pb "github.com/taskerd/taskerd/plugin/proto"
+)
+
+// HandlerInfo is one handler a plugin serves.
+type HandlerInfo struct {
+	Name        string
+	Description string
+}
+
+// Plugin is one supervised plugin: at most one live process at a time.
+type Plugin struct {
+	spec Spec
+	opts Options
+	log  *slog.Logger
+	sem  chan struct{}
+
+	handlers []HandlerInfo // learned at the first start; fixed after
+
+	mu       sync.Mutex
+	cur      *instance     // nil while the plugin is being restarted
+	ready    chan struct{} // closed when cur is set again
+	closed   bool
+	restarts int
+
+	crashed chan *instance // to the supervisor
+	stop    chan struct{}
+	done    chan struct{} // the supervisor returned
+}
+
+// instance is one process of a plugin.
+type instance struct {
+	client  *goplugin.Client
+	rpc     pb.StepHandlerClient
+	pid     int
+	started time.Time
+}
+
+func startPlugin(ctx context.Context, s Spec, opts Options) (*Plugin, error) {
+	if s.MaxConcurrency == 0 {
+		s.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if len(s.Config) == 0 {
+		s.Config = json.RawMessage("{}")
+	}
+	s.SHA256 = strings.ToLower(s.SHA256)
+	p := &Plugin{
+		spec:    s,
+		opts:    opts,
+		log:     opts.Logger.With("plugin", s.Name),
+		sem:     make(chan struct{}, s.MaxConcurrency),
+		crashed: make(chan *instance, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	inst, handlers, err := p.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.cur, p.handlers = inst, handlers
+	p.log.Info("plugin started", "path", s.Path, "pid", inst.pid, "handlers", handlerNames(handlers))
+	go p.supervise()
+	return p, nil
+}
+
+// launch starts one process: verify, handshake, Describe, Configure.
+func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
+	sum, err := hex.DecodeString(p.spec.SHA256)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plugin %q: sha256: %w", p.spec.Name, err)
+	}
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  pb.Handshake,
+		Plugins:          pb.PluginSet(nil),
+		Cmd:              exec.Command(p.spec.Path),
+		SecureConfig:     &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		// The plugin gets no environment from taskerd: whatever secrets
+		// the daemon holds stay in the daemon.
+		SkipHostEnv:  true,
+		StartTimeout: p.opts.StartTimeout,
+		Logger:       newHCLogger(p.log),
+	})
+	fail := func(err error) (*instance, []HandlerInfo, error) {
+		client.Kill()
+		return nil, nil, err
+	}
+	rpcClient, err := client.Client()
+	if err != nil {
+		if errors.Is(err, goplugin.ErrChecksumsDoNotMatch) {
+			actual, herr := FileSHA256(p.spec.Path)
+			if herr != nil {
+				actual = "unreadable (" + herr.Error() + ")"
+			}
+			return fail(&ChecksumError{Plugin: p.spec.Name, Path: p.spec.Path, Expected: p.spec.SHA256, Actual: actual})
+		}
+		return fail(fmt.Errorf("plugin %q: starting %s: %w", p.spec.Name, p.spec.Path, err))
+	}
+	raw, err := rpcClient.Dispense(pb.PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("plugin %q: %w", p.spec.Name, err))
+	}
+	stub, ok := raw.(pb.StepHandlerClient)
+	if !ok {
+		return fail(fmt.Errorf("plugin %q: unexpected client type %T", p.spec.Name, raw))
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
+	defer cancel()
+	desc, err := stub.Describe(cctx, &pb.DescribeRequest{})
+	if err != nil {
+		return fail(fmt.Errorf("plugin %q: Describe: %w", p.spec.Name, err))
+	}
+	var handlers []HandlerInfo
+	for _, h := range desc.Handlers {
+		if h.Name == "" || strings.Contains(h.Name, ".") {
+			return fail(fmt.Errorf("plugin %q: Describe returned an invalid handler name %q", p.spec.Name, h.Name))
+		}
+		handlers = append(handlers, HandlerInfo{Name: h.Name, Description: h.Description})
+	}
+	slices.SortFunc(handlers, func(a, b HandlerInfo) int { return strings.Compare(a.Name, b.Name) })
+	if _, err := stub.Configure(cctx, &pb.ConfigureRequest{ConfigJson: p.spec.Config}); err != nil {
+		return fail(fmt.Errorf("plugin %q: Configure refused its config: %w", p.spec.Name, err))
+	}
+	inst := &instance{client: client, rpc: stub, started: time.Now()}
+	if rc := client.ReattachConfig(); rc != nil {
+		inst.pid = rc.Pid
+	}
+	return inst, handlers, nil
+}
+
+// Name is the plugin's name (the PLUGIN of PLUGIN.HANDLER).
+func (p *Plugin) Name() string { return p.spec.Name }
+
+// Path is the plugin's executable.
+func (p *Plugin) Path() string { return p.spec.Path }
+
+// Handlers lists the plugin's handlers, sorted by name.
+func (p *Plugin) Handlers() []HandlerInfo { return slices.Clone(p.handlers) }
+
+// Pid is the pid of the plugin's current process, or 0 while it is being
+// restarted or after Close.
+func (p *Plugin) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return 0
+	}
+	return p.cur.pid
+}
+
+// Restarts counts the times the plugin was relaunched after dying.
+func (p *Plugin) Restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restarts
+}
+
+// Handler returns the engine.Handler of one of the plugin's handlers.
+func (p *Plugin) Handler(name string) engine.Handler {
+	return engine.HandlerFunc(func(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+		return p.Execute(ctx, name, req)
+	})
+}
+
+// Execute runs one attempt of a step with the plugin's handler `handler`.
+// Failures are *engine.StepFailure values: the handler's own (message,
+// retryable, backoff, kind), plugin_crashed when the process died during
+// the call, timeout when ctx's deadline passed.
+func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRequest) (json.RawMessage, error) {
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	case <-ctx.Done():
+		return nil, p.ctxFailure(ctx, req, "waiting for a free call slot (max_concurrency)")
+	}
+	inst, err := p.instance(ctx)
+	if err != nil {
+		return nil, p.errorFor(ctx, req, err, "waiting for the plugin to restart")
+	}
+	in := &pb.ExecuteRequest{
+		TaskId:            req.TaskID,
+		StepId:            req.StepID,
+		StepName:          req.StepName,
+		Handler:           handler,
+		Attempt:           int32(req.Attempt),
+		ContextJson:       req.Context,
+		ConfigJson:        req.Config,
+		ParentResultsJson: make(map[string][]byte, len(req.ParentResults)),
+		IdempotencyKey:    req.IdempotencyKey,
+	}
+	if !req.Deadline.IsZero() {
+		in.DeadlineUnixNano = req.Deadline.UnixNano()
+	}
+	for k, v := range req.ParentResults {
+		in.ParentResultsJson[k] = v
+	}
+	resp, err := inst.rpc.Execute(ctx, in)
+	if err != nil {
+		// gRPC's own timer may end the call a moment before ctx's.
+		if status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil {
+			return nil, p.timeoutFailure(req, "running", err)
+		}
+		if ctx.Err() != nil {
+			return nil, p.ctxFailure(ctx, req, "running")
+		}
+		// The call failed while the caller still wanted it. A dead process
+		// or a broken connection shows as Unavailable (or Canceled, when
+		// go-plugin closed the connection first): this instance is done.
+		// Anything else (say a message over gRPC's 4 MB limit) is this
+		// call's problem, not the plugin's.
+		code := status.Code(err)
+		if code != codes.Unavailable && code != codes.Canceled && !inst.client.Exited() {
+			return nil, &engine.StepFailure{
+				Message:   fmt.Sprintf("calling plugin %s handler %s (step %s): %v", p.spec.Name, handler, req.StepName, err),
+				Retryable: true,
+				Err:       err,
+			}
+		}
+		p.reportCrash(inst)
+		return nil, &engine.StepFailure{
+			Message:   fmt.Sprintf("plugin %s died during the call to %s (step %s, attempt %d): %v", p.spec.Name, handler, req.StepName, req.Attempt, err),
+			Retryable: true,
+			Kind:      backends.ErrorKindPluginCrashed,
+			Err:       err,
+		}
+	}
+	switch o := resp.Outcome.(type) {
+	case *pb.ExecuteResponse_Success:
+		if len(o.Success.ResultJson) == 0 {
+			return json.RawMessage("{}"), nil
+		}
+		return o.Success.ResultJson, nil
+	case *pb.ExecuteResponse_Failure:
+		f := &engine.StepFailure{Message: o.Failure.Message, Retryable: o.Failure.Retryable, Kind: o.Failure.Kind}
+		if o.Failure.BackoffSeconds != nil && *o.Failure.BackoffSeconds > 0 {
+			s := int(*o.Failure.BackoffSeconds)
+			f.BackoffSeconds = &s
+		}
+		if !f.Retryable && f.Kind == "" {
+			f.Kind = backends.ErrorKindPermanent
+		}
+		// A handler that gave up because its deadline passed reports a
+		// plain error; the step failed because it timed out.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (!req.Deadline.IsZero() && !time.Now().Before(req.Deadline)) {
+			return nil, p.timeoutFailure(req, "running", errors.New(f.Message))
+		}
+		return nil, f
+	default:
+		return nil, &engine.StepFailure{Message: fmt.Sprintf("plugin %s answered %s with neither a result nor a failure", p.spec.Name, handler), Retryable: true}
+	}
+}
+
+// instance returns the live process, waiting while one is relaunched.
+func (p *Plugin) instance(ctx context.Context) (*instance, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("plugin %s is stopped", p.spec.Name)
+		}
+		inst, ready := p.cur, p.ready
+		p.mu.Unlock()
+		if inst != nil {
+			return inst, nil
+		}
+		select {
+		case <-ready:
+		case <-p.stop:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (p *Plugin) errorFor(ctx context.Context, req *engine.StepRequest, err error, doing string) error {
+	if ctx.Err() != nil {
+		return p.ctxFailure(ctx, req, doing)
+	}
+	return &engine.StepFailure{Message: err.Error(), Retryable: true, Kind: backends.ErrorKindPluginCrashed, Err: err}
+}
+
+// ctxFailure is the failure of a call whose ctx ended: timeout for a
+// deadline, the cancellation otherwise (the engine records a cancelled
+// step as cancelled, whatever the handler says).
+func (p *Plugin) ctxFailure(ctx context.Context, req *engine.StepRequest, doing string) error {
+	cause := context.Cause(ctx)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return p.timeoutFailure(req, doing, cause)
+	}
+	return &engine.StepFailure{Message: fmt.Sprintf("step %s cancelled while %s in plugin %s: %v", req.StepName, doing, p.spec.Name, cause), Retryable: true, Err: cause}
+}
+
+func (p *Plugin) timeoutFailure(req *engine.StepRequest, doing string, err error) error {
+	return &engine.StepFailure{
+		Message:   fmt.Sprintf("step %s timed out in plugin %s while %s", req.StepName, p.spec.Name, doing),
+		Retryable: true,
+		Kind:      backends.ErrorKindTimeout,
+		Err:       err,
+	}
+}
+
+func (p *Plugin) reportCrash(inst *instance) {
+	if !p.detach(inst) {
+		return // already detached: the supervisor has it
+	}
+	select {
+	case p.crashed <- inst:
+	case <-p.stop:
+	}
+}
+
+// detach makes inst no longer the current process, so that later calls
+// wait for its replacement instead of trying a dead connection. Only one
+// caller detaches a given instance.
+func (p *Plugin) detach(inst *instance) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.cur != inst {
+		return false
+	}
+	p.cur = nil
+	p.ready = make(chan struct{})
+	return true
+}
+
+// livenessInterval is how often the supervisor checks that an idle plugin
+// is still running, so that a crash between calls is repaired before the
+// next call needs the plugin.
+const livenessInterval = 200 * time.Millisecond
+
+// supervise relaunches the plugin when its process dies.
+func (p *Plugin) supervise() {
+	defer close(p.done)
+	tick := time.NewTicker(livenessInterval)
+	defer tick.Stop()
+	backoff := p.opts.RestartMin
+	for {
+		var dead *instance
+		select {
+		case <-p.stop:
+			return
+		case dead = <-p.crashed:
+		case <-tick.C:
+			p.mu.Lock()
+			cur := p.cur
+			p.mu.Unlock()
+			if cur != nil && cur.client.Exited() && p.detach(cur) {
+				dead = cur
+			}
+		}
+		if dead == nil {
+			continue
+		}
+		dead.client.Kill() // reap it, or finish off a process with a broken connection
+		if time.Since(dead.started) > time.Minute {
+			backoff = p.opts.RestartMin
+		}
+		p.log.Error("plugin process died; restarting", "pid", dead.pid, "after", backoff)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, p.opts.RestartMax)
+			inst, handlers, err := p.launch(context.Background())
+			if err != nil {
+				p.log.Error("restarting plugin failed", "err", err, "next_try_in", backoff)
+				continue
+			}
+			if !slices.Equal(handlers, p.handlers) {
+				p.log.Warn("restarted plugin describes other handlers; keeping the ones learned at start", "handlers", handlerNames(handlers))
+			}
+			p.mu.Lock()
+			if p.closed {
+				p.mu.Unlock()
+				inst.client.Kill()
+				return
+			}
+			p.cur = inst
+			p.restarts++
+			close(p.ready)
+			p.mu.Unlock()
+			p.log.Info("plugin restarted", "pid", inst.pid)
+			break
+		}
+	}
+}
+
+// Close stops the plugin's process and waits for it to exit. Calls in
+// flight fail; later calls fail at once.
+func (p *Plugin) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	p.mu.Unlock()
+	<-p.done // no relaunch can start after this
+	p.mu.Lock()
+	inst := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if inst != nil {
+		// Kill asks the plugin to stop, and force-kills it after 2 s; it
+		// returns once the process has exited.
+		inst.client.Kill()
+		p.log.Info("plugin stopped", "pid", inst.pid)
+	}
+}
+
+func handlerNames(hs []HandlerInfo) []string {
+	names := make([]string, len(hs))
+	for i, h := range hs {
+		names[i] = h.Name
+	}
+	return names
+}

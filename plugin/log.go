@@ -1,0 +1,57 @@
+package plugin
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// logger writes JSON lines in the shape go-plugin's host reads from a
+// plugin's stderr (hclog's @level, @message, @timestamp); taskerd re-logs
+// each line at its level, with its attributes, under the plugin's name.
+var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+	Level:       slog.LevelDebug,
+	ReplaceAttr: hclogShape,
+}))
+
+func hclogShape(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.MessageKey:
+		a.Key = "@message"
+	case slog.LevelKey:
+		a.Key = "@level"
+		if l, ok := a.Value.Any().(slog.Level); ok {
+			a.Value = slog.StringValue(hclogLevel(l))
+		}
+	case slog.TimeKey:
+		a.Key = "@timestamp"
+		if t, ok := a.Value.Any().(time.Time); ok {
+			a.Value = slog.StringValue(t.Format("2006-01-02T15:04:05.000000Z07:00"))
+		}
+	}
+	return a
+}
+
+func hclogLevel(l slog.Level) string {
+	switch {
+	case l < slog.LevelDebug:
+		return "trace"
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	default:
+		return strings.ToLower(slog.LevelError.String())
+	}
+}
+
+// Logger returns a logger writing to stderr; taskerd shows its lines in its
+// own log with the plugin's name. Never write to stdout in a plugin: the
+// go-plugin handshake uses it.
+func Logger() *slog.Logger { return logger }

@@ -1,0 +1,167 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/taskerd/taskerd/plugin/proto"
+)
+
+// sdkName tells the host which SDK built a plugin (Describe).
+const sdkName = "taskerd-go/1"
+
+// parentPollInterval is how often a plugin checks that taskerd is still
+// its parent. go-plugin cannot tell a plugin that its host was killed
+// (SIGKILL closes no connection the plugin waits on), so without this an
+// orphaned plugin would run forever.
+const parentPollInterval = 250 * time.Millisecond
+
+func serve(h Handlers, o *serveOptions) {
+	go watchParent(os.Getppid(), parentPollInterval, func() {
+		logger.Warn("taskerd went away; plugin exiting")
+		os.Exit(0)
+	})
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: pb.Handshake,
+		Plugins:         pb.PluginSet(newServer(h, o)),
+		GRPCServer:      goplugin.DefaultGRPCServer,
+	})
+}
+
+// watchParent calls gone once the process's parent is no longer ppid (the
+// parent died and the plugin was re-parented, usually to pid 1).
+func watchParent(ppid int, every time.Duration, gone func()) {
+	if ppid <= 1 {
+		return // started by init or a container runtime: nothing to watch
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for range t.C {
+		if os.Getppid() != ppid {
+			gone()
+			return
+		}
+	}
+}
+
+// server implements the StepHandler service over the author's handlers.
+type server struct {
+	pb.UnimplementedStepHandlerServer
+	handlers Handlers
+	opts     *serveOptions
+}
+
+func newServer(h Handlers, o *serveOptions) *server {
+	return &server{handlers: h, opts: o}
+}
+
+func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	resp := &pb.DescribeResponse{Sdk: sdkName}
+	for _, name := range sortedKeys(s.handlers) {
+		resp.Handlers = append(resp.Handlers, &pb.HandlerInfo{Name: name, Description: s.opts.descriptions[name]})
+	}
+	return resp, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	if s.opts.configure == nil {
+		return &pb.ConfigureResponse{}, nil
+	}
+	cfg := json.RawMessage(req.ConfigJson)
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	if err := s.opts.configure(ctx, cfg); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &pb.ConfigureResponse{}, nil
+}
+
+func (s *server) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.ExecuteResponse, error) {
+	h, ok := s.handlers[in.Handler]
+	if !ok {
+		return failureResponse(&Failure{
+			Err: fmt.Errorf("this plugin has no handler %q (it has: %v)", in.Handler, sortedKeys(s.handlers)),
+		}), nil
+	}
+	// gRPC already carries the host's deadline and cancellation into ctx;
+	// the explicit deadline also covers a clock-skewed or missing header.
+	if in.DeadlineUnixNano > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, in.DeadlineUnixNano))
+		defer cancel()
+	}
+	req := &Request{
+		TaskID:         in.TaskId,
+		StepID:         in.StepId,
+		StepName:       in.StepName,
+		Handler:        in.Handler,
+		Attempt:        int(in.Attempt),
+		Context:        in.ContextJson,
+		Config:         in.ConfigJson,
+		ParentResults:  make(map[string]json.RawMessage, len(in.ParentResultsJson)),
+		IdempotencyKey: in.IdempotencyKey,
+	}
+	if in.DeadlineUnixNano > 0 {
+		req.Deadline = time.Unix(0, in.DeadlineUnixNano)
+	}
+	for k, v := range in.ParentResultsJson {
+		req.ParentResults[k] = v
+	}
+	result, err := call(ctx, h, req)
+	if err != nil {
+		return failureResponse(failureOf(err)), nil
+	}
+	out, err := encodeResult(result)
+	if err != nil {
+		return failureResponse(&Failure{Err: fmt.Errorf("handler %q returned a result that cannot be encoded as JSON: %w", in.Handler, err)}), nil
+	}
+	return &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Success{Success: &pb.Success{ResultJson: out}}}, nil
+}
+
+// call runs the handler; a panic is a retryable failure, not a dead plugin.
+func call(ctx context.Context, h HandlerFunc, req *Request) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			logger.Error("handler panicked", slog.String("handler", req.Handler), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			result, err = nil, fmt.Errorf("handler %q panicked: %v", req.Handler, p)
+		}
+	}()
+	return h(ctx, req)
+}
+
+func encodeResult(v any) ([]byte, error) {
+	switch r := v.(type) {
+	case nil:
+		return []byte("{}"), nil
+	case json.RawMessage:
+		if len(r) == 0 {
+			return []byte("{}"), nil
+		}
+		if !json.Valid(r) {
+			return nil, errors.New("invalid JSON")
+		}
+		return r, nil
+	default:
+		return json.Marshal(v)
+	}
+}
+
+func failureResponse(f *Failure) *pb.ExecuteResponse {
+	pf := &pb.Failure{Message: f.Error(), Retryable: f.Retryable, Kind: f.Kind}
+	if f.Retryable && f.Backoff > 0 {
+		s := int64((f.Backoff + time.Second - 1) / time.Second)
+		pf.BackoffSeconds = &s
+	}
+	return &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Failure{Failure: pf}}
+}
