@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/plugin/host"
+)
+
+// serve's defaults, when neither a flag nor the config says otherwise.
+const (
+	defaultListen        = "127.0.0.1:8080"
+	defaultWorkflowsDir  = "./workflows"
+	defaultShutdownGrace = 30 * time.Second
+)
+
+type serveFlags struct {
+	nodeFlags
+	listen    string
+	workflows string
+	auth      string
+	nodeID    string
+	grace     time.Duration
+	maxBody   int64
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--config taskerd.hcl] [--listen ADDR] [--db DSN] [--workflows DIR]",
+		Short: "Run the daemon: the engine's workers and the REST API in one process",
+		Long: `Run taskerd as a daemon: an engine node working on every task in the
+database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
+
+With no flags and no config it runs on sqlite:taskerd.db with the workflows
+of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
+(listen, database, workflows, node_id, workers, lease, plugins, auth); flags
+override it.
+
+Authentication: --auth none (or auth { mode = "none" } in the config) runs
+the API open, for development only; the server logs a warning.
+
+Signals: SIGTERM or SIGINT stops accepting requests and claiming steps,
+waits up to --shutdown-grace for running steps, releases the leases of those
+still running, and exits 0. SIGHUP reloads the workflows; a directory that
+does not load keeps the previous set and logs why.`,
+		Example: `  taskerd serve --auth none
+  taskerd serve --config /etc/taskerd/taskerd.hcl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd, &f)
+		},
+	}
+	f.nodeFlags.register(cmd)
+	_ = cmd.Flags().MarkHidden("json")
+	cmd.Flags().StringVar(&f.listen, "listen", defaultListen, "address of the API")
+	cmd.Flags().StringVar(&f.workflows, "workflows", defaultWorkflowsDir, "workflow directory")
+	cmd.Flags().StringVar(&f.auth, "auth", "", `"none" runs the API without authentication (development only)`)
+	cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's name in leases (default hostname-pid)")
+	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
+	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
+	return cmd
+}
+
+// serve runs until a stop signal.
+func serve(cmd *cobra.Command, f *serveFlags) error {
+	stderr := cmd.ErrOrStderr()
+	if err := f.check(cmd); err != nil {
+		return err
+	}
+	changed := cmd.Flags().Changed
+	if cfg := f.cfg; cfg != nil {
+		if cfg.Listen != "" && !changed("listen") {
+			f.listen = cfg.Listen
+		}
+		if cfg.Workflows != "" && !changed("workflows") {
+			f.workflows = cfg.Workflows
+		}
+		if cfg.NodeID != "" && !changed("node-id") {
+			f.nodeID = cfg.NodeID
+		}
+		if cfg.Auth != nil && cfg.Auth.Mode != "" && !changed("auth") {
+			f.auth = cfg.Auth.Mode
+		}
+	}
+	if f.grace < 0 {
+		return usageErrorf("--shutdown-grace must not be negative")
+	}
+	if f.maxBody < 1024 {
+		return usageErrorf("--max-body must be at least 1024 bytes, not %d", f.maxBody)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	authn, authz, err := serveAuth(f, log)
+	if err != nil {
+		return err
+	}
+
+	// Everything that can refuse to start does so before the port opens.
+	catalog, err := loadWorkflows(stderr, []string{f.workflows})
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	registry := builtin.NewRegistry()
+	var plugins *host.Host
+	if f.cfg != nil && len(f.cfg.StepHandlers()) > 0 {
+		if plugins, err = startPlugins(ctx, f.cfg, log); err != nil {
+			return err
+		}
+		defer plugins.Close()
+		if err := plugins.Register(registry); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+	}
+	if err := host.CheckWorkflows(catalog, registry); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	store, err := openStore(ctx, f.db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	eng, err := engine.New(engine.Config{
+		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
+		NodeID: f.nodeID, Logger: log, ShutdownGrace: max(f.grace, time.Nanosecond),
+	})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log, MaxBody: f.maxBody})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	events, unsubscribe := eng.Subscribe(4096)
+	defer unsubscribe()
+	go server.Metrics().Consume(events)
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("listening on %s: %w", f.listen, err)}
+	}
+	httpServer := &http.Server{
+		Handler:           server.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- eng.Run(runCtx) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpServer.Serve(ln) }()
+	log.Info("taskerd serving", "addr", "http://"+ln.Addr().String(), "db", redactDSN(f.db),
+		"workflows", len(catalog.All()), "node", eng.NodeID())
+	fmt.Fprintf(stderr, "taskerd serving on http://%s\n", ln.Addr())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reloadWorkflows(eng, f.workflows, registry, log)
+				continue
+			}
+			log.Info("stopping", "signal", sig.String(), "grace", f.grace)
+			return shutdown(httpServer, stopEngine, engineDone, f.grace, log)
+		case err := <-httpDone:
+			stopEngine()
+			<-engineDone
+			return &exitError{code: 1, err: fmt.Errorf("API server stopped: %w", err)}
+		}
+	}
+}
+
+// shutdown stops accepting requests and claiming steps at once, lets both
+// drain for up to grace (the engine releases the leases of steps still
+// running then), and reports a clean stop as exit 0.
+func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan error, grace time.Duration, log *slog.Logger) error {
+	stopEngine()
+	ctx, cancel := context.WithTimeout(context.Background(), grace+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("closing API connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-engineDone; err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// reloadWorkflows is SIGHUP: load the directory again and swap the
+// catalog, unless it does not load or names handlers nobody provides.
+func reloadWorkflows(eng *engine.Engine, dir string, registry *engine.Registry, log *slog.Logger) {
+	var diags bytesWriter
+	catalog, err := loadWorkflows(&diags, []string{dir})
+	if err == nil {
+		err = host.CheckWorkflows(catalog, registry)
+	}
+	if err != nil {
+		log.Error("reloading workflows failed; keeping the loaded ones", "dir", dir, "err", err, "diagnostics", diags.String())
+		return
+	}
+	eng.SetCatalog(catalog)
+	log.Info("workflows reloaded", "dir", dir, "workflows", len(catalog.All()))
+}
+
+type bytesWriter struct{ b []byte }
+
+func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func (w *bytesWriter) String() string              { return string(w.b) }
+
+// serveAuth chooses the API's authentication and authorization.
+func serveAuth(f *serveFlags, log *slog.Logger) (api.Authenticator, api.Authorizer, error) {
+	switch f.auth {
+	case "none":
+		log.Warn("AUTHENTICATION IS OFF (auth mode none): anyone who can reach the API may do anything; for development only")
+		return api.NoAuth{}, api.NoAuth{}, nil
+	case "":
+		return nil, nil, usageErrorf(`no authentication is configured: for development pass --auth none (or auth { mode = "none" } in taskerd.hcl)`)
+	}
+	return nil, nil, usageErrorf("--auth %q: the only mode is none", f.auth)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const serveHCL = `workflow "work" {
+  step "a" { handler = "builtin.noop" }
+  step "b" {
+    handler    = "builtin.sleep"
+    depends_on = [step.a]
+    config     = { duration = "100ms" }
+  }
+  step "c" {
+    handler    = "builtin.noop"
+    depends_on = [step.b]
+  }
+}
+`
+
+// served is a running `taskerd serve`.
+type served struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan error
+
+	mu  sync.Mutex
+	log []string // its stderr lines
+}
+
+// waitLog waits for a stderr line containing text.
+func (s *served) waitLog(t *testing.T, text string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, l := range s.log {
+			if strings.Contains(l, text) {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no log line with %q", text)
+}
+
+// startServe starts the binary and waits for its "serving on" line.
+func startServe(t *testing.T, bin string, args ...string) *served {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--auth", "none"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	s := &served{cmd: cmd, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			line := lines.Text()
+			s.mu.Lock()
+			s.log = append(s.log, line)
+			s.mu.Unlock()
+			if rest, ok := strings.CutPrefix(line, "taskerd serving on "); ok {
+				addr <- rest
+			}
+		}
+		s.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-s.done })
+	select {
+	case s.url = <-addr:
+	case err := <-s.done:
+		s.done <- err
+		t.Fatalf("taskerd serve exited before serving: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("taskerd serve did not start within 30s")
+	}
+	return s
+}
+
+func (s *served) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Signal(sig))
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatal("taskerd serve did not stop within 60s")
+		return nil
+	}
+}
+
+func (s *served) getJSON(t *testing.T, path string, into any) int {
+	t.Helper()
+	res, err := http.Get(s.url + path)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	if into != nil && res.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(body, into), string(body))
+	}
+	return res.StatusCode
+}
+
+func (s *served) countTasks(t *testing.T, status string) int {
+	t.Helper()
+	var page struct {
+		Tasks []struct{ ID int64 } `json:"tasks"`
+	}
+	require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/tasks?limit=500&status="+status, &page))
+	return len(page.Tasks)
+}
+
+// The daemon stops cleanly in the middle of work and a restart finishes it:
+// every task completes and no step runs twice.
+func TestServeStopMidRunAndRestart(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
+	db := "sqlite:" + filepath.Join(t.TempDir(), "taskerd.db")
+	args := []string{"--db", db, "--workflows", dir, "--workers", "4"}
+
+	s := startServe(t, bin, args...)
+	const tasks = 100
+	var wg sync.WaitGroup
+	for c := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range tasks / 10 {
+				body := fmt.Sprintf(`{"workflow": "default/work", "context": {"n": %d}}`, c*10+i)
+				res, err := http.Post(s.url+"/v1/tasks", "application/json", bytes.NewBufferString(body))
+				if !assertNoError(t, err) {
+					return
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusCreated {
+					t.Errorf("create: status %d", res.StatusCode)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Stop once some tasks are done and most are not.
+	require.Eventually(t, func() bool { return s.countTasks(t, "complete") >= 5 }, 30*time.Second, 10*time.Millisecond)
+	require.NoError(t, s.stop(t, syscall.SIGTERM), "a SIGTERM stop exits 0")
+
+	s = startServe(t, bin, args...)
+	require.Eventually(t, func() bool { return s.countTasks(t, "complete") == tasks }, 60*time.Second, 50*time.Millisecond,
+		"every task completes after the restart")
+	for id := 1; id <= tasks; id++ {
+		var steps struct {
+			Steps []struct {
+				Name     string `json:"name"`
+				Attempts int    `json:"attempts"`
+			} `json:"steps"`
+		}
+		require.Equal(t, http.StatusOK, s.getJSON(t, fmt.Sprintf("/v1/tasks/%d/steps", id), &steps))
+		for _, st := range steps.Steps {
+			require.Equal(t, 1, st.Attempts, "task %d step %s ran once", id, st.Name)
+		}
+	}
+	require.NoError(t, s.stop(t, syscall.SIGINT))
+}
+
+func assertNoError(t *testing.T, err error) bool {
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
+
+// SIGHUP reloads the workflows; a directory that does not load keeps the
+// loaded set.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
+	s := startServe(t, bin, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", dir)
+	names := func() []string {
+		var list struct {
+			Workflows []struct{ Name string } `json:"workflows"`
+		}
+		require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/workflows", &list))
+		var out []string
+		for _, w := range list.Workflows {
+			out = append(out, w.Name)
+		}
+		return out
+	}
+	require.Equal(t, []string{"work"}, names())
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "more.hcl"), []byte(`workflow "more" {
+  step "x" { handler = "builtin.noop" }
+}`), 0o644))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return len(names()) == 2 }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.hcl"), []byte(`workflow "broken" {`), 0o644))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	// The reload is refused; the server keeps serving the two it had.
+	s.waitLog(t, "reloading workflows failed")
+	require.Equal(t, http.StatusOK, s.getJSON(t, "/health/live", nil))
+	require.ElementsMatch(t, []string{"work", "more"}, names())
+	require.NoError(t, s.stop(t, syscall.SIGTERM))
+}
+
+func TestServeRefusesToStartOpenByAccident(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "serve", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "no authentication is configured")
+	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", filepath.Join(t.TempDir(), "missing"))
+	require.Equal(t, 2, r.code, r.stderr)
+}
