@@ -122,6 +122,13 @@ type Store interface {
 	// error at p.Now, for health reports. One consistent snapshot.
 	Stats(ctx context.Context, now time.Time) (*Stats, error)
 
+	// Setting returns the value stored under name, or ErrNotFound.
+	Setting(ctx context.Context, name string) (string, error)
+	// PutSettingIfAbsent stores value under name unless the name is taken,
+	// atomically (nodes starting together agree on one value). It returns
+	// the value stored under name afterwards and whether this call stored it.
+	PutSettingIfAbsent(ctx context.Context, name, value string, now time.Time) (stored string, created bool, err error)
+
 	Close() error
 }
 

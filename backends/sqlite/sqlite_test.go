@@ -115,7 +115,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0003_derived_most_recent.sql", name)
+	require.Equal(t, "0004_settings.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -201,10 +201,11 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 }
 
 // rewindTo0002 gives a database the shape migration 0002 left it in: a
-// stored most_recent flag on every transition, kept exact.
+// stored most_recent flag on every transition, kept exact, and no settings.
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
-	_, err := s.writer.Exec(`ALTER TABLE transitions ADD COLUMN most_recent INTEGER NOT NULL DEFAULT 0;
+	_, err := s.writer.Exec(`DROP TABLE taskerd_settings;
+		ALTER TABLE transitions ADD COLUMN most_recent INTEGER NOT NULL DEFAULT 0;
 		UPDATE transitions SET most_recent = (sort_key = (SELECT max(sort_key) FROM transitions o
 			WHERE o.task_id = transitions.task_id AND o.step_id IS transitions.step_id));
 		CREATE UNIQUE INDEX transitions_step_most_recent ON transitions (step_id) WHERE step_id IS NOT NULL AND most_recent = 1;

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 	"github.com/taskerd/taskerd/plugin/host"
@@ -34,6 +36,7 @@ type serveFlags struct {
 	nodeID    string
 	grace     time.Duration
 	maxBody   int64
+	keyFile   string
 }
 
 func newServeCmd() *cobra.Command {
@@ -49,7 +52,12 @@ of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
 (listen, database, workflows, node_id, workers, lease, plugins, auth); flags
 override it.
 
-Authentication: --auth none (or auth { mode = "none" } in the config) runs
+Authentication: with no auth setting, the first start on a database creates
+an admin API key, prints it once to stderr on a line beginning
+"admin API key: " (and writes it to --bootstrap-key-file when given), and
+stores only its SHA-256 in the database. Send it as "X-API-Key: KEY" or
+"Authorization: Bearer KEY". Later starts use the stored hash; the key is
+never shown again. --auth none (or auth { mode = "none" } in the config) runs
 the API open, for development only; the server logs a warning.
 
 Signals: SIGTERM or SIGINT stops accepting requests and claiming steps,
@@ -71,6 +79,7 @@ does not load keeps the previous set and logs why.`,
 	cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's name in leases (default hostname-pid)")
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
+	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
 	return cmd
 }
 
@@ -103,9 +112,11 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	authn, authz, err := serveAuth(f, log)
-	if err != nil {
-		return err
+	if f.auth != "" && f.auth != "none" {
+		return usageErrorf("--auth %q: the only mode is none", f.auth)
+	}
+	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
+		return usageErrorf("%s: auth { authenticators = [...] } is not supported yet; leave auth out to use the bootstrap admin key", f.cfg.Filename)
 	}
 
 	// Everything that can refuse to start does so before the port opens.
@@ -133,6 +144,10 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	defer store.Close()
+	authn, authz, err := serveAuth(ctx, f, store, stderr, log)
+	if err != nil {
+		return err
+	}
 
 	eng, err := engine.New(engine.Config{
 		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
@@ -163,6 +178,12 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	// Signals are ours from before the "serving" line: a SIGHUP sent as
+	// soon as the line appears must reload, not kill the process.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(runCtx) }()
@@ -172,9 +193,6 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		"workflows", len(catalog.All()), "node", eng.NodeID())
 	fmt.Fprintf(stderr, "taskerd serving on http://%s\n", ln.Addr())
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case sig := <-sigs:
@@ -231,14 +249,31 @@ type bytesWriter struct{ b []byte }
 func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 func (w *bytesWriter) String() string              { return string(w.b) }
 
-// serveAuth chooses the API's authentication and authorization.
-func serveAuth(f *serveFlags, log *slog.Logger) (api.Authenticator, api.Authorizer, error) {
-	switch f.auth {
-	case "none":
+// serveAuth chooses the API's authentication and authorization: open with
+// --auth none (warned), else the bootstrap admin API key.
+func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, error) {
+	if f.auth == "none" {
 		log.Warn("AUTHENTICATION IS OFF (auth mode none): anyone who can reach the API may do anything; for development only")
 		return api.NoAuth{}, api.NoAuth{}, nil
-	case "":
-		return nil, nil, usageErrorf(`no authentication is configured: for development pass --auth none (or auth { mode = "none" } in taskerd.hcl)`)
 	}
-	return nil, nil, usageErrorf("--auth %q: the only mode is none", f.auth)
+	key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC())
+	if err != nil {
+		return nil, nil, &exitError{code: 1, err: err}
+	}
+	if created {
+		if f.keyFile != "" {
+			if err := os.WriteFile(f.keyFile, []byte(key+"\n"), 0o600); err != nil {
+				return nil, nil, &exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)}
+			}
+		}
+		// The one time the key is shown. It goes to stderr only, not to the
+		// structured log.
+		fmt.Fprintf(stderr, "admin API key: %s\n", key)
+		log.Warn("created the bootstrap admin API key (printed once above; only its hash is stored)")
+	}
+	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
+	if err != nil {
+		return nil, nil, &exitError{code: 1, err: err}
+	}
+	return authn, api.AdminOnly{}, nil
 }

@@ -58,10 +58,16 @@ func (s *served) waitLog(t *testing.T, text string) {
 	}, 10*time.Second, 10*time.Millisecond, "no log line with %q", text)
 }
 
-// startServe starts the binary and waits for its "serving on" line.
+// startServe starts the binary with --auth none and waits for its
+// "serving on" line.
 func startServe(t *testing.T, bin string, args ...string) *served {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--auth", "none"}, args...)...)
+	return startServeAuth(t, bin, append([]string{"--auth", "none"}, args...)...)
+}
+
+func startServeAuth(t *testing.T, bin string, args ...string) *served {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -85,7 +91,9 @@ func startServe(t *testing.T, bin string, args ...string) *served {
 	case s.url = <-addr:
 	case err := <-s.done:
 		s.done <- err
-		t.Fatalf("taskerd serve exited before serving: %v", err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t.Fatalf("taskerd serve exited before serving: %v\n%s", err, strings.Join(s.log, "\n"))
 	case <-time.After(30 * time.Second):
 		t.Fatal("taskerd serve did not start within 30s")
 	}
@@ -224,11 +232,83 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 }
 
-func TestServeRefusesToStartOpenByAccident(t *testing.T) {
+// Without an auth setting the first start creates an admin API key, shows
+// it once and keeps only its hash; the API needs it.
+func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	t.Parallel()
-	r := runCLI(t, "serve", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows")
+	bin := buildTaskerd(t)
+	dbPath := filepath.Join(t.TempDir(), "taskerd.db")
+	keyFile := filepath.Join(t.TempDir(), "admin.key")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
+	args := []string{"--db", "sqlite:" + dbPath, "--workflows", dir, "--bootstrap-key-file", keyFile}
+
+	s := startServeAuth(t, bin, args...)
+	s.waitLog(t, "admin API key: ")
+	var key string
+	s.mu.Lock()
+	for _, l := range s.log {
+		if k, ok := strings.CutPrefix(l, "admin API key: "); ok {
+			key = k
+		}
+	}
+	s.mu.Unlock()
+	require.True(t, strings.HasPrefix(key, "tkd_"), key)
+	fileKey, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
+	require.Equal(t, key+"\n", string(fileKey))
+	info, err := os.Stat(keyFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	get := func(s *served, key string) int {
+		req, err := http.NewRequest("GET", s.url+"/v1/workflows", nil)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("X-API-Key", key)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, get(s, ""))
+	require.Equal(t, http.StatusUnauthorized, get(s, key+"0"))
+	require.Equal(t, http.StatusOK, get(s, key))
+	require.Equal(t, http.StatusOK, s.getJSON(t, "/health/ready", nil))
+	s.mu.Lock()
+	for _, l := range s.log {
+		if !strings.HasPrefix(l, "admin API key: ") {
+			require.NotContains(t, l, key[4:], "the key appears in no log line")
+		}
+	}
+	s.mu.Unlock()
+	require.NoError(t, s.stop(t, syscall.SIGTERM))
+
+	// The database holds the hash, not the key.
+	raw, err := os.ReadFile(dbPath)
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), key[4:])
+
+	// A restart shows no key, and the first one still works.
+	require.NoError(t, os.Remove(keyFile))
+	s = startServeAuth(t, bin, args...)
+	require.Equal(t, http.StatusOK, get(s, key))
+	s.mu.Lock()
+	for _, l := range s.log {
+		require.NotContains(t, l, "admin API key: ")
+	}
+	s.mu.Unlock()
+	_, err = os.Stat(keyFile)
+	require.ErrorIs(t, err, os.ErrNotExist, "no key file when no key was created")
+	require.NoError(t, s.stop(t, syscall.SIGTERM))
+}
+
+func TestServeBadSettingsExit2(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "serve", "--auth", "jwt", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "no authentication is configured")
+	require.Contains(t, r.stderr, `--auth "jwt": the only mode is none`)
 	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", filepath.Join(t.TempDir(), "missing"))
 	require.Equal(t, 2, r.code, r.stderr)
 }
