@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"crypto/sha256"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
@@ -279,7 +278,7 @@ func (p *Plugin) instance(ctx context.Context) (*instance, error) {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			return nil, fmt.Errorf("plugin %s is stopped", p.spec.Name)
+			return nil, fmt.Errorf("plugin %s: %w", p.spec.Name, ErrStopped)
 		}
 		inst, ready := p.cur, p.ready
 		p.mu.Unlock()
@@ -295,9 +294,15 @@ func (p *Plugin) instance(ctx context.Context) (*instance, error) {
 	}
 }
 
+// ErrStopped is the error of a call into a plugin after Close.
+var ErrStopped = errors.New("plugin is stopped")
+
 func (p *Plugin) errorFor(ctx context.Context, req *engine.StepRequest, err error, doing string) error {
 	if ctx.Err() != nil {
 		return p.ctxFailure(ctx, req, doing)
+	}
+	if errors.Is(err, ErrStopped) {
+		return &engine.StepFailure{Message: err.Error(), Retryable: true, Err: err}
 	}
 	return &engine.StepFailure{Message: err.Error(), Retryable: true, Kind: backends.ErrorKindPluginCrashed, Err: err}
 }
