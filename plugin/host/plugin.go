@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -65,6 +66,10 @@ func startPlugin(ctx context.Context, s Spec, opts Options) (*Plugin, error) {
 		s.Config = json.RawMessage("{}")
 	}
 	s.SHA256 = strings.ToLower(s.SHA256)
+	// An absolute path: exec must never look a bare name up in PATH.
+	if abs, err := filepath.Abs(s.Path); err == nil {
+		s.Path = abs
+	}
 	p := &Plugin{
 		spec:    s,
 		opts:    opts,
