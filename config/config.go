@@ -54,7 +54,8 @@ type Config struct {
 // Plugin is one `plugin "NAME" { ... }` block.
 type Plugin struct {
 	Name string
-	// Path is the executable, resolved against the config file's directory.
+	// Path is the executable, resolved against the config file's directory
+	// and made absolute.
 	Path string
 	// SHA256 is the expected hex SHA-256 of the executable, lower case.
 	SHA256 string
@@ -289,8 +290,14 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 	}
 	if p.Path == "" {
 		diags = append(diags, errorAt(b.DefRange, "Invalid plugin path", fmt.Sprintf("Plugin %q has an empty path.", name)))
-	} else if !filepath.IsAbs(p.Path) {
-		p.Path = filepath.Join(dir, p.Path)
+	} else {
+		// Absolute, so that exec never searches PATH for a bare name.
+		if !filepath.IsAbs(p.Path) {
+			p.Path = filepath.Join(dir, p.Path)
+		}
+		if abs, err := filepath.Abs(p.Path); err == nil {
+			p.Path = abs
+		}
 	}
 	if !sha256RE.MatchString(p.SHA256) {
 		diags = append(diags, errorAt(b.DefRange, "Invalid sha256",

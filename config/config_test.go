@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -89,7 +90,9 @@ func TestDefaults(t *testing.T) {
 }`))
 	require.NoError(t, err)
 	require.Equal(t, config.KindStepHandler, c.Plugins[0].Kind)
-	require.Equal(t, filepath.Join("bin", "orders"), c.Plugins[0].Path)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(wd, "bin", "orders"), c.Plugins[0].Path, "absolute: exec must not search PATH")
 	require.Zero(t, c.Plugins[0].MaxConcurrency)
 	require.JSONEq(t, `{}`, string(c.Plugins[0].Config))
 	require.Zero(t, c.Workers)

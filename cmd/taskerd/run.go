@@ -90,8 +90,8 @@ configured plugins.
 
 Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 2 bad input (unknown workflow, invalid context, bad --db).`,
-		Example: `  taskerd run workflows/order_fulfillment.hcl --workflow ecommerce/order_fulfillment \
-    --context '{"order_id": "A-1", "customer_email": "a@example.com", "items": [{"sku": "X", "quantity": 1}]}'
+		Example: `  taskerd run --config examples/plugins/taskerd.hcl -w ecommerce/order_fulfillment \
+    --context @examples/plugins/order.json      # scripts/order-fulfillment.sh builds the plugins and does this
   taskerd run workflows/ -w default/diamond --db sqlite::memory: --json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && flags.config != "" {

@@ -282,7 +282,7 @@ func TestCloseLeavesNoProcess(t *testing.T) {
 		t.Fatal("call in flight did not end at Close")
 	}
 	_, err = one.Execute(context.Background(), "echo", stepRequest("s", nil))
-	require.ErrorContains(t, err, "stopped")
+	require.ErrorIs(t, err, host.ErrStopped)
 }
 
 func TestNoOrphanAfterHostKilled(t *testing.T) {

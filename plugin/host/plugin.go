@@ -2,18 +2,18 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"crypto/sha256"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
@@ -66,6 +66,10 @@ func startPlugin(ctx context.Context, s Spec, opts Options) (*Plugin, error) {
 		s.Config = json.RawMessage("{}")
 	}
 	s.SHA256 = strings.ToLower(s.SHA256)
+	// An absolute path: exec must never look a bare name up in PATH.
+	if abs, err := filepath.Abs(s.Path); err == nil {
+		s.Path = abs
+	}
 	p := &Plugin{
 		spec:    s,
 		opts:    opts,
@@ -279,7 +283,7 @@ func (p *Plugin) instance(ctx context.Context) (*instance, error) {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			return nil, fmt.Errorf("plugin %s is stopped", p.spec.Name)
+			return nil, fmt.Errorf("plugin %s: %w", p.spec.Name, ErrStopped)
 		}
 		inst, ready := p.cur, p.ready
 		p.mu.Unlock()
@@ -295,9 +299,15 @@ func (p *Plugin) instance(ctx context.Context) (*instance, error) {
 	}
 }
 
+// ErrStopped is the error of a call into a plugin after Close.
+var ErrStopped = errors.New("plugin is stopped")
+
 func (p *Plugin) errorFor(ctx context.Context, req *engine.StepRequest, err error, doing string) error {
 	if ctx.Err() != nil {
 		return p.ctxFailure(ctx, req, doing)
+	}
+	if errors.Is(err, ErrStopped) {
+		return &engine.StepFailure{Message: err.Error(), Retryable: true, Err: err}
 	}
 	return &engine.StepFailure{Message: err.Error(), Retryable: true, Kind: backends.ErrorKindPluginCrashed, Err: err}
 }
