@@ -48,6 +48,13 @@ func IsDSN(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
+// CheckDSN reports whether dsn is a PostgreSQL DSN pgx can use, without
+// connecting.
+func CheckDSN(dsn string) error {
+	_, err := poolConfig(dsn)
+	return err
+}
+
 // Open connects to the database a postgres:// or postgresql:// DSN names
 // and, unless WithoutMigrate, brings its schema up to date. A schema newer
 // than this binary's is always refused.
@@ -111,7 +118,8 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 }
 
 // waitForServer pings until the server answers, retrying connection
-// failures with capped exponential backoff for up to wait.
+// failures with capped exponential backoff for up to wait; other errors
+// (authentication, a database that does not exist) are returned at once.
 func waitForServer(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	delay := 100 * time.Millisecond
@@ -121,16 +129,17 @@ func waitForServer(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) 
 			return nil
 		}
 		var ce *pgconn.ConnectError
-		if !errors.As(err, &ce) || time.Now().Add(delay).After(deadline) {
-			if wait > 0 && errors.As(err, &ce) {
-				return fmt.Errorf("database not reachable after %s: %w", wait, err)
-			}
+		if !errors.As(err, &ce) || wait <= 0 {
 			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("database not reachable after %s: %w", wait, err)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(min(delay, left)):
 		}
 		delay = min(2*delay, 2*time.Second)
 	}

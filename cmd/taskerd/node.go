@@ -29,7 +29,7 @@ type node struct {
 }
 
 func startNode(ctx context.Context, flags nodeFlags, catalog *definition.Catalog, stderr io.Writer) (*node, error) {
-	store, err := openStore(ctx, flags.db)
+	store, err := openStore(ctx, flags.storeFlags)
 	if err != nil {
 		return nil, err
 	}

@@ -123,6 +123,17 @@ func ensureTemplate(t testing.TB, ctx context.Context, admin *pgx.Conn) string {
 	return name
 }
 
+// NewEmptyDatabase creates a database without taskerd's schema for this
+// test (for migration tests), dropped when the test ends, and returns its
+// DSN.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := connectAdmin(t)
+	defer admin.Close(ctx)
+	return createDatabase(t, ctx, admin, "")
+}
+
 // NewDatabase creates an empty, migrated database for this test, dropped
 // when the test ends, and returns its DSN.
 func NewDatabase(t testing.TB) string {
@@ -130,13 +141,24 @@ func NewDatabase(t testing.TB) string {
 	ctx := context.Background()
 	admin := connectAdmin(t)
 	defer admin.Close(ctx)
-	tpl := ensureTemplate(t, ctx, admin)
+	return createDatabase(t, ctx, admin, ensureTemplate(t, ctx, admin))
+}
+
+// createDatabase creates a database for this test, a copy of tpl (or of
+// the server's default template when tpl is ""), and drops it when the test
+// ends.
+func createDatabase(t testing.TB, ctx context.Context, admin *pgx.Conn, tpl string) string {
+	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "taskerd_t_" + hex.EncodeToString(b[:])
 	_, err := admin.Exec(ctx, `SELECT pg_advisory_lock_shared($1)`, templateLock)
 	require.NoError(t, err)
-	_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+` TEMPLATE `+pgx.Identifier{tpl}.Sanitize()+` STRATEGY FILE_COPY`)
+	create := `CREATE DATABASE ` + pgx.Identifier{name}.Sanitize()
+	if tpl != "" {
+		create += ` TEMPLATE ` + pgx.Identifier{tpl}.Sanitize() + ` STRATEGY FILE_COPY`
+	}
+	_, err = admin.Exec(ctx, create)
 	_, uerr := admin.Exec(ctx, `SELECT pg_advisory_unlock_shared($1)`, templateLock)
 	require.NoError(t, err, "creating test database %s", name)
 	require.NoError(t, uerr)
