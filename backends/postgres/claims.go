@@ -25,7 +25,7 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 	var anyCancelled bool
 	task, err := scanTask(tx.QueryRow(ctx, `SELECT `+taskColumns+`,
 			EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
-		FROM tasks t WHERE id = $1 FOR UPDATE`, taskID), &anyCancelled)
+		FROM tasks t WHERE id = $1 FOR NO KEY UPDATE`, taskID), &anyCancelled)
 	if err != nil {
 		return backends.ExecutionContext{}, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
@@ -52,7 +52,7 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 // predicate of the partial index steps_claimable word for word, so only
 // steps that may run and whose parents are all done are read, however long
 // the history (unsatisfied_parents is a pre-filter; the function still
-// judges dependencies). FOR UPDATE SKIP LOCKED: nodes claiming at once each
+// judges dependencies). FOR (NO KEY) UPDATE SKIP LOCKED: nodes claiming at once each
 // take different rows and never wait for each other; a row another claim
 // changed before we lock it is re-checked (EvalPlanQual) and dropped when it
 // is no longer pending or error. The LIMIT counts only locked rows.
@@ -64,7 +64,7 @@ const claimSQL = `SELECT ` + stepColumns + `
 	               WHERE r.step_id = s.id AND r.ready_for_execution)
 	ORDER BY s.task_id, s.position
 	LIMIT $2
-	FOR UPDATE OF s SKIP LOCKED`
+	FOR NO KEY UPDATE OF s SKIP LOCKED`
 
 // ClaimSteps implements backends.Store.
 func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {

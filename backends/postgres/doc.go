@@ -11,8 +11,12 @@
 // taskerd_step_readiness_rows, which the four are written over.
 //
 // Concurrency. Every Store method is one READ COMMITTED transaction. Claims
-// lock their candidates with FOR UPDATE SKIP LOCKED, so nodes claiming at
-// once never wait on each other nor claim a step twice. Result writes are
+// lock their candidates with FOR UPDATE SKIP LOCKED (in its NO KEY UPDATE
+// strength, as every row lock here: the foreign keys of transitions and
+// edges take KEY SHARE locks on the task and step rows they reference, and
+// a plain FOR UPDATE would conflict with those and deadlock two results of
+// one task), so nodes claiming at once never wait on each other nor claim a
+// step twice. Result writes are
 // fenced by the lease token, read under a row lock. Finalize locks the
 // task's row before it computes the execution context, so of two steps of
 // one task finishing at once the second sees the first (otherwise each could

@@ -60,7 +60,7 @@ func change(ctx context.Context, tx querier, taskID int64, stepIDs, requested []
 
 // lockTaskSteps locks and reads every step of a task, in position order.
 func lockTaskSteps(ctx context.Context, tx querier, taskID int64) ([]*backends.Step, error) {
-	return querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps WHERE task_id = $1 ORDER BY position FOR UPDATE`, taskID)
+	return querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps WHERE task_id = $1 ORDER BY position FOR NO KEY UPDATE`, taskID)
 }
 
 // CancelTask implements backends.Store. It does not finalize: the task is
@@ -114,7 +114,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 				SELECT e.child_step_id FROM edges e JOIN descendants d ON e.parent_step_id = d.id
 			)
 			SELECT `+stepColumns+` FROM steps WHERE id IN (SELECT id FROM descendants)
-			ORDER BY position FOR UPDATE`, st.ID)
+			ORDER BY position FOR NO KEY UPDATE`, st.ID)
 		if err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 		steps, err := querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps
 			WHERE state = 'in_progress' AND lease_expires_at <= $1
 			ORDER BY lease_expires_at, id LIMIT $2
-			FOR UPDATE SKIP LOCKED`, ts(p.Now), p.Limit)
+			FOR NO KEY UPDATE SKIP LOCKED`, ts(p.Now), p.Limit)
 		if err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func getTask(ctx context.Context, q querier, id int64) (*backends.Task, error) {
 
 // lockTask reads a task and locks its row until the transaction ends.
 func lockTask(ctx context.Context, q querier, id int64) (*backends.Task, error) {
-	t, err := scanTask(q.QueryRow(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = $1 FOR UPDATE`, id))
+	t, err := scanTask(q.QueryRow(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = $1 FOR NO KEY UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("task %d: %w", id, backends.ErrNotFound)
 	}
@@ -110,7 +110,7 @@ func getStep(ctx context.Context, q querier, id int64) (*backends.Step, error) {
 
 // lockStep reads a step and locks its row until the transaction ends.
 func lockStep(ctx context.Context, q querier, id int64) (*backends.Step, error) {
-	s, err := scanStep(q.QueryRow(ctx, `SELECT `+stepColumns+` FROM steps WHERE id = $1 FOR UPDATE`, id))
+	s, err := scanStep(q.QueryRow(ctx, `SELECT `+stepColumns+` FROM steps WHERE id = $1 FOR NO KEY UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("step %d: %w", id, backends.ErrNotFound)
 	}
