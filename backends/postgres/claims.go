@@ -3,9 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,14 +47,15 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 // claimSQL picks the steps to claim: ready for execution by the rule of
 // taskerd_step_readiness_rows (migrations/0002), in pending or in_progress
 // tasks, oldest task first, then position. The first conditions repeat the
-// predicate of the partial index steps_claimable word for word, so only
-// steps that may run and whose parents are all done are read, however long
-// the history (unsatisfied_parents is a pre-filter; the function still
-// judges dependencies). FOR (NO KEY) UPDATE SKIP LOCKED: nodes claiming at once each
-// take different rows and never wait for each other; a row another claim
-// changed before we lock it is re-checked (EvalPlanQual) and dropped when it
-// is no longer pending or error. The LIMIT counts only locked rows.
-const claimSQL = `SELECT ` + stepColumns + `
+// predicates of the partial indexes steps_claimable and tasks_unfinished
+// word for word, so only steps that may run and whose parents are all done
+// are read, however long the history (unsatisfied_parents is a
+// pre-filter; the function still judges dependencies). FOR (NO KEY) UPDATE
+// SKIP LOCKED: nodes claiming at once each take different rows and never
+// wait for each other; a row another claim changed before we lock it is
+// re-checked (EvalPlanQual) and dropped when it is no longer pending or
+// error. The LIMIT counts only locked rows. $1 now, $2 limit.
+const claimSQL = `SELECT s.id, s.state
 	FROM steps s
 	WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
 	  AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.state IN ('pending', 'in_progress'))
@@ -66,130 +65,124 @@ const claimSQL = `SELECT ` + stepColumns + `
 	LIMIT $2
 	FOR NO KEY UPDATE OF s SKIP LOCKED`
 
-// ClaimSteps implements backends.Store.
+// claimStepsSQL is the whole claim in one statement (SEMANTICS §5.2): the
+// picks of claimSQL move to in_progress (error -> pending -> in_progress
+// for a retry: two transitions, sort keys n+1 and n+2) with attempts+1,
+// started_at, the requested backoff and a cancel request cleared, and a
+// lease with a new token; their pending tasks move to in_progress. Each row
+// returns the claimed step, whether it was a retry, its parents' results as
+// a JSON object, its task's row (as started here, or as it stands), and
+// whether this statement started that task. Transition metadata is built
+// as Go's encoding/json would write it (keys sorted).
+// $1 now, $2 limit, $3 owner, $4 lease expiry.
+const claimStepsSQL = `WITH picked AS (` + claimSQL + `
+), claimed AS (
+	UPDATE steps s SET state = 'in_progress', updated_at = $1,
+		transition_count = s.transition_count + CASE WHEN p.state = 'error' THEN 2 ELSE 1 END,
+		attempts = s.attempts + 1, started_at = $1, backoff_request_seconds = NULL,
+		cancel_requested = false, lease_owner = $3, lease_expires_at = $4, lease_token = s.lease_token + 1
+	  FROM picked p WHERE s.id = p.id
+	RETURNING s.*, p.state AS from_state,
+		format('{"attempt":%s,"lease_token":%s,"owner":%s}', s.attempts, s.lease_token, to_json($3::text)) AS meta
+), step_log AS (
+	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+	SELECT c.task_id, c.id, 'error', 'pending', 'retry', c.meta, c.transition_count - 1, $1
+	  FROM claimed c WHERE c.from_state = 'error'
+	UNION ALL
+	SELECT c.task_id, c.id, 'pending', 'in_progress', 'claimed', c.meta, c.transition_count, $1
+	  FROM claimed c
+), started AS (
+	UPDATE tasks t SET state = 'in_progress', updated_at = $1, transition_count = t.transition_count + 1
+	 WHERE t.id IN (SELECT task_id FROM claimed) AND t.state = 'pending'
+	RETURNING t.*
+), task_log AS (
+	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+	SELECT st.id, NULL, 'pending', 'in_progress', 'first claim',
+		format('{"owner":%s}', to_json($3::text)), st.transition_count, $1
+	  FROM started st
+), task_rows AS (
+	SELECT *, true AS started FROM started
+	UNION ALL
+	SELECT *, false FROM tasks
+	 WHERE id IN (SELECT task_id FROM claimed) AND id NOT IN (SELECT id FROM started)
+)
+SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.retry_limit,
+	c.backoff_base_us, c.backoff_max_us, c.timeout_us, c.skippable, c.state, c.attempts, c.started_at,
+	c.last_attempted_at, c.last_failure_at, c.backoff_request_seconds, c.results, c.error, c.processed,
+	c.processed_at, coalesce(c.lease_owner, ''), c.lease_expires_at, c.lease_token, c.cancel_requested,
+	c.created_at, c.updated_at,
+	c.from_state = 'error',
+	(SELECT json_object_agg(p.name, p.results::json)::text
+	   FROM edges e JOIN steps p ON p.id = e.parent_step_id WHERE e.child_step_id = c.id),
+	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
+	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash, t.state,
+	t.created_at, t.updated_at, t.started
+FROM claimed c JOIN task_rows t ON t.id = c.task_id
+ORDER BY c.task_id, c.position`
+
+// ClaimSteps implements backends.Store with claimStepsSQL, one statement.
 func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
+	claims := []*backends.Claim{}
 	if p.Limit <= 0 {
-		return []*backends.Claim{}, nil
+		return claims, nil
 	}
-	var claims []*backends.Claim
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		claims = []*backends.Claim{}
-		picks, err := querySteps(ctx, tx, claimSQL, ts(p.Now), p.Limit)
+	for attempt := 1; ; attempt++ {
+		var err error
+		claims, err = s.claimOnce(ctx, p)
+		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
+			continue
+		}
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
 		}
-		expires := ts(p.Now.Add(p.LeaseDuration))
-		// Each task's row, read once and kept as this transaction moves it.
-		tasks := map[int64]*backends.Task{}
-		ids := make([]int64, 0, len(picks))
-		for _, st := range picks {
-			c := &backends.Claim{Retry: st.State == backends.StateError}
-			meta := map[string]any{"owner": p.Owner, "attempt": st.Attempts + 1, "lease_token": st.LeaseToken + 1}
-			if c.Retry {
-				if _, err := moveStep(ctx, tx, st, backends.StatePending, "retry", meta, p.Now, ""); err != nil {
-					return err
-				}
-			}
-			if c.Step, err = moveStep(ctx, tx, st, backends.StateInProgress, "claimed", meta, p.Now,
-				claimSet, ts(p.Now), p.Owner, expires); err != nil {
-				return err
-			}
-			task := tasks[st.TaskID]
-			if task == nil {
-				if task, err = getTask(ctx, tx, st.TaskID); err != nil {
-					return err
-				}
-				tasks[st.TaskID] = task
-			}
-			if task.State == backends.StatePending {
-				// Locks the task row (after the steps: the lock order).
-				// Another claim may have started it since we read it; then
-				// the move finds nothing and the task is simply re-read.
-				moved, err := startTask(ctx, tx, task.ID, p.Owner, p.Now)
-				if err != nil {
-					return err
-				}
-				if moved != nil {
-					c.TaskStarted = true
-					task = moved
-				} else if task, err = getTask(ctx, tx, st.TaskID); err != nil {
-					return err
-				}
-				tasks[st.TaskID] = task
-			}
-			ids = append(ids, c.Step.ID)
-			claims = append(claims, c)
-		}
-		results, err := parentResults(ctx, tx, ids)
-		if err != nil {
-			return err
-		}
-		// Every claim gets its own copy of its task as it stands after all
-		// of this transaction's writes.
-		for _, c := range claims {
-			t := *tasks[c.Step.TaskID]
-			t.Tags = slices.Clone(t.Tags)
-			c.Task = &t
-			c.ParentResults = results[c.Step.ID]
-			if c.ParentResults == nil {
-				c.ParentResults = map[string]json.RawMessage{}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
+		return claims, nil
 	}
-	return claims, nil
 }
 
-// startTask moves a task pending -> in_progress on its first claim, or
-// returns nil when it is no longer pending.
-func startTask(ctx context.Context, tx querier, taskID int64, owner string, now time.Time) (*backends.Task, error) {
-	t, err := scanTask(tx.QueryRow(ctx, moveTaskSQL, string(backends.StateInProgress), ts(now), taskID,
-		string(backends.StatePending), "first claim", metadata(map[string]any{"owner": owner})))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	return t, err
-}
-
-// parentResults maps each claimed step's parents' names to their results
-// (JSON null when a parent has none).
-func parentResults(ctx context.Context, q querier, stepIDs []int64) (map[int64]map[string]json.RawMessage, error) {
-	out := map[int64]map[string]json.RawMessage{}
-	if len(stepIDs) == 0 {
-		return out, nil
-	}
-	rows, err := q.Query(ctx, `SELECT e.child_step_id, p.name, p.results
-		FROM edges e JOIN steps p ON p.id = e.parent_step_id
-		WHERE e.child_step_id = ANY ($1)`, stepIDs)
+func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
+	rows, err := s.pool.Query(ctx, claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	claims := []*backends.Claim{}
+	seen := map[int64]bool{} // tasks whose first claim here is already listed
 	for rows.Next() {
 		var (
-			child   int64
-			name    string
-			results *string
+			parents *string
+			started bool
+			c       = &backends.Claim{}
 		)
-		if err := rows.Scan(&child, &name, &results); err != nil {
+		// Step columns, then the claim's, then the task's.
+		var err error
+		c.Step, err = scanStep(scanFunc(func(dest ...any) error {
+			c.Task, err = scanTask(scanFunc(func(taskDest ...any) error {
+				return rows.Scan(append(append(dest, &c.Retry, &parents), taskDest...)...)
+			}), &started)
+			return err
+		}))
+		if err != nil {
 			return nil, err
 		}
-		m := out[child]
-		if m == nil {
-			m = map[string]json.RawMessage{}
-			out[child] = m
+		c.ParentResults = map[string]json.RawMessage{}
+		if parents != nil {
+			if err := json.Unmarshal([]byte(*parents), &c.ParentResults); err != nil {
+				return nil, fmt.Errorf("parent results of step %d: %w", c.Step.ID, err)
+			}
 		}
-		if results != nil {
-			m[name] = json.RawMessage(*results)
-		} else {
-			m[name] = json.RawMessage("null")
-		}
+		// The task moved once, for its first step in claim order.
+		c.TaskStarted = started && !seen[c.Task.ID]
+		seen[c.Task.ID] = true
+		claims = append(claims, c)
 	}
-	return out, rows.Err()
+	return claims, rows.Err()
 }
+
+// scanFunc adapts a function to pgx.Row, to scan one result row into
+// several row types.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 // ExtendLeases implements backends.Store, in one statement. A lease is
 // current while its step is in_progress under the same owner and token; a

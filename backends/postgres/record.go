@@ -11,59 +11,25 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// fencedStep locks a step for a result write and checks its lease: the
-// write applies only while the step is in_progress under this token. The
-// row lock keeps a concurrent recovery or claim from changing the token
-// between this check and the write.
-func fencedStep(ctx context.Context, tx querier, stepID, token int64) (*backends.Step, error) {
-	st, err := lockStep(ctx, tx, stepID)
-	if err != nil {
-		return nil, err
-	}
-	if st.State != backends.StateInProgress || st.LeaseToken != token {
-		return nil, fmt.Errorf("%s (token %d, current %d, state %s): %w",
-			stepObject(st), token, st.LeaseToken, st.State, backends.ErrLeaseLost)
-	}
-	return st, nil
-}
-
-// CompleteStep implements backends.Store. When a cancel was requested while
-// the step ran, it becomes cancelled: LastAttemptedAt and Results are still
-// stored (what the handler returned), but Processed stays false, since the
-// results will never be used.
+// CompleteStep implements backends.Store (completeStepSQL, recordResult).
+// When a cancel was requested while the step ran, it becomes cancelled:
+// LastAttemptedAt and Results are still stored (what the handler returned),
+// but Processed stays false, since the results will never be used.
 func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
-	var res *backends.RecordResult
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		st, err := fencedStep(ctx, tx, p.StepID, p.LeaseToken)
-		if err != nil {
-			return err
-		}
-		results := p.Results
-		if len(results) == 0 {
-			results = json.RawMessage(`{}`)
-		}
-		to, reason := backends.StateComplete, "completed"
-		if st.CancelRequested {
-			to, reason = backends.StateCancelled, "cancelled while running"
-		}
-		meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken}
-		written, err := moveStep(ctx, tx, st, to, reason, meta, p.Now,
-			completeSet, ts(p.Now), string(results), to == backends.StateComplete)
-		if err != nil {
-			return err
-		}
-		res, err = recordResult(ctx, tx, written, p.Now)
-		return err
-	})
+	results := p.Results
+	if len(results) == 0 {
+		results = json.RawMessage(`{}`)
+	}
+	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, completeStepSQL, string(results))
 	if err != nil {
 		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
 	}
 	return res, nil
 }
 
-// recordResult finalizes after a step's write. st is the step's row as that
-// write returned it (finalize writes only the task).
-func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
+// finalizeResult finalizes after a step's write inside a transaction. st is
+// the step's row as that write returned it (finalize writes only the task).
+func finalizeResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
 	ec, d, task, err := finalize(ctx, tx, st.TaskID, now)
 	if err != nil {
 		return nil, err
@@ -71,32 +37,25 @@ func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.T
 	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
 }
 
-// FailStep implements backends.Store. When a cancel was requested while the
-// step ran, it becomes cancelled: the error and LastAttemptedAt are stored,
-// but LastFailureAt is not (it is the time the step last entered error) and
-// neither is the requested backoff.
+// FailStep implements backends.Store (failStepSQL, recordResult). When a
+// cancel was requested while the step ran, it becomes cancelled: the error
+// and LastAttemptedAt are stored, but LastFailureAt is not (it is the time
+// the step last entered error) and neither is the requested backoff.
 func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
-	var res *backends.RecordResult
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		st, err := fencedStep(ctx, tx, p.StepID, p.LeaseToken)
-		if err != nil {
-			return err
-		}
-		written, err := failStep(ctx, tx, st, p.Error, p.BackoffSeconds, p.Now)
-		if err != nil {
-			return err
-		}
-		res, err = recordResult(ctx, tx, written, p.Now)
-		return err
-	})
+	errJSON, err := json.Marshal(p.Error)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, failStepSQL,
+		string(errJSON), p.BackoffSeconds, p.Error.Retryable, p.Error.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("failing step %d: %w", p.StepID, err)
 	}
 	return res, nil
 }
 
-// failStep writes a failure of a running step (a worker's report or a lease
-// recovery) and returns the written row.
+// failStep writes a lease recovery's failure of a running step and returns
+// the written row (a worker's report goes through failStepSQL).
 func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.StepError, backoff *int, now time.Time) (*backends.Step, error) {
 	errJSON, err := json.Marshal(se)
 	if err != nil {
@@ -142,7 +101,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			if err != nil {
 				return err
 			}
-			res, err := recordResult(ctx, tx, written, p.Now)
+			res, err := finalizeResult(ctx, tx, written, p.Now)
 			if err != nil {
 				return err
 			}

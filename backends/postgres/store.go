@@ -107,6 +107,15 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 		// pgx's message may quote the DSN, password included.
 		return nil, fmt.Errorf("postgres DSN %s: cannot be parsed", Redact(dsn))
 	}
+	// The statements here are prepared once per connection (pgx's statement
+	// cache) and inline the readiness functions, which makes planning them
+	// cost more than running them. PostgreSQL's default replans a statement
+	// on every execution whenever its generic plan looks costlier than the
+	// custom ones; every query here filters by key through indexes whatever
+	// its parameters, so the generic plan is always the plan.
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		c.TypeMap().RegisterType(&pgtype.Type{
 			Name: "timestamptz", OID: pgtype.TimestamptzOID,

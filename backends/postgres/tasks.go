@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,6 +14,18 @@ import (
 
 // CreateTask implements backends.Store.
 func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, bool, error) {
+	if p.IdempotencyKey == "" && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
+		for attempt := 1; ; attempt++ {
+			task, err := s.createTaskPipelined(ctx, p)
+			if err != nil && attempt < maxTxAttempts && retryableTx(err) {
+				continue
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
+			}
+			return task, true, nil
+		}
+	}
 	var (
 		task    *backends.Task
 		created bool

@@ -31,6 +31,10 @@ CREATE TABLE tasks (
 
 CREATE UNIQUE INDEX tasks_idempotency_key ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
+-- Claims and NextWakeup keep to tasks that may still run: finished tasks,
+-- however many, are not in this index.
+CREATE INDEX tasks_unfinished ON tasks (id) WHERE state IN ('pending', 'in_progress');
+
 CREATE TABLE steps (
     id                      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task_id                 bigint      NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
