@@ -39,9 +39,15 @@ func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 // does not accept connections (taskerd --db-wait). Default 0: one try.
 func WithWait(d time.Duration) Option { return func(o *options) { o.wait = d } }
 
-// WithMaxConns sets the pool size (default pgxpool's, max(4, CPUs), or the
-// DSN's pool_max_conns).
+// WithMaxConns sets the pool size (default DefaultMaxConns, or the DSN's
+// pool_max_conns).
 func WithMaxConns(n int) Option { return func(o *options) { o.maxConns = int32(n) } }
+
+// DefaultMaxConns is the pool size when neither the DSN (pool_max_conns)
+// nor WithMaxConns sets one: an engine node's 16 workers each hold a
+// connection while they record a result, and its claim loop, heartbeats and
+// lease recovery need theirs (pgxpool's own default is 4).
+const DefaultMaxConns = 20
 
 // IsDSN reports whether dsn names a PostgreSQL database.
 func IsDSN(dsn string) bool {
@@ -67,8 +73,11 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.maxConns > 0 {
+	switch {
+	case o.maxConns > 0:
 		cfg.MaxConns = o.maxConns
+	case !strings.Contains(dsn, "pool_max_conns="):
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
