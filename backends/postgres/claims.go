@@ -91,9 +91,13 @@ const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 	UNION ALL
 	SELECT c.task_id, c.id, 'pending', 'in_progress', 'claimed', c.meta, c.transition_count, $1
 	  FROM claimed c
+), claimed_tasks AS (
+	-- An array read once (an InitPlan), so that the task lookups below are
+	-- primary key scans whatever the planner guesses about the CTE's size.
+	SELECT coalesce(array_agg(DISTINCT task_id), '{}') AS ids FROM claimed
 ), started AS (
 	UPDATE tasks t SET state = 'in_progress', updated_at = $1, transition_count = t.transition_count + 1
-	 WHERE t.id IN (SELECT task_id FROM claimed) AND t.state = 'pending'
+	 WHERE t.id = ANY ((SELECT ids FROM claimed_tasks)::bigint[]) AND t.state = 'pending'
 	RETURNING t.*
 ), task_log AS (
 	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
@@ -104,7 +108,8 @@ const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 	SELECT *, true AS started FROM started
 	UNION ALL
 	SELECT *, false FROM tasks
-	 WHERE id IN (SELECT task_id FROM claimed) AND id NOT IN (SELECT id FROM started)
+	 WHERE id = ANY ((SELECT ids FROM claimed_tasks)::bigint[])
+	   AND id <> ALL ((SELECT coalesce(array_agg(id), '{}') FROM started)::bigint[])
 )
 SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.retry_limit,
 	c.backoff_base_us, c.backoff_max_us, c.timeout_us, c.skippable, c.state, c.attempts, c.started_at,
