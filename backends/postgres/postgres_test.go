@@ -170,3 +170,13 @@ func TestClaimPlanUsesPartialIndex(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Contains(t, strings.Join(plan, "\n"), "steps_claimable", strings.Join(plan, "\n"))
 }
+
+// A server that answers with a refusal is not waited for.
+func TestOpenDoesNotWaitForARefusal(t *testing.T) {
+	t.Parallel()
+	pgtest.NewEmptyDatabase(t) // skips (or fails) without a server
+	start := time.Now()
+	_, err := postgres.Open(context.Background(), pgtest.DatabaseDSN(t, "taskerd_no_such_database"), postgres.WithWait(time.Minute))
+	require.ErrorContains(t, err, `database "taskerd_no_such_database" does not exist`)
+	require.Less(t, time.Since(start), 20*time.Second)
+}

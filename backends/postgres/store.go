@@ -146,8 +146,14 @@ func waitForServer(ctx context.Context, pool *pgxpool.Pool, wait time.Duration) 
 		if err == nil {
 			return nil
 		}
-		var ce *pgconn.ConnectError
-		if !errors.As(err, &ce) || wait <= 0 {
+		// pgx reports every failure to connect as a ConnectError; one that
+		// holds the server's own answer (a refused login, an unknown
+		// database) will not go away by waiting.
+		var (
+			ce    *pgconn.ConnectError
+			pgErr *pgconn.PgError
+		)
+		if !errors.As(err, &ce) || errors.As(err, &pgErr) || wait <= 0 {
 			return err
 		}
 		left := time.Until(deadline)
