@@ -54,26 +54,6 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 	return res, nil
 }
 
-// failStep writes a lease recovery's failure of a running step and returns
-// the written row (a worker's report goes through failStepSQL).
-func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.StepError, backoff *int, now time.Time) (*backends.Step, error) {
-	errJSON, err := json.Marshal(se)
-	if err != nil {
-		return nil, err
-	}
-	to, reason := backends.StateError, "failed: "+se.Kind
-	if st.CancelRequested {
-		to, reason = backends.StateCancelled, "cancelled while running"
-	}
-	meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "error": se}
-	var backoffArg *int
-	if backoff != nil && to == backends.StateError {
-		backoffArg = backoff
-	}
-	return moveStep(ctx, tx, st, to, reason, meta, now, failSet,
-		ts(now), string(errJSON), to == backends.StateError, backoffArg, se.Retryable)
-}
-
 // RecoverExpiredLeases implements backends.Store: oldest expiry first, each
 // step failed and its task finalized, all in one transaction. SKIP LOCKED:
 // a step whose worker is writing its result right now is that worker's.
@@ -97,9 +77,16 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				Retryable: true,
 				Kind:      backends.ErrorKindLeaseExpired,
 			}
-			written, err := failStep(ctx, tx, st, se, nil, p.Now)
+			errJSON, err := json.Marshal(se)
 			if err != nil {
 				return err
+			}
+			// The write a worker's FailStep does, with the token read here
+			// under the row lock.
+			written, err := scanStep(tx.QueryRow(ctx, failStepSQL, st.ID, st.LeaseToken, ts(p.Now),
+				string(errJSON), nil, se.Retryable, se.Kind))
+			if err != nil {
+				return fmt.Errorf("recovering %s: %w", stepObject(st), err)
 			}
 			res, err := finalizeResult(ctx, tx, written, p.Now)
 			if err != nil {

@@ -197,7 +197,7 @@ func moveTask(ctx context.Context, tx querier, taskID int64, from, to backends.S
 // step enters complete or resolved_manually (terminal states, so once per
 // step), takes one from each child's unsatisfied_parents — one statement.
 // $1 to, $2 now, $3 step id, $4 from, $5 reason, $6 metadata; set (see
-// claimSet and the others) may assign more columns with parameters from $7.
+// resolveSet and retrySet) may assign more columns with parameters from $7.
 func moveStepSQL(set string) string {
 	if set != "" {
 		set = ", " + set
@@ -217,21 +217,8 @@ func moveStepSQL(set string) string {
 SELECT ` + stepColumns + ` FROM moved`
 }
 
-// What a claim and a step result write to a step together with its move.
+// What operator actions write to a step together with its move.
 const (
-	// $7 started_at, $8 owner, $9 lease expiry.
-	claimSet = `attempts = attempts + 1, started_at = $7, backoff_request_seconds = NULL,
-		cancel_requested = false, lease_owner = $8, lease_expires_at = $9, lease_token = lease_token + 1`
-	// $7 now, $8 results, $9 processed.
-	completeSet = `last_attempted_at = $7, results = $8, processed = $9,
-		processed_at = CASE WHEN $9 THEN $7 ELSE processed_at END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false`
-	// $7 now, $8 error, $9 entering error, $10 backoff, $11 retryable.
-	failSet = `last_attempted_at = $7, error = $8,
-		last_failure_at = CASE WHEN $9 THEN $7 ELSE last_failure_at END,
-		backoff_request_seconds = $10,
-		retryable = CASE WHEN $9 AND NOT $11 THEN false ELSE retryable END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false`
 	// $7 results.
 	resolveSet = `results = $7`
 	// (none) an operator's retry.
