@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/postgres/pgtest"
 	"github.com/taskerd/taskerd/backends/sqlite"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
@@ -23,7 +24,7 @@ import (
 )
 
 // storeConstructor opens a fresh, empty store for one test. Every scenario
-// runs once per entry of stores; PostgreSQL joins by appending an entry.
+// runs once per entry of stores.
 type storeConstructor struct {
 	name string
 	open func(t *testing.T) backends.Store
@@ -37,6 +38,9 @@ var stores = []storeConstructor{
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}},
+	// Each test gets a database of its own (skipped without a server, see
+	// pgtest).
+	{name: "postgres", open: func(t *testing.T) backends.Store { return pgtest.Open(t) }},
 }
 
 // forEachStore runs fn as a parallel subtest per store.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/postgres"
+	"github.com/taskerd/taskerd/backends/postgres/pgtest"
 	"github.com/taskerd/taskerd/backends/sqlite"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
@@ -19,7 +21,7 @@ import (
 
 // BenchmarkThroughput runs b.N no-op steps end to end on one node with 16
 // workers: claim, execute, record and finalize, on a SQLite file with each
-// synchronous setting. It reports steps/s and the p50 delay from "ready" to
+// synchronous setting and on PostgreSQL (a database of its own, see pgtest). It reports steps/s and the p50 delay from "ready" to
 // "handler called":
 //
 //   - linear10 (10-step chains): a step is ready when its parent completed,
@@ -32,10 +34,28 @@ import (
 //
 //     go test ./engine -run '^$' -bench Throughput -benchtime 3000x
 func BenchmarkThroughput(b *testing.B) {
+	type backend struct {
+		name string
+		open func(b *testing.B) backends.Store
+	}
+	var all []backend
+	for _, sync := range []string{"normal", "full"} {
+		all = append(all, backend{"synchronous=" + sync, func(b *testing.B) backends.Store {
+			s, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "bench.db")+"?synchronous="+sync)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}})
+	}
+	all = append(all, backend{"postgres", func(b *testing.B) backends.Store {
+		// pgtest closes it when the benchmark ends.
+		return pgtest.Open(b, postgres.WithMaxConns(20))
+	}})
 	for _, shape := range []string{"single", "linear10"} {
-		for _, sync := range []string{"normal", "full"} {
-			b.Run(fmt.Sprintf("%s/synchronous=%s", shape, sync), func(b *testing.B) {
-				benchThroughput(b, shape, sync)
+		for _, be := range all {
+			b.Run(shape+"/"+be.name, func(b *testing.B) {
+				benchThroughput(b, shape, be.open)
 			})
 		}
 	}
@@ -62,7 +82,7 @@ func benchWorkflow(steps int) string {
 	return sb.String()
 }
 
-func benchThroughput(b *testing.B, shape, syncMode string) {
+func benchThroughput(b *testing.B, shape string, open func(b *testing.B) backends.Store) {
 	stepsPerTask := 1
 	if shape == "linear10" {
 		stepsPerTask = 10
@@ -74,10 +94,7 @@ func benchThroughput(b *testing.B, shape, syncMode string) {
 	if diags.HasErrors() {
 		b.Fatal(diags)
 	}
-	store, err := sqlite.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db")+"?synchronous="+syncMode)
-	if err != nil {
-		b.Fatal(err)
-	}
+	store := open(b)
 	defer store.Close()
 
 	// The handler notes when it was called; "ready" is read from the store

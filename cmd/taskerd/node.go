@@ -45,7 +45,7 @@ func startNode(ctx context.Context, flags nodeFlags, catalog *definition.Catalog
 			return nil, &exitError{code: 1, err: err}
 		}
 	}
-	store, err := openStore(ctx, flags.db)
+	store, err := openStore(ctx, flags.storeFlags)
 	if err != nil {
 		plugins.Close()
 		return nil, err

@@ -19,7 +19,7 @@ import (
 // nodeFlags are the settings run and resume share: they both act as one
 // engine node on the database.
 type nodeFlags struct {
-	db      string
+	storeFlags
 	workers int
 	lease   time.Duration
 	json    bool
@@ -31,7 +31,8 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.config, "config", os.Getenv("TASKERD_CONFIG"), "daemon config (taskerd.hcl): database, workers, lease, workflows and plugins; flags override it; env TASKERD_CONFIG")
-	cmd.Flags().StringVar(&f.db, "db", dbFlagDefault(), "database: sqlite:PATH (add ?synchronous=normal to trade durability for speed) or sqlite::memory:; env TASKERD_DATABASE")
+	f.registerDB(cmd.Flags())
+	cmd.Flags().BoolVar(&f.noMigrate, "no-migrate", false, "PostgreSQL: refuse a database whose schema is not up to date instead of migrating it (see taskerd migrate)")
 	cmd.Flags().IntVar(&f.workers, "workers", engine.DefaultWorkers, "steps executed at once")
 	cmd.Flags().DurationVar(&f.lease, "lease", engine.DefaultLeaseDuration, "lease of a running step; a step whose node stops heartbeating is recovered after this")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON document with the final state instead of progress lines")

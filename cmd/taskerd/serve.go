@@ -139,7 +139,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if err := host.CheckWorkflows(catalog, registry); err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	store, err := openStore(ctx, f.db)
+	store, err := openStore(ctx, f.storeFlags)
 	if err != nil {
 		return err
 	}

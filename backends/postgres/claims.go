@@ -1,0 +1,238 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// finalize is SEMANTICS §5.5 inside the transaction of the write it follows.
+// It first locks the task's row, and only then computes the execution
+// context (taskerd_task_execution_context) in a new statement: under READ
+// COMMITTED that statement sees every result committed by a finalize that
+// held the lock before, so of two steps finishing at once the second sees
+// the first. Then backends.Decide and the task transitions of
+// backends.FinalizePath. A finished task is left alone (DecisionNone). It
+// returns the task's row as it stands after these moves.
+func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, error) {
+	var anyCancelled bool
+	task, err := scanTask(tx.QueryRow(ctx, `SELECT `+taskColumns+`,
+			EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
+		FROM tasks t WHERE id = $1 FOR NO KEY UPDATE`, taskID), &anyCancelled)
+	if err != nil {
+		return backends.ExecutionContext{}, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+	}
+	ec, err := taskContext(ctx, tx, taskID, now)
+	if err != nil {
+		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+	}
+	if task.State.Finished() {
+		return ec, backends.DecisionNone, task, nil
+	}
+	d := backends.Decide(ec, anyCancelled)
+	meta := map[string]any{"decision": string(d), "execution_status": ec.ExecutionStatus}
+	for _, to := range backends.FinalizePath(task.State, d) {
+		if task, err = moveTask(ctx, tx, taskID, task.State, to, "finalize: "+ec.ExecutionStatus, meta, now); err != nil {
+			return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+		}
+	}
+	return ec, d, task, nil
+}
+
+// claimSQL picks the steps to claim: ready for execution by the rule of
+// taskerd_step_readiness_rows (migrations/0002), in pending or in_progress
+// tasks, oldest task first, then position. The first conditions repeat the
+// predicates of the partial indexes steps_claimable and tasks_unfinished
+// word for word, so only steps that may run and whose parents are all done
+// are read, however long the history (unsatisfied_parents is a
+// pre-filter; the function still judges dependencies). FOR (NO KEY) UPDATE
+// SKIP LOCKED: nodes claiming at once each take different rows and never
+// wait for each other; a row another claim changed before we lock it is
+// re-checked (EvalPlanQual) and dropped when it is no longer pending or
+// error. The LIMIT counts only locked rows. $1 now, $2 limit.
+const claimSQL = `SELECT s.id, s.state
+	FROM steps s
+	WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+	  AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.state IN ('pending', 'in_progress'))
+	  AND EXISTS (SELECT 1 FROM taskerd_step_readiness_rows($1) r
+	               WHERE r.step_id = s.id AND r.ready_for_execution)
+	ORDER BY s.task_id, s.position
+	LIMIT $2
+	FOR NO KEY UPDATE OF s SKIP LOCKED`
+
+// claimStepsSQL is the whole claim in one statement (SEMANTICS §5.2): the
+// picks of claimSQL move to in_progress (error -> pending -> in_progress
+// for a retry: two transitions, sort keys n+1 and n+2) with attempts+1,
+// started_at, the requested backoff and a cancel request cleared, and a
+// lease with a new token; their pending tasks move to in_progress. Each row
+// returns the claimed step, whether it was a retry, its parents' results as
+// a JSON object, its task's row (as started here, or as it stands), and
+// whether this statement started that task. Transition metadata is built
+// as Go's encoding/json would write it (keys sorted).
+// $1 now, $2 limit, $3 owner, $4 lease expiry.
+const claimStepsSQL = `WITH picked AS (` + claimSQL + `
+), claimed AS (
+	UPDATE steps s SET state = 'in_progress', updated_at = $1,
+		transition_count = s.transition_count + CASE WHEN p.state = 'error' THEN 2 ELSE 1 END,
+		attempts = s.attempts + 1, started_at = $1, backoff_request_seconds = NULL,
+		cancel_requested = false, lease_owner = $3, lease_expires_at = $4, lease_token = s.lease_token + 1
+	  FROM picked p WHERE s.id = p.id
+	RETURNING s.*, p.state AS from_state,
+		format('{"attempt":%s,"lease_token":%s,"owner":%s}', s.attempts, s.lease_token, to_json($3::text)) AS meta
+), step_log AS (
+	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+	SELECT c.task_id, c.id, 'error', 'pending', 'retry', c.meta, c.transition_count - 1, $1
+	  FROM claimed c WHERE c.from_state = 'error'
+	UNION ALL
+	SELECT c.task_id, c.id, 'pending', 'in_progress', 'claimed', c.meta, c.transition_count, $1
+	  FROM claimed c
+), claimed_tasks AS (
+	-- An array read once (an InitPlan), so that the task lookups below are
+	-- primary key scans whatever the planner guesses about the CTE's size.
+	SELECT coalesce(array_agg(DISTINCT task_id), '{}') AS ids FROM claimed
+), started AS (
+	UPDATE tasks t SET state = 'in_progress', updated_at = $1, transition_count = t.transition_count + 1
+	 WHERE t.id = ANY ((SELECT ids FROM claimed_tasks)::bigint[]) AND t.state = 'pending'
+	RETURNING t.*
+), task_log AS (
+	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
+	SELECT st.id, NULL, 'pending', 'in_progress', 'first claim',
+		format('{"owner":%s}', to_json($3::text)), st.transition_count, $1
+	  FROM started st
+), task_rows AS (
+	SELECT *, true AS started FROM started
+	UNION ALL
+	SELECT *, false FROM tasks
+	 WHERE id = ANY ((SELECT ids FROM claimed_tasks)::bigint[])
+	   AND id <> ALL ((SELECT coalesce(array_agg(id), '{}') FROM started)::bigint[])
+)
+SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.retry_limit,
+	c.backoff_base_us, c.backoff_max_us, c.timeout_us, c.skippable, c.state, c.attempts, c.started_at,
+	c.last_attempted_at, c.last_failure_at, c.backoff_request_seconds, c.results, c.error, c.processed,
+	c.processed_at, coalesce(c.lease_owner, ''), c.lease_expires_at, c.lease_token, c.cancel_requested,
+	c.created_at, c.updated_at,
+	c.from_state = 'error',
+	(SELECT json_object_agg(p.name, p.results::json)::text
+	   FROM edges e JOIN steps p ON p.id = e.parent_step_id WHERE e.child_step_id = c.id),
+	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
+	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash, t.state,
+	t.created_at, t.updated_at, t.started
+FROM claimed c JOIN task_rows t ON t.id = c.task_id
+ORDER BY c.task_id, c.position`
+
+// ClaimSteps implements backends.Store with claimStepsSQL, one statement.
+func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
+	claims := []*backends.Claim{}
+	if p.Limit <= 0 {
+		return claims, nil
+	}
+	for attempt := 1; ; attempt++ {
+		var err error
+		claims, err = s.claimOnce(ctx, p)
+		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
+		}
+		return claims, nil
+	}
+}
+
+func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
+	rows, err := s.pool.Query(ctx, claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	claims := []*backends.Claim{}
+	seen := map[int64]bool{} // tasks whose first claim here is already listed
+	for rows.Next() {
+		var (
+			parents *string
+			started bool
+			c       = &backends.Claim{}
+		)
+		// Step columns, then the claim's, then the task's.
+		var err error
+		c.Step, err = scanStep(scanFunc(func(dest ...any) error {
+			c.Task, err = scanTask(scanFunc(func(taskDest ...any) error {
+				return rows.Scan(append(append(dest, &c.Retry, &parents), taskDest...)...)
+			}), &started)
+			return err
+		}))
+		if err != nil {
+			return nil, err
+		}
+		c.ParentResults = map[string]json.RawMessage{}
+		if parents != nil {
+			if err := json.Unmarshal([]byte(*parents), &c.ParentResults); err != nil {
+				return nil, fmt.Errorf("parent results of step %d: %w", c.Step.ID, err)
+			}
+		}
+		// The task moved once, for its first step in claim order.
+		c.TaskStarted = started && !seen[c.Task.ID]
+		seen[c.Task.ID] = true
+		claims = append(claims, c)
+	}
+	return claims, rows.Err()
+}
+
+// scanFunc adapts a function to pgx.Row, to scan one result row into
+// several row types.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+// ExtendLeases implements backends.Store, in one statement. A lease is
+// current while its step is in_progress under the same owner and token; a
+// lease that expired but was not yet recovered is still current (recovery
+// and a new claim both change the token), so it is extended.
+func (s *Store) ExtendLeases(ctx context.Context, p *backends.ExtendLeasesParams) ([]backends.LeaseStatus, error) {
+	out := make([]backends.LeaseStatus, 0, len(p.Leases))
+	if len(p.Leases) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(p.Leases))
+	tokens := make([]int64, len(p.Leases))
+	for i, l := range p.Leases {
+		ids[i], tokens[i] = l.StepID, l.Token
+	}
+	live := map[backends.Lease]bool{} // current lease -> cancel requested
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		clear(live)
+		rows, err := tx.Query(ctx, `UPDATE steps s SET lease_expires_at = $1, updated_at = $2
+			FROM unnest($3::bigint[], $4::bigint[]) AS l(id, token)
+			WHERE s.id = l.id AND s.lease_token = l.token AND s.state = 'in_progress' AND s.lease_owner = $5
+			RETURNING s.id, s.lease_token, s.cancel_requested`,
+			ts(p.Now.Add(p.LeaseDuration)), ts(p.Now), ids, tokens, p.Owner)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				l      backends.Lease
+				cancel bool
+			)
+			if err := rows.Scan(&l.StepID, &l.Token, &cancel); err != nil {
+				return err
+			}
+			live[l] = cancel
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("extending %d leases for %s: %w", len(p.Leases), p.Owner, err)
+	}
+	for _, l := range p.Leases {
+		cancel, ok := live[l]
+		out = append(out, backends.LeaseStatus{StepID: l.StepID, Lost: !ok, CancelRequested: cancel})
+	}
+	return out, nil
+}

@@ -1,0 +1,182 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/backendtest"
+	"github.com/taskerd/taskerd/backends/postgres"
+	"github.com/taskerd/taskerd/backends/postgres/pgtest"
+)
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	backendtest.Run(t, func(t *testing.T) backends.Store { return pgtest.Open(t) })
+}
+
+func TestConcurrentMigrators(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.NewEmptyDatabase(t)
+	const migrators = 4
+	applied := make(chan []string, migrators)
+	var wg sync.WaitGroup
+	for range migrators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			names, err := postgres.Migrate(ctx, dsn)
+			assert.NoError(t, err)
+			applied <- names
+		}()
+	}
+	wg.Wait()
+	close(applied)
+	var all []string
+	for names := range applied {
+		all = append(all, names...)
+	}
+	require.ElementsMatch(t, []string{"0001_tables.sql", "0002_functions.sql", "0003_settings.sql"}, all, "each migration applied once")
+	s, err := postgres.Open(ctx, dsn, postgres.WithoutMigrate())
+	require.NoError(t, err)
+	s.Close()
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	_, err := s.Pool().Exec(ctx, `INSERT INTO taskerd_schema_migrations (version, name) VALUES (99, '0099_future.sql')`)
+	require.NoError(t, err)
+	dsn := s.Pool().Config().ConnString()
+	for _, opts := range [][]postgres.Option{nil, {postgres.WithoutMigrate()}} {
+		_, err = postgres.Open(ctx, dsn, opts...)
+		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (3): upgrade taskerd")
+	}
+}
+
+func TestDSNs(t *testing.T) {
+	t.Parallel()
+	require.True(t, postgres.IsDSN("postgres://u@h/db"))
+	require.True(t, postgres.IsDSN("postgresql://u@h/db"))
+	require.False(t, postgres.IsDSN("sqlite:x.db"))
+	require.Equal(t, "postgres://u:xxxxx@h:5432/db", postgres.Redact("postgres://u:p@ss@h:5432/db"))
+	require.Equal(t, "postgresql://u@h/db", postgres.Redact("postgresql://u@h/db"))
+	err := postgres.CheckDSN("postgres://u:secret@h:port/db")
+	require.ErrorContains(t, err, "cannot be parsed")
+	require.NotContains(t, err.Error(), "secret")
+	require.ErrorContains(t, postgres.CheckDSN("mysql://x"), "want postgres://")
+}
+
+// The four functions are callable from plain SQL, now() by default, and
+// agree with what the Store returns.
+func TestFunctionsCallableFromSQL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	task, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w", WorkflowVersion: "0.1.0",
+		Steps: []backends.NewStep{
+			{Name: "a", Handler: "builtin.noop", Retryable: true, RetryLimit: 3, BackoffBase: time.Second, BackoffMax: time.Minute},
+			{Name: "b", Handler: "builtin.noop", Retryable: true, RetryLimit: 3, BackoffBase: time.Second, BackoffMax: time.Minute, Parents: []string{"a"}},
+		}, Now: now})
+	require.NoError(t, err)
+	var ready []string
+	rows, err := s.Pool().Query(ctx, `SELECT name FROM taskerd_step_readiness($1) WHERE ready_for_execution`, task.ID)
+	require.NoError(t, err)
+	for rows.Next() {
+		var n string
+		require.NoError(t, rows.Scan(&n))
+		ready = append(ready, n)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"a"}, ready)
+	var n int
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM taskerd_step_readiness_batch(ARRAY[$1::bigint, 999])`, task.ID).Scan(&n))
+	require.Equal(t, 2, n)
+	var status string
+	var pct float64
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT execution_status, completion_percentage FROM taskerd_task_execution_context($1)`, task.ID).Scan(&status, &pct))
+	require.Equal(t, backends.StatusHasReadySteps, status)
+	require.Equal(t, 0.0, pct)
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM taskerd_task_execution_contexts(ARRAY[$1::bigint, 999])`, task.ID).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// Steps of one task finishing at the same instant on different
+// connections: finalize locks the task before it reads the context, so the
+// last one to commit sees all the others and completes the task (without
+// the lock each could see the others still running).
+func TestConcurrentResultsFinalizeOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t, postgres.WithMaxConns(8))
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for round := range 10 {
+		var steps []backends.NewStep
+		for i := range 6 {
+			steps = append(steps, backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true,
+				RetryLimit: 3, BackoffBase: time.Second, BackoffMax: time.Minute})
+		}
+		task, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w",
+			WorkflowVersion: "0.1.0", Steps: steps, Now: now})
+		require.NoError(t, err)
+		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 10, LeaseDuration: time.Minute, Now: now})
+		require.NoError(t, err)
+		require.Len(t, cs, 6)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: now})
+				assert.NoError(t, err)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		got, err := s.GetTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, backends.StateComplete, got.State, "round %d", round)
+	}
+}
+
+// With a large finished history the claim reads only the partial index of
+// steps that may run.
+func TestClaimPlanUsesPartialIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	seedTasks(t, s, 20_000, 5, backends.StateComplete, backends.StateComplete)
+	seedTasks(t, s, 10, 5, backends.StateInProgress, backends.StatePending)
+	rows, err := s.Pool().Query(ctx, `EXPLAIN `+postgres.ClaimSQL, time.Now(), 4)
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan = append(plan, line)
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, strings.Join(plan, "\n"), "steps_claimable", strings.Join(plan, "\n"))
+}
+
+// A server that answers with a refusal is not waited for.
+func TestOpenDoesNotWaitForARefusal(t *testing.T) {
+	t.Parallel()
+	pgtest.NewEmptyDatabase(t) // skips (or fails) without a server
+	start := time.Now()
+	_, err := postgres.Open(context.Background(), pgtest.DatabaseDSN(t, "taskerd_no_such_database"), postgres.WithWait(time.Minute))
+	require.ErrorContains(t, err, `database "taskerd_no_such_database" does not exist`)
+	require.Less(t, time.Since(start), 20*time.Second)
+}

@@ -1,0 +1,103 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// CompleteStep implements backends.Store (completeStepSQL, recordResult).
+// When a cancel was requested while the step ran, it becomes cancelled:
+// LastAttemptedAt and Results are still stored (what the handler returned),
+// but Processed stays false, since the results will never be used.
+func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
+	results := p.Results
+	if len(results) == 0 {
+		results = json.RawMessage(`{}`)
+	}
+	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, completeStepSQL, string(results))
+	if err != nil {
+		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
+	}
+	return res, nil
+}
+
+// finalizeResult finalizes after a step's write inside a transaction. st is
+// the step's row as that write returned it (finalize writes only the task).
+func finalizeResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
+	ec, d, task, err := finalize(ctx, tx, st.TaskID, now)
+	if err != nil {
+		return nil, err
+	}
+	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
+}
+
+// FailStep implements backends.Store (failStepSQL, recordResult). When a
+// cancel was requested while the step ran, it becomes cancelled: the error
+// and LastAttemptedAt are stored, but LastFailureAt is not (it is the time
+// the step last entered error) and neither is the requested backoff.
+func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
+	errJSON, err := json.Marshal(p.Error)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, failStepSQL,
+		string(errJSON), p.BackoffSeconds, p.Error.Retryable, p.Error.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("failing step %d: %w", p.StepID, err)
+	}
+	return res, nil
+}
+
+// RecoverExpiredLeases implements backends.Store: oldest expiry first, each
+// step failed and its task finalized, all in one transaction. SKIP LOCKED:
+// a step whose worker is writing its result right now is that worker's.
+func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) ([]*backends.RecordResult, error) {
+	if p.Limit <= 0 {
+		return []*backends.RecordResult{}, nil
+	}
+	var out []*backends.RecordResult
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		out = []*backends.RecordResult{}
+		steps, err := querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps
+			WHERE state = 'in_progress' AND lease_expires_at <= $1
+			ORDER BY lease_expires_at, id LIMIT $2
+			FOR NO KEY UPDATE SKIP LOCKED`, ts(p.Now), p.Limit)
+		if err != nil {
+			return err
+		}
+		for _, st := range steps {
+			se := backends.StepError{
+				Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
+				Retryable: true,
+				Kind:      backends.ErrorKindLeaseExpired,
+			}
+			errJSON, err := json.Marshal(se)
+			if err != nil {
+				return err
+			}
+			// The write a worker's FailStep does, with the token read here
+			// under the row lock.
+			written, err := scanStep(tx.QueryRow(ctx, failStepSQL, st.ID, st.LeaseToken, ts(p.Now),
+				string(errJSON), nil, se.Retryable, se.Kind))
+			if err != nil {
+				return fmt.Errorf("recovering %s: %w", stepObject(st), err)
+			}
+			res, err := finalizeResult(ctx, tx, written, p.Now)
+			if err != nil {
+				return err
+			}
+			out = append(out, res)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recovering expired leases: %w", err)
+	}
+	return out, nil
+}
