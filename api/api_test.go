@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/storetest"
 )
 
 func path(format string, args ...any) string { return fmt.Sprintf(format, args...) }
@@ -283,7 +284,7 @@ func TestListAndPatchTasks(t *testing.T) {
 
 func TestWorkflowRoutes(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, stores[0].open(t), options{noRun: true})
+	c := newClient(t, storetest.SQLite(t), options{noRun: true})
 	r := c.do("GET", "/v1/workflows", nil)
 	require.Equal(t, http.StatusOK, r.status)
 	require.Len(t, r.json(t)["workflows"], 3)
@@ -312,7 +313,7 @@ func TestWorkflowRoutes(t *testing.T) {
 
 func TestUnknownRoutesAnswerJSON(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, stores[0].open(t), options{noRun: true})
+	c := newClient(t, storetest.SQLite(t), options{noRun: true})
 	r := c.do("GET", "/v2/nothing", nil)
 	require.Equal(t, http.StatusNotFound, r.status)
 	require.Equal(t, "not_found", r.errorCode(t))
@@ -352,7 +353,7 @@ func TestHealth(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, stores[0].open(t), options{})
+	c := newClient(t, storetest.SQLite(t), options{})
 	events, stop := c.eng.Subscribe(1024)
 	defer stop()
 	go c.server.Metrics().Consume(events)
@@ -402,7 +403,7 @@ func (panickingAuthz) Authorize(context.Context, *api.AuthzRequest) (api.Decisio
 
 func TestAuthFailsClosed(t *testing.T) {
 	t.Parallel()
-	store := stores[0].open(t)
+	store := storetest.SQLite(t)
 
 	unauth := newClient(t, store, options{authn: failingAuthn{}, noRun: true})
 	for _, rt := range unauth.server.Routes() {
@@ -462,7 +463,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented = append(documented, strings.ToUpper(method)+" "+p)
 		}
 	}
-	c := newClient(t, stores[0].open(t), options{noRun: true})
+	c := newClient(t, storetest.SQLite(t), options{noRun: true})
 	routes := c.server.Routes()
 	slices.Sort(documented)
 	slices.Sort(routes)

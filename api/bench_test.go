@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
@@ -27,9 +28,9 @@ import (
 //
 //	go test ./api -run '^$' -bench CreateTask -benchtime 5000x
 func BenchmarkCreateTask(b *testing.B) {
-	for _, sc := range stores {
-		b.Run(sc.name, func(b *testing.B) {
-			store := sc.open(b)
+	for _, sc := range storetest.Backends() {
+		b.Run(sc.Name, func(b *testing.B) {
+			store := sc.Open(b)
 			var src strings.Builder
 			src.WriteString("workflow \"ten\" {\n")
 			for i := range 10 {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,33 +14,15 @@ import (
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
-	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 )
 
-// stores are the backends every API test runs on.
-var stores = []struct {
-	name string
-	open func(t testing.TB) backends.Store
-}{
-	{"sqlite", func(t testing.TB) backends.Store {
-		s, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "taskerd.db")+"?synchronous=normal")
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-}
-
 func forEachStore(t *testing.T, fn func(t *testing.T, open func(t testing.TB) backends.Store)) {
 	t.Helper()
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, sc.open)
-		})
-	}
+	storetest.Each(t, fn)
 }
 
 // testWorkflows: a schema-checked two-step workflow with a skippable step,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,42 +15,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
-	"github.com/taskerd/taskerd/backends/postgres/pgtest"
-	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 )
 
-// storeConstructor opens a fresh, empty store for one test. Every scenario
-// runs once per entry of stores.
-type storeConstructor struct {
-	name string
-	open func(t *testing.T) backends.Store
-}
-
-var stores = []storeConstructor{
-	{name: "sqlite", open: func(t *testing.T) backends.Store {
-		dsn := "sqlite:" + filepath.Join(t.TempDir(), "taskerd.db") + "?synchronous=normal"
-		s, err := sqlite.Open(context.Background(), dsn)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-	// Each test gets a database of its own (skipped without a server, see
-	// pgtest).
-	{name: "postgres", open: func(t *testing.T) backends.Store { return pgtest.Open(t) }},
-}
-
-// forEachStore runs fn as a parallel subtest per store.
-func forEachStore(t *testing.T, fn func(t *testing.T, open func(t *testing.T) backends.Store)) {
+// forEachStore runs fn as a parallel subtest per backend (storetest).
+func forEachStore(t *testing.T, fn func(t *testing.T, open func(testing.TB) backends.Store)) {
 	t.Helper()
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, sc.open)
-		})
-	}
+	storetest.Each(t, fn)
 }
 
 // parseWorkflows parses HCL sources into a catalog.

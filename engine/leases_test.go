@@ -88,7 +88,7 @@ workflow "block" {
 // node that recovered the step runs it again.
 func TestLostLeaseStopsTheHandler(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		store := open(t)
 		catalog := parseWorkflows(t, blockHCL)
 		flaky := &partitioned{Store: store}
@@ -136,7 +136,7 @@ func TestLostLeaseStopsTheHandler(t *testing.T) {
 // node learns it at its next heartbeat and stops the handler.
 func TestCancelStepRunningOnAnotherNode(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		store := open(t)
 		catalog := parseWorkflows(t, blockHCL)
 		held := newBlocker()
@@ -188,7 +188,7 @@ workflow "nap" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -216,7 +216,7 @@ workflow "long" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src), func(c *engine.Config) {
 			c.ShutdownGrace = 50 * time.Millisecond
 			c.LeaseDuration = time.Hour
@@ -239,7 +239,7 @@ workflow "long" {
 
 func TestRunRefusesToRunTwice(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, fourStepHCL))
 		b.start()
 		task := b.create("four", "")
@@ -254,7 +254,7 @@ func TestRunRefusesToRunTwice(t *testing.T) {
 // not failed, when its lease is recovered.
 func TestRecoveringACancelledStep(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		store := open(t)
 		catalog := parseWorkflows(t, blockHCL)
 		cut := &partitioned{Store: store}

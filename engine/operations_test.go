@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
@@ -47,7 +48,7 @@ workflow "typed" {
 
 func TestCreateValidation(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, typedHCL))
 		ctx := context.Background()
 		create := func(req engine.CreateRequest) (*backends.Task, bool, error) {
@@ -140,7 +141,7 @@ func TestCreateValidation(t *testing.T) {
 
 func TestBypassSteps(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, typedHCL))
 		b.start()
 		task, created, err := b.eng.CreateTask(context.Background(), engine.CreateRequest{
@@ -175,7 +176,7 @@ workflow "slow" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("slow", "")
@@ -208,7 +209,7 @@ workflow "panicky" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		reg := builtin.NewRegistry()
 		require.NoError(t, reg.Register("test.panic", engine.HandlerFunc(func(_ context.Context, req *engine.StepRequest) (json.RawMessage, error) {
 			if req.Attempt == 1 {
@@ -235,7 +236,7 @@ func TestPermanentFailureBlocksAtOnce(t *testing.T) {
 	src := linearHCL("linear", `limit = 5
     base = "1ms"
     max = "1ms"`, "builtin.fail", `{ retryable = false, message = "card declined" }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("linear", "")
@@ -265,7 +266,7 @@ workflow "long" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		reg := builtin.NewRegistry()
 		var sawCancel atomic.Bool
 		require.NoError(t, reg.Register("test.nap", engine.HandlerFunc(func(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
@@ -325,7 +326,7 @@ func TestRetryAndResolveErroredTasks(t *testing.T) {
 	alwaysHCL := linearHCL("always", `limit = 1
     base = "1ms"
     max = "1ms"`, "builtin.fail", ``)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, onceHCL, alwaysHCL))
 		ctx := context.Background()
 		b.start()
@@ -406,7 +407,7 @@ workflow "recover" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		store := open(t)
 		catalog := parseWorkflows(t, src)
 		// Node A claims the step, then stops dead: cut off from the
@@ -473,7 +474,7 @@ workflow "pair" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("pair", "")
@@ -523,7 +524,7 @@ func TestRetryEventsCarryAttemptAndBackoff(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "5ms"
     max = "1s"`, "builtin.fail", `{ times = 2 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("linear", "")
@@ -555,7 +556,7 @@ func TestRetryEventsCarryAttemptAndBackoff(t *testing.T) {
 
 func TestWaitTask(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, fourStepHCL))
 		task := b.create("four", "")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -580,7 +581,7 @@ func TestBackoffWakesTheEngineOnTime(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "20ms"
     max = "1s"`, "builtin.fail", `{ times = 2 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src), func(c *engine.Config) { c.SafetyPoll = time.Hour })
 		b.start()
 		start := time.Now()
@@ -609,7 +610,7 @@ workflow "optional" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src)) // no Run: nothing to execute
 		task, created, err := b.eng.CreateTask(context.Background(), engine.CreateRequest{Workflow: "optional", BypassSteps: []string{"b", "a"}})
 		require.NoError(t, err)
@@ -630,7 +631,7 @@ workflow "optional" {
 // affected.
 func TestSetCatalog(t *testing.T) {
 	t.Parallel()
-	store := stores[0].open(t)
+	store := storetest.SQLite(t)
 	b := setup(t, store, parseWorkflows(t, `workflow "one" {
   step "a" { handler = "builtin.noop" }
 }`))

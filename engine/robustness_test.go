@@ -18,7 +18,7 @@ import (
 // its events told once.
 func TestManyTasksAtOnce(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, treeHCL, parallelMergeHCL, fourStepHCL), func(c *engine.Config) { c.Workers = 4 })
 		b.start()
 		var tasks []*backends.Task
@@ -53,7 +53,7 @@ workflow "stubborn" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		reg := builtin.NewRegistry()
 		release := make(chan struct{})
 		t.Cleanup(func() { close(release) })
@@ -87,7 +87,7 @@ workflow "orphan" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("orphan", "")
@@ -117,7 +117,7 @@ func (c *offsetClock) Now() time.Time {
 // Every instant the engine writes comes from its Clock.
 func TestEngineTimesComeFromItsClock(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		clock := &offsetClock{offset: 72 * time.Hour}
 		b := setup(t, open(t), parseWorkflows(t, fourStepHCL), func(c *engine.Config) { c.Clock = clock })
 		b.start()
@@ -142,7 +142,7 @@ func TestRequestedBackoffIsWaitedOutAndCleared(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "1ms"
     max = "1ms"`, "builtin.fail", `{ times = 1, backoff_seconds = 1 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src), func(c *engine.Config) { c.SafetyPoll = time.Hour })
 		b.start()
 		task := b.create("linear", "")

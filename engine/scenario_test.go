@@ -44,7 +44,7 @@ workflow "four" {
 
 func TestFourStepWorkflow(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, fourStepHCL))
 		ctx := context.Background()
 		task := b.create("four", `{"order": 7}`)
@@ -113,7 +113,7 @@ workflow "concurrent" {
   }
 }
 `
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("concurrent", "")
@@ -163,7 +163,7 @@ func TestLinearStepFailsOnce(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "400ms"
     max = "10s"`, "builtin.fail", `{ times = 1 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		ctx := context.Background()
 		b.start()
@@ -209,7 +209,7 @@ func TestLinearStepExhaustsRetries(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "1ms"
     max = "10ms"`, "builtin.fail", `{ times = 5 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("linear", "")
@@ -241,7 +241,7 @@ func TestLinearStepFailsTwiceThenSucceeds(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "1ms"
     max = "10ms"`, "builtin.fail", `{ times = 2, result = { third = "time" } }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		b.start()
 		task := b.create("linear", "")
@@ -262,7 +262,7 @@ func TestRequestedBackoff(t *testing.T) {
 	src := linearHCL("linear", `limit = 3
     base = "1ms"
     max = "10ms"`, "builtin.fail", `{ times = 1, backoff_seconds = 120 }`)
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, src))
 		ctx := context.Background()
 		b.start()
@@ -343,7 +343,7 @@ workflow "diamond" {
 
 func TestDiamondWithFailingBranch(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, diamondHCL))
 		b.start()
 		task := b.create("diamond", "")
@@ -399,7 +399,7 @@ workflow "parallel_merge" {
 
 func TestParallelMergeWithFailures(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, parallelMergeHCL))
 		b.start()
 		task := b.create("parallel_merge", "")
@@ -461,7 +461,7 @@ workflow "tree" {
 
 func TestTreeWithFailures(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, open func(*testing.T) backends.Store) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		b := setup(t, open(t), parseWorkflows(t, treeHCL))
 		b.start()
 		task := b.create("tree", "")

@@ -12,29 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
-	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 	"github.com/taskerd/taskerd/plugin/host"
 )
-
-// storeConstructor opens a fresh, empty store for one test. Every
-// end-to-end test runs once per entry; PostgreSQL joins by appending one.
-type storeConstructor struct {
-	name string
-	open func(t *testing.T) backends.Store
-}
-
-var stores = []storeConstructor{
-	{name: "sqlite", open: func(t *testing.T) backends.Store {
-		dsn := "sqlite:" + filepath.Join(t.TempDir(), "taskerd.db") + "?synchronous=normal"
-		s, err := sqlite.Open(context.Background(), dsn)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-}
 
 // e2e is an engine whose registry holds the builtins and the test plugin.
 type e2e struct {
@@ -44,7 +27,7 @@ type e2e struct {
 	events <-chan engine.Event
 }
 
-func startEngine(t *testing.T, open func(*testing.T) backends.Store, src string) *e2e {
+func startEngine(t *testing.T, open func(testing.TB) backends.Store, src string) *e2e {
 	t.Helper()
 	b := startTestPlugin(t, nil)
 	reg := builtin.NewRegistry()
@@ -128,11 +111,11 @@ const orderWF = `workflow "order" {
 // mid-call costs the step one attempt: it retries on the new process.
 func TestWorkflowThroughPluginSurvivesACrash(t *testing.T) {
 	t.Parallel()
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, sc := range storetest.Backends() {
+		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			marker := filepath.Join(t.TempDir(), "crashed")
-			e := startEngine(t, sc.open, fmt.Sprintf(orderWF, marker))
+			e := startEngine(t, sc.Open, fmt.Sprintf(orderWF, marker))
 			firstPid := e.p.Pid()
 			id := e.create(t, "order", `{"order_id":"A-1"}`)
 			steps := e.waitTask(t, id, backends.StateComplete)
@@ -185,12 +168,12 @@ const blockWF = `workflow "wait" {
 
 func TestCancellingATaskCancelsThePluginCall(t *testing.T) {
 	t.Parallel()
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, sc := range storetest.Backends() {
+		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			marker, started := filepath.Join(dir, "why"), filepath.Join(dir, "started")
-			e := startEngine(t, sc.open, fmt.Sprintf(blockWF, marker, started))
+			e := startEngine(t, sc.Open, fmt.Sprintf(blockWF, marker, started))
 			id := e.create(t, "wait", `{}`)
 			eventually(t, 10*time.Second, func() bool { _, err := os.Stat(started); return err == nil }, "the step never reached the plugin")
 			_, err := e.eng.CancelTask(context.Background(), id, "test")
@@ -223,10 +206,10 @@ const slowWF = `workflow "slow" {
 
 func TestStepTimeoutInPlugin(t *testing.T) {
 	t.Parallel()
-	for _, sc := range stores {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, sc := range storetest.Backends() {
+		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
-			e := startEngine(t, sc.open, slowWF)
+			e := startEngine(t, sc.Open, slowWF)
 			id := e.create(t, "slow", `{}`)
 			steps := e.waitTask(t, id, backends.StateError)
 			se := stepError(t, steps["nap"])
