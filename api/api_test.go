@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/backends/storetest"
+	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/engine/builtin"
 )
 
 func path(format string, args ...any) string { return fmt.Sprintf(format, args...) }
@@ -357,6 +360,7 @@ func TestMetrics(t *testing.T) {
 	events, stop := c.eng.Subscribe(1024)
 	defer stop()
 	go c.server.Metrics().Consume(events)
+	require.NoError(t, c.server.Metrics().Register(api.NewStoreCollector(c.store)))
 	r := c.do("POST", "/v1/tasks", goodOrder)
 	c.waitStatus(r.json(t)["id"].(float64), "complete")
 	require.Eventually(t, func() bool {
@@ -369,6 +373,10 @@ func TestMetrics(t *testing.T) {
 		`taskerd_steps_total{handler="builtin.echo",outcome="completed"} 1`,
 		`taskerd_step_duration_seconds_count{handler="builtin.noop"} 1`,
 		`taskerd_http_requests_total{code="201",route="POST /v1/tasks"} 1`,
+		`taskerd_tasks{state="complete"} 1`,
+		`taskerd_steps{state="complete"} 2`,
+		`taskerd_ready_steps 0`,
+		`taskerd_store_up 1`,
 		`go_goroutines`,
 	} {
 		require.Contains(t, body, want)
@@ -472,4 +480,35 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	r := c.do("GET", "/v1/openapi.json", nil)
 	require.Equal(t, http.StatusOK, r.status)
 	require.Equal(t, "3.1.0", r.json(t)["openapi"])
+}
+
+func TestInstrumentPlugins(t *testing.T) {
+	t.Parallel()
+	m := api.NewMetrics()
+	reg := engine.NewRegistry()
+	require.NoError(t, builtin.Register(reg))
+	require.NoError(t, reg.Register("payments.charge", engine.HandlerFunc(func(context.Context, *engine.StepRequest) (json.RawMessage, error) {
+		return nil, errors.New("declined")
+	})))
+	require.NoError(t, m.InstrumentPlugins(reg))
+	h, ok := reg.Lookup("payments.charge")
+	require.True(t, ok)
+	_, err := h.Execute(context.Background(), &engine.StepRequest{})
+	require.EqualError(t, err, "declined", "the handler's answer passes through")
+	families, err := m.Registry.Gather()
+	require.NoError(t, err)
+	var seen []string
+	for _, f := range families {
+		if f.GetName() != "taskerd_plugin_call_duration_seconds" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			var labels []string
+			for _, l := range metric.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			seen = append(seen, strings.Join(labels, ",")+fmt.Sprintf(" %d", metric.GetHistogram().GetSampleCount()))
+		}
+	}
+	require.Equal(t, []string{"handler=payments.charge,outcome=error 1"}, seen, "built-in handlers are not plugins")
 }

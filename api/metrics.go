@@ -1,14 +1,19 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 )
 
@@ -23,6 +28,7 @@ type Metrics struct {
 	stepDuration  *prometheus.HistogramVec
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
+	pluginCalls   *prometheus.HistogramVec
 }
 
 // NewMetrics registers taskerd's collectors and the Go runtime's.
@@ -51,7 +57,11 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route"}),
 	}
-	reg.MustRegister(m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
+	m.pluginCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "taskerd_plugin_call_duration_seconds", Help: "Calls into step-handler plugins, by PLUGIN.HANDLER and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	}, []string{"handler", "outcome"})
+	reg.MustRegister(m.pluginCalls, m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
 		m.httpRequests, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -107,4 +117,92 @@ func (s *Server) metricsRoute(w http.ResponseWriter, r *http.Request) error {
 	}
 	promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	return nil
+}
+
+// StoreCollector reports the database's counts on every scrape (one Stats
+// call, 2 s at most): tasks and steps by state, ready steps, and steps in
+// error by whether they will run again. A scrape whose query fails reports
+// taskerd_store_up 0 and no counts.
+type StoreCollector struct {
+	store backends.Store
+	now   func() time.Time
+
+	up, tasks, steps, ready, retryable, backoff, exhausted *prometheus.Desc
+}
+
+// NewStoreCollector returns the collector of store's counts.
+func NewStoreCollector(store backends.Store) *StoreCollector {
+	return &StoreCollector{
+		store:     store,
+		now:       func() time.Time { return time.Now().UTC() },
+		up:        prometheus.NewDesc("taskerd_store_up", "1 when the database answered the scrape's count query.", nil, nil),
+		tasks:     prometheus.NewDesc("taskerd_tasks", "Tasks by state.", []string{"state"}, nil),
+		steps:     prometheus.NewDesc("taskerd_steps", "Steps by state.", []string{"state"}, nil),
+		ready:     prometheus.NewDesc("taskerd_ready_steps", "Steps ready for execution now (what claims would find).", nil, nil),
+		retryable: prometheus.NewDesc("taskerd_steps_retryable_errors", "Steps in error that will run again by themselves.", nil, nil),
+		backoff:   prometheus.NewDesc("taskerd_steps_in_backoff", "Retryable steps in error still waiting for their backoff.", nil, nil),
+		exhausted: prometheus.NewDesc("taskerd_steps_exhausted", "Steps in error that will not run again (they block their tasks).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.tasks, c.steps, c.ready, c.retryable, c.backoff, c.exhausted} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	st, err := c.store.Stats(ctx, c.now())
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, s := range backends.AllStates {
+		ch <- prometheus.MustNewConstMetric(c.tasks, prometheus.GaugeValue, float64(st.Tasks[s]), string(s))
+		ch <- prometheus.MustNewConstMetric(c.steps, prometheus.GaugeValue, float64(st.Steps[s]), string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(st.ReadySteps))
+	ch <- prometheus.MustNewConstMetric(c.retryable, prometheus.GaugeValue, float64(st.RetryableErrors))
+	ch <- prometheus.MustNewConstMetric(c.backoff, prometheus.GaugeValue, float64(st.InBackoff))
+	ch <- prometheus.MustNewConstMetric(c.exhausted, prometheus.GaugeValue, float64(st.Exhausted))
+}
+
+// InstrumentPlugins wraps every handler of r that is not built in
+// (PLUGIN.HANDLER) so that each call is timed in
+// taskerd_plugin_call_duration_seconds{handler, outcome}, outcome ok or
+// error.
+func (m *Metrics) InstrumentPlugins(r *engine.Registry) error {
+	for _, name := range r.Names() {
+		if strings.HasPrefix(name, definition.BuiltinPlugin+".") {
+			continue
+		}
+		h, _ := r.Lookup(name)
+		r.Unregister(name)
+		if err := r.Register(name, timedHandler{h: h, name: name, hist: m.pluginCalls}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type timedHandler struct {
+	h    engine.Handler
+	name string
+	hist *prometheus.HistogramVec
+}
+
+func (t timedHandler) Execute(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+	start := time.Now()
+	res, err := t.h.Execute(ctx, req)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	t.hist.WithLabelValues(t.name, outcome).Observe(time.Since(start).Seconds())
+	return res, err
 }

@@ -168,6 +168,9 @@ type Stats struct {
 	RetryableErrors int
 	InBackoff       int
 	Exhausted       int
+	// ReadySteps are ready for execution at Now in tasks that may run
+	// (what a claim would find with no limit).
+	ReadySteps int
 }
 
 // CreateTaskParams is one task to insert.

@@ -127,11 +127,13 @@ func testList(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.Equal(t, 1, st.RetryableErrors)
 		require.Equal(t, 1, st.InBackoff)
 		require.Equal(t, 1, st.Exhausted)
+		require.Equal(t, 1, st.ReadySteps, "the pending task's step; the retry waits for its backoff")
 
 		// Once the backoff is over the retryable step is no longer in it.
 		st, err = b.store.Stats(b.ctx, now.Add(2*time.Second))
 		require.NoError(t, err)
 		require.Equal(t, 1, st.RetryableErrors)
 		require.Zero(t, st.InBackoff)
+		require.Equal(t, 2, st.ReadySteps, "and now the retry too")
 	})
 }

@@ -112,12 +112,18 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (*backends.Stats, erro
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `SELECT
+		if err := tx.QueryRow(ctx, `SELECT
 				count(*) FILTER (WHERE retry_eligible),
 				count(*) FILTER (WHERE retry_eligible AND next_retry_at > $1),
 				count(*) FILTER (WHERE NOT retry_eligible)
 			FROM taskerd_step_readiness_rows($1) WHERE current_state = 'error'`, ts(now)).
-			Scan(&st.RetryableErrors, &st.InBackoff, &st.Exhausted)
+			Scan(&st.RetryableErrors, &st.InBackoff, &st.Exhausted); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM taskerd_step_readiness_rows($1) r
+			JOIN tasks t ON t.id = r.task_id
+			WHERE r.current_state IN ('pending', 'error') AND r.ready_for_execution
+			  AND t.state IN ('pending', 'in_progress')`, ts(now)).Scan(&st.ReadySteps)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("counting tasks and steps: %w", err)

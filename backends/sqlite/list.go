@@ -102,6 +102,13 @@ var statsErrorsSQL = withReadiness(
 	        coalesce(sum(NOT retry_eligible), 0)
 	   FROM step_readiness`)
 
+// statsReadySQL counts what claimSQL would find without a limit.
+var statsReadySQL = withReadiness(
+	`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
+	  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+	    AND t.state IN ('pending', 'in_progress')`,
+	`SELECT count(*) FROM step_readiness WHERE ready_for_execution`)
+
 // Stats implements backends.Store.
 func (s *Store) Stats(ctx context.Context, now time.Time) (*backends.Stats, error) {
 	st := &backends.Stats{Tasks: map[backends.State]int{}, Steps: map[backends.State]int{}}
@@ -120,8 +127,11 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (*backends.Stats, erro
 				return err
 			}
 		}
-		return tx.QueryRowContext(ctx, statsErrorsSQL, sql.Named("now", micros(now))).
-			Scan(&st.RetryableErrors, &st.InBackoff, &st.Exhausted)
+		if err := tx.QueryRowContext(ctx, statsErrorsSQL, sql.Named("now", micros(now))).
+			Scan(&st.RetryableErrors, &st.InBackoff, &st.Exhausted); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, statsReadySQL, sql.Named("now", micros(now))).Scan(&st.ReadySteps)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("counting tasks and steps: %w", err)

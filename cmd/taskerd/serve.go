@@ -156,7 +156,15 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log, MaxBody: f.maxBody})
+	metrics := api.NewMetrics()
+	if err := metrics.InstrumentPlugins(registry); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	if err := metrics.Register(api.NewStoreCollector(store)); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
+		MaxBody: f.maxBody, Metrics: metrics})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
