@@ -5,52 +5,21 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskerd/taskerd/backends"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations lists the embedded files NNNN_name.sql in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration file %s: name must be NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d", m.name, i+1)
-		}
-	}
-	return ms, nil
+// migrations lists the embedded migrations in version order.
+func migrations() ([]backends.Migration, error) {
+	return backends.ReadMigrations(migrationFiles, "migrations")
 }
 
 // LatestSchemaVersion is the schema version this binary writes.
@@ -71,8 +40,8 @@ func MigrationsHash() string {
 	}
 	var h uint64 = 14695981039346656037 // FNV-1a
 	for _, m := range ms {
-		for i := 0; i < len(m.sql); i++ {
-			h = (h ^ uint64(m.sql[i])) * 1099511628211
+		for i := 0; i < len(m.SQL); i++ {
+			h = (h ^ uint64(m.SQL[i])) * 1099511628211
 		}
 	}
 	return strconv.FormatUint(h, 36)
@@ -151,19 +120,19 @@ func migrate(ctx context.Context, conn *pgx.Conn) (applied []string, err error) 
 	}
 	for _, m := range ms[current:] {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("applying migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("applying migration %s: %w", m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO taskerd_schema_migrations (version, name) VALUES ($1, $2)`,
-				m.version, m.name); err != nil {
-				return fmt.Errorf("recording migration %s: %w", m.name, err)
+				m.Version, m.Name); err != nil {
+				return fmt.Errorf("recording migration %s: %w", m.Name, err)
 			}
 			return nil
 		})
 		if err != nil {
 			return applied, err
 		}
-		applied = append(applied, m.name)
+		applied = append(applied, m.Name)
 	}
 	return applied, nil
 }
