@@ -33,3 +33,12 @@ func (e *InvalidTransitionError) Error() string {
 }
 
 func (e *InvalidTransitionError) Is(target error) bool { return target == ErrInvalidTransition }
+
+// StepObject names a step in an InvalidTransitionError: "step 40 (charge)
+// of task 12".
+func StepObject(s *Step) string {
+	return fmt.Sprintf("step %d (%s) of task %d", s.ID, s.Name, s.TaskID)
+}
+
+// TaskObject names a task in an InvalidTransitionError: "task 12".
+func TaskObject(id int64) string { return fmt.Sprintf("task %d", id) }

@@ -106,7 +106,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 			return err
 		}
 		if st.State.Finished() {
-			return &backends.InvalidTransitionError{Object: stepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
+			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
 		}
 		descendants, err := querySteps(ctx, tx, `WITH RECURSIVE descendants(id) AS (
 				SELECT child_step_id FROM edges WHERE parent_step_id = $1
@@ -175,7 +175,7 @@ func (s *Store) ResolveTask(ctx context.Context, p *backends.ResolveTaskParams) 
 			return err
 		}
 		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StateResolvedManually)}
+			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StateResolvedManually)}
 		}
 		if _, err := moveTask(ctx, tx, task.ID, task.State, backends.StateResolvedManually, p.Reason, nil, p.Now); err != nil {
 			return err
@@ -212,7 +212,7 @@ func restartTask(ctx context.Context, tx querier, task *backends.Task, reason st
 	case backends.StatePending, backends.StateInProgress:
 		return nil
 	}
-	return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
+	return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
 }
 
 // RetryStep implements backends.Store. It does not finalize (Decision is
@@ -225,7 +225,7 @@ func (s *Store) RetryStep(ctx context.Context, p *backends.RetryStepParams) (*ba
 			return err
 		}
 		if st.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: stepObject(st), From: string(st.State), To: string(backends.StatePending)}
+			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StatePending)}
 		}
 		task, err := lockTask(ctx, tx, st.TaskID)
 		if err != nil {
@@ -261,7 +261,7 @@ func (s *Store) RetryTask(ctx context.Context, p *backends.RetryTaskParams) (*ba
 			return err
 		}
 		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
+			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
 		}
 		if err := restartTask(ctx, tx, task, p.Reason, p.Now); err != nil {
 			return err

@@ -164,7 +164,7 @@ func (s *Store) recordOnce(ctx context.Context, stepID, token int64, now time.Ti
 			return nil, gerr
 		}
 		return nil, fmt.Errorf("%s (token %d, current %d, state %s): %w",
-			stepObject(cur), token, cur.LeaseToken, cur.State, backends.ErrLeaseLost)
+			backends.StepObject(cur), token, cur.LeaseToken, cur.State, backends.ErrLeaseLost)
 	}
 	if err != nil {
 		return nil, err
@@ -191,7 +191,7 @@ func finishFinalize(ctx context.Context, conn *pgxpool.Conn, task *backends.Task
 	from := task.State
 	for _, to := range path {
 		if !backends.TaskTransitionAllowed(from, to) {
-			return d, nil, &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(from), To: string(to)}
+			return d, nil, &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(from), To: string(to)}
 		}
 		b.Queue(moveTaskSQL, string(to), ts(now), task.ID, string(from), "finalize: "+ec.ExecutionStatus, meta)
 		from = to

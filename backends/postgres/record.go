@@ -86,7 +86,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			written, err := scanStep(tx.QueryRow(ctx, failStepSQL, st.ID, st.LeaseToken, ts(p.Now),
 				string(errJSON), nil, se.Retryable, se.Kind))
 			if err != nil {
-				return fmt.Errorf("recovering %s: %w", stepObject(st), err)
+				return fmt.Errorf("recovering %s: %w", backends.StepObject(st), err)
 			}
 			res, err := finalizeResult(ctx, tx, written, p.Now)
 			if err != nil {

@@ -144,12 +144,6 @@ func querySteps(ctx context.Context, q querier, query string, args ...any) ([]*b
 	return steps, rows.Err()
 }
 
-func stepObject(s *backends.Step) string {
-	return fmt.Sprintf("step %d (%s) of task %d", s.ID, s.Name, s.TaskID)
-}
-
-func taskObject(id int64) string { return fmt.Sprintf("task %d", id) }
-
 // metadata marshals a transition's metadata; nil stays NULL.
 func metadata(m map[string]any) any {
 	if m == nil {
@@ -181,7 +175,7 @@ SELECT ` + taskColumns + ` FROM moved`
 func moveTask(ctx context.Context, tx querier, taskID int64, from, to backends.State, reason string,
 	meta map[string]any, now time.Time) (*backends.Task, error) {
 	if !backends.TaskTransitionAllowed(from, to) {
-		return nil, &backends.InvalidTransitionError{Object: taskObject(taskID), From: string(from), To: string(to)}
+		return nil, &backends.InvalidTransitionError{Object: backends.TaskObject(taskID), From: string(from), To: string(to)}
 	}
 	t, err := scanTask(tx.QueryRow(ctx, moveTaskSQL, string(to), ts(now), taskID, string(from), reason, metadata(meta)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -232,15 +226,15 @@ const (
 func moveStep(ctx context.Context, tx querier, s *backends.Step, to backends.State, reason string,
 	meta map[string]any, now time.Time, set string, args ...any) (*backends.Step, error) {
 	if !backends.StepTransitionAllowed(s.State, to) {
-		return nil, &backends.InvalidTransitionError{Object: stepObject(s), From: string(s.State), To: string(to)}
+		return nil, &backends.InvalidTransitionError{Object: backends.StepObject(s), From: string(s.State), To: string(to)}
 	}
 	all := append([]any{string(to), ts(now), s.ID, string(s.State), reason, metadata(meta)}, args...)
 	written, err := scanStep(tx.QueryRow(ctx, moveStepSQL(set), all...))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+		return nil, fmt.Errorf("moving %s to %s: it is no longer %s", backends.StepObject(s), to, s.State)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
+		return nil, fmt.Errorf("moving %s to %s: %w", backends.StepObject(s), to, err)
 	}
 	s.State = to
 	return written, nil

@@ -200,7 +200,7 @@ func fencedStep(ctx context.Context, tx querier, stepID, token int64) (*backends
 	}
 	if st.State != backends.StateInProgress || st.LeaseToken != token {
 		return nil, fmt.Errorf("%s (token %d, current %d, state %s): %w",
-			stepObject(st), token, st.LeaseToken, st.State, backends.ErrLeaseLost)
+			backends.StepObject(st), token, st.LeaseToken, st.State, backends.ErrLeaseLost)
 	}
 	return st, nil
 }

@@ -116,7 +116,7 @@ func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*
 			return err
 		}
 		if st.State.Finished() {
-			return &backends.InvalidTransitionError{Object: stepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
+			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
 		}
 		descendants, err := querySteps(ctx, tx, `WITH RECURSIVE descendants(id) AS (
 				SELECT child_step_id FROM edges WHERE parent_step_id = ?
@@ -187,7 +187,7 @@ func (s *Store) ResolveTask(ctx context.Context, p *backends.ResolveTaskParams) 
 			return err
 		}
 		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StateResolvedManually)}
+			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StateResolvedManually)}
 		}
 		if err := moveTask(ctx, tx, task.ID, task.State, backends.StateResolvedManually, p.Reason, nil, p.Now); err != nil {
 			return err
@@ -229,7 +229,7 @@ func restartTask(ctx context.Context, tx querier, task *backends.Task, reason st
 	case backends.StatePending, backends.StateInProgress:
 		return nil
 	}
-	return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
+	return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
 }
 
 // RetryStep implements backends.Store. It does not finalize (Decision is
@@ -242,7 +242,7 @@ func (s *Store) RetryStep(ctx context.Context, p *backends.RetryStepParams) (*ba
 			return err
 		}
 		if st.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: stepObject(st), From: string(st.State), To: string(backends.StatePending)}
+			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StatePending)}
 		}
 		task, err := getTask(ctx, tx, st.TaskID)
 		if err != nil {
@@ -274,7 +274,7 @@ func (s *Store) RetryTask(ctx context.Context, p *backends.RetryTaskParams) (*ba
 			return err
 		}
 		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: taskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
+			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
 		}
 		if err := restartTask(ctx, tx, task, p.Reason, p.Now); err != nil {
 			return err

@@ -176,12 +176,6 @@ func querySteps(ctx context.Context, q querier, query string, args ...any) ([]*b
 	return steps, rows.Err()
 }
 
-func stepObject(s *backends.Step) string {
-	return fmt.Sprintf("step %d (%s) of task %d", s.ID, s.Name, s.TaskID)
-}
-
-func taskObject(id int64) string { return fmt.Sprintf("task %d", id) }
-
 // metadata marshals a transition's metadata; nil stays NULL.
 func metadata(m map[string]any) any {
 	if m == nil {
@@ -222,7 +216,7 @@ func insertTransition(ctx context.Context, tx querier, taskID, stepID int64, fro
 func moveTask(ctx context.Context, tx querier, taskID int64, from, to backends.State, reason string,
 	meta map[string]any, now time.Time) error {
 	if !backends.TaskTransitionAllowed(from, to) {
-		return &backends.InvalidTransitionError{Object: taskObject(taskID), From: string(from), To: string(to)}
+		return &backends.InvalidTransitionError{Object: backends.TaskObject(taskID), From: string(from), To: string(to)}
 	}
 	res, err := tx.ExecContext(ctx, moveTaskSQL,
 		string(to), micros(now), taskID, string(from))
@@ -249,17 +243,17 @@ func moveStep(ctx context.Context, tx querier, s *backends.Step, to backends.Sta
 func moveStepWith(ctx context.Context, tx querier, s *backends.Step, to backends.State, reason string,
 	meta map[string]any, now time.Time, set string, args ...any) (*backends.Step, error) {
 	if !backends.StepTransitionAllowed(s.State, to) {
-		return nil, &backends.InvalidTransitionError{Object: stepObject(s), From: string(s.State), To: string(to)}
+		return nil, &backends.InvalidTransitionError{Object: backends.StepObject(s), From: string(s.State), To: string(to)}
 	}
 	var written *backends.Step
 	if set == "" {
 		res, err := tx.ExecContext(ctx, moveStepSQL,
 			string(to), micros(now), s.ID, string(s.State))
 		if err != nil {
-			return nil, fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
+			return nil, fmt.Errorf("moving %s to %s: %w", backends.StepObject(s), to, err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", backends.StepObject(s), to, s.State)
 		}
 	} else {
 		all := make([]any, 0, len(args)+4)
@@ -267,10 +261,10 @@ func moveStepWith(ctx context.Context, tx querier, s *backends.Step, to backends
 		var err error
 		written, err = scanStep(tx.QueryRowContext(ctx, moveStepWithSQL(set), all...))
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", stepObject(s), to, s.State)
+			return nil, fmt.Errorf("moving %s to %s: it is no longer %s", backends.StepObject(s), to, s.State)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("moving %s to %s: %w", stepObject(s), to, err)
+			return nil, fmt.Errorf("moving %s to %s: %w", backends.StepObject(s), to, err)
 		}
 	}
 	if err := insertTransition(ctx, tx, s.TaskID, s.ID, s.State, to, reason, meta, now); err != nil {
@@ -281,7 +275,7 @@ func moveStepWith(ctx context.Context, tx querier, s *backends.Step, to backends
 	// neither state is ever left.
 	if to.Satisfies() {
 		if _, err := tx.ExecContext(ctx, satisfyChildrenSQL, s.ID); err != nil {
-			return nil, fmt.Errorf("moving %s to %s: counting its children's parents: %w", stepObject(s), to, err)
+			return nil, fmt.Errorf("moving %s to %s: counting its children's parents: %w", backends.StepObject(s), to, err)
 		}
 	}
 	s.State = to
