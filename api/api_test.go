@@ -512,3 +512,23 @@ func TestInstrumentPlugins(t *testing.T) {
 	}
 	require.Equal(t, []string{"handler=payments.charge,outcome=error 1"}, seen, "built-in handlers are not plugins")
 }
+
+// Readiness includes the schema: a database migrated by a newer taskerd (or
+// not yet migrated) is not ready.
+func TestReadyChecksTheSchema(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
+		store := open(t)
+		c := newClient(t, store, options{noRun: true})
+		require.Equal(t, http.StatusOK, c.do("GET", "/health/ready", nil).status)
+		sc, ok := store.(api.SchemaChecker)
+		require.True(t, ok, "both stores check their schema")
+		require.NoError(t, sc.CheckSchema(context.Background()))
+		if !bumpSchema(t, store) {
+			return
+		}
+		r := c.do("GET", "/health/ready", nil)
+		require.Equal(t, http.StatusServiceUnavailable, r.status)
+		require.Contains(t, r.json(t)["failed_check"], "schema")
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
@@ -175,4 +176,18 @@ func (c *client) waitStatus(id float64, status string) map[string]any {
 		return last["status"] == status
 	}, 10*time.Second, 10*time.Millisecond, "task %v never became %s (last: %v)", id, status, last)
 	return last
+}
+
+// bumpSchema records a migration this binary does not know, as a newer
+// taskerd sharing the PostgreSQL database would have. SQLite has one
+// process, which migrates at open: its CheckSchema is tested in its package.
+func bumpSchema(t *testing.T, store backends.Store) bool {
+	t.Helper()
+	pg, ok := store.(interface{ Pool() *pgxpool.Pool })
+	if !ok {
+		return false
+	}
+	_, err := pg.Pool().Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (999, '0999_future.sql')`)
+	require.NoError(t, err)
+	return true
 }

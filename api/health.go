@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -25,8 +26,21 @@ func (s *Server) checkReady(ctx context.Context) error {
 	if s.ready != nil {
 		return s.ready(ctx)
 	}
-	_, err := s.store.Stats(ctx, s.now())
-	return err
+	if _, err := s.store.Stats(ctx, s.now()); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if sc, ok := s.store.(SchemaChecker); ok {
+		if err := sc.CheckSchema(ctx); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+	}
+	return nil
+}
+
+// SchemaChecker is a store that can tell whether its schema is this
+// binary's (both backends are): readiness checks it.
+type SchemaChecker interface {
+	CheckSchema(ctx context.Context) error
 }
 
 func (s *Server) readyRoute(w http.ResponseWriter, r *http.Request) error {

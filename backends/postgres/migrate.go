@@ -172,3 +172,14 @@ func checkSchema(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return nil
 }
+
+// CheckSchema reports whether the database is at exactly this binary's
+// schema version (readiness: another node may have migrated it since).
+func (s *Store) CheckSchema(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	return checkSchema(ctx, conn.Conn())
+}

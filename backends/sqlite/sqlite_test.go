@@ -263,3 +263,12 @@ func TestMigration0003KeepsTheTrail(t *testing.T) {
 	require.Equal(t, []int{1, 2, 3}, keys, "created, started, cancelled")
 	require.Equal(t, []bool{false, false, true}, recent)
 }
+
+func TestCheckSchema(t *testing.T) {
+	t.Parallel()
+	s, _ := openFile(t, "?synchronous=normal")
+	require.NoError(t, s.CheckSchema(context.Background()))
+	_, err := s.writer.Exec(`INSERT INTO taskerd_schema_migrations (version, name, applied_at) VALUES (999, 'x', 0)`)
+	require.NoError(t, err)
+	require.ErrorContains(t, s.CheckSchema(context.Background()), "database schema version 999")
+}

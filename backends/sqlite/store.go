@@ -437,3 +437,16 @@ func (s *Store) read(ctx context.Context, fn func(tx querier) error) error {
 	defer tx.Rollback()
 	return fn(cachedTx{tx: tx, cache: s.readStmts})
 }
+
+// CheckSchema reports whether the database is at exactly this binary's
+// schema version (readiness).
+func (s *Store) CheckSchema(ctx context.Context) error {
+	var v int
+	if err := s.rq().QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM taskerd_schema_migrations`).Scan(&v); err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if known := LatestSchemaVersion(); v != known {
+		return fmt.Errorf("database schema version %d, this taskerd's is %d", v, known)
+	}
+	return nil
+}
