@@ -157,8 +157,8 @@ func (s *authServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*
 }
 
 func (s *authServer) Authenticate(ctx context.Context, in *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	req := &AuthRequest{Method: in.Method, Path: in.Path, RemoteAddr: in.RemoteAddr, Header: make(http.Header, len(in.Headers))}
-	for k, v := range in.Headers {
+	req := &AuthRequest{Method: in.GetMethod(), Path: in.GetPath(), RemoteAddr: in.GetRemoteAddr(), Header: make(http.Header, len(in.GetHeaders()))}
+	for k, v := range in.GetHeaders() {
 		if v != nil {
 			req.Header[http.CanonicalHeaderKey(k)] = append(req.Header[http.CanonicalHeaderKey(k)], v.Values...)
 		}
