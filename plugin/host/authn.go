@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,13 +147,20 @@ func (c *AuthChain) Close() {
 // Authenticate implements api.Authenticator.
 func (c *AuthChain) Authenticate(r *http.Request) (*api.Subject, error) {
 	in := &pb.AuthenticateRequest{
-		Method:     r.Method,
-		Path:       r.URL.Path,
-		RemoteAddr: r.RemoteAddr,
+		Method:     strings.ToValidUTF8(r.Method, "\uFFFD"),
+		Path:       strings.ToValidUTF8(r.URL.Path, "\uFFFD"), // decoded: %FF is a byte
+		RemoteAddr: strings.ToValidUTF8(r.RemoteAddr, "\uFFFD"),
 		Headers:    make(map[string]*pb.HeaderValues, len(r.Header)),
 	}
 	for k, vs := range r.Header {
-		in.Headers[k] = &pb.HeaderValues{Values: vs}
+		// Protobuf strings are UTF-8: a stray byte (obs-text) would fail
+		// the whole call. Replacing it keeps the request answerable, and a
+		// credential changed this way no longer verifies.
+		vals := make([]string, len(vs))
+		for i, v := range vs {
+			vals[i] = strings.ToValidUTF8(v, "\uFFFD")
+		}
+		in.Headers[strings.ToValidUTF8(k, "\uFFFD")] = &pb.HeaderValues{Values: vals}
 	}
 	for _, p := range c.plugins {
 		sub, err := c.ask(r.Context(), p, in)

@@ -63,17 +63,17 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 
 // badTokens are the tokens every configuration must refuse, with the words
 // golang-jwt's reason carries. They are signed for the RSA configuration.
-func badTokens() []struct{ name, token, reason string } {
+func badTokens(now time.Time) []struct{ name, token, reason string } {
 	c := func(mod func(jwt.MapClaims)) jwt.MapClaims {
-		cl := claimsAt(testNow)
+		cl := claimsAt(now)
 		mod(cl)
 		return cl
 	}
-	valid := rs256(claimsAt(testNow))
+	valid := rs256(claimsAt(now))
 	parts := strings.Split(valid, ".")
 	tampered := c(func(cl jwt.MapClaims) { cl["sub"] = "mallory"; cl["roles"] = []string{"admin"} })
 	tamperedPayload, _ := json.Marshal(tampered)
-	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, claimsAt(testNow)).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, claimsAt(now)).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	if err != nil {
 		panic(err)
 	}
@@ -84,16 +84,16 @@ func badTokens() []struct{ name, token, reason string } {
 	return []struct{ name, token, reason string }{
 		{"malformed payload", parts[0] + ".!!not-base64!!." + parts[2], "malformed"},
 		{"malformed signature", parts[0] + "." + parts[1] + ".", "signature"},
-		{"expired", rs256(c(func(cl jwt.MapClaims) { cl["exp"] = testNow.Add(-time.Minute).Unix() })), "expired"},
-		{"not yet valid", rs256(c(func(cl jwt.MapClaims) { cl["nbf"] = testNow.Add(time.Minute).Unix() })), "not valid yet"},
+		{"expired", rs256(c(func(cl jwt.MapClaims) { cl["exp"] = now.Add(-time.Minute).Unix() })), "expired"},
+		{"not yet valid", rs256(c(func(cl jwt.MapClaims) { cl["nbf"] = now.Add(time.Minute).Unix() })), "not valid yet"},
 		{"no exp", rs256(c(func(cl jwt.MapClaims) { delete(cl, "exp") })), "exp claim is required"},
 		{"wrong issuer", rs256(c(func(cl jwt.MapClaims) { cl["iss"] = "https://evil.example" })), "issuer"},
 		{"wrong audience", rs256(c(func(cl jwt.MapClaims) { cl["aud"] = "someone-else" })), "audience"},
-		{"bad signature (other key)", sign(jwt.SigningMethodRS256, otherRSA, claimsAt(testNow), ""), "verification error"},
+		{"bad signature (other key)", sign(jwt.SigningMethodRS256, otherRSA, claimsAt(now), ""), "verification error"},
 		{"tampered payload", parts[0] + "." + base64.RawURLEncoding.EncodeToString(tamperedPayload) + "." + parts[2], "verification error"},
 		{"alg none", none, "signing method none is invalid"},
-		{"alg confusion: HS256 keyed with the RSA public key", sign(jwt.SigningMethodHS256, pemBytes, claimsAt(testNow), ""), "signing method HS256 is invalid"},
-		{"ES256 without an EC key", sign(jwt.SigningMethodES256, ecPriv, claimsAt(testNow), ""), "signing method ES256 is invalid"},
+		{"alg confusion: HS256 keyed with the RSA public key", sign(jwt.SigningMethodHS256, pemBytes, claimsAt(now), ""), "signing method HS256 is invalid"},
+		{"ES256 without an EC key", sign(jwt.SigningMethodES256, ecPriv, claimsAt(now), ""), "signing method ES256 is invalid"},
 		{"no subject", rs256(c(func(cl jwt.MapClaims) { delete(cl, "sub") })), `no string claim "sub"`},
 		{"roles not strings", rs256(c(func(cl jwt.MapClaims) { cl["roles"] = []any{1} })), "non-string"},
 	}
@@ -116,7 +116,7 @@ func TestRS256(t *testing.T) {
 	near["exp"] = testNow.Add(-3 * time.Second).Unix()
 	require.Equal(t, "authenticated", decide(t, a, bearer(rs256(near))).kind)
 
-	for _, tt := range badTokens() {
+	for _, tt := range badTokens(testNow) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := decide(t, a, bearer(tt.token))
