@@ -198,7 +198,8 @@ func (c *AuthChain) ask(parent context.Context, p *Plugin, in *pb.AuthenticateRe
 		return &AuthError{Plugin: p.spec.Name, Kind: kind, Reason: err.Error(), Err: err}
 	}
 	ctxFail := func(doing string) error {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		// gRPC's own timer may end the call a moment before ctx reports it.
+		if parent.Err() == nil && (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
 			return fail("timeout", fmt.Errorf("no answer within %s while %s", c.opts.Timeout, doing))
 		}
 		return fail("error", fmt.Errorf("request ended while %s: %w", doing, context.Cause(ctx)))
