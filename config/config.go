@@ -95,6 +95,18 @@ func (c *Config) StepHandlers() []*Plugin {
 	return ps
 }
 
+// AuthenticatorPlugins returns the plugins of kind authenticator, in file
+// order (the chain's order is Auth.Authenticators).
+func (c *Config) AuthenticatorPlugins() []*Plugin {
+	var ps []*Plugin
+	for _, p := range c.Plugins {
+		if p.Kind == KindAuthenticator {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
 // Error is a configuration that cannot be used: one line per problem,
 // each starting with file:line:column.
 type Error struct {

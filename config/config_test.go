@@ -77,6 +77,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, "/etc/taskerd/apikey", c.Plugins[2].Path)
 	require.JSONEq(t, `{}`, string(c.Plugins[1].Config))
 	require.Equal(t, []*config.Plugin{pay}, c.StepHandlers())
+	require.Equal(t, []*config.Plugin{c.Plugins[1], c.Plugins[2]}, c.AuthenticatorPlugins())
 	require.Equal(t, []string{"jwt", "apikey"}, c.Auth.Authenticators)
 	require.Equal(t, "/etc/taskerd/policy", c.Policy.Dir)
 	require.Equal(t, "stderr", c.Policy.DecisionLog)

@@ -1,6 +1,7 @@
-// Package plugin is the SDK for writing taskerd step-handler plugins: small
-// Go programs that taskerd starts as subprocesses and calls over gRPC
-// (hashicorp/go-plugin). A plugin is a main package that calls Serve:
+// Package plugin is the SDK for writing taskerd plugins (step handlers and
+// authenticators): small Go programs that taskerd starts as subprocesses and
+// calls over gRPC (hashicorp/go-plugin). A step-handler plugin is a main
+// package that calls Serve:
 //
 //	func main() {
 //		plugin.Serve(plugin.Handlers{
@@ -25,6 +26,11 @@
 // A plugin must never write to stdout: go-plugin's handshake uses it. Log
 // with Logger (stderr); taskerd shows those lines in its own log under the
 // plugin's name.
+//
+// An authenticator plugin calls ServeAuthenticator instead, with an
+// Authenticator that answers each API request with Authenticated, NotMine
+// or Rejected; taskerd asks the plugins of auth { authenticators = [...] }
+// in order (see plugin/host.AuthChain).
 //
 // The wire protocol is in plugin/proto; the host side (launching, checksum
 // verification, restarts) is in plugin/host.

@@ -27,13 +27,19 @@ const sdkName = "taskerd-go/1"
 const parentPollInterval = 250 * time.Millisecond
 
 func serve(h Handlers, o *serveOptions) {
+	servePlugins(pb.PluginSet(newServer(h, o)))
+}
+
+// servePlugins answers the handshake and serves set until taskerd stops
+// the plugin or goes away.
+func servePlugins(set goplugin.PluginSet) {
 	go watchParent(os.Getppid(), parentPollInterval, func() {
 		logger.Warn("taskerd went away; plugin exiting")
 		os.Exit(0)
 	})
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: pb.Handshake,
-		Plugins:         pb.PluginSet(newServer(h, o)),
+		Plugins:         set,
 		GRPCServer:      goplugin.DefaultGRPCServer,
 	})
 }
@@ -74,14 +80,20 @@ func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeRes
 }
 
 func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
-	if s.opts.configure == nil {
+	return configure(ctx, s.opts, req)
+}
+
+// configure runs the author's WithConfigure function, if any, on the
+// plugin's config ({} when the block has none).
+func configure(ctx context.Context, o *serveOptions, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	if o.configure == nil {
 		return &pb.ConfigureResponse{}, nil
 	}
 	cfg := json.RawMessage(req.ConfigJson)
 	if len(cfg) == 0 {
 		cfg = json.RawMessage("{}")
 	}
-	if err := s.opts.configure(ctx, cfg); err != nil {
+	if err := o.configure(ctx, cfg); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &pb.ConfigureResponse{}, nil

@@ -12,4 +12,10 @@
 // cancelled call cancels the handler's ctx inside the plugin (gRPC carries
 // the cancellation). Close stops every plugin process and waits for each
 // to exit.
+//
+// Authenticator plugins (kind = "authenticator") go through the same
+// launch, verification and supervision; StartAuthenticators turns the
+// auth block's ordered list into an AuthChain, an api.Authenticator whose
+// every failure (error, crash, timeout, rejection) is an error, never a
+// pass.
 package host

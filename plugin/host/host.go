@@ -88,22 +88,36 @@ var (
 // error names the plugin.
 func Start(ctx context.Context, specs []Spec, opts Options) (*Host, error) {
 	opts = opts.withDefaults()
+	started, err := startAll(ctx, specs, opts, kindStepHandler)
+	if err != nil {
+		return nil, err
+	}
 	h := &Host{byName: map[string]*Plugin{}}
+	for _, p := range started {
+		h.plugins = append(h.plugins, p)
+		h.byName[p.spec.Name] = p
+	}
+	return h, nil
+}
+
+// startAll checks specs and launches them in parallel, all or none.
+func startAll(ctx context.Context, specs []Spec, opts Options, kind pluginKind) ([]*Plugin, error) {
+	seen := map[string]bool{}
 	for _, s := range specs {
 		if err := s.check(); err != nil {
 			return nil, err
 		}
-		if _, dup := h.byName[s.Name]; dup {
+		if seen[s.Name] {
 			return nil, fmt.Errorf("plugin %q is configured twice", s.Name)
 		}
-		h.byName[s.Name] = nil
+		seen[s.Name] = true
 	}
 	// Launch in parallel: start-up is mostly waiting for processes.
 	started := make([]*Plugin, len(specs))
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup
 	for i, s := range specs {
-		wg.Go(func() { started[i], errs[i] = startPlugin(ctx, s, opts) })
+		wg.Go(func() { started[i], errs[i] = startPlugin(ctx, s, opts, kind) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -114,11 +128,7 @@ func Start(ctx context.Context, specs []Spec, opts Options) (*Host, error) {
 		}
 		return nil, err
 	}
-	for _, p := range started {
-		h.plugins = append(h.plugins, p)
-		h.byName[p.spec.Name] = p
-	}
-	return h, nil
+	return started, nil
 }
 
 func (s *Spec) check() error {

@@ -17,6 +17,8 @@ var (
 	testPluginSum  string
 	bareEchoPath   string // testdata/bareecho
 	bareEchoSum    string
+	authTestPath   string // testdata/authtest
+	authTestSum    string
 )
 
 func TestMain(m *testing.M) {
@@ -37,6 +39,10 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		if bareEchoPath, bareEchoSum, err = buildPlugin(dir, "bareecho"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if authTestPath, authTestSum, err = buildPlugin(dir, "authtest"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

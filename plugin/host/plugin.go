@@ -33,6 +33,7 @@ type HandlerInfo struct {
 // Plugin is one supervised plugin: at most one live process at a time.
 type Plugin struct {
 	spec Spec
+	kind pluginKind
 	opts Options
 	log  *slog.Logger
 	sem  chan struct{}
@@ -50,15 +51,26 @@ type Plugin struct {
 	done    chan struct{} // the supervisor returned
 }
 
+// pluginKind is which service a plugin serves: the host starts, verifies
+// and supervises both kinds the same way and differs only in the client it
+// dispenses and the calls it makes at start.
+type pluginKind int
+
+const (
+	kindStepHandler pluginKind = iota
+	kindAuthenticator
+)
+
 // instance is one process of a plugin.
 type instance struct {
 	client  *goplugin.Client
-	rpc     pb.StepHandlerClient
+	rpc     pb.StepHandlerClient   // kindStepHandler
+	auth    pb.AuthenticatorClient // kindAuthenticator
 	pid     int
 	started time.Time
 }
 
-func startPlugin(ctx context.Context, s Spec, opts Options) (*Plugin, error) {
+func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*Plugin, error) {
 	if s.MaxConcurrency == 0 {
 		s.MaxConcurrency = DefaultMaxConcurrency
 	}
@@ -72,6 +84,7 @@ func startPlugin(ctx context.Context, s Spec, opts Options) (*Plugin, error) {
 	}
 	p := &Plugin{
 		spec:    s,
+		kind:    kind,
 		opts:    opts,
 		log:     opts.Logger.With("plugin", s.Name),
 		sem:     make(chan struct{}, s.MaxConcurrency),
@@ -95,9 +108,13 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("plugin %q: sha256: %w", p.spec.Name, err)
 	}
+	plugins, name := pb.PluginSet(nil), pb.PluginName
+	if p.kind == kindAuthenticator {
+		plugins, name = pb.AuthenticatorPluginSet(nil), pb.AuthenticatorPluginName
+	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  pb.Handshake,
-		Plugins:          pb.PluginSet(nil),
+		Plugins:          plugins,
 		Cmd:              exec.Command(p.spec.Path),
 		SecureConfig:     &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
@@ -123,18 +140,38 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 		}
 		return fail(fmt.Errorf("plugin %q: starting %s: %w", p.spec.Name, p.spec.Path, err))
 	}
-	raw, err := rpcClient.Dispense(pb.PluginName)
+	raw, err := rpcClient.Dispense(name)
 	if err != nil {
 		return fail(fmt.Errorf("plugin %q: %w", p.spec.Name, err))
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
+	defer cancel()
+	if p.kind == kindAuthenticator {
+		auth, ok := raw.(pb.AuthenticatorClient)
+		if !ok {
+			return fail(fmt.Errorf("plugin %q: unexpected client type %T", p.spec.Name, raw))
+		}
+		if _, err := auth.Configure(cctx, &pb.ConfigureRequest{ConfigJson: p.spec.Config}); err != nil {
+			if status.Code(err) == codes.Unimplemented {
+				return fail(fmt.Errorf("plugin %q: %s does not serve the authenticator protocol (is it a step-handler plugin? kind = \"authenticator\" needs plugin.ServeAuthenticator): %w", p.spec.Name, p.spec.Path, err))
+			}
+			return fail(fmt.Errorf("plugin %q: Configure refused its config: %w", p.spec.Name, err))
+		}
+		inst := &instance{client: client, auth: auth, started: time.Now()}
+		if rc := client.ReattachConfig(); rc != nil {
+			inst.pid = rc.Pid
+		}
+		return inst, nil, nil
 	}
 	stub, ok := raw.(pb.StepHandlerClient)
 	if !ok {
 		return fail(fmt.Errorf("plugin %q: unexpected client type %T", p.spec.Name, raw))
 	}
-	cctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
-	defer cancel()
 	desc, err := stub.Describe(cctx, &pb.DescribeRequest{})
 	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			return fail(fmt.Errorf("plugin %q: %s does not serve the step-handler protocol (an authenticator? give it kind = \"authenticator\"): %w", p.spec.Name, p.spec.Path, err))
+		}
 		return fail(fmt.Errorf("plugin %q: Describe: %w", p.spec.Name, err))
 	}
 	var handlers []HandlerInfo
@@ -199,6 +236,9 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 		defer func() { <-p.sem }()
 	case <-ctx.Done():
 		return nil, p.ctxFailure(ctx, req, "waiting for a free call slot (max_concurrency)")
+	}
+	if p.kind != kindStepHandler {
+		return nil, &engine.StepFailure{Message: fmt.Sprintf("plugin %s is an authenticator, not a step handler", p.spec.Name)}
 	}
 	inst, err := p.instance(ctx)
 	if err != nil {

@@ -53,3 +53,38 @@ func (p *StepHandlerPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker
 func PluginSet(server StepHandlerServer) goplugin.PluginSet {
 	return goplugin.PluginSet{PluginName: &StepHandlerPlugin{Impl: server}}
 }
+
+// AuthenticatorPluginName is the name under which a plugin process serves
+// the Authenticator service in go-plugin's plugin set. It shares Handshake
+// with step handlers: what a binary is comes from the config's kind, and
+// the host checks it with the first call (Configure).
+const AuthenticatorPluginName = "authenticator"
+
+// AuthenticatorPlugin is the go-plugin plugin type of the Authenticator
+// service: the plugin process sets Impl; the host uses it with Impl nil.
+type AuthenticatorPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	Impl AuthenticatorServer
+}
+
+var _ goplugin.GRPCPlugin = (*AuthenticatorPlugin)(nil)
+
+// GRPCServer registers the Authenticator service (plugin side).
+func (p *AuthenticatorPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return errors.New("authenticator plugin: no server implementation")
+	}
+	RegisterAuthenticatorServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns an AuthenticatorClient (host side).
+func (p *AuthenticatorPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return NewAuthenticatorClient(c), nil
+}
+
+// AuthenticatorPluginSet is the plugin set both sides of an authenticator
+// plugin pass to go-plugin.
+func AuthenticatorPluginSet(server AuthenticatorServer) goplugin.PluginSet {
+	return goplugin.PluginSet{AuthenticatorPluginName: &AuthenticatorPlugin{Impl: server}}
+}

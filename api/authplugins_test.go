@@ -1,0 +1,105 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/plugin/host"
+)
+
+// TestAuthenticatorPluginsThroughTheAPI runs the example jwt and apikey
+// plugins, built here, as the API's authenticator chain: the pieces
+// `taskerd serve` wires together, with the AdminOnly authorizer standing in
+// for a policy.
+func TestAuthenticatorPluginsThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	build := func(name string) host.Spec {
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", out, "../examples/plugins/"+name)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		require.NoError(t, cmd.Run())
+		sum, err := host.FileSHA256(out)
+		require.NoError(t, err)
+		return host.Spec{Name: name, Path: out, SHA256: sum}
+	}
+	jwtSpec, keySpec := build("jwt"), build("apikey")
+
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	require.NoError(t, err)
+	pemPath := filepath.Join(dir, "idp.pem")
+	require.NoError(t, os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	jwtSpec.Config, _ = json.Marshal(map[string]any{"public_key_file": pemPath, "issuer": "https://idp.test", "audience": "taskerd"})
+
+	const apiKey = "tkd_api-test-key-0001"
+	sum := sha256.Sum256([]byte(apiKey))
+	keys, _ := json.Marshal(map[string]any{"keys": []map[string]any{{"sha256": hex.EncodeToString(sum[:]), "subject": "ci", "roles": []string{"admin"}}}})
+	keysPath := filepath.Join(dir, "keys.json")
+	require.NoError(t, os.WriteFile(keysPath, keys, 0o600))
+	keySpec.Config, _ = json.Marshal(map[string]any{"keys_file": keysPath})
+
+	chain, err := host.StartAuthenticators(context.Background(), []host.Spec{keySpec, jwtSpec}, []string{"jwt", "apikey"}, host.AuthOptions{})
+	require.NoError(t, err)
+	t.Cleanup(chain.Close)
+
+	token := func(mod func(jwt.MapClaims)) string {
+		now := time.Now()
+		c := jwt.MapClaims{"sub": "alice", "iss": "https://idp.test", "aud": "taskerd", "exp": now.Add(time.Hour).Unix(), "roles": []string{"admin"}}
+		if mod != nil {
+			mod(c)
+		}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, c).SignedString(priv)
+		require.NoError(t, err)
+		return s
+	}
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "alice", "roles": []string{"admin"}}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	require.NoError(t, err)
+
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
+		c := newClient(t, open(t), options{authn: chain, authz: api.AdminOnly{}, noRun: true})
+		get := func(header ...string) response { return c.do("GET", "/v1/workflows", nil, header...) }
+
+		require.Equal(t, http.StatusOK, c.do("GET", "/health/live", nil).status, "liveness needs nothing")
+		require.Equal(t, http.StatusOK, c.do("GET", "/health/ready", nil).status, "readiness needs nothing")
+
+		r := get()
+		require.Equal(t, http.StatusUnauthorized, r.status)
+		require.Equal(t, "unauthorized", r.errorCode(t))
+		require.Equal(t, http.StatusOK, get("Authorization", "Bearer "+token(nil)).status)
+		require.Equal(t, http.StatusOK, get("X-API-Key", apiKey).status, "jwt says not_mine, apikey decides")
+		require.Equal(t, http.StatusOK, get("Authorization", "Bearer "+apiKey).status)
+
+		for name, tok := range map[string]string{
+			"expired":        token(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
+			"not yet valid":  token(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() }),
+			"wrong issuer":   token(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" }),
+			"wrong audience": token(func(c jwt.MapClaims) { c["aud"] = "other" }),
+			"alg none":       none,
+			"malformed":      "eyJhbGciOiJSUzI1NiJ9.bm90LWpzb24.c2ln",
+			"unknown key":    "tkd_unknown",
+		} {
+			r := get("Authorization", "Bearer "+tok)
+			require.Equal(t, http.StatusUnauthorized, r.status, name)
+			require.NotContains(t, string(r.body), "expired", "%s: the reason stays in the log", name)
+		}
+	})
+}
