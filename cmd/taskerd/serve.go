@@ -115,9 +115,6 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
 	}
-	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
-		return usageErrorf("%s: auth { authenticators = [...] } is not supported yet; leave auth out to use the bootstrap admin key", f.cfg.Filename)
-	}
 
 	// Everything that can refuse to start does so before the port opens.
 	catalog, err := loadWorkflows(stderr, []string{f.workflows})
@@ -144,10 +141,12 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	defer store.Close()
-	authn, authz, err := serveAuth(ctx, f, store, stderr, log)
+	metrics := api.NewMetrics()
+	authn, authz, closeAuth, err := serveAuth(ctx, f, store, metrics, stderr, log)
 	if err != nil {
 		return err
 	}
+	defer closeAuth()
 
 	eng, err := engine.New(engine.Config{
 		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
@@ -156,7 +155,6 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	metrics := api.NewMetrics()
 	if err := metrics.InstrumentPlugins(registry); err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -258,20 +256,38 @@ func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); re
 func (w *bytesWriter) String() string              { return string(w.b) }
 
 // serveAuth chooses the API's authentication and authorization: open with
-// --auth none (warned), else the bootstrap admin API key.
-func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, error) {
+// --auth none (warned); the authenticator plugins of auth { authenticators
+// = [...] }; or, with no auth setting, the bootstrap admin API key. The
+// returned func stops what it started.
+func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics *api.Metrics, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, func(), error) {
+	nothing := func() {}
 	if f.auth == "none" {
 		log.Warn("AUTHENTICATION IS OFF (auth mode none): anyone who can reach the API may do anything; for development only")
-		return api.NoAuth{}, api.NoAuth{}, nil
+		return api.NoAuth{}, api.NoAuth{}, nothing, nil
+	}
+	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
+		var specs []host.Spec
+		for _, p := range f.cfg.AuthenticatorPlugins() {
+			specs = append(specs, specOf(p))
+		}
+		chain, err := host.StartAuthenticators(ctx, specs, f.cfg.Auth.Authenticators, host.AuthOptions{Options: host.Options{Logger: log}})
+		if err != nil {
+			return nil, nil, nil, &exitError{code: 1, err: fmt.Errorf("%s: starting authenticators: %w", f.cfg.Filename, err)}
+		}
+		if err := metrics.Register(chain.Collectors()...); err != nil {
+			chain.Close()
+			return nil, nil, nil, &exitError{code: 1, err: err}
+		}
+		return chain, api.AdminOnly{}, chain.Close, nil
 	}
 	key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC())
 	if err != nil {
-		return nil, nil, &exitError{code: 1, err: err}
+		return nil, nil, nil, &exitError{code: 1, err: err}
 	}
 	if created {
 		if f.keyFile != "" {
 			if err := os.WriteFile(f.keyFile, []byte(key+"\n"), 0o600); err != nil {
-				return nil, nil, &exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)}
+				return nil, nil, nil, &exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)}
 			}
 		}
 		// The one time the key is shown. It goes to stderr only, not to the
@@ -281,7 +297,7 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, stderr 
 	}
 	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
 	if err != nil {
-		return nil, nil, &exitError{code: 1, err: err}
+		return nil, nil, nil, &exitError{code: 1, err: err}
 	}
-	return authn, api.AdminOnly{}, nil
+	return authn, api.AdminOnly{}, nothing, nil
 }
