@@ -532,3 +532,42 @@ func TestReadyChecksTheSchema(t *testing.T) {
 		require.Contains(t, r.json(t)["failed_check"], "schema")
 	})
 }
+
+// namespaceAuthz allows everything in its namespaces and nothing else.
+type namespaceAuthz struct{ namespaces []string }
+
+func (a namespaceAuthz) Authorize(_ context.Context, req *api.AuthzRequest) (api.Decision, error) {
+	return api.Decision{Allow: slices.Contains(a.namespaces, req.Resource.Namespace)}, nil
+}
+
+func (a namespaceAuthz) AllowedNamespaces(_ context.Context, _ *api.Subject, _ string, candidates []string) ([]string, error) {
+	var out []string
+	for _, c := range candidates {
+		if slices.Contains(a.namespaces, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// A subject allowed some namespaces lists only their tasks, and is refused
+// a listing of another namespace.
+func TestListingIsFilteredByNamespace(t *testing.T) {
+	t.Parallel()
+	store := storetest.SQLite(t)
+	admin := newClient(t, store, options{noRun: true})
+	require.Equal(t, http.StatusCreated, admin.do("POST", "/v1/tasks", goodOrder).status)
+	require.Equal(t, http.StatusCreated, admin.do("POST", "/v1/tasks", map[string]any{"workflow": "default/broken"}).status)
+
+	shop := newClient(t, store, options{noRun: true, authz: namespaceAuthz{namespaces: []string{"shop"}}})
+	r := shop.do("GET", "/v1/tasks", nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	tasks := r.json(t)["tasks"].([]any)
+	require.Len(t, tasks, 1)
+	require.Equal(t, "shop", tasks[0].(map[string]any)["namespace"])
+	require.Equal(t, http.StatusOK, shop.do("GET", "/v1/tasks?namespace=shop", nil).status)
+	require.Equal(t, http.StatusForbidden, shop.do("GET", "/v1/tasks?namespace=default", nil).status)
+
+	nobody := newClient(t, store, options{noRun: true, authz: namespaceAuthz{}})
+	require.Equal(t, http.StatusForbidden, nobody.do("GET", "/v1/tasks", nil).status)
+}

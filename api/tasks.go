@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,7 +176,16 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	}
 	p.Tag = q.Get("tag")
 	if err := s.authorize(r, "task:index", Resource{Type: "task", Namespace: namespace}); err != nil {
-		return err
+		if namespace != "" {
+			return err
+		}
+		// Not every namespace: list the tasks of those the subject may see,
+		// one decision per namespace rather than per row.
+		allowed, ferr := s.visibleNamespaces(r)
+		if ferr != nil || len(allowed) == 0 {
+			return err
+		}
+		p.Namespaces = allowed
 	}
 	want := p.Limit
 	p.Limit++ // one more tells whether there is a next page
@@ -411,4 +421,35 @@ func (s *Server) listTransitions(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"transitions": views})
 	return nil
+}
+
+// NamespaceFilter is an Authorizer that can tell, of some namespaces,
+// which ones a subject may act in, one decision per namespace (the policy
+// engine is one).
+type NamespaceFilter interface {
+	AllowedNamespaces(ctx context.Context, subject *Subject, action string, candidates []string) ([]string, error)
+}
+
+// visibleNamespaces are the namespaces of the loaded workflows in which the
+// subject may task:show. Tasks of a namespace with no loaded workflow are
+// listed only to subjects who may list every namespace: hidden, not leaked.
+func (s *Server) visibleNamespaces(r *http.Request) ([]string, error) {
+	nf, ok := s.authz.(NamespaceFilter)
+	if !ok {
+		return nil, errors.New("the authorizer cannot filter by namespace")
+	}
+	seen := map[string]bool{}
+	var candidates []string
+	for _, wf := range s.eng.Catalog().All() {
+		if !seen[wf.Namespace] {
+			seen[wf.Namespace] = true
+			candidates = append(candidates, wf.Namespace)
+		}
+	}
+	allowed, err := nf.AllowedNamespaces(r.Context(), SubjectFrom(r.Context()), "task:show", candidates)
+	if err != nil {
+		s.log.Warn("filtering the task list by namespace failed; denying", "request_id", RequestID(r.Context()), "err", err)
+		return nil, err
+	}
+	return allowed, nil
 }
