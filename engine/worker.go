@@ -199,16 +199,12 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 }
 
 // claim claims up to limit steps, registers them as running and publishes
-// their events. It holds emitMu exclusively so that no result's events can
-// be published after the events of a step that result made ready.
-//
-// The claim's instant is read once the lock is held: a result recorded
-// just before (whose step's children this claim may start) then has an
-// earlier instant, so a child never starts before its parent ended.
+// their events. Through the gate, no write's events can be published after
+// the events of a step that write made ready, and a write whose instant is
+// later than the claim's waits for the claim's store call, so a child
+// never starts before its parent ended.
 func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time.Time, error) {
-	e.emitMu.Lock()
-	defer e.emitMu.Unlock()
-	now := e.now()
+	now := e.gate.startClaim(e.now)
 	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
 		Owner:         e.nodeID,
 		Limit:         limit,
@@ -216,9 +212,11 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 		Now:           now,
 	})
 	if err != nil {
+		e.gate.endClaim(e.publish, nil)
 		return nil, now, fmt.Errorf("claiming up to %d steps for node %s: %w", limit, e.nodeID, err)
 	}
 	if len(claims) == 0 {
+		e.gate.endClaim(e.publish, nil)
 		return nil, now, nil
 	}
 	var execs []*execution
@@ -266,7 +264,7 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 		}
 		events = stamp(events, cs[0].Task)
 	}
-	e.publish(events...)
+	e.gate.endClaim(e.publish, events)
 	return execs, now, nil
 }
 
@@ -327,7 +325,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 	// the moment the attempt ended, whatever the write's retries take.
 	now := e.now()
 	for try := 0; ; try++ {
-		e.emitMu.RLock()
+		w := e.gate.begin(now)
 		var (
 			rr  *backends.RecordResult
 			err error
@@ -338,11 +336,10 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			rr, err = e.store.CompleteStep(base, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
 		}
 		if err == nil {
-			e.publish(e.resultEvents(base, now, rr, EventStepFailed)...)
-			e.emitMu.RUnlock()
+			w.end(e.publish, e.resultEvents(base, now, rr, EventStepFailed))
 			return
 		}
-		e.emitMu.RUnlock()
+		w.end(e.publish, nil)
 		switch {
 		case errors.Is(err, backends.ErrLeaseLost):
 			e.log.Warn("step lease lost before its result was recorded; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
@@ -561,11 +558,10 @@ func (e *Engine) heartbeat(ctx context.Context) {
 // recoverLeases fails the steps whose lease expired (their node died or
 // hung), each with its finalize, and publishes what happened.
 func (e *Engine) recoverLeases(ctx context.Context) {
-	e.emitMu.RLock()
-	defer e.emitMu.RUnlock()
-	now := e.now()
+	w, now := e.gate.beginNow(e.now)
 	rrs, err := e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
 	if err != nil {
+		w.end(e.publish, nil)
 		if ctx.Err() == nil {
 			e.log.Error("recovering expired leases", "node", e.nodeID, "err", err)
 		}
@@ -576,7 +572,7 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 		e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
 		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
 	}
-	e.publish(events...)
+	w.end(e.publish, events)
 	if len(rrs) > 0 {
 		e.Wake()
 	}
