@@ -15,8 +15,9 @@ import (
 //     the claim's. A write registers (begin) before its store call and
 //     leaves (end) once its events are published; when a claim's store call
 //     returns, every write that can have committed before its snapshot is
-//     registered, so the claim waits for those to leave, then publishes.
-//     Writes registered after the claim returned publish after it.
+//     registered, so the claim's events are published once those have
+//     left (by the last of them to leave: the claim does not wait), and
+//     writes registered after the claim returned publish after them.
 //
 //  2. Instants: a claimed step's started_at (the claim's now) is never
 //     earlier than the instant of a write it may have seen (a parent's
@@ -37,7 +38,14 @@ type gate struct {
 
 	next    uint64              // sequence of the next write to begin
 	active  map[uint64]struct{} // writes begun and not ended
-	barrier uint64              // writes from this sequence on publish after the pending claim; 0: none
+	pending []pendingClaim      // claims' events not yet published, in claim order
+}
+
+// pendingClaim is a claim's events, waiting for the writes that began
+// before the claim's store call returned (sequences below upto) to end.
+type pendingClaim struct {
+	upto   uint64
+	events []Event
 }
 
 func newGate() *gate {
@@ -83,17 +91,18 @@ func (g *gate) register() write {
 }
 
 // end publishes the write's events (none when it failed) and unregisters
-// it. Events of a write that began after a pending claim returned wait for
-// that claim's (rule 1).
+// it. A write that began after a claim's store call returned publishes
+// after that claim's events (rule 1).
 func (w write) end(publish func(...Event), events []Event) {
 	g := w.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for g.barrier != 0 && w.seq >= g.barrier {
+	for len(g.pending) > 0 && g.pending[0].upto <= w.seq {
 		g.cond.Wait()
 	}
 	publish(events...)
 	delete(g.active, w.seq)
+	g.flush(publish)
 	g.cond.Broadcast()
 }
 
@@ -107,25 +116,28 @@ func (g *gate) startClaim(clock func() time.Time) time.Time {
 }
 
 // endClaim marks the claim's store call as returned, lets the writes it
-// held back begin, waits for every write that began before to end, and
-// publishes the claim's events before any write that begins from now on.
+// held back begin, and publishes the claim's events once every write that
+// began before has ended, before the events of any write that begins from
+// now on. It does not wait: the last of those writes to end publishes them.
 func (g *gate) endClaim(publish func(...Event), events []Event) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.claiming = false
-	if len(events) == 0 {
-		g.cond.Broadcast()
-		return
+	if len(events) > 0 {
+		g.pending = append(g.pending, pendingClaim{upto: g.next, events: events})
+		g.flush(publish)
 	}
-	upto := g.next
-	g.barrier = upto
 	g.cond.Broadcast()
-	for g.anyBefore(upto) {
-		g.cond.Wait()
+}
+
+// flush publishes, in order, the pending claims' events whose earlier
+// writes have all ended.
+func (g *gate) flush(publish func(...Event)) {
+	for len(g.pending) > 0 && !g.anyBefore(g.pending[0].upto) {
+		publish(g.pending[0].events...)
+		g.pending[0] = pendingClaim{}
+		g.pending = g.pending[1:]
 	}
-	publish(events...)
-	g.barrier = 0
-	g.cond.Broadcast()
 }
 
 func (g *gate) anyBefore(seq uint64) bool {

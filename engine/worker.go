@@ -198,11 +198,12 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 	e.recoverLeases(ctx)
 }
 
-// claim claims up to limit steps, registers them as running and publishes
-// their events. Through the gate, no write's events can be published after
-// the events of a step that write made ready, and a write whose instant is
-// later than the claim's waits for the claim's store call, so a child
-// never starts before its parent ended.
+// claim claims up to limit steps, registers them as running and hands
+// their events to the gate, which publishes them after the events of every
+// write the claim may have seen and before those of any later write (the
+// claimed steps' results among them); a write whose instant is later than
+// the claim's waits for the claim's store call, so a child never starts
+// before its parent ended.
 func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time.Time, error) {
 	now := e.gate.startClaim(e.now)
 	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
