@@ -84,6 +84,12 @@ type Engine struct {
 	// events, and a claimed step's start after its parents' end.
 	gate *gate
 
+	// The claim loop's last NextWakeup answer (see nextWakeup), and whether
+	// this node recorded something since that may move it earlier.
+	wakeKnown bool
+	wakeNext  *time.Time
+	wakeDirty atomic.Bool
+
 	mu      sync.Mutex
 	running map[int64]*execution // by step id, while this node runs it
 	active  bool                 // Run is running

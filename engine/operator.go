@@ -97,6 +97,7 @@ func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(now 
 
 	w, now := e.gate.beginNow(e.now)
 	change, err := do(now)
+	e.wakeDirty.Store(true)
 	if err != nil {
 		w.end(e.publish, nil)
 		return nil, fmt.Errorf(what+": %w", id, err)

@@ -85,6 +85,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	e.log.Info("engine started", "node", e.nodeID, "workers", e.workers, "lease", e.lease)
 	lastRecover := time.Time{}
+	e.wakeKnown = false
 	for ctx.Err() == nil {
 		// Recover expired leases at most once per poll interval, or when a
 		// timer set for a lease expiry fired (lastRecover reset below).
@@ -112,10 +113,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				if len(claimed) == free {
 					continue
 				}
-				next, err := e.store.NextWakeup(ctx, now)
-				if err != nil && ctx.Err() == nil {
-					e.log.Error("reading next wake-up", "node", e.nodeID, "err", err)
-				}
+				next := e.nextWakeup(ctx, now, len(claimed) > 0)
 				if next != nil {
 					// The store says when waiting work becomes claimable (a
 					// backoff ends) or recoverable (a lease expires).
@@ -154,6 +152,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	<-hbDone
 	e.log.Info("engine stopped", "node", e.nodeID)
 	return nil
+}
+
+// nextWakeup is the store's next wake-up instant (NextWakeup) after now.
+// While the loop is busy (busy: the claim found work, whose end will wake
+// it) it answers from the last question's answer, unless this node
+// recorded something since that may have moved the instant earlier (a
+// failure, with its backoff; a lease recovery; an operator action), or the
+// answer's instant has passed. An answer is never later than the truth for
+// what this node did: claims and completions only remove or postpone
+// instants. What other nodes did is learned when the loop is next idle, or
+// after SafetyPoll, as when every claim is full.
+func (e *Engine) nextWakeup(ctx context.Context, now time.Time, busy bool) *time.Time {
+	if busy && e.wakeKnown && !e.wakeDirty.Load() && (e.wakeNext == nil || e.wakeNext.After(now)) {
+		return e.wakeNext
+	}
+	// Cleared before asking: what is recorded meanwhile asks again.
+	e.wakeDirty.Store(false)
+	next, err := e.store.NextWakeup(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("reading next wake-up", "node", e.nodeID, "err", err)
+		}
+		e.wakeKnown = false
+		return nil
+	}
+	e.wakeKnown, e.wakeNext = true, next
+	return next
 }
 
 func (e *Engine) runningCount() int {
@@ -335,6 +360,9 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			rr, err = e.store.FailStep(base, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Now: now})
 		} else {
 			rr, err = e.store.CompleteStep(base, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
+		}
+		if failed {
+			e.wakeDirty.Store(true) // once written: the claim loop asks again
 		}
 		if err == nil {
 			w.end(e.publish, e.resultEvents(base, now, rr, EventStepFailed))
@@ -561,6 +589,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 func (e *Engine) recoverLeases(ctx context.Context) {
 	w, now := e.gate.beginNow(e.now)
 	rrs, err := e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	if len(rrs) > 0 {
+		e.wakeDirty.Store(true) // failures, with their backoffs
+	}
 	if err != nil {
 		w.end(e.publish, nil)
 		if ctx.Err() == nil {
