@@ -112,7 +112,8 @@ SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.
 	c.created_at, c.updated_at,
 	c.from_state = 'error',
 	(SELECT json_object_agg(p.name, p.results::json)::text
-	   FROM steps p WHERE p.id = ANY (ARRAY(SELECT e.parent_step_id FROM edges e WHERE e.child_step_id = c.id))),
+	   FROM edges e, LATERAL (SELECT name, results FROM steps WHERE id = e.parent_step_id OFFSET 0) p
+	  WHERE e.child_step_id = c.id),
 	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
 	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash,
 	coalesce(st.state, t.state), t.created_at, coalesce(st.updated_at, t.updated_at), st.id IS NOT NULL
