@@ -163,21 +163,22 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 		})
 	}
 
-	e.emitMu.RLock()
+	w := e.gate.begin(p.Now)
 	task, created, err := e.store.CreateTask(ctx, p)
 	if err != nil {
-		e.emitMu.RUnlock()
+		w.end(e.publish, nil)
 		return nil, false, fmt.Errorf("creating task of workflow %s: %w", wf.ID(), err)
 	}
+	var events []Event
 	if created {
-		events := []Event{{Type: EventTaskInitializeRequested, Time: p.Now, TaskID: task.ID}}
+		events = []Event{{Type: EventTaskInitializeRequested, Time: p.Now, TaskID: task.ID}}
 		// A task whose every step was bypassed is finished at once.
 		if task.State == backends.StateComplete {
 			events = append(events, Event{Type: EventTaskCompleted, Time: p.Now, TaskID: task.ID})
 		}
-		e.publish(stamp(events, task)...)
+		events = stamp(events, task)
 	}
-	e.emitMu.RUnlock()
+	w.end(e.publish, events)
 	if created {
 		e.Wake()
 	}

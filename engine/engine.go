@@ -80,11 +80,15 @@ type Engine struct {
 	bus  *bus
 	wake chan struct{}
 
-	// emitMu orders events: a claim (which may discover steps that a
-	// result just made ready) holds it exclusively from the store call
-	// until its events are published, so the result's events, published
-	// under the shared lock, always come first.
-	emitMu sync.RWMutex
+	// gate orders claims with the writes that may make steps ready: their
+	// events, and a claimed step's start after its parents' end.
+	gate *gate
+
+	// The claim loop's last NextWakeup answer (see nextWakeup), and whether
+	// this node recorded something since that may move it earlier.
+	wakeKnown bool
+	wakeNext  *time.Time
+	wakeDirty atomic.Bool
 
 	mu      sync.Mutex
 	running map[int64]*execution // by step id, while this node runs it
@@ -111,6 +115,7 @@ func New(cfg Config) (*Engine, error) {
 		poll:     cfg.SafetyPoll,
 		recoverN: cfg.RecoverBatch,
 		bus:      newBus(),
+		gate:     newGate(),
 		wake:     make(chan struct{}, 1),
 		running:  map[int64]*execution{},
 	}

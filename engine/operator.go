@@ -95,15 +95,14 @@ func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(now 
 		}
 	}
 
-	e.emitMu.RLock()
-	now := e.now()
+	w, now := e.gate.beginNow(e.now)
 	change, err := do(now)
+	e.wakeDirty.Store(true)
 	if err != nil {
-		e.emitMu.RUnlock()
+		w.end(e.publish, nil)
 		return nil, fmt.Errorf(what+": %w", id, err)
 	}
-	e.publish(e.changeEvents(ctx, now, change, before, act)...)
-	e.emitMu.RUnlock()
+	w.end(e.publish, e.changeEvents(ctx, now, change, before, act))
 
 	e.cancelLocal(change.CancelRequested)
 	e.Wake()

@@ -85,6 +85,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	e.log.Info("engine started", "node", e.nodeID, "workers", e.workers, "lease", e.lease)
 	lastRecover := time.Time{}
+	e.wakeKnown = false
 	for ctx.Err() == nil {
 		// Recover expired leases at most once per poll interval, or when a
 		// timer set for a lease expiry fired (lastRecover reset below).
@@ -112,10 +113,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				if len(claimed) == free {
 					continue
 				}
-				next, err := e.store.NextWakeup(ctx, now)
-				if err != nil && ctx.Err() == nil {
-					e.log.Error("reading next wake-up", "node", e.nodeID, "err", err)
-				}
+				next := e.nextWakeup(ctx, now, len(claimed) > 0)
 				if next != nil {
 					// The store says when waiting work becomes claimable (a
 					// backoff ends) or recoverable (a lease expires).
@@ -154,6 +152,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	<-hbDone
 	e.log.Info("engine stopped", "node", e.nodeID)
 	return nil
+}
+
+// nextWakeup is the store's next wake-up instant (NextWakeup) after now.
+// While the loop is busy (busy: the claim found work, whose end will wake
+// it) it answers from the last question's answer, unless this node
+// recorded something since that may have moved the instant earlier (a
+// failure, with its backoff; a lease recovery; an operator action), or the
+// answer's instant has passed. An answer is never later than the truth for
+// what this node did: claims and completions only remove or postpone
+// instants. What other nodes did is learned when the loop is next idle, or
+// after SafetyPoll, as when every claim is full.
+func (e *Engine) nextWakeup(ctx context.Context, now time.Time, busy bool) *time.Time {
+	if busy && e.wakeKnown && !e.wakeDirty.Load() && (e.wakeNext == nil || e.wakeNext.After(now)) {
+		return e.wakeNext
+	}
+	// Cleared before asking: what is recorded meanwhile asks again.
+	e.wakeDirty.Store(false)
+	next, err := e.store.NextWakeup(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("reading next wake-up", "node", e.nodeID, "err", err)
+		}
+		e.wakeKnown = false
+		return nil
+	}
+	e.wakeKnown, e.wakeNext = true, next
+	return next
 }
 
 func (e *Engine) runningCount() int {
@@ -198,17 +223,14 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 	e.recoverLeases(ctx)
 }
 
-// claim claims up to limit steps, registers them as running and publishes
-// their events. It holds emitMu exclusively so that no result's events can
-// be published after the events of a step that result made ready.
-//
-// The claim's instant is read once the lock is held: a result recorded
-// just before (whose step's children this claim may start) then has an
-// earlier instant, so a child never starts before its parent ended.
+// claim claims up to limit steps, registers them as running and hands
+// their events to the gate, which publishes them after the events of every
+// write the claim may have seen and before those of any later write (the
+// claimed steps' results among them); a write whose instant is later than
+// the claim's waits for the claim's store call, so a child never starts
+// before its parent ended.
 func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time.Time, error) {
-	e.emitMu.Lock()
-	defer e.emitMu.Unlock()
-	now := e.now()
+	now := e.gate.startClaim(e.now)
 	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
 		Owner:         e.nodeID,
 		Limit:         limit,
@@ -216,9 +238,11 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 		Now:           now,
 	})
 	if err != nil {
+		e.gate.endClaim(e.publish, nil)
 		return nil, now, fmt.Errorf("claiming up to %d steps for node %s: %w", limit, e.nodeID, err)
 	}
 	if len(claims) == 0 {
+		e.gate.endClaim(e.publish, nil)
 		return nil, now, nil
 	}
 	var execs []*execution
@@ -266,7 +290,7 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 		}
 		events = stamp(events, cs[0].Task)
 	}
-	e.publish(events...)
+	e.gate.endClaim(e.publish, events)
 	return execs, now, nil
 }
 
@@ -327,7 +351,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 	// the moment the attempt ended, whatever the write's retries take.
 	now := e.now()
 	for try := 0; ; try++ {
-		e.emitMu.RLock()
+		w := e.gate.begin(now)
 		var (
 			rr  *backends.RecordResult
 			err error
@@ -337,12 +361,14 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		} else {
 			rr, err = e.store.CompleteStep(base, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
 		}
+		if failed {
+			e.wakeDirty.Store(true) // once written: the claim loop asks again
+		}
 		if err == nil {
-			e.publish(e.resultEvents(base, now, rr, EventStepFailed)...)
-			e.emitMu.RUnlock()
+			w.end(e.publish, e.resultEvents(base, now, rr, EventStepFailed))
 			return
 		}
-		e.emitMu.RUnlock()
+		w.end(e.publish, nil)
 		switch {
 		case errors.Is(err, backends.ErrLeaseLost):
 			e.log.Warn("step lease lost before its result was recorded; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
@@ -561,11 +587,13 @@ func (e *Engine) heartbeat(ctx context.Context) {
 // recoverLeases fails the steps whose lease expired (their node died or
 // hung), each with its finalize, and publishes what happened.
 func (e *Engine) recoverLeases(ctx context.Context) {
-	e.emitMu.RLock()
-	defer e.emitMu.RUnlock()
-	now := e.now()
+	w, now := e.gate.beginNow(e.now)
 	rrs, err := e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	if len(rrs) > 0 {
+		e.wakeDirty.Store(true) // failures, with their backoffs
+	}
 	if err != nil {
+		w.end(e.publish, nil)
 		if ctx.Err() == nil {
 			e.log.Error("recovering expired leases", "node", e.nodeID, "err", err)
 		}
@@ -576,7 +604,7 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 		e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
 		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
 	}
-	e.publish(events...)
+	w.end(e.publish, events)
 	if len(rrs) > 0 {
 		e.Wake()
 	}

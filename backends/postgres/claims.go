@@ -104,12 +104,6 @@ const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 	SELECT st.id, NULL, 'pending', 'in_progress', 'first claim',
 		format('{"owner":%s}', to_json($3::text)), st.transition_count, $1
 	  FROM started st
-), task_rows AS (
-	SELECT *, true AS started FROM started
-	UNION ALL
-	SELECT *, false FROM tasks
-	 WHERE id = ANY ((SELECT ids FROM claimed_tasks)::bigint[])
-	   AND id <> ALL ((SELECT coalesce(array_agg(id), '{}') FROM started)::bigint[])
 )
 SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.retry_limit,
 	c.backoff_base_us, c.backoff_max_us, c.timeout_us, c.skippable, c.state, c.attempts, c.started_at,
@@ -118,11 +112,12 @@ SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.
 	c.created_at, c.updated_at,
 	c.from_state = 'error',
 	(SELECT json_object_agg(p.name, p.results::json)::text
-	   FROM edges e JOIN steps p ON p.id = e.parent_step_id WHERE e.child_step_id = c.id),
+	   FROM edges e, LATERAL (SELECT name, results FROM steps WHERE id = e.parent_step_id OFFSET 0) p
+	  WHERE e.child_step_id = c.id),
 	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
-	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash, t.state,
-	t.created_at, t.updated_at, t.started
-FROM claimed c JOIN task_rows t ON t.id = c.task_id
+	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash,
+	coalesce(st.state, t.state), t.created_at, coalesce(st.updated_at, t.updated_at), st.id IS NOT NULL
+FROM claimed c JOIN tasks t ON t.id = c.task_id LEFT JOIN started st ON st.id = c.task_id
 ORDER BY c.task_id, c.position`
 
 // ClaimSteps implements backends.Store with claimStepsSQL, one statement.
