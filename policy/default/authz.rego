@@ -1,0 +1,82 @@
+# taskerd's default authorization policy. A directory given as
+# policy { dir = ... } replaces it entirely.
+#
+# Roles (input.subject.roles):
+#   admin     every action on every resource.
+#   operator  every task:* and step:* action on resources whose namespace is
+#             listed in input.subject.claims.namespaces (an array of strings).
+#             A resource without a namespace (an unscoped listing, a task that
+#             does not exist) is outside every operator's namespaces.
+#   viewer    task, step and workflow index and show, in every namespace.
+# Every authenticated subject (a non-empty input.subject.id) may health:status.
+# Nothing else is allowed: metrics:index is for admins only.
+package taskerd.authz
+
+default allow := false
+
+allow if admin
+allow if operator
+allow if viewer
+allow if health
+
+# The action is "kind:verb" (spec/SEMANTICS.md §8). An action of another
+# shape leaves kind and verb undefined, and then only admin can match.
+kind := parts[0] if {
+	parts := split(input.action, ":")
+	count(parts) == 2
+}
+
+verb := parts[1] if {
+	parts := split(input.action, ":")
+	count(parts) == 2
+}
+
+authenticated if {
+	is_string(input.subject.id)
+	input.subject.id != ""
+}
+
+admin if {
+	authenticated
+	"admin" in input.subject.roles
+}
+
+operator if {
+	authenticated
+	"operator" in input.subject.roles
+	kind in {"task", "step"}
+	input.resource.namespace in operator_namespaces
+}
+
+operator_namespaces contains ns if {
+	some ns in input.subject.claims.namespaces
+	is_string(ns)
+	ns != ""
+}
+
+viewer if {
+	authenticated
+	"viewer" in input.subject.roles
+	kind in {"task", "step", "workflow"}
+	verb in {"index", "show"}
+}
+
+health if {
+	authenticated
+	input.action == "health:status"
+}
+
+# reasons explain a decision; the API returns them with a 403 and the
+# decision log records them. They name roles and namespaces, never secrets.
+reasons contains "admin may do every action" if admin
+
+reasons contains "operator may do task and step actions in its namespaces" if operator
+
+reasons contains "viewer may index and show tasks, steps and workflows" if viewer
+
+reasons contains "every authenticated subject may read health status" if health
+
+reasons contains msg if {
+	not allow
+	msg := sprintf("no rule of the default policy allows %s on namespace %q for roles %v", [input.action, input.resource.namespace, input.subject.roles])
+}
