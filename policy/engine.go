@@ -67,6 +67,7 @@ type Engine struct {
 	opts    options
 	current atomic.Pointer[prepared]
 	dlog    *decisionLog
+	claims  claimsCache
 
 	dir       string
 	stop      chan struct{}
@@ -190,7 +191,7 @@ func (e *Engine) Authorize(ctx context.Context, req *api.AuthzRequest) (api.Deci
 	if req == nil || req.Subject == nil {
 		return api.Decision{}, ErrNoSubject
 	}
-	input, err := newInput(req)
+	input, err := e.newInput(req)
 	if err != nil {
 		e.logDecision(ctx, req, api.Decision{}, err, e.current.Load().revision, 0)
 		return api.Decision{}, err

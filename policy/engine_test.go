@@ -149,8 +149,8 @@ func TestFailClosed(t *testing.T) {
 			reasons: []string{"nothing here"},
 		},
 		{
-			name:   "policy in another package",
-			policy: "package taskerd.other\n\nallow := true\n",
+			name:    "policy in another package",
+			policy:  "package taskerd.other\n\nallow := true\n",
 			reasons: []string{"data.taskerd.authz.allow is undefined"},
 		},
 		{

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -16,8 +17,8 @@ import (
 // Only these fields reach the policy: no header, cookie, query string or
 // body of the HTTP request is copied, so credentials cannot leak into a
 // policy, its print output or the decision log. Keep it that way.
-func newInput(req *api.AuthzRequest) (ast.Value, error) {
-	claims, err := claimsValue(req.Subject.Claims)
+func (e *Engine) newInput(req *api.AuthzRequest) (ast.Value, error) {
+	claims, err := e.claims.value(req.Subject.Claims)
 	if err != nil {
 		return nil, err
 	}
@@ -34,38 +35,82 @@ func newInput(req *api.AuthzRequest) (ast.Value, error) {
 	}
 	res := req.Resource
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("subject"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("id"), ast.StringTerm(req.Subject.ID)),
-			ast.Item(ast.StringTerm("roles"), ast.ArrayTerm(roles...)),
-			ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
+		ast.Item(keySubject, ast.ObjectTerm(
+			ast.Item(keyID, ast.StringTerm(req.Subject.ID)),
+			ast.Item(keyRoles, ast.ArrayTerm(roles...)),
+			ast.Item(keyClaims, ast.NewTerm(claims)),
 		)),
-		ast.Item(ast.StringTerm("action"), ast.StringTerm(req.Action)),
-		ast.Item(ast.StringTerm("resource"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("type"), ast.StringTerm(res.Type)),
-			ast.Item(ast.StringTerm("namespace"), ast.StringTerm(res.Namespace)),
-			ast.Item(ast.StringTerm("workflow"), ast.StringTerm(res.Workflow)),
-			ast.Item(ast.StringTerm("version"), ast.StringTerm(res.Version)),
-			ast.Item(ast.StringTerm("task_id"), ast.IntNumberTerm(int(res.TaskID))),
-			ast.Item(ast.StringTerm("step"), ast.StringTerm(res.Step)),
+		ast.Item(keyAction, ast.StringTerm(req.Action)),
+		ast.Item(keyResource, ast.ObjectTerm(
+			ast.Item(keyType, ast.StringTerm(res.Type)),
+			ast.Item(keyNamespace, ast.StringTerm(res.Namespace)),
+			ast.Item(keyWorkflow, ast.StringTerm(res.Workflow)),
+			ast.Item(keyVersion, ast.StringTerm(res.Version)),
+			ast.Item(keyTaskID, ast.IntNumberTerm(int(res.TaskID))),
+			ast.Item(keyStep, ast.StringTerm(res.Step)),
 		)),
-		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("method"), ast.StringTerm(method)),
-			ast.Item(ast.StringTerm("path"), ast.StringTerm(path)),
-			ast.Item(ast.StringTerm("remote_addr"), ast.StringTerm(remote)),
+		ast.Item(keyRequest, ast.ObjectTerm(
+			ast.Item(keyMethod, ast.StringTerm(method)),
+			ast.Item(keyPath, ast.StringTerm(path)),
+			ast.Item(keyRemoteAddr, ast.StringTerm(remote)),
 		)),
 	), nil
 }
 
-// claimsValue converts the subject's claims; absent or null claims are an
-// empty object so that policies can always write input.subject.claims.x.
-func claimsValue(raw []byte) (ast.Value, error) {
+// The input's keys. Terms are never modified once built, so one of each
+// serves every decision (OPA shares its interned terms the same way).
+var (
+	keySubject    = ast.StringTerm("subject")
+	keyID         = ast.StringTerm("id")
+	keyRoles      = ast.StringTerm("roles")
+	keyClaims     = ast.StringTerm("claims")
+	keyAction     = ast.StringTerm("action")
+	keyResource   = ast.StringTerm("resource")
+	keyType       = ast.StringTerm("type")
+	keyNamespace  = ast.StringTerm("namespace")
+	keyWorkflow   = ast.StringTerm("workflow")
+	keyVersion    = ast.StringTerm("version")
+	keyTaskID     = ast.StringTerm("task_id")
+	keyStep       = ast.StringTerm("step")
+	keyRequest    = ast.StringTerm("request")
+	keyMethod     = ast.StringTerm("method")
+	keyPath       = ast.StringTerm("path")
+	keyRemoteAddr = ast.StringTerm("remote_addr")
+)
+
+// claimsCache keeps the AST of recently seen claims: the same few subjects
+// make most requests, and decoding their JSON is a good part of the cost of
+// building an input. AST values are read-only during evaluation, so one may
+// serve concurrent decisions.
+type claimsCache struct {
+	mu sync.Mutex
+	m  map[string]ast.Value
+}
+
+const claimsCacheSize = 1024
+
+// value converts the subject's claims; absent or null claims are an empty
+// object so that policies can always write input.subject.claims.x.
+func (c *claimsCache) value(raw []byte) (ast.Value, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return ast.NewObject(), nil
+	}
+	c.mu.Lock()
+	v, ok := c.m[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return v, nil
 	}
 	v, err := ast.ValueFromReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, fmt.Errorf("subject claims are not valid JSON: %w", err)
 	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= claimsCacheSize {
+		c.m = make(map[string]ast.Value) // crude, bounded, and enough
+	}
+	c.m[string(raw)] = v
+	c.mu.Unlock()
 	return v, nil
 }

@@ -21,15 +21,11 @@ allow if health
 
 # The action is "kind:verb" (spec/SEMANTICS.md §8). An action of another
 # shape leaves kind and verb undefined, and then only admin can match.
-kind := parts[0] if {
-	parts := split(input.action, ":")
-	count(parts) == 2
-}
+action_parts := split(input.action, ":")
 
-verb := parts[1] if {
-	parts := split(input.action, ":")
-	count(parts) == 2
-}
+kind := action_parts[0] if count(action_parts) == 2
+
+verb := action_parts[1] if count(action_parts) == 2
 
 authenticated if {
 	is_string(input.subject.id)
