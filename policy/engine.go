@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"errors"
@@ -30,6 +31,10 @@ const decisionQuery = `allow := [x | x := data.taskerd.authz.allow]; reasons := 
 // ErrNotBoolean is returned, with a deny, when data.taskerd.authz.allow is
 // defined but is not true or false: the policy is broken.
 var ErrNotBoolean = errors.New("data.taskerd.authz.allow is not a boolean")
+
+// ErrBadInput is returned by EvalDocument for a document that is not a JSON
+// object.
+var ErrBadInput = errors.New("bad input document")
 
 // ErrNoSubject is returned, with a deny, for a request without a subject.
 var ErrNoSubject = errors.New("no authenticated subject")
@@ -202,12 +207,12 @@ func (e *Engine) Authorize(ctx context.Context, req *api.AuthzRequest) (api.Deci
 // EvalDocument evaluates a complete input document given as JSON, as
 // taskerd policy eval does. It is not logged.
 func (e *Engine) EvalDocument(ctx context.Context, doc []byte) (api.Decision, error) {
-	v, err := ast.ValueFromReader(strings.NewReader(string(doc)))
+	v, err := ast.ValueFromReader(bytes.NewReader(doc))
 	if err != nil {
-		return api.Decision{}, fmt.Errorf("reading the input document: %w", err)
+		return api.Decision{}, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	if _, ok := v.(ast.Object); !ok {
-		return api.Decision{}, errors.New("the input document must be a JSON object")
+		return api.Decision{}, fmt.Errorf("%w: it must be a JSON object", ErrBadInput)
 	}
 	d, err := e.eval(ctx, v, e.current.Load())
 	return d, err

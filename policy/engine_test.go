@@ -296,6 +296,13 @@ func TestRevision(t *testing.T) {
 	require.Len(t, ea.Revision(), 64)
 	require.Equal(t, ea.Revision(), eb.Revision(), "the same files in another directory, tests aside, are the same revision")
 
+	def, err := Default()
+	require.NoError(t, err)
+	shipped, err := Load("default", quiet)
+	require.NoError(t, err)
+	defer shipped.Close()
+	require.Equal(t, def.Revision(), shipped.Revision(), "the embedded default policy and policy/default on disk are the same revision")
+
 	writePolicy(t, b, map[string]string{"more.rego": "package taskerd.more\n"})
 	src2, err := readDir(b)
 	require.NoError(t, err)

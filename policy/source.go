@@ -53,7 +53,11 @@ func readSource(fsys fs.FS, root, prefix string) (*source, error) {
 		}
 		name = filepath.Join(prefix, filepath.FromSlash(p))
 		src.files[name] = string(b)
-		src.rel[name] = p
+		rel := p
+		if root != "." {
+			rel = strings.TrimPrefix(p, root+"/")
+		}
+		src.rel[name] = rel
 		return nil
 	})
 	if err != nil {
@@ -207,15 +211,36 @@ func (s *source) compile(withTests bool) (*ast.Compiler, error) {
 	return c, nil
 }
 
+// ErrNoAllowRule is returned by Check for a policy whose files (tests
+// aside) define no data.taskerd.authz.allow: it would deny every request.
+var ErrNoAllowRule = errors.New("no rule defines data.taskerd.authz.allow, so every request would be denied")
+
+var allowRef = ast.MustParseRef("data.taskerd.authz.allow")
+
+// CheckResult describes a policy that compiles.
+type CheckResult struct {
+	Revision string   // as in the decision log
+	Files    []string // every *.rego file, tests included
+}
+
 // Check compiles every *.rego file of dir, unit tests included, in strict
-// mode. A *CompileError lists each problem with its file:line:col.
-func Check(dir string) (revision string, files []string, err error) {
+// mode, as taskerd policy check does. A *CompileError lists each problem with
+// its file:line:col; ErrNoAllowRule means it compiles but cannot allow.
+func Check(dir string) (CheckResult, error) {
 	src, err := readDir(dir)
 	if err != nil {
-		return "", nil, err
+		return CheckResult{}, err
 	}
 	if _, err := src.compile(true); err != nil {
-		return "", nil, err
+		return CheckResult{}, err
 	}
-	return src.revision(), src.names(true), nil
+	c, err := src.compile(false)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	res := CheckResult{Revision: src.revision(), Files: src.names(true)}
+	if len(c.GetRulesExact(allowRef)) == 0 {
+		return res, ErrNoAllowRule
+	}
+	return res, nil
 }
