@@ -85,6 +85,15 @@ type prepared struct {
 	query    rego.PreparedEvalQuery
 	revision string
 	files    []string
+	noAllow  bool // nothing defines data.taskerd.authz.allow: every request is denied
+}
+
+// warnNoAllow logs a policy that can only deny: valid, and failing closed,
+// but almost certainly a mistake (a package name typo, say).
+func (e *Engine) warnNoAllow(p *prepared) {
+	if p.noAllow {
+		e.opts.log.Warn("policy defines no data.taskerd.authz.allow: every request will be denied", "dir", e.dir, "revision", p.revision)
+	}
 }
 
 var _ api.Authorizer = (*Engine)(nil)
@@ -147,6 +156,7 @@ func Load(dir string, opts ...Option) (*Engine, error) {
 	e.stop = make(chan struct{})
 	e.done = make(chan struct{})
 	e.opts.log.Info("policy loaded", "dir", dir, "revision", p.revision, "files", p.files)
+	e.warnNoAllow(p)
 	go e.watch()
 	return e, nil
 }
@@ -169,7 +179,7 @@ func prepare(src *source) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing the decision query: %w", err)
 	}
-	return &prepared{query: q, revision: src.revision(), files: src.names(false)}, nil
+	return &prepared{query: q, revision: src.revision(), files: src.names(false), noAllow: len(c.GetRulesExact(allowRef)) == 0}, nil
 }
 
 // Revision is the hash of the policy in force (see the decision log).

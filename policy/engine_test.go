@@ -264,6 +264,20 @@ func TestBrokenPolicyAtStartIsAnError(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
+func TestPolicyWithoutAllowIsWarned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writePolicy(t, dir, map[string]string{"authz.rego": "package taskerd.authz_typo\n\nallow := true\n"})
+	var logs syncBuffer
+	e, err := Load(dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err, "a policy that can only deny still fails closed")
+	defer e.Close()
+	require.Contains(t, logs.String(), "level=WARN msg=\"policy defines no data.taskerd.authz.allow: every request will be denied\"")
+	d, err := e.Authorize(context.Background(), authzRequest(subject("alice", "", "admin"), "task:show", "x"))
+	require.NoError(t, err)
+	require.False(t, d.Allow)
+}
+
 func TestTestFilesDoNotDecide(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

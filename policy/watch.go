@@ -57,5 +57,6 @@ func (e *Engine) watch() {
 		old := e.current.Swap(p)
 		lastBad = ""
 		e.opts.log.Info("policy reloaded", "dir", e.dir, "revision", p.revision, "previous_revision", old.revision, "files", p.files)
+		e.warnNoAllow(p)
 	}
 }
