@@ -522,3 +522,71 @@ func TestConcurrentDecisionsDuringReload(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestOpenDecisionLogFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	require.NoError(t, os.WriteFile(path, []byte("earlier line\n"), 0o600))
+	w, c, err := OpenDecisionLog(path)
+	require.NoError(t, err)
+	e, err := Default(WithDecisionLog(w))
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 25 {
+				_, err := e.Authorize(context.Background(), authzRequest(subject("vera", "", "viewer"), allActions[i], "ns"))
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, c.Close())
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	require.Len(t, lines, 1+8*25, "appended, one line per decision")
+	require.Equal(t, "earlier line", lines[0])
+	for _, l := range lines[1:] {
+		var rec DecisionRecord
+		require.NoError(t, json.Unmarshal([]byte(l), &rec), "lines never interleave: %q", l)
+		require.Equal(t, "vera", rec.SubjectID)
+	}
+
+	fresh := filepath.Join(t.TempDir(), "new.log")
+	_, c, err = OpenDecisionLog(fresh)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	info, err := os.Stat(fresh)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	w, c, err = OpenDecisionLog("")
+	require.NoError(t, err)
+	require.Nil(t, w, "no decision log")
+	require.NoError(t, c.Close())
+	w, _, err = OpenDecisionLog("stderr")
+	require.NoError(t, err)
+	require.Equal(t, os.Stderr, w)
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestFailingDecisionLogDoesNotChangeDecisions(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	e, err := Default(WithDecisionLog(failingWriter{}), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	for range 3 {
+		d, err := e.Authorize(context.Background(), authzRequest(subject("alice", "", "admin"), "task:create", "ns"))
+		require.NoError(t, err)
+		require.True(t, d.Allow)
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "decision log: write failed"), "reported once per run of failures")
+}
