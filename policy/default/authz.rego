@@ -41,13 +41,8 @@ operator if {
 	authenticated
 	"operator" in input.subject.roles
 	kind in {"task", "step"}
-	input.resource.namespace in operator_namespaces
-}
-
-operator_namespaces contains ns if {
-	some ns in input.subject.claims.namespaces
-	is_string(ns)
-	ns != ""
+	input.resource.namespace != ""
+	input.resource.namespace in input.subject.claims.namespaces
 }
 
 viewer if {
@@ -64,15 +59,17 @@ health if {
 
 # reasons explain a decision; the API returns them with a 403 and the
 # decision log records them. They name roles and namespaces, never secrets.
-reasons contains "admin may do every action" if admin
+# One reason, the first that applies, keeps the decision cheap.
+reasons := {reason}
 
-reasons contains "operator may do task and step actions in its namespaces" if operator
-
-reasons contains "viewer may index and show tasks, steps and workflows" if viewer
-
-reasons contains "every authenticated subject may read health status" if health
-
-reasons contains msg if {
-	not allow
+reason := "admin may do every action" if {
+	admin
+} else := "operator may do task and step actions in its namespaces" if {
+	operator
+} else := "viewer may index and show tasks, steps and workflows" if {
+	viewer
+} else := "every authenticated subject may read health status" if {
+	health
+} else := msg if {
 	msg := sprintf("no rule of the default policy allows %s on namespace %q for roles %v", [input.action, input.resource.namespace, input.subject.roles])
 }

@@ -68,6 +68,12 @@ test_operator_namespaces_claim_of_the_wrong_type_allows_nothing if {
 	not allowed(odd, "task:show", "ecommerce")
 }
 
+test_operator_empty_namespace_claim_does_not_match_unscoped_resources if {
+	odd := object.union(operator, {"claims": {"namespaces": ["", 7, null]}})
+	not allowed(odd, "task:index", "")
+	not allowed(odd, "task:show", "7")
+}
+
 test_viewer_may_index_and_show if {
 	every action in read_actions {
 		allowed(viewer, action, "ecommerce")
@@ -110,6 +116,12 @@ test_unknown_roles_and_actions_are_denied if {
 test_reasons_explain_an_allow if {
 	r := authz.reasons with input as request(viewer, "task:show", "ecommerce")
 	r == {"viewer may index and show tasks, steps and workflows"}
+}
+
+test_reasons_name_the_first_grant_that_applies if {
+	both := {"id": "vic", "roles": ["viewer", "operator"], "claims": {"namespaces": ["billing"]}}
+	r := authz.reasons with input as request(both, "task:show", "billing")
+	r == {"operator may do task and step actions in its namespaces"}
 }
 
 test_reasons_explain_a_deny if {
