@@ -139,7 +139,8 @@ func newPolicyEvalCmd() *cobra.Command {
 		Use:   "eval [--dir DIR] --input input.json",
 		Short: "Decide one input document and print the decision and its reasons",
 		Long: `Evaluate the policy of DIR (the shipped default policy when --dir is not given)
-against an input document, exactly as the daemon would:
+against an input document, given as is (the daemon builds one of this shape
+for every request):
 
   {"subject":  {"id": "oscar", "roles": ["operator"], "claims": {"namespaces": ["ecommerce"]}},
    "action":   "task:cancel",
