@@ -1,0 +1,75 @@
+# taskerd's default authorization policy. A directory given as
+# policy { dir = ... } replaces it entirely.
+#
+# Roles (input.subject.roles):
+#   admin     every action on every resource.
+#   operator  every task:* and step:* action on resources whose namespace is
+#             listed in input.subject.claims.namespaces (an array of strings).
+#             A resource without a namespace (an unscoped listing, a task that
+#             does not exist) is outside every operator's namespaces.
+#   viewer    task, step and workflow index and show, in every namespace.
+# Every authenticated subject (a non-empty input.subject.id) may health:status.
+# Nothing else is allowed: metrics:index is for admins only.
+package taskerd.authz
+
+default allow := false
+
+allow if admin
+allow if operator
+allow if viewer
+allow if health
+
+# The action is "kind:verb" (spec/SEMANTICS.md §8). An action of another
+# shape leaves kind and verb undefined, and then only admin can match.
+action_parts := split(input.action, ":")
+
+kind := action_parts[0] if count(action_parts) == 2
+
+verb := action_parts[1] if count(action_parts) == 2
+
+authenticated if {
+	is_string(input.subject.id)
+	input.subject.id != ""
+}
+
+admin if {
+	authenticated
+	"admin" in input.subject.roles
+}
+
+operator if {
+	authenticated
+	"operator" in input.subject.roles
+	kind in {"task", "step"}
+	input.resource.namespace != ""
+	input.resource.namespace in input.subject.claims.namespaces
+}
+
+viewer if {
+	authenticated
+	"viewer" in input.subject.roles
+	kind in {"task", "step", "workflow"}
+	verb in {"index", "show"}
+}
+
+health if {
+	authenticated
+	input.action == "health:status"
+}
+
+# reasons explain a decision; the API returns them with a 403 and the
+# decision log records them. They name roles and namespaces, never secrets.
+# One reason, the first that applies, keeps the decision cheap.
+reasons := {reason}
+
+reason := "admin may do every action" if {
+	admin
+} else := "operator may do task and step actions in its namespaces" if {
+	operator
+} else := "viewer may index and show tasks, steps and workflows" if {
+	viewer
+} else := "every authenticated subject may read health status" if {
+	health
+} else := msg if {
+	msg := sprintf("no rule of the default policy allows %s on namespace %q for roles %v", [input.action, input.resource.namespace, input.subject.roles])
+}
