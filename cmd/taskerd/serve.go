@@ -19,6 +19,7 @@ import (
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 	"github.com/taskerd/taskerd/plugin/host"
+	"github.com/taskerd/taskerd/policy"
 )
 
 // serve's defaults, when neither a flag nor the config says otherwise.
@@ -255,16 +256,53 @@ type bytesWriter struct{ b []byte }
 func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 func (w *bytesWriter) String() string              { return string(w.b) }
 
-// serveAuth chooses the API's authentication and authorization: open with
-// --auth none (warned); the authenticator plugins of auth { authenticators
-// = [...] }; or, with no auth setting, the bootstrap admin API key. The
-// returned func stops what it started.
+// serveAuth chooses the API's authentication and authorization. Open with
+// --auth none (warned). Otherwise the subjects come from the authenticator
+// plugins of auth { authenticators = [...] } or, with no auth setting, from
+// the bootstrap admin API key; and the decisions from the OPA policy of
+// policy { dir } or the shipped default policy, logged to its
+// decision_log (stderr by default). The returned func stops what it started.
 func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics *api.Metrics, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, func(), error) {
-	nothing := func() {}
 	if f.auth == "none" {
 		log.Warn("AUTHENTICATION IS OFF (auth mode none): anyone who can reach the API may do anything; for development only")
-		return api.NoAuth{}, api.NoAuth{}, nothing, nil
+		return api.NoAuth{}, api.NoAuth{}, func() {}, nil
 	}
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (api.Authenticator, api.Authorizer, func(), error) {
+		closeAll()
+		return nil, nil, nil, err
+	}
+
+	dest, dir := "stderr", ""
+	if f.cfg != nil && f.cfg.Policy != nil {
+		dir = f.cfg.Policy.Dir
+		if f.cfg.Policy.DecisionLog != "" {
+			dest = f.cfg.Policy.DecisionLog
+		}
+	}
+	logW, logC, err := policy.OpenDecisionLog(dest)
+	if err != nil {
+		return fail(&exitError{code: 1, err: fmt.Errorf("opening the decision log %s: %w", dest, err)})
+	}
+	closers = append(closers, func() { _ = logC.Close() })
+	opts := []policy.Option{policy.WithLogger(log), policy.WithDecisionLog(logW)}
+	var authz *policy.Engine
+	if dir != "" {
+		authz, err = policy.Load(dir, opts...)
+	} else {
+		authz, err = policy.Default(opts...)
+	}
+	if err != nil {
+		return fail(&exitError{code: 1, err: fmt.Errorf("loading the authorization policy: %w", err)})
+	}
+	closers = append(closers, func() { _ = authz.Close() })
+	log.Info("authorization policy loaded", "dir", dir, "revision", authz.Revision())
+
 	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
 		var specs []host.Spec
 		for _, p := range f.cfg.AuthenticatorPlugins() {
@@ -272,22 +310,22 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 		}
 		chain, err := host.StartAuthenticators(ctx, specs, f.cfg.Auth.Authenticators, host.AuthOptions{Options: host.Options{Logger: log}})
 		if err != nil {
-			return nil, nil, nil, &exitError{code: 1, err: fmt.Errorf("%s: starting authenticators: %w", f.cfg.Filename, err)}
+			return fail(&exitError{code: 1, err: fmt.Errorf("%s: starting authenticators: %w", f.cfg.Filename, err)})
 		}
+		closers = append(closers, chain.Close)
 		if err := metrics.Register(chain.Collectors()...); err != nil {
-			chain.Close()
-			return nil, nil, nil, &exitError{code: 1, err: err}
+			return fail(&exitError{code: 1, err: err})
 		}
-		return chain, api.AdminOnly{}, chain.Close, nil
+		return chain, authz, closeAll, nil
 	}
 	key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC())
 	if err != nil {
-		return nil, nil, nil, &exitError{code: 1, err: err}
+		return fail(&exitError{code: 1, err: err})
 	}
 	if created {
 		if f.keyFile != "" {
 			if err := os.WriteFile(f.keyFile, []byte(key+"\n"), 0o600); err != nil {
-				return nil, nil, nil, &exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)}
+				return fail(&exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)})
 			}
 		}
 		// The one time the key is shown. It goes to stderr only, not to the
@@ -297,7 +335,7 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 	}
 	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
 	if err != nil {
-		return nil, nil, nil, &exitError{code: 1, err: err}
+		return fail(&exitError{code: 1, err: err})
 	}
-	return authn, api.AdminOnly{}, nothing, nil
+	return authn, authz, closeAll, nil
 }
