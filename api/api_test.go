@@ -377,6 +377,7 @@ func TestMetrics(t *testing.T) {
 		`taskerd_steps{state="complete"} 2`,
 		`taskerd_ready_steps 0`,
 		`taskerd_store_up 1`,
+		`taskerd_step_ready_to_running_seconds_count 2`,
 		`go_goroutines`,
 	} {
 		require.Contains(t, body, want)

@@ -29,6 +29,7 @@ type Metrics struct {
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
 	pluginCalls   *prometheus.HistogramVec
+	readyToRun    prometheus.Histogram
 }
 
 // NewMetrics registers taskerd's collectors and the Go runtime's.
@@ -61,7 +62,11 @@ func NewMetrics() *Metrics {
 		Name: "taskerd_plugin_call_duration_seconds", Help: "Calls into step-handler plugins, by PLUGIN.HANDLER and outcome.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	}, []string{"handler", "outcome"})
-	reg.MustRegister(m.pluginCalls, m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
+	m.readyToRun = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "taskerd_step_ready_to_running_seconds", Help: "From a step becoming ready (created, parents done, backoff over) to its claim by this node.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+	})
+	reg.MustRegister(m.pluginCalls, m.readyToRun, m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
 		m.httpRequests, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -86,6 +91,10 @@ func (m *Metrics) observeHTTP(route string, code int, took time.Duration) {
 // by the API itself (task.initialize_requested is counted for the rest).
 func (m *Metrics) Observe(ev engine.Event) {
 	switch ev.Type {
+	case engine.EventStepExecutionRequested:
+		if ev.ReadyAt != nil {
+			m.readyToRun.Observe(max(ev.Time.Sub(*ev.ReadyAt), 0).Seconds())
+		}
 	case engine.EventTaskCompleted:
 		m.tasksFinished.WithLabelValues(ev.Workflow, "completed").Inc()
 	case engine.EventTaskFailed:

@@ -224,6 +224,12 @@ type Claim struct {
 	Retry bool
 	// TaskStarted: the claim moved the task pending -> in_progress.
 	TaskStarted bool
+	// ReadyAt is when the step became ready for execution: the latest of
+	// its own last state change before this claim (created, failed, retried
+	// by an operator), its parents' last changes (their completion) and the
+	// end of its backoff (next_retry_at). Claim time minus ReadyAt is the
+	// step's wait for a worker.
+	ReadyAt time.Time
 }
 
 type Lease struct {

@@ -47,6 +47,7 @@ const (
 //     Workflow.
 //   - step.*: StepID, StepName, Handler; Attempt (the attempt concerned)
 //     and RetryLimit where they mean something.
+//   - step.execution_requested: ReadyAt.
 //   - step.completed: DurationMs (claim to result), Results.
 //   - step.failed, step.lease_expired: Error, Attempt, Retryable (whether
 //     the step will be retried by the engine on its own).
@@ -78,6 +79,10 @@ type Event struct {
 	NextRetryAt    *time.Time `json:"next_retry_at,omitempty"`
 
 	Results json.RawMessage `json:"results,omitempty"`
+
+	// ReadyAt, on step.execution_requested: when the step became ready
+	// (backends.Claim.ReadyAt); Time minus ReadyAt is its wait for a worker.
+	ReadyAt *time.Time `json:"ready_at,omitempty"`
 
 	ExecutionStatus string                    `json:"execution_status,omitempty"`
 	Decision        backends.FinalizeDecision `json:"decision,omitempty"`

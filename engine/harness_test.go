@@ -311,6 +311,10 @@ func (b *testBundle) checkEvents(taskID int64) {
 		if ev.StepID != 0 {
 			require.Equal(b.t, steps[ev.StepName].Handler, ev.Handler, "handler of %s %s", ev.Type, ev.StepName)
 		}
+		if ev.Type == engine.EventStepExecutionRequested {
+			require.NotNil(b.t, ev.ReadyAt, "ready_at of %s", ev.StepName)
+			require.False(b.t, ev.ReadyAt.After(ev.Time), "%s ready at %s, claimed at %s", ev.StepName, ev.ReadyAt, ev.Time)
+		}
 		if count[ev.Type] == nil {
 			count[ev.Type] = map[string]int{}
 		}

@@ -286,7 +286,12 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 			if c.Retry {
 				events = append(events, Event{Type: EventStepRetryRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
 			}
-			events = append(events, Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
+			ev := Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
+			if !c.ReadyAt.IsZero() {
+				ready := c.ReadyAt
+				ev.ReadyAt = &ready
+			}
+			events = append(events, ev)
 		}
 		events = stamp(events, cs[0].Task)
 	}

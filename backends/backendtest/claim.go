@@ -13,6 +13,28 @@ import (
 )
 
 func testClaim(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	t.Run("ReadyAt", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		// a at base; b waits for a, completed at +5s; a retry of c waits for
+		// its backoff; a requested backoff counts when it is the later.
+		b.create(step("a"), step("b", "a"))
+		ca := b.claimOne("a", at(2*time.Second))
+		require.Equal(t, base, ca.ReadyAt, "a root is ready from its task's creation")
+		b.complete(ca, at(5*time.Second))
+		cb := b.claimOne("b", at(9*time.Second))
+		require.Equal(t, at(5*time.Second), cb.ReadyAt, "a child is ready when its last parent completed")
+		b.fail(cb, true, nil, at(10*time.Second))
+		// backoff(1) = 2s after the failure at +10s.
+		cb2 := b.claimOne("b", at(30*time.Second))
+		require.True(t, cb2.Retry)
+		require.Equal(t, at(12*time.Second), cb2.ReadyAt, "a retry is ready when its backoff ends")
+		requested := 7
+		b.fail(cb2, true, &requested, at(40*time.Second))
+		cb3 := b.claimOne("b", at(60*time.Second))
+		require.Equal(t, at(47*time.Second), cb3.ReadyAt, "the requested backoff, later than backoff(2) = 4s")
+	})
+
 	t.Run("WritesTheClaim", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

@@ -55,7 +55,10 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 // wait for each other; a row another claim changed before we lock it is
 // re-checked (EvalPlanQual) and dropped when it is no longer pending or
 // error. The LIMIT counts only locked rows. $1 now, $2 limit.
-const claimSQL = `SELECT s.id, s.state
+const claimSQL = `SELECT s.id, s.state, s.updated_at AS prev_updated_at,
+	CASE WHEN s.state = 'error' OR s.backoff_request_seconds IS NOT NULL
+	     THEN (SELECT r.next_retry_at FROM taskerd_step_readiness_rows($1) r WHERE r.step_id = s.id)
+	END AS next_retry_at
 	FROM steps s
 	WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
 	  AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.state IN ('pending', 'in_progress'))
@@ -82,7 +85,7 @@ const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 		attempts = s.attempts + 1, started_at = $1, backoff_request_seconds = NULL,
 		cancel_requested = false, lease_owner = $3, lease_expires_at = $4, lease_token = s.lease_token + 1
 	  FROM picked p WHERE s.id = p.id
-	RETURNING s.*, p.state AS from_state,
+	RETURNING s.*, p.state AS from_state, p.prev_updated_at, p.next_retry_at,
 		format('{"attempt":%s,"lease_token":%s,"owner":%s}', s.attempts, s.lease_token, to_json($3::text)) AS meta
 ), step_log AS (
 	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
@@ -114,6 +117,12 @@ SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.
 	(SELECT json_object_agg(p.name, p.results::json)::text
 	   FROM edges e, LATERAL (SELECT name, results FROM steps WHERE id = e.parent_step_id OFFSET 0) p
 	  WHERE e.child_step_id = c.id),
+	-- Ready since: the step's last change before the claim, its backoff's
+	-- end, its parents' last changes (greatest ignores NULLs).
+	greatest(c.prev_updated_at, c.next_retry_at,
+		(SELECT max(p.updated_at)
+		   FROM edges e, LATERAL (SELECT updated_at FROM steps WHERE id = e.parent_step_id OFFSET 0) p
+		  WHERE e.child_step_id = c.id)),
 	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
 	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash,
 	coalesce(st.state, t.state), t.created_at, coalesce(st.updated_at, t.updated_at), st.id IS NOT NULL
@@ -157,7 +166,7 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) ([]
 		var err error
 		c.Step, err = scanStep(scanFunc(func(dest ...any) error {
 			c.Task, err = scanTask(scanFunc(func(taskDest ...any) error {
-				return rows.Scan(append(append(dest, &c.Retry, &parents), taskDest...)...)
+				return rows.Scan(append(append(dest, &c.Retry, &parents, &c.ReadyAt), taskDest...)...)
 			}), &started)
 			return err
 		}))

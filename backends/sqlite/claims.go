@@ -59,6 +59,7 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		type pick struct {
 			stepID, taskID int64
 			state          backends.State
+			nextRetryAt    sql.NullInt64
 		}
 		var picks []pick
 		rows, err := tx.QueryContext(ctx, claimSQL, sql.Named("now", micros(p.Now)), sql.Named("limit", p.Limit))
@@ -68,7 +69,7 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		for rows.Next() {
 			var pk pick
 			var state string
-			if err := rows.Scan(&pk.stepID, &pk.taskID, &state); err != nil {
+			if err := rows.Scan(&pk.stepID, &pk.taskID, &state, &pk.nextRetryAt); err != nil {
 				rows.Close()
 				return err
 			}
@@ -88,7 +89,10 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 			if err != nil {
 				return err
 			}
-			c := &backends.Claim{Retry: st.State == backends.StateError}
+			c := &backends.Claim{Retry: st.State == backends.StateError, ReadyAt: st.UpdatedAt}
+			if t := nullTime(pk.nextRetryAt); t != nil && t.After(c.ReadyAt) {
+				c.ReadyAt = *t
+			}
 			meta := map[string]any{"owner": p.Owner, "attempt": st.Attempts + 1, "lease_token": st.LeaseToken + 1}
 			if c.Retry {
 				if err := moveStep(ctx, tx, st, backends.StatePending, "retry", meta, p.Now); err != nil {
@@ -115,8 +119,12 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 				movedTask(task, backends.StateInProgress, p.Now)
 				c.TaskStarted = true
 			}
-			if c.ParentResults, err = parentResults(ctx, tx, c.Step.ID); err != nil {
+			var parentsDone time.Time
+			if c.ParentResults, parentsDone, err = parentResults(ctx, tx, c.Step.ID); err != nil {
 				return err
+			}
+			if parentsDone.After(c.ReadyAt) {
+				c.ReadyAt = parentsDone
 			}
 			claims = append(claims, c)
 		}
@@ -136,11 +144,12 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 }
 
 // parentResults maps each parent's name to its results (JSON null when it
-// has none).
-func parentResults(ctx context.Context, q querier, stepID int64) (map[string]json.RawMessage, error) {
+// has none), and says when the last of them changed (completed).
+func parentResults(ctx context.Context, q querier, stepID int64) (map[string]json.RawMessage, time.Time, error) {
+	var last time.Time
 	rows, err := q.QueryContext(ctx, parentResultsSQL, stepID)
 	if err != nil {
-		return nil, err
+		return nil, last, err
 	}
 	defer rows.Close()
 	out := map[string]json.RawMessage{}
@@ -148,9 +157,13 @@ func parentResults(ctx context.Context, q querier, stepID int64) (map[string]jso
 		var (
 			name    string
 			results sql.NullString
+			updated int64
 		)
-		if err := rows.Scan(&name, &results); err != nil {
-			return nil, err
+		if err := rows.Scan(&name, &results, &updated); err != nil {
+			return nil, last, err
+		}
+		if t := fromMicros(updated); t.After(last) {
+			last = t
 		}
 		if results.Valid {
 			out[name] = json.RawMessage(results.String)
@@ -158,7 +171,7 @@ func parentResults(ctx context.Context, q querier, stepID int64) (map[string]jso
 			out[name] = json.RawMessage("null")
 		}
 	}
-	return out, rows.Err()
+	return out, last, rows.Err()
 }
 
 // ExtendLeases implements backends.Store. A lease is current while its step

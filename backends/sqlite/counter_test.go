@@ -49,7 +49,8 @@ func readyIDs(t *testing.T, s *Store, query string, now time.Time) []int64 {
 	for rows.Next() {
 		var id, taskID int64
 		var state string
-		require.NoError(t, rows.Scan(&id, &taskID, &state))
+		var nextRetryAt sql.NullInt64
+		require.NoError(t, rows.Scan(&id, &taskID, &state, &nextRetryAt))
 		ids = append(ids, id)
 	}
 	require.NoError(t, rows.Err())

@@ -107,7 +107,7 @@ var (
 		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
 		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
 		    AND t.state IN ('pending', 'in_progress')`,
-		`SELECT step_id, task_id, state FROM step_readiness
+		`SELECT step_id, task_id, state, next_retry_at FROM step_readiness
 		  WHERE ready_for_execution
 		  ORDER BY task_id, position
 		  LIMIT (SELECT @limit)`)
@@ -196,6 +196,6 @@ const (
 		retryable = CASE WHEN ? AND NOT ? THEN 0 ELSE retryable END,
 		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0`
 
-	parentResultsSQL = `SELECT p.name, p.results FROM edges e JOIN steps p ON p.id = e.parent_step_id
+	parentResultsSQL = `SELECT p.name, p.results, p.updated_at FROM edges e JOIN steps p ON p.id = e.parent_step_id
 		WHERE e.child_step_id = ? ORDER BY p.position`
 )
