@@ -33,6 +33,8 @@ func BenchmarkServeIdleRSS(b *testing.B) {
 		stderr, err := cmd.StderrPipe()
 		require.NoError(b, err)
 		require.NoError(b, cmd.Start())
+		// Killed however this iteration ends (a failed require included).
+		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		lines := bufio.NewScanner(stderr)
 		url := ""
 		for url == "" && lines.Scan() {
@@ -61,7 +63,6 @@ func BenchmarkServeIdleRSS(b *testing.B) {
 		}, 30*time.Second, 20*time.Millisecond)
 		rss = append(rss, vmRSSMiB(b, cmd.Process.Pid))
 		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
 	}
 	b.ReportMetric(rss[len(rss)-1], "idle-RSS-MiB")
 	b.ReportMetric(0, "ns/op")
