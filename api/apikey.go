@@ -86,16 +86,3 @@ func (a *KeyAuthenticator) Authenticate(r *http.Request) (*Subject, error) {
 	s.Roles = slices.Clone(a.subject.Roles)
 	return &s, nil
 }
-
-// AdminOnly allows every action to subjects with the role admin and
-// nothing to anyone else: the authorizer of the bootstrap setup, until
-// policies are configured.
-type AdminOnly struct{}
-
-// Authorize implements Authorizer.
-func (AdminOnly) Authorize(_ context.Context, req *AuthzRequest) (Decision, error) {
-	if req.Subject != nil && slices.Contains(req.Subject.Roles, "admin") {
-		return Decision{Allow: true, Reasons: []string{"role admin"}}, nil
-	}
-	return Decision{Allow: false, Reasons: []string{"only role admin may act without a policy"}}, nil
-}

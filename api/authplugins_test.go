@@ -19,15 +19,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
 // TestAuthenticatorPluginsThroughTheAPI runs the example jwt and apikey
 // plugins, built here, as the API's authenticator chain: the pieces
-// `taskerd serve` wires together, with the AdminOnly authorizer standing in
-// for a policy.
+// `taskerd serve` wires together, with the shipped default policy.
 func TestAuthenticatorPluginsThroughTheAPI(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -75,7 +73,7 @@ func TestAuthenticatorPluginsThroughTheAPI(t *testing.T) {
 	require.NoError(t, err)
 
 	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
-		c := newClient(t, open(t), options{authn: chain, authz: api.AdminOnly{}, noRun: true})
+		c := newClient(t, open(t), options{authn: chain, authz: defaultPolicy(t), noRun: true})
 		get := func(header ...string) response { return c.do("GET", "/v1/workflows", nil, header...) }
 
 		require.Equal(t, http.StatusOK, c.do("GET", "/health/live", nil).status, "liveness needs nothing")

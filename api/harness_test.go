@@ -19,6 +19,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/policy"
 )
 
 func forEachStore(t *testing.T, fn func(t *testing.T, open func(t testing.TB) backends.Store)) {
@@ -190,4 +191,13 @@ func bumpSchema(t *testing.T, store backends.Store) bool {
 	_, err := pg.Pool().Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (999, '0999_future.sql')`)
 	require.NoError(t, err)
 	return true
+}
+
+// defaultPolicy is the shipped OPA policy, as serve uses it.
+func defaultPolicy(t *testing.T) api.Authorizer {
+	t.Helper()
+	p, err := policy.Default(policy.WithDecisionLog(io.Discard))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }

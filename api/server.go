@@ -130,6 +130,10 @@ func (s *Server) Routes() []string {
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// ValidRequestID reports whether a client-chosen X-Request-Id is kept (1 to
+// 64 letters, digits, '.', '_' or '-'); the server replaces any other.
+func ValidRequestID(id string) bool { return requestIDPattern.MatchString(id) }
+
 // chain wraps a route: request id, recover, access log and metrics, body
 // limit, authentication, then the route (which authorizes).
 func (s *Server) chain(rt route) http.Handler {
@@ -137,7 +141,7 @@ func (s *Server) chain(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
-		if !requestIDPattern.MatchString(id) {
+		if !ValidRequestID(id) {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"regexp"
 	"sync"
 	"time"
 
@@ -93,15 +92,12 @@ func requestID(ctx context.Context, req *api.AuthzRequest) string {
 			return id
 		}
 		// The header is the client's: record it only when it looks like an id.
-		if id := req.Request.Header.Get("X-Request-Id"); requestIDPattern.MatchString(id) {
+		if id := req.Request.Header.Get("X-Request-Id"); api.ValidRequestID(id) {
 			return id
 		}
 	}
 	return ""
 }
-
-// requestIDPattern is the API's rule for client-chosen request ids.
-var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // OpenDecisionLog opens the destination of policy { decision_log = ... }:
 // "" means no decision log (nil writer), "stderr" and "stdout" the process's

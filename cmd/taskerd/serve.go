@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -238,7 +239,7 @@ func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan
 // reloadWorkflows is SIGHUP: load the directory again and swap the
 // catalog, unless it does not load or names handlers nobody provides.
 func reloadWorkflows(eng *engine.Engine, dir string, registry *engine.Registry, log *slog.Logger) {
-	var diags bytesWriter
+	var diags strings.Builder
 	catalog, err := loadWorkflows(&diags, []string{dir})
 	if err == nil {
 		err = host.CheckWorkflows(catalog, registry)
@@ -250,11 +251,6 @@ func reloadWorkflows(eng *engine.Engine, dir string, registry *engine.Registry, 
 	eng.SetCatalog(catalog)
 	log.Info("workflows reloaded", "dir", dir, "workflows", len(catalog.All()))
 }
-
-type bytesWriter struct{ b []byte }
-
-func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-func (w *bytesWriter) String() string              { return string(w.b) }
 
 // serveAuth chooses the API's authentication and authorization. Open with
 // --auth none (warned). Otherwise the subjects come from the authenticator
