@@ -9,12 +9,9 @@ import (
 
 // loadStep reads the task of {id} and its step {name}, authorizing action.
 func (s *Server) loadStep(r *http.Request, action string) (*backends.Task, *backends.Step, error) {
-	task, err := s.loadTask(r, "task:show")
-	if err != nil {
-		return nil, nil, err
-	}
 	name := r.PathValue("name")
-	if err := s.authorize(r, action, taskResource(task, name)); err != nil {
+	task, err := s.loadTaskFor(r, action, "step", name)
+	if err != nil {
 		return nil, nil, err
 	}
 	steps, err := s.store.ListSteps(r.Context(), task.ID)
@@ -30,11 +27,8 @@ func (s *Server) loadStep(r *http.Request, action string) (*backends.Task, *back
 }
 
 func (s *Server) listSteps(w http.ResponseWriter, r *http.Request) error {
-	task, err := s.loadTask(r, "task:show")
+	task, err := s.loadTaskFor(r, "step:index", "step", "")
 	if err != nil {
-		return err
-	}
-	if err := s.authorize(r, "step:index", taskResource(task, "")); err != nil {
 		return err
 	}
 	views, err := s.stepViews(r, task.ID, s.now())
@@ -86,10 +80,7 @@ func (s *Server) stepAction(verb string) func(w http.ResponseWriter, r *http.Req
 		if len(body.Results) > 0 && verb != "resolve" {
 			return badRequest("results may only be given when resolving a step")
 		}
-		reason := body.Reason
-		if reason == "" {
-			reason = verb + " requested over the API by " + subjectID(r)
-		}
+		reason := actionReason(r, verb, body.Reason)
 		switch verb {
 		case "cancel":
 			_, err = s.eng.CancelStep(r.Context(), step.ID, reason)

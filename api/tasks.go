@@ -215,8 +215,16 @@ func validState(s backends.State) bool {
 	return false
 }
 
-// loadTask reads the task of the {id} path value and authorizes action on it.
+// loadTask reads the task of the {id} path value and authorizes action on
+// it.
 func (s *Server) loadTask(r *http.Request, action string) (*backends.Task, error) {
+	return s.loadTaskFor(r, action, "task", "")
+}
+
+// loadTaskFor reads the task of {id} and authorizes action on a resource of
+// type typ in it (step: the step's name, or "" for all its steps): one
+// decision per request.
+func (s *Server) loadTaskFor(r *http.Request, action, typ, step string) (*backends.Task, error) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		return nil, err
@@ -225,7 +233,7 @@ func (s *Server) loadTask(r *http.Request, action string) (*backends.Task, error
 	if errors.Is(err, backends.ErrNotFound) {
 		// Authorize before saying whether it exists, as for a task of a
 		// namespace one may not see.
-		if aerr := s.authorize(r, action, Resource{Type: "task", TaskID: id}); aerr != nil {
+		if aerr := s.authorize(r, action, Resource{Type: typ, TaskID: id, Step: step}); aerr != nil {
 			return nil, aerr
 		}
 		return nil, notFound("task %d does not exist", id)
@@ -233,19 +241,12 @@ func (s *Server) loadTask(r *http.Request, action string) (*backends.Task, error
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(r, action, taskResource(task, "")); err != nil {
+	res := Resource{Type: typ, Namespace: task.Namespace, Workflow: task.Namespace + "/" + task.WorkflowName,
+		Version: task.WorkflowVersion, TaskID: task.ID, Step: step}
+	if err := s.authorize(r, action, res); err != nil {
 		return nil, err
 	}
 	return task, nil
-}
-
-func taskResource(t *backends.Task, step string) Resource {
-	typ := "task"
-	if step != "" {
-		typ = "step"
-	}
-	return Resource{Type: typ, Namespace: t.Namespace, Workflow: t.Namespace + "/" + t.WorkflowName,
-		Version: t.WorkflowVersion, TaskID: t.ID, Step: step}
 }
 
 // taskDetail is the task with its steps (with readiness) and its execution
@@ -359,10 +360,7 @@ func (s *Server) taskAction(verb string) func(w http.ResponseWriter, r *http.Req
 		if err := decodeBody(r, &body, true); err != nil {
 			return err
 		}
-		reason := body.Reason
-		if reason == "" {
-			reason = verb + " requested over the API by " + subjectID(r)
-		}
+		reason := actionReason(r, verb, body.Reason)
 		switch verb {
 		case "cancel":
 			_, err = s.eng.CancelTask(r.Context(), task.ID, reason)
@@ -389,6 +387,15 @@ func (s *Server) writeTask(w http.ResponseWriter, r *http.Request, id int64) err
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
+}
+
+// actionReason is the audit trail's reason for an operator action: the
+// caller's, or who asked over the API.
+func actionReason(r *http.Request, verb, given string) string {
+	if given != "" {
+		return given
+	}
+	return verb + " requested over the API by " + subjectID(r)
 }
 
 func subjectID(r *http.Request) string {
