@@ -98,6 +98,30 @@ func testCreate(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		b.checkTransitions(task.ID)
 	})
 
+	// A store may skip finalize when it creates a task with steps and none
+	// bypassed (PostgreSQL does, to create in one statement): that is sound
+	// only while finalize would leave every such task pending, whatever its
+	// shape or retry policy.
+	t.Run("NewTaskNeedsNoFinalize", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		once, never, permanent := step("once"), step("never"), step("permanent")
+		once.RetryLimit, never.RetryLimit, permanent.Retryable = 1, 0, false
+		for _, shape := range [][]backends.NewStep{
+			{step("a")},
+			{step("a"), step("b", "a"), step("c", "a"), step("d", "b", "c")},
+			{once, never, permanent, step("child", "once", "never")},
+		} {
+			task := b.create(shape...)
+			require.Equal(t, backends.StatePending, task.State)
+			require.Equal(t, []string{">pending"}, b.moves(task.ID, 0))
+			ec := b.context(task.ID, base)
+			d := backends.Decide(*ec, false)
+			require.Equal(t, backends.DecisionContinue, d, "%+v", *ec)
+			require.Empty(t, backends.FinalizePath(task.State, d))
+		}
+	})
+
 	t.Run("ZeroSteps", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

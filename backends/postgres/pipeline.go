@@ -224,10 +224,11 @@ func finishFinalize(ctx context.Context, conn *pgxpool.Conn, task *backends.Task
 // $12 now; steps $13 name, $14 handler, $15 config, $16 retryable, $17
 // retry limit, $18 base, $19 max, $20 timeout, $21 skippable, $22
 // unsatisfied parents; edges $23 parent positions, $24 child positions.
+// It returns the task's row as written.
 const createTaskSQL = `WITH task AS (
 	INSERT INTO tasks (namespace, workflow_name, workflow_version, context, initiator, source_system,
 		reason, tags, requested_at, idempotency_key, request_hash, state, transition_count, created_at, updated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 1, $12, $12) RETURNING id
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 1, $12, $12) RETURNING *
 ), logged AS (
 	INSERT INTO transitions (task_id, to_state, reason, sort_key, created_at)
 	SELECT id, 'pending', 'created', 1, $12 FROM task
@@ -247,26 +248,20 @@ const createTaskSQL = `WITH task AS (
 	  JOIN new_steps p ON p.position = e.parent
 	  JOIN new_steps c ON c.position = e.child
 )
-SELECT id FROM task`
-
-// After createTaskSQL in the same session: the new task's id, its locked
-// row and (a later statement) its execution context, as finalize reads
-// them. The id is the session's currval of the tasks' identity, read once
-// (a sub-select, so that it is an index key).
-const (
-	newTaskID      = `(SELECT currval(pg_get_serial_sequence('tasks', 'id')))`
-	lockNewTaskSQL = `SELECT ` + taskColumns + `, false FROM tasks t WHERE id = ` + newTaskID + ` FOR NO KEY UPDATE`
-	newTaskContext = `SELECT c.task_id, c.total_steps, c.pending_steps, c.in_progress_steps, c.completed_steps,
-		c.failed_steps, c.ready_steps, c.blocked_steps, c.execution_status, c.recommended_action,
-		c.health_status, c.completion_percentage
-		FROM tasks t, LATERAL taskerd_task_execution_context(t.id, $1) c WHERE t.id = ` + newTaskID
-)
+SELECT ` + taskColumns + ` FROM task`
 
 // createTaskPipelined is CreateTask for a request without an idempotency
-// key and without bypassed steps (the common case): BEGIN, the inserts, and
-// finalize's lock and context in one pipeline, then finalize's moves (none
-// for such a task: its first step is ready, or it has no step) with COMMIT.
-func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (task *backends.Task, err error) {
+// key and without bypassed steps, with at least one step (the common case):
+// createTaskSQL alone, in its own implicit transaction, so one round trip
+// and one commit.
+//
+// It does not finalize, because finalize cannot move such a task: every
+// step is pending with no attempt, so no step is complete (not
+// all_complete), none is in error (not blocked_by_failures) and none is
+// cancelled, and backends.Decide then answers continue, which leaves a
+// pending task where it is. TestCreateNeedsNoFinalize in backendtest holds
+// the stores to that.
+func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, error) {
 	n := len(p.Steps)
 	var (
 		names, handlers, configs = make([]string, n), make([]string, n), make([]*string, n)
@@ -307,46 +302,8 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	}
 	now := ts(p.Now)
 
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	defer func() {
-		if err != nil && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(createTaskSQL, p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
+	return scanTask(s.pool.QueryRow(ctx, createTaskSQL, p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
 		p.SourceSystem, p.Reason, tags, now, nil, p.RequestHash, now,
 		names, handlers, configs, retryable, limits, bases, maxes, timeouts, skippable, unsatisfied,
-		parents, children)
-	b.Queue(lockNewTaskSQL)
-	b.Queue(newTaskContext, now)
-	br := conn.SendBatch(ctx, b)
-	var (
-		id           int64
-		ec           backends.ExecutionContext
-		anyCancelled bool
-	)
-	_, err = br.Exec()
-	if err == nil {
-		err = br.QueryRow().Scan(&id)
-	}
-	if err == nil {
-		task, err = scanTask(br.QueryRow(), &anyCancelled)
-	}
-	if err == nil {
-		ec, err = scanContext(br.QueryRow())
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	_, task, err = finishFinalize(ctx, conn, task, ec, anyCancelled, p.Now)
-	return task, err
+		parents, children))
 }

@@ -170,24 +170,9 @@ func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now 
 	return out, nil
 }
 
-// nextWakeupSQL: the earliest future next_retry_at of a step that only
-// waits on a backoff, or lease expiry of a running step, among pending or
-// in_progress tasks. The readiness candidates repeat the predicate of the
-// partial index steps_claimable (the function is inlined, so the planner
-// sees it on steps): a step with an unsatisfied parent has
-// dependencies_satisfied false and is skipped anyway.
-const nextWakeupSQL = `SELECT min(at) FROM (
-	SELECT r.next_retry_at AS at
-	  FROM taskerd_step_readiness_rows($1) r JOIN tasks t ON t.id = r.task_id
-	 WHERE r.current_state IN ('pending', 'error') AND r.unsatisfied_parents = 0
-	   AND t.state IN ('pending', 'in_progress')
-	   AND r.dependencies_satisfied AND r.retry_eligible AND r.next_retry_at > $1
-	UNION ALL
-	SELECT s.lease_expires_at
-	  FROM steps s JOIN tasks t ON t.id = s.task_id
-	 WHERE s.state = 'in_progress' AND s.lease_expires_at > $1
-	   AND t.state IN ('pending', 'in_progress')
-) w`
+// nextWakeupSQL calls taskerd_next_wakeup (migration 0004, which says why
+// it is a PL/pgSQL function with a generic plan).
+const nextWakeupSQL = `SELECT taskerd_next_wakeup($1)`
 
 // NextWakeup implements backends.Store.
 func (s *Store) NextWakeup(ctx context.Context, now time.Time) (*time.Time, error) {

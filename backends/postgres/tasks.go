@@ -14,7 +14,7 @@ import (
 
 // CreateTask implements backends.Store.
 func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, bool, error) {
-	if p.IdempotencyKey == "" && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
+	if p.IdempotencyKey == "" && len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
 		for attempt := 1; ; attempt++ {
 			task, err := s.createTaskPipelined(ctx, p)
 			if err != nil && attempt < maxTxAttempts && retryableTx(err) {
