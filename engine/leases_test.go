@@ -17,6 +17,9 @@ import (
 
 // partitioned is a store cut off from its node while down is set: claims,
 // heartbeats and recoveries fail, so the node looks hung to everyone else.
+// The answer of such a call that was under way when the cut began is lost
+// too, so the node cannot learn of anything (a cancel request, say) that
+// happened after it.
 type partitioned struct {
 	backends.Store
 	down atomic.Bool
@@ -28,21 +31,36 @@ func (f *partitioned) ExtendLeases(ctx context.Context, p *backends.ExtendLeases
 	if f.down.Load() {
 		return nil, errPartition
 	}
-	return f.Store.ExtendLeases(ctx, p)
+	statuses, err := f.Store.ExtendLeases(ctx, p)
+	if f.down.Load() {
+		// The answer of a call that was under way when the partition began
+		// is lost: the node must not learn, say, of a cancel requested after
+		// it was cut off.
+		return nil, errPartition
+	}
+	return statuses, err
 }
 
 func (f *partitioned) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
 	if f.down.Load() {
 		return nil, errPartition
 	}
-	return f.Store.ClaimSteps(ctx, p)
+	claims, err := f.Store.ClaimSteps(ctx, p)
+	if f.down.Load() {
+		return nil, errPartition // the claim's answer is lost; its leases expire
+	}
+	return claims, err
 }
 
 func (f *partitioned) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) ([]*backends.RecordResult, error) {
 	if f.down.Load() {
 		return nil, errPartition
 	}
-	return f.Store.RecoverExpiredLeases(ctx, p)
+	rrs, err := f.Store.RecoverExpiredLeases(ctx, p)
+	if f.down.Load() {
+		return nil, errPartition
+	}
+	return rrs, err
 }
 
 // blocker is a handler that runs until its context ends, and remembers why.
