@@ -78,7 +78,7 @@ func TestMigrate(t *testing.T) {
 		require.Contains(t, r.stderr, "database schema version 5 is newer than this taskerd knows (4): upgrade taskerd")
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 	}
-	require.Equal(t, 3, postgres.LatestSchemaVersion(), "update this test with the migrations")
+	require.Equal(t, 4, postgres.LatestSchemaVersion(), "update this test with the migrations")
 }
 
 // A server that does not answer: retry for --db-wait, then exit 1 with one
