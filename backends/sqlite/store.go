@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/internal/operator"
 )
 
 var _ backends.Store = (*Store)(nil)
@@ -44,6 +45,10 @@ type Store struct {
 	quit      chan struct{}
 	loopDone  chan struct{}
 	closeOnce sync.Once
+
+	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
+	// RetryTask, over opTx (operator.go).
+	operator.Actions
 }
 
 // rq runs reads on the reader pool with prepared statements.
@@ -149,6 +154,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 	s := &Store{writer: writer, reader: writer, memory: cfg.memory}
+	s.Actions = operator.NewActions(s.operatorTx)
 	if err := writer.PingContext(ctx); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("opening %s: %w", dsn, err)
