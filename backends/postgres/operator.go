@@ -2,285 +2,85 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/internal/operator"
 )
 
-// Operator actions (SEMANTICS §5.7–§5.9). Each is one transaction; a refused
-// transition returns *backends.InvalidTransitionError and rolls back what
-// was written, so nothing changes. Steps are locked before their task (the
-// order claims and results use).
-
-// cancelSteps cancels each pending or error step, or asks a running one to
-// stop, and says which were cancelled and which were asked; finished steps
-// are left alone.
-func cancelSteps(ctx context.Context, tx querier, steps []*backends.Step, reason string, now time.Time) (changed, requested []int64, err error) {
-	for _, st := range steps {
-		switch st.State {
-		case backends.StatePending, backends.StateError:
-			if _, err := moveStep(ctx, tx, st, backends.StateCancelled, reason, nil, now, ""); err != nil {
-				return nil, nil, err
-			}
-			changed = append(changed, st.ID)
-		case backends.StateInProgress:
-			if _, err := tx.Exec(ctx, `UPDATE steps SET cancel_requested = true, updated_at = $1 WHERE id = $2`,
-				ts(now), st.ID); err != nil {
-				return nil, nil, err
-			}
-			requested = append(requested, st.ID)
-		}
-	}
-	return changed, requested, nil
+// Operator actions (SEMANTICS §5.7–§5.9) are operator.Actions, embedded in
+// Store: each runs in one transaction (Store.tx, run again as a deadlock
+// victim) over opTx.
+func (s *Store) operatorTx(ctx context.Context, fn func(operator.Tx) error) error {
+	return s.tx(ctx, func(tx pgx.Tx) error { return fn(opTx{tx}) })
 }
 
-// change reads back the task and the changed steps (in Position order).
-func change(ctx context.Context, tx querier, taskID int64, stepIDs, requested []int64, d backends.FinalizeDecision) (*backends.Change, error) {
-	c := &backends.Change{CancelRequested: requested, Decision: d, Steps: []*backends.Step{}}
-	if c.CancelRequested == nil {
-		c.CancelRequested = []int64{}
-	}
-	var err error
-	if c.Task, err = getTask(ctx, tx, taskID); err != nil {
-		return nil, err
-	}
-	if len(stepIDs) > 0 {
-		if c.Steps, err = querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps WHERE id = ANY ($1)`, stepIDs); err != nil {
-			return nil, err
-		}
-	}
-	sort.Slice(c.Steps, func(i, j int) bool { return c.Steps[i].Position < c.Steps[j].Position })
-	return c, nil
+// opTx is operator.Tx inside a transaction. Its locks are FOR NO KEY UPDATE
+// row locks (see the package comment), held until the transaction ends.
+type opTx struct{ q querier }
+
+func (t opTx) LockTaskSteps(ctx context.Context, taskID int64) ([]*backends.Step, error) {
+	return querySteps(ctx, t.q, `SELECT `+stepColumns+` FROM steps WHERE task_id = $1 ORDER BY position FOR NO KEY UPDATE`, taskID)
 }
 
-// lockTaskSteps locks and reads every step of a task, in position order.
-func lockTaskSteps(ctx context.Context, tx querier, taskID int64) ([]*backends.Step, error) {
-	return querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps WHERE task_id = $1 ORDER BY position FOR NO KEY UPDATE`, taskID)
+func (t opTx) LockTask(ctx context.Context, taskID int64) (*backends.Task, error) {
+	return lockTask(ctx, t.q, taskID)
 }
 
-// CancelTask implements backends.Store. It does not finalize: the task is
-// cancelled outright (Decision is DecisionNone).
-func (s *Store) CancelTask(ctx context.Context, p *backends.CancelTaskParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		steps, err := lockTaskSteps(ctx, tx, p.TaskID)
-		if err != nil {
-			return err
-		}
-		task, err := lockTask(ctx, tx, p.TaskID)
-		if err != nil {
-			return err
-		}
-		if _, err := moveTask(ctx, tx, task.ID, task.State, backends.StateCancelled, p.Reason, nil, p.Now); err != nil {
-			return err
-		}
-		changed, requested, err := cancelSteps(ctx, tx, steps, p.Reason, p.Now)
-		if err != nil {
-			return err
-		}
-		c, err = change(ctx, tx, task.ID, changed, requested, backends.DecisionNone)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cancelling task %d: %w", p.TaskID, err)
-	}
-	return c, nil
+func (t opTx) LockStep(ctx context.Context, stepID int64) (*backends.Step, error) {
+	return lockStep(ctx, t.q, stepID)
 }
 
-// CancelStep implements backends.Store. The step itself must be pending,
-// error (-> cancelled) or in_progress (-> CancelRequested); a finished step
-// is refused. Its descendants are treated alike (SEMANTICS §5.7): pending
-// and error ones are cancelled, a running one (possible when a path to it
-// went through a bypassed or resolved step) gets CancelRequested, finished
-// ones are left.
-func (s *Store) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		st, err := lockStep(ctx, tx, p.StepID)
-		if err != nil {
-			return err
-		}
-		if st.State.Finished() {
-			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StateCancelled)}
-		}
-		descendants, err := querySteps(ctx, tx, `WITH RECURSIVE descendants(id) AS (
-				SELECT child_step_id FROM edges WHERE parent_step_id = $1
-				UNION
-				SELECT e.child_step_id FROM edges e JOIN descendants d ON e.parent_step_id = d.id
-			)
-			SELECT `+stepColumns+` FROM steps WHERE id IN (SELECT id FROM descendants)
-			ORDER BY position FOR NO KEY UPDATE`, st.ID)
-		if err != nil {
-			return err
-		}
-		targets := append([]*backends.Step{st}, descendants...)
-		changed, requested, err := cancelSteps(ctx, tx, targets, p.Reason, p.Now)
-		if err != nil {
-			return err
-		}
-		_, d, _, err := finalize(ctx, tx, st.TaskID, p.Now)
-		if err != nil {
-			return err
-		}
-		c, err = change(ctx, tx, st.TaskID, changed, requested, d)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cancelling step %d: %w", p.StepID, err)
-	}
-	return c, nil
+// descendantsSQL: every step reachable from step $1 through edges, locked
+// in position order.
+const descendantsSQL = `WITH RECURSIVE descendants(id) AS (
+		SELECT child_step_id FROM edges WHERE parent_step_id = $1
+		UNION
+		SELECT e.child_step_id FROM edges e JOIN descendants d ON e.parent_step_id = d.id
+	)
+	SELECT ` + stepColumns + ` FROM steps WHERE id IN (SELECT id FROM descendants)
+	ORDER BY position FOR NO KEY UPDATE`
+
+func (t opTx) LockDescendants(ctx context.Context, stepID int64) ([]*backends.Step, error) {
+	return querySteps(ctx, t.q, descendantsSQL, stepID)
 }
 
-// ResolveStep implements backends.Store.
-func (s *Store) ResolveStep(ctx context.Context, p *backends.ResolveStepParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		st, err := lockStep(ctx, tx, p.StepID)
-		if err != nil {
-			return err
-		}
-		results := p.Results
-		if len(results) == 0 {
-			results = json.RawMessage(`{}`)
-		}
-		if _, err := moveStep(ctx, tx, st, backends.StateResolvedManually, p.Reason, nil, p.Now,
-			resolveSet, string(results)); err != nil {
-			return err
-		}
-		_, d, _, err := finalize(ctx, tx, st.TaskID, p.Now)
-		if err != nil {
-			return err
-		}
-		c, err = change(ctx, tx, st.TaskID, []int64{st.ID}, nil, d)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("resolving step %d: %w", p.StepID, err)
-	}
-	return c, nil
-}
-
-// ResolveTask implements backends.Store. Only a task in error may be
-// resolved; its steps are left as they are.
-func (s *Store) ResolveTask(ctx context.Context, p *backends.ResolveTaskParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		task, err := lockTask(ctx, tx, p.TaskID)
-		if err != nil {
-			return err
-		}
-		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StateResolvedManually)}
-		}
-		if _, err := moveTask(ctx, tx, task.ID, task.State, backends.StateResolvedManually, p.Reason, nil, p.Now); err != nil {
-			return err
-		}
-		c, err = change(ctx, tx, task.ID, nil, nil, backends.DecisionNone)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("resolving task %d: %w", p.TaskID, err)
-	}
-	return c, nil
-}
-
-// retryStep grants one more attempt to a step in error.
-func retryStep(ctx context.Context, tx querier, st *backends.Step, reason string, now time.Time) error {
-	meta := map[string]any{"retry_limit": max(st.RetryLimit, st.Attempts+1)}
-	_, err := moveStep(ctx, tx, st, backends.StatePending, reason, meta, now, retrySet)
+func (t opTx) MoveTask(ctx context.Context, taskID int64, from, to backends.State, reason string, now time.Time) error {
+	_, err := moveTask(ctx, t.q, taskID, from, to, reason, nil, now)
 	return err
 }
 
-// restartTask moves a task in error back to work: error -> pending ->
-// in_progress. A task already pending or in_progress is left so. A retry of
-// a finished task is refused (its steps can never be claimed again, so
-// granting an attempt would strand it): the refusal names the move to
-// pending.
-func restartTask(ctx context.Context, tx querier, task *backends.Task, reason string, now time.Time) error {
-	switch task.State {
-	case backends.StateError:
-		if _, err := moveTask(ctx, tx, task.ID, backends.StateError, backends.StatePending, reason, nil, now); err != nil {
-			return err
-		}
-		_, err := moveTask(ctx, tx, task.ID, backends.StatePending, backends.StateInProgress, reason, nil, now)
-		return err
-	case backends.StatePending, backends.StateInProgress:
-		return nil
-	}
-	return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
+// stepWrites are the assignments each operator.StepWrite adds to the
+// UPDATE of moveStepSQL (none for operator.StateOnly).
+var stepWrites = map[operator.StepWrite]string{
+	operator.WithResults:  resolveSet,
+	operator.GrantAttempt: retrySet,
 }
 
-// RetryStep implements backends.Store. It does not finalize (Decision is
-// DecisionNone): the step is pending and ready at once.
-func (s *Store) RetryStep(ctx context.Context, p *backends.RetryStepParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		st, err := lockStep(ctx, tx, p.StepID)
-		if err != nil {
-			return err
-		}
-		if st.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: backends.StepObject(st), From: string(st.State), To: string(backends.StatePending)}
-		}
-		task, err := lockTask(ctx, tx, st.TaskID)
-		if err != nil {
-			return err
-		}
-		if err := restartTask(ctx, tx, task, p.Reason, p.Now); err != nil {
-			return err
-		}
-		if err := retryStep(ctx, tx, st, p.Reason, p.Now); err != nil {
-			return err
-		}
-		c, err = change(ctx, tx, st.TaskID, []int64{st.ID}, nil, backends.DecisionNone)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("retrying step %d: %w", p.StepID, err)
-	}
-	return c, nil
+func (t opTx) MoveStep(ctx context.Context, st *backends.Step, to backends.State, reason string,
+	meta map[string]any, now time.Time, w operator.StepWrite, args ...any) error {
+	_, err := moveStep(ctx, t.q, st, to, reason, meta, now, stepWrites[w], args...)
+	return err
 }
 
-// RetryTask implements backends.Store. The task must be in error; anything
-// else is refused as an invalid move to pending (the first move of a task
-// retry).
-func (s *Store) RetryTask(ctx context.Context, p *backends.RetryTaskParams) (*backends.Change, error) {
-	var c *backends.Change
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		steps, err := lockTaskSteps(ctx, tx, p.TaskID)
-		if err != nil {
-			return err
-		}
-		task, err := lockTask(ctx, tx, p.TaskID)
-		if err != nil {
-			return err
-		}
-		if task.State != backends.StateError {
-			return &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(task.State), To: string(backends.StatePending)}
-		}
-		if err := restartTask(ctx, tx, task, p.Reason, p.Now); err != nil {
-			return err
-		}
-		var changed []int64
-		for _, st := range steps {
-			if st.State != backends.StateError {
-				continue
-			}
-			if err := retryStep(ctx, tx, st, p.Reason, p.Now); err != nil {
-				return err
-			}
-			changed = append(changed, st.ID)
-		}
-		c, err = change(ctx, tx, task.ID, changed, nil, backends.DecisionNone)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("retrying task %d: %w", p.TaskID, err)
+func (t opTx) RequestCancel(ctx context.Context, st *backends.Step, now time.Time) error {
+	_, err := t.q.Exec(ctx, `UPDATE steps SET cancel_requested = true, updated_at = $1 WHERE id = $2`, ts(now), st.ID)
+	return err
+}
+
+// ReadBack reads the task, then the steps in one statement.
+func (t opTx) ReadBack(ctx context.Context, taskID int64, stepIDs []int64) (*backends.Task, []*backends.Step, error) {
+	task, err := getTask(ctx, t.q, taskID)
+	if err != nil || len(stepIDs) == 0 {
+		return task, nil, err
 	}
-	return c, nil
+	steps, err := querySteps(ctx, t.q, `SELECT `+stepColumns+` FROM steps WHERE id = ANY ($1)`, stepIDs)
+	return task, steps, err
+}
+
+func (t opTx) Finalize(ctx context.Context, taskID int64, now time.Time) (backends.FinalizeDecision, error) {
+	_, d, _, err := finalize(ctx, t.q, taskID, now)
+	return d, err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/internal/operator"
 )
 
 var _ backends.Store = (*Store)(nil)
@@ -20,6 +21,10 @@ var _ backends.Store = (*Store)(nil)
 // Store is the PostgreSQL implementation of backends.Store.
 type Store struct {
 	pool *pgxpool.Pool
+
+	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
+	// RetryTask, over opTx (operator.go).
+	operator.Actions
 }
 
 type options struct {
@@ -102,7 +107,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("opening %s: %w", Redact(dsn), err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.Actions = operator.NewActions(s.operatorTx)
+	return s, nil
 }
 
 // poolConfig parses a DSN. Every connection returns timestamptz values in
