@@ -180,6 +180,20 @@ func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, 
 	if err := stop(); err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	// Two writes publish their events in the order they end, not the order
+	// they committed: a step's last failure can come after the task failure
+	// another step's result caused. Run has returned, so every write has
+	// published; print what is still queued before the summary.
+	for drained := false; !drained; {
+		select {
+		case ev := <-n.events:
+			if !asJSON {
+				p.print(ev)
+			}
+		default:
+			drained = true
+		}
+	}
 	report, err := n.report(ctx, taskID)
 	if err != nil {
 		return &exitError{code: 1, err: err}

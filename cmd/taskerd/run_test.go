@@ -83,6 +83,11 @@ func TestRunOrderFulfillment(t *testing.T) {
 	require.Equal(t, 5, stepsByName(rep)["process_payment"].RetryLimit)
 }
 
+// flakyHCL: b fails once then succeeds, c (after b) fails until it is
+// blocked. c runs after b so that the outcome does not depend on timing: had
+// c exhausted its retries while b still waited for its backoff, the task
+// would rightly be blocked by both (SEMANTICS §4: nothing ready or running,
+// something blocked).
 const flakyHCL = `workflow "flaky" {
   retry {
     base = "5ms"
@@ -96,7 +101,7 @@ const flakyHCL = `workflow "flaky" {
   }
   step "c" {
     handler    = "builtin.fail"
-    depends_on = [step.a]
+    depends_on = [step.b]
     config     = { message = "always" }
     retry { limit = 2 }
   }
