@@ -41,7 +41,12 @@ const (
 )
 
 // Event is one thing that happened, emitted once after the transaction that
-// wrote it committed. Which fields are set depends on Type:
+// wrote it committed. The events of one write come together, in order, and
+// a claim's come after those of every write it may have seen (gate.go); the
+// events of two writes that ran at the same time may come in either order,
+// whatever the order of their commits (a step's last failure after the
+// task.failed another step's result caused, say). Which fields are set
+// depends on Type:
 //
 //   - every event: Type, Time (the instant the engine wrote it), TaskID,
 //     Workflow.
