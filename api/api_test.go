@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -571,4 +572,20 @@ func TestListingIsFilteredByNamespace(t *testing.T) {
 
 	nobody := newClient(t, store, options{noRun: true, authz: namespaceAuthz{}})
 	require.Equal(t, http.StatusForbidden, nobody.do("GET", "/v1/tasks", nil).status)
+
+	// A namespace no loaded workflow names any more still lists its tasks
+	// to whoever may see it, and only to them.
+	old, _, err := store.CreateTask(context.Background(), &backends.CreateTaskParams{
+		Namespace: "archive", WorkflowName: "retired", WorkflowVersion: "1.0.0",
+		Steps: []backends.NewStep{{Name: "a", Handler: "builtin.noop", RetryLimit: 1}}, Now: time.Now(),
+	})
+	require.NoError(t, err)
+	archivist := newClient(t, store, options{noRun: true, authz: namespaceAuthz{namespaces: []string{"archive"}}})
+	r = archivist.do("GET", "/v1/tasks", nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	tasks = r.json(t)["tasks"].([]any)
+	require.Len(t, tasks, 1)
+	require.EqualValues(t, old.ID, tasks[0].(map[string]any)["id"])
+	r = shop.do("GET", "/v1/tasks", nil)
+	require.Len(t, r.json(t)["tasks"].([]any), 1, "shop still sees only its own task")
 }

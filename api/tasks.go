@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -437,19 +438,21 @@ type NamespaceFilter interface {
 	AllowedNamespaces(ctx context.Context, subject *Subject, action string, candidates []string) ([]string, error)
 }
 
-// visibleNamespaces are the namespaces of the loaded workflows in which the
-// subject may task:show. Tasks of a namespace with no loaded workflow are
-// listed only to subjects who may list every namespace: hidden, not leaked.
+// visibleNamespaces are the namespaces in which the subject may task:show,
+// among those that hold a task (whether or not a loaded workflow still
+// names them) and those of the loaded workflows.
 func (s *Server) visibleNamespaces(r *http.Request) ([]string, error) {
 	nf, ok := s.authz.(NamespaceFilter)
 	if !ok {
 		return nil, errors.New("the authorizer cannot filter by namespace")
 	}
-	seen := map[string]bool{}
-	var candidates []string
+	candidates, err := s.store.TaskNamespaces(r.Context())
+	if err != nil {
+		s.log.Warn("reading the namespaces that hold tasks failed; denying", "request_id", RequestID(r.Context()), "err", err)
+		return nil, err
+	}
 	for _, wf := range s.eng.Catalog().All() {
-		if !seen[wf.Namespace] {
-			seen[wf.Namespace] = true
+		if !slices.Contains(candidates, wf.Namespace) {
 			candidates = append(candidates, wf.Namespace)
 		}
 	}

@@ -114,6 +114,10 @@ type Store interface {
 	// ListTasks returns the tasks p selects, newest first (id descending),
 	// at most p.Limit of them (all when 0). Every non-empty filter must hold.
 	ListTasks(ctx context.Context, p *ListTasksParams) ([]*Task, error)
+	// TaskNamespaces returns every namespace that holds a task, sorted,
+	// whether or not a loaded workflow still names it (the API filters
+	// listings by namespace over these).
+	TaskNamespaces(ctx context.Context) ([]string, error)
 	// UpdateTask changes a task's reason and/or tags (the fields callers may
 	// edit) and its UpdatedAt; nil fields stay as they are. ErrNotFound for
 	// an unknown task.

@@ -34,6 +34,38 @@ func (b *bundle) listIDs(p backends.ListTasksParams) []int64 {
 }
 
 func testList(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	// Every path that creates a task notes its namespace: the one-statement
+	// create, an idempotent one, and one whose steps are all bypassed.
+	t.Run("TaskNamespaces", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		ns, err := b.store.TaskNamespaces(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{}, ns)
+
+		b.createTask("shop", "orders", nil, at(0))
+		b.createTask("billing", "invoices", nil, at(time.Second))
+		b.createTask("shop", "refunds", nil, at(2*time.Second))
+		for range 2 { // the second is a replay: nothing new
+			_, _, err = b.store.CreateTask(b.ctx, &backends.CreateTaskParams{
+				Namespace: "keyed", WorkflowName: "w", WorkflowVersion: "1.0.0", Context: json.RawMessage(`{}`),
+				IdempotencyKey: "k1", RequestHash: "h1", Steps: []backends.NewStep{step("a")}, Now: at(3 * time.Second),
+			})
+			require.NoError(t, err)
+		}
+		skipped := step("a")
+		skipped.Skippable, skipped.Bypass = true, true
+		_, _, err = b.store.CreateTask(b.ctx, &backends.CreateTaskParams{
+			Namespace: "bypassed", WorkflowName: "w", WorkflowVersion: "1.0.0", Context: json.RawMessage(`{}`),
+			Steps: []backends.NewStep{skipped}, Now: at(4 * time.Second),
+		})
+		require.NoError(t, err)
+
+		ns, err = b.store.TaskNamespaces(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"billing", "bypassed", "keyed", "shop"}, ns)
+	})
+
 	t.Run("FiltersAndPages", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

@@ -218,8 +218,8 @@ func finishFinalize(ctx context.Context, conn *pgxpool.Conn, task *backends.Task
 	return d, task, nil
 }
 
-// createTaskSQL inserts a task, its first transition, all its steps and
-// edges in one statement: steps come as parallel arrays (one element per
+// createTaskSQL inserts a task, its first transition, its namespace (when
+// new), all its steps and edges in one statement: steps come as parallel arrays (one element per
 // step, in position order), edges as pairs of positions. $1–$11 the task,
 // $12 now; steps $13 name, $14 handler, $15 config, $16 retryable, $17
 // retry limit, $18 base, $19 max, $20 timeout, $21 skippable, $22
@@ -232,6 +232,8 @@ const createTaskSQL = `WITH task AS (
 ), logged AS (
 	INSERT INTO transitions (task_id, to_state, reason, sort_key, created_at)
 	SELECT id, 'pending', 'created', 1, $12 FROM task
+), noted AS (
+	INSERT INTO task_namespaces (namespace) VALUES ($1) ON CONFLICT DO NOTHING
 ), new_steps AS (
 	INSERT INTO steps (task_id, name, position, handler, config, retryable, retry_limit,
 		backoff_base_us, backoff_max_us, timeout_us, skippable, state, unsatisfied_parents, created_at, updated_at)

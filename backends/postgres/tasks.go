@@ -105,7 +105,8 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 	if p.IdempotencyKey != "" {
 		key = p.IdempotencyKey
 	}
-	// The task and its first transition (sort_key 1, from nothing).
+	// The task, its first transition (sort_key 1, from nothing) and its
+	// namespace (when new).
 	var id int64
 	if err := tx.QueryRow(ctx, `WITH task AS (
 			INSERT INTO tasks (namespace, workflow_name, workflow_version, context, initiator, source_system,
@@ -114,6 +115,8 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 		), logged AS (
 			INSERT INTO transitions (task_id, to_state, reason, sort_key, created_at)
 			SELECT id, 'pending', 'created', 1, $9 FROM task
+		), noted AS (
+			INSERT INTO task_namespaces (namespace) VALUES ($1) ON CONFLICT DO NOTHING
 		)
 		SELECT id FROM task`,
 		p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator, p.SourceSystem, p.Reason,

@@ -115,7 +115,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0004_settings.sql", name)
+	require.Equal(t, "0005_task_namespaces.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -205,6 +205,7 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
 	_, err := s.writer.Exec(`DROP TABLE taskerd_settings;
+		DROP TABLE task_namespaces;
 		ALTER TABLE transitions ADD COLUMN most_recent INTEGER NOT NULL DEFAULT 0;
 		UPDATE transitions SET most_recent = (sort_key = (SELECT max(sort_key) FROM transitions o
 			WHERE o.task_id = transitions.task_id AND o.step_id IS transitions.step_id));
@@ -245,6 +246,10 @@ func TestMigration0003KeepsTheTrail(t *testing.T) {
 	after, err := s2.ListTransitions(ctx, task.ID)
 	require.NoError(t, err)
 	require.Equal(t, before, after)
+	// Migration 0005 noted the namespaces of the tasks already there.
+	namespaces, err := s2.TaskNamespaces(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"default"}, namespaces)
 
 	// A new transition of the task is numbered after the old ones and is
 	// the only most recent one of the task.

@@ -88,6 +88,10 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 	if err := insertTransition(ctx, tx, id, 0, "", backends.StatePending, "created", nil, p.Now); err != nil {
 		return 0, err
 	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO task_namespaces (namespace) VALUES (?) ON CONFLICT DO NOTHING`,
+		p.Namespace); err != nil {
+		return 0, fmt.Errorf("noting the task's namespace: %w", err)
+	}
 	// Check the DAG, then write all steps in one statement and all edges in
 	// another, whatever the task's size. Every parent starts unsatisfied:
 	// bypassed steps are moved to resolved_manually afterwards, by moveStep,

@@ -1,0 +1,8 @@
+-- 0005: the namespaces that hold tasks, one row each, written when a task
+-- is created (tasks are never deleted), so that the API can filter a
+-- listing by namespace without scanning the tasks.
+CREATE TABLE task_namespaces (
+    namespace TEXT PRIMARY KEY
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO task_namespaces (namespace) SELECT DISTINCT namespace FROM tasks;
