@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/backendtest"
 	"github.com/taskerd/taskerd/backends/postgres"
 	"github.com/taskerd/taskerd/backends/postgres/pgtest"
 )
@@ -231,13 +232,6 @@ func BenchmarkNextWakeup(b *testing.B) {
 // BenchmarkCreateTask10Steps creates 10-step chains, one after another.
 func BenchmarkCreateTask10Steps(b *testing.B) {
 	s := pgtest.Open(b)
-	steps := make([]backends.NewStep, 10)
-	for i := range steps {
-		steps[i] = backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
-			BackoffBase: time.Second, BackoffMax: 30 * time.Second, Timeout: 30 * time.Second}
-		if i > 0 {
-			steps[i].Parents = []string{steps[i-1].Name}
-		}
-	}
+	steps := backendtest.Chain(10)
 	timed(b, func() { createBenchTask(b, s, steps) })
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/backendtest"
 )
 
 // Benchmarks. Run them with, for example:
@@ -244,14 +245,7 @@ func BenchmarkClaim(b *testing.B) {
 // writer's time per creation (task, transition, 10 steps, 9 edges).
 func BenchmarkCreateTask10Steps(b *testing.B) {
 	s := benchStore(b)
-	steps := make([]backends.NewStep, 10)
-	for i := range steps {
-		steps[i] = backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
-			BackoffBase: time.Second, BackoffMax: 30 * time.Second, Timeout: 30 * time.Second}
-		if i > 0 {
-			steps[i].Parents = []string{steps[i-1].Name}
-		}
-	}
+	steps := backendtest.Chain(10)
 	for b.Loop() {
 		createBenchTask(b, s, steps)
 	}
