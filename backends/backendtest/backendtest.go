@@ -73,19 +73,6 @@ func step(name string, parents ...string) backends.NewStep {
 	}
 }
 
-// Chain is n steps s0 -> s1 -> ... with the default retry policy, for
-// benchmarks of the stores.
-func Chain(n int) []backends.NewStep {
-	steps := make([]backends.NewStep, n)
-	for i := range steps {
-		steps[i] = step(fmt.Sprintf("s%d", i))
-		if i > 0 {
-			steps[i].Parents = []string{steps[i-1].Name}
-		}
-	}
-	return steps
-}
-
 func (b *bundle) createAt(now time.Time, steps ...backends.NewStep) *backends.Task {
 	b.t.Helper()
 	task, created, err := b.store.CreateTask(b.ctx, &backends.CreateTaskParams{

@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -51,58 +49,6 @@ func seedTasks(tb testing.TB, s *postgres.Store, n, stepsPer int, taskState, ste
 	require.NoError(tb, err)
 }
 
-// randomDAG is n steps, each depending on up to three random earlier ones.
-func randomDAG(n int, seed uint64) []backends.NewStep {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	steps := make([]backends.NewStep, n)
-	for i := range steps {
-		s := backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
-			BackoffBase: time.Second, BackoffMax: 30 * time.Second, Timeout: 30 * time.Second}
-		seen := map[string]bool{}
-		for p := 0; p < min(i, 3); p++ {
-			if rng.IntN(2) == 0 {
-				name := fmt.Sprintf("s%d", rng.IntN(i))
-				if !seen[name] {
-					seen[name] = true
-					s.Parents = append(s.Parents, name)
-				}
-			}
-		}
-		steps[i] = s
-	}
-	return steps
-}
-
-func createBenchTask(b *testing.B, s *postgres.Store, steps []backends.NewStep) *backends.Task {
-	b.Helper()
-	task, _, err := s.CreateTask(context.Background(), &backends.CreateTaskParams{Namespace: "bench", WorkflowName: "w",
-		WorkflowVersion: "0.1.0", Steps: steps, Now: benchNow})
-	require.NoError(b, err)
-	return task
-}
-
-// progress runs part of the oldest task: claims and completes up to n
-// steps, failing every fifth one.
-func progress(b *testing.B, s *postgres.Store, n int) {
-	b.Helper()
-	ctx := context.Background()
-	for i := 0; i < n; i++ {
-		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
-		require.NoError(b, err)
-		if len(cs) == 0 {
-			return
-		}
-		c := cs[0]
-		if i%5 == 4 {
-			_, err = s.FailStep(ctx, &backends.FailStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken,
-				Error: backends.StepError{Message: "x", Retryable: true, Kind: backends.ErrorKindHandler}, Now: benchNow})
-		} else {
-			_, err = s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: benchNow})
-		}
-		require.NoError(b, err)
-	}
-}
-
 // timed runs fn b.N times and reports the median duration as p50-ms.
 func timed(b *testing.B, fn func()) {
 	b.Helper()
@@ -119,8 +65,8 @@ func timed(b *testing.B, fn func()) {
 // One 50-step task among 5,000 other unfinished tasks (10 steps each).
 func BenchmarkReadinessAndContext50Steps(b *testing.B) {
 	s := pgtest.Open(b)
-	task := createBenchTask(b, s, randomDAG(50, 1))
-	progress(b, s, 20) // the bench task is the oldest: these are its steps
+	task := backendtest.CreateTask(b, s, backendtest.RandomDAG(50, 1), benchNow)
+	backendtest.Progress(b, s, 20, benchNow) // the bench task is the oldest: these are its steps
 	seedTasks(b, s, 5000, 10, backends.StateInProgress, backends.StatePending)
 	ctx := context.Background()
 	b.Run("readiness", func(b *testing.B) {
@@ -184,7 +130,7 @@ func BenchmarkClaim(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				createBenchTask(b, s, steps)
+				backendtest.CreateTask(b, s, steps, benchNow)
 				b.StartTimer()
 				start := time.Now()
 				cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
@@ -233,5 +179,5 @@ func BenchmarkNextWakeup(b *testing.B) {
 func BenchmarkCreateTask10Steps(b *testing.B) {
 	s := pgtest.Open(b)
 	steps := backendtest.Chain(10)
-	timed(b, func() { createBenchTask(b, s, steps) })
+	timed(b, func() { backendtest.CreateTask(b, s, steps, benchNow) })
 }

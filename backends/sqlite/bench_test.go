@@ -3,8 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -66,68 +64,11 @@ func seedTasks(b *testing.B, s *Store, n, stepsPer int, taskState, stepState bac
 	require.NoError(b, err)
 }
 
-// randomDAG is n steps, each depending on up to three random earlier ones.
-func randomDAG(n int, seed uint64) []backends.NewStep {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	steps := make([]backends.NewStep, n)
-	for i := range steps {
-		s := backends.NewStep{Name: fmt.Sprintf("s%d", i), Handler: "builtin.noop", Retryable: true, RetryLimit: 3,
-			BackoffBase: time.Second, BackoffMax: 30 * time.Second, Timeout: 30 * time.Second}
-		for p := 0; p < min(i, 3); p++ {
-			if rng.IntN(2) == 0 {
-				s.Parents = append(s.Parents, fmt.Sprintf("s%d", rng.IntN(i)))
-			}
-		}
-		// Parents must be distinct.
-		seen := map[string]bool{}
-		uniq := s.Parents[:0]
-		for _, p := range s.Parents {
-			if !seen[p] {
-				seen[p] = true
-				uniq = append(uniq, p)
-			}
-		}
-		s.Parents = uniq
-		steps[i] = s
-	}
-	return steps
-}
-
-func createBenchTask(b *testing.B, s *Store, steps []backends.NewStep) *backends.Task {
-	b.Helper()
-	task, _, err := s.CreateTask(context.Background(), &backends.CreateTaskParams{Namespace: "bench", WorkflowName: "w",
-		WorkflowVersion: "0.1.0", Steps: steps, Now: benchNow})
-	require.NoError(b, err)
-	return task
-}
-
-// progress runs part of a task: claims and completes up to n steps, failing
-// every fifth one.
-func progress(b *testing.B, s *Store, n int) {
-	b.Helper()
-	ctx := context.Background()
-	for i := 0; i < n; i++ {
-		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
-		require.NoError(b, err)
-		if len(cs) == 0 {
-			return
-		}
-		c := cs[0]
-		if i%5 == 4 {
-			_, err = s.FailStep(ctx, &backends.FailStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken,
-				Error: backends.StepError{Message: "x", Retryable: true, Kind: backends.ErrorKindHandler}, Now: benchNow})
-		} else {
-			_, err = s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: benchNow})
-		}
-		require.NoError(b, err)
-	}
-}
-
 // One 50-step task among 5,000 other unfinished tasks (10 steps each).
 func BenchmarkReadinessAndContext50Steps(b *testing.B) {
 	s := benchStore(b)
-	task := createBenchTask(b, s, randomDAG(50, 1))
-	progress(b, s, 20) // the bench task is the oldest: these are its steps
+	task := backendtest.CreateTask(b, s, backendtest.RandomDAG(50, 1), benchNow)
+	backendtest.Progress(b, s, 20, benchNow) // the bench task is the oldest: these are its steps
 	seedTasks(b, s, 5000, 10, backends.StateInProgress, backends.StatePending)
 	ctx := context.Background()
 	b.Run("readiness", func(b *testing.B) {
@@ -165,8 +106,8 @@ func BenchmarkReadinessAndContext50Steps(b *testing.B) {
 
 func BenchmarkContext1000Steps(b *testing.B) {
 	s := benchStore(b)
-	task := createBenchTask(b, s, randomDAG(1000, 2))
-	progress(b, s, 100)
+	task := backendtest.CreateTask(b, s, backendtest.RandomDAG(1000, 2), benchNow)
+	backendtest.Progress(b, s, 100, benchNow)
 	ctx := context.Background()
 	for b.Loop() {
 		ec, err := s.TaskExecutionContext(ctx, task.ID, benchNow)
@@ -225,7 +166,7 @@ func BenchmarkClaim(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				createBenchTask(b, s, steps)
+				backendtest.CreateTask(b, s, steps, benchNow)
 				b.StartTimer()
 				cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 1, LeaseDuration: time.Minute, Now: benchNow})
 				b.StopTimer()
@@ -247,6 +188,6 @@ func BenchmarkCreateTask10Steps(b *testing.B) {
 	s := benchStore(b)
 	steps := backendtest.Chain(10)
 	for b.Loop() {
-		createBenchTask(b, s, steps)
+		backendtest.CreateTask(b, s, steps, benchNow)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/backendtest"
 )
 
 // wrongCounters lists the steps whose unsatisfied_parents (migration 0002)
@@ -79,7 +80,7 @@ func TestUnsatisfiedParentsCounter(t *testing.T) {
 		claims []*backends.Claim
 	)
 	newTask := func() {
-		steps := randomDAG(2+rng.IntN(12), rng.Uint64())
+		steps := backendtest.RandomDAG(2+rng.IntN(12), rng.Uint64())
 		for i := range steps {
 			steps[i].Skippable = true
 			steps[i].Bypass = rng.IntN(6) == 0
@@ -164,7 +165,7 @@ func TestMigration0002Backfill(t *testing.T) {
 	ctx := context.Background()
 	s, path := openFile(t, "?synchronous=normal")
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	steps := randomDAG(30, 3)
+	steps := backendtest.RandomDAG(30, 3)
 	steps[4].Skippable, steps[4].Bypass = true, true
 	_, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w",
 		WorkflowVersion: "0.1.0", Steps: steps, Now: now})

@@ -223,7 +223,7 @@ func TestMigration0003KeepsTheTrail(t *testing.T) {
 	s, path := openFile(t, "?synchronous=normal")
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	task, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w",
-		WorkflowVersion: "0.1.0", Steps: randomDAG(8, 2), Now: now})
+		WorkflowVersion: "0.1.0", Steps: backendtest.RandomDAG(8, 2), Now: now})
 	require.NoError(t, err)
 	for i := 0; i < 3; i++ {
 		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 1, LeaseDuration: time.Minute, Now: now})
