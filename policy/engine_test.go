@@ -390,9 +390,11 @@ func TestReloadKeepsThePreviousPolicyWhenBroken(t *testing.T) {
 	require.True(t, decide(admin))
 	require.Contains(t, logs.String(), "policy reloaded")
 
-	// A deleted directory keeps the policy too.
+	// A deleted directory keeps the policy too. A poll may also catch the
+	// directory emptied but not yet removed, a second, different failure
+	// (no policy files), logged once as well: at least one more line.
 	require.NoError(t, os.RemoveAll(dir))
-	eventually(t, "the read failure to be logged", func() bool { return strings.Count(logs.String(), "policy reload failed") == 2 })
+	eventually(t, "the read failure to be logged", func() bool { return strings.Count(logs.String(), "policy reload failed") >= 2 })
 	require.True(t, decide(admin))
 }
 
