@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 )
 
 func testRecord(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	t.Run("ConcurrentResults", func(t *testing.T) { testConcurrentResults(t, newStore) })
 	t.Run("CompleteStep", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)
@@ -162,4 +164,106 @@ func testRecord(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.Equal(t, backends.StateCancelled, res.Task.State)
 		b.checkTransitions(task.ID)
 	})
+}
+
+// testConcurrentResults: many workers' results at once, as a store may
+// write them together (PostgreSQL batches them), including two results of
+// one task and a stale duplicate. Each result must be written once, each
+// task finalized from what every committed result wrote, and the second of
+// two results of one task must see the first.
+func testConcurrentResults(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	t.Parallel()
+	b := setup(t, newStore)
+	const joins, failing = 8, 2 // the last `failing` joins fail b permanently
+	var tasks []*backends.Task
+	for range joins {
+		tasks = append(tasks, b.create(step("a"), step("b"), step("c", "a", "b")))
+	}
+	claims := b.claim(4*joins, at(time.Second))
+	require.Len(t, claims, 2*joins)
+
+	type outcome struct {
+		taskID int64
+		res    *backends.RecordResult
+		err    error
+	}
+	record := func(claims []*backends.Claim, now time.Time, stale *backends.Claim) []outcome {
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			out   = make([]outcome, len(claims)+1)
+		)
+		call := func(i int, c *backends.Claim, token int64) {
+			defer wg.Done()
+			<-start
+			out[i].taskID = c.Step.TaskID
+			if c.Step.Name == "b" && c.Step.TaskID > tasks[joins-failing-1].ID {
+				out[i].res, out[i].err = b.store.FailStep(b.ctx, &backends.FailStepParams{
+					StepID: c.Step.ID, LeaseToken: token, Now: now,
+					Error: backends.StepError{Message: "no", Retryable: false, Kind: backends.ErrorKindPermanent},
+				})
+				return
+			}
+			out[i].res, out[i].err = b.store.CompleteStep(b.ctx, &backends.CompleteStepParams{
+				StepID: c.Step.ID, LeaseToken: token, Results: json.RawMessage(`{"step":"` + c.Step.Name + `"}`), Now: now,
+			})
+		}
+		for i, c := range claims {
+			wg.Add(1)
+			go call(i, c, c.Step.LeaseToken)
+		}
+		if stale != nil {
+			wg.Add(1)
+			go call(len(claims), stale, stale.Step.LeaseToken-1)
+		}
+		close(start)
+		wg.Wait()
+		if stale == nil {
+			out = out[:len(claims)]
+		}
+		return out
+	}
+
+	// Round 1: a and b of every task at once, and a stale result for one a.
+	out := record(claims, at(2*time.Second), claims[0])
+	stale := out[len(out)-1]
+	require.ErrorIs(t, stale.err, backends.ErrLeaseLost)
+	byTask := map[int64][]*backends.RecordResult{}
+	for _, o := range out[:len(out)-1] {
+		require.NoError(t, o.err)
+		byTask[o.taskID] = append(byTask[o.taskID], o.res)
+	}
+	for i, task := range tasks {
+		rs := byTask[task.ID]
+		require.Len(t, rs, 2)
+		completed := []int{rs[0].Context.CompletedSteps, rs[1].Context.CompletedSteps}
+		failed := []int{rs[0].Context.FailedSteps, rs[1].Context.FailedSteps}
+		if i < joins-failing {
+			// Whichever was written second saw both parents complete.
+			require.ElementsMatch(t, []int{1, 2}, completed, "task %d", task.ID)
+			last := rs[0]
+			if rs[1].Context.CompletedSteps == 2 {
+				last = rs[1]
+			}
+			require.Equal(t, backends.StatusHasReadySteps, last.Context.ExecutionStatus)
+			require.Equal(t, 1, last.Context.ReadySteps)
+			require.Equal(t, backends.StateInProgress, b.task(task.ID).State)
+		} else {
+			// Whichever was written second saw both outcomes.
+			require.Contains(t, []int{completed[0] + failed[0], completed[1] + failed[1]}, 2, "task %d", task.ID)
+			require.Equal(t, backends.StateError, b.task(task.ID).State)
+		}
+		b.checkTransitions(task.ID)
+	}
+
+	// Round 2: every c (each task's only result) at once.
+	cs := b.claim(4*joins, at(3*time.Second))
+	require.Len(t, cs, joins-failing)
+	for _, o := range record(cs, at(4*time.Second), nil) {
+		require.NoError(t, o.err)
+		require.Equal(t, backends.DecisionComplete, o.res.Decision)
+		require.Equal(t, backends.StateComplete, o.res.Task.State)
+		require.Equal(t, backends.StateComplete, b.task(o.taskID).State)
+		b.checkTransitions(o.taskID)
+	}
 }

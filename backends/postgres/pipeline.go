@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskerd/taskerd/backends"
 )
@@ -21,201 +18,15 @@ import (
 //     transaction: pick and lock, move the steps and write their
 //     transitions, start their pending tasks, return the rows with the
 //     parents' results.
-//   - CompleteStep and FailStep send BEGIN, the fenced write of the step,
-//     the lock of its task and the execution context in ONE pipeline (a pgx
-//     batch: the statements still run one after the other, each with its
-//     own READ COMMITTED snapshot, so the context is read after the lock is
-//     held), then backends.Decide runs in Go and the finalize moves go with
-//     COMMIT in a second pipeline.
+//   - CompleteStep and FailStep are written in batches, several workers'
+//     results in one transaction of two pipelines (results.go).
+//   - CreateTask without an idempotency key is one statement (createTaskSQL).
 
 // retryableTx reports whether PostgreSQL aborted a transaction that may
 // simply be run again (a deadlock victim or a serialization failure).
 func retryableTx(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
-}
-
-// afterStepMove is the rest of a statement whose CTE `moved` updated one
-// step (RETURNING *) from `from`: the children's unsatisfied_parents when it
-// entered complete or resolved_manually, its transition (reason and
-// metadata are SQL expressions over m, the moved row; $3 is now), and the
-// written row.
-func afterStepMove(from, reason, meta string) string {
-	return `, satisfied AS (
-	UPDATE steps c SET unsatisfied_parents = c.unsatisfied_parents - 1
-	  FROM moved m JOIN edges e ON e.parent_step_id = m.id
-	 WHERE c.id = e.child_step_id AND m.state IN ('complete', 'resolved_manually')
-), logged AS (
-	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
-	SELECT m.task_id, m.id, '` + from + `', m.state, ` + reason + `, ` + meta + `, m.transition_count, $3 FROM moved m
-)
-SELECT ` + stepColumns + ` FROM moved`
-}
-
-// completeStepSQL: $1 step, $2 lease token, $3 now, $4 results. The WHERE
-// is the fence: the UPDATE locks the row and re-checks state and token, so
-// a stale token writes nothing. A cancel requested meanwhile makes the
-// step cancelled instead (SET reads the row as it was).
-var completeStepSQL = `WITH moved AS (
-	UPDATE steps SET
-		state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'complete' END,
-		updated_at = $3, transition_count = transition_count + 1,
-		last_attempted_at = $3, results = $4,
-		processed = NOT cancel_requested,
-		processed_at = CASE WHEN cancel_requested THEN processed_at ELSE $3 END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false
-	 WHERE id = $1 AND state = 'in_progress' AND lease_token = $2
-	RETURNING *
-)` + afterStepMove("in_progress",
-	`CASE WHEN m.state = 'cancelled' THEN 'cancelled while running' ELSE 'completed' END`,
-	`format('{"attempt":%s,"lease_token":%s}', m.attempts, m.lease_token)`)
-
-// failStepSQL: $1 step, $2 lease token, $3 now, $4 error JSON, $5 requested
-// backoff, $6 retryable, $7 kind. A permanent failure clears retryable.
-var failStepSQL = `WITH moved AS (
-	UPDATE steps SET
-		state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'error' END,
-		updated_at = $3, transition_count = transition_count + 1,
-		last_attempted_at = $3, error = $4,
-		last_failure_at = CASE WHEN cancel_requested THEN last_failure_at ELSE $3 END,
-		backoff_request_seconds = CASE WHEN cancel_requested THEN NULL ELSE $5::integer END,
-		retryable = CASE WHEN NOT cancel_requested AND NOT $6::boolean THEN false ELSE retryable END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false
-	 WHERE id = $1 AND state = 'in_progress' AND lease_token = $2
-	RETURNING *
-)` + afterStepMove("in_progress",
-	`CASE WHEN m.state = 'cancelled' THEN 'cancelled while running' ELSE 'failed: ' || $7::text END`,
-	`format('{"attempt":%s,"error":%s,"lease_token":%s}', m.attempts, $4::text, m.lease_token)`)
-
-// finalize's two reads, by step id: the task's row, locked, with whether
-// any of its steps is cancelled; then (a later statement, so a snapshot
-// taken once the lock is held) its execution context.
-const (
-	lockStepTaskSQL = `SELECT ` + taskColumns + `,
-		EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
-		FROM tasks t WHERE id = (SELECT task_id FROM steps WHERE id = $1) FOR NO KEY UPDATE`
-	// LATERAL, not a sub-select argument: PostgreSQL inlines a SQL function
-	// only when its arguments hold no sub-select; otherwise it plans the
-	// function's body again on every call, which costs ten times the query.
-	stepTaskContextSQL = `SELECT c.task_id, c.total_steps, c.pending_steps, c.in_progress_steps, c.completed_steps,
-		c.failed_steps, c.ready_steps, c.blocked_steps, c.execution_status, c.recommended_action,
-		c.health_status, c.completion_percentage
-		FROM steps s, LATERAL taskerd_task_execution_context(s.task_id, $2) c WHERE s.id = $1`
-)
-
-// recordResult writes a step result with its finalize (see the top of this
-// file), retrying a transaction PostgreSQL aborted for a deadlock.
-func (s *Store) recordResult(ctx context.Context, stepID, token int64, now time.Time, moveSQL string, args ...any) (*backends.RecordResult, error) {
-	for attempt := 1; ; attempt++ {
-		res, err := s.recordOnce(ctx, stepID, token, now, moveSQL, args)
-		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
-			continue
-		}
-		return res, err
-	}
-}
-
-func (s *Store) recordOnce(ctx context.Context, stepID, token int64, now time.Time, moveSQL string, args []any) (res *backends.RecordResult, err error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// A connection left inside a transaction is closed by Release, never
-	// reused; the ROLLBACK below is only the polite path.
-	defer conn.Release()
-	defer func() {
-		if err != nil && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
-
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(moveSQL, append([]any{stepID, token, ts(now)}, args...)...)
-	b.Queue(lockStepTaskSQL, stepID)
-	b.Queue(stepTaskContextSQL, stepID, ts(now))
-	br := conn.SendBatch(ctx, b)
-	var (
-		st           *backends.Step
-		task         *backends.Task
-		ec           backends.ExecutionContext
-		anyCancelled bool
-	)
-	_, err = br.Exec()
-	if err == nil {
-		st, err = scanStep(br.QueryRow())
-	}
-	if err == nil {
-		task, err = scanTask(br.QueryRow(), &anyCancelled)
-	}
-	if err == nil {
-		ec, err = scanContext(br.QueryRow())
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, pgx.ErrNoRows) && st == nil {
-		// The fence refused (or there is no such step): say which.
-		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
-			return nil, rerr
-		}
-		cur, gerr := getStep(ctx, conn, stepID)
-		if gerr != nil {
-			return nil, gerr
-		}
-		return nil, fmt.Errorf("%s (token %d, current %d, state %s): %w",
-			backends.StepObject(cur), token, cur.LeaseToken, cur.State, backends.ErrLeaseLost)
-	}
-	if err != nil {
-		return nil, err
-	}
-	d, task, err := finishFinalize(ctx, conn, task, ec, anyCancelled, now)
-	if err != nil {
-		return nil, err
-	}
-	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
-}
-
-// finishFinalize decides (backends.Decide), and sends the task moves of
-// backends.FinalizePath with COMMIT in one pipeline. task is the locked row.
-func finishFinalize(ctx context.Context, conn *pgxpool.Conn, task *backends.Task, ec backends.ExecutionContext,
-	anyCancelled bool, now time.Time) (backends.FinalizeDecision, *backends.Task, error) {
-	d := backends.DecisionNone
-	var path []backends.State
-	if !task.State.Finished() {
-		d = backends.Decide(ec, anyCancelled)
-		path = backends.FinalizePath(task.State, d)
-	}
-	b := &pgx.Batch{}
-	meta := metadata(map[string]any{"decision": string(d), "execution_status": ec.ExecutionStatus})
-	from := task.State
-	for _, to := range path {
-		if !backends.TaskTransitionAllowed(from, to) {
-			return d, nil, &backends.InvalidTransitionError{Object: backends.TaskObject(task.ID), From: string(from), To: string(to)}
-		}
-		b.Queue(moveTaskSQL, string(to), ts(now), task.ID, string(from), "finalize: "+ec.ExecutionStatus, meta)
-		from = to
-	}
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
-	var err error
-	for range path {
-		var moved *backends.Task
-		if moved, err = scanTask(br.QueryRow()); err != nil {
-			break
-		}
-		task = moved
-	}
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return d, nil, fmt.Errorf("finalizing task %d: %w", task.ID, err)
-	}
-	return d, task, nil
 }
 
 // createTaskSQL inserts a task, its first transition, its namespace (when

@@ -180,3 +180,61 @@ func TestOpenDoesNotWaitForARefusal(t *testing.T) {
 	require.ErrorContains(t, err, `database "taskerd_no_such_database" does not exist`)
 	require.Less(t, time.Since(start), 20*time.Second)
 }
+
+// A batch holding two results of one task is written in rounds, so that
+// the second result's finalize sees the first (SEMANTICS §5.5 per result);
+// a step given twice in a batch is written once.
+func TestBatchWithTwoResultsOfOneTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	steps := []backends.NewStep{
+		{Name: "a", Handler: "h", RetryLimit: 1, BackoffBase: time.Second, BackoffMax: time.Second, Timeout: time.Minute},
+		{Name: "b", Handler: "h", RetryLimit: 1, BackoffBase: time.Second, BackoffMax: time.Second, Timeout: time.Minute},
+		{Name: "c", Handler: "h", RetryLimit: 1, BackoffBase: time.Second, BackoffMax: time.Second, Timeout: time.Minute, Parents: []string{"a", "b"}},
+	}
+	join, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "join", WorkflowVersion: "1", Steps: steps, Now: now})
+	require.NoError(t, err)
+	single, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "one", WorkflowVersion: "1", Steps: steps[:1], Now: now})
+	require.NoError(t, err)
+	claims, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 10, LeaseDuration: time.Minute, Now: now})
+	require.NoError(t, err)
+	require.Len(t, claims, 3)
+	params := func(c *backends.Claim) backends.CompleteStepParams {
+		return backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: now.Add(time.Second)}
+	}
+	// Claim order: join's a, join's b, single's a.
+	rrs, errs := postgres.RecordTogether(ctx, s, []backends.CompleteStepParams{
+		params(claims[0]), params(claims[1]), params(claims[2]), params(claims[0]),
+	})
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.NoError(t, errs[2])
+	require.ErrorIs(t, errs[3], backends.ErrLeaseLost)
+
+	require.Equal(t, join.ID, rrs[0].Step.TaskID)
+	require.Equal(t, 1, rrs[0].Context.CompletedSteps, "a's finalize sees a alone")
+	require.Equal(t, backends.StatusProcessing, rrs[0].Context.ExecutionStatus, "b was still running")
+	require.Equal(t, 2, rrs[1].Context.CompletedSteps, "b's finalize sees a too")
+	require.Equal(t, backends.StatusHasReadySteps, rrs[1].Context.ExecutionStatus)
+	require.Equal(t, backends.DecisionContinue, rrs[1].Decision)
+
+	require.Equal(t, single.ID, rrs[2].Step.TaskID)
+	require.Equal(t, backends.DecisionComplete, rrs[2].Decision)
+	require.Equal(t, backends.StateComplete, rrs[2].Task.State)
+
+	st, err := s.ListSteps(ctx, join.ID)
+	require.NoError(t, err)
+	require.Equal(t, []backends.State{backends.StateComplete, backends.StateComplete, backends.StatePending},
+		[]backends.State{st[0].State, st[1].State, st[2].State})
+	trs, err := s.ListTransitions(ctx, join.ID)
+	require.NoError(t, err)
+	completions := 0
+	for _, tr := range trs {
+		if tr.StepID == claims[0].Step.ID && tr.To == backends.StateComplete {
+			completions++
+		}
+	}
+	require.Equal(t, 1, completions, "a is completed once")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,16 +12,14 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// CompleteStep implements backends.Store (completeStepSQL, recordResult).
-// When a cancel was requested while the step ran, it becomes cancelled:
-// LastAttemptedAt and Results are still stored (what the handler returned),
-// but Processed stays false, since the results will never be used.
+// CompleteStep implements backends.Store (completeStepsSQL, written in a
+// batch with other workers' results: see results.go).
 func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
 	results := p.Results
 	if len(results) == 0 {
 		results = json.RawMessage(`{}`)
 	}
-	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, completeStepSQL, string(results))
+	res, err := s.record(ctx, &resultReq{complete: true, stepID: p.StepID, token: p.LeaseToken, now: p.Now, results: string(results)})
 	if err != nil {
 		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
 	}
@@ -37,17 +36,20 @@ func finalizeResult(ctx context.Context, tx querier, st *backends.Step, now time
 	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
 }
 
-// FailStep implements backends.Store (failStepSQL, recordResult). When a
-// cancel was requested while the step ran, it becomes cancelled: the error
-// and LastAttemptedAt are stored, but LastFailureAt is not (it is the time
-// the step last entered error) and neither is the requested backoff.
+// FailStep implements backends.Store (failStepsSQL, written in a batch
+// with other workers' results: see results.go).
 func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
 	errJSON, err := json.Marshal(p.Error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.recordResult(ctx, p.StepID, p.LeaseToken, p.Now, failStepSQL,
-		string(errJSON), p.BackoffSeconds, p.Error.Retryable, p.Error.Kind)
+	var backoff *int32
+	if p.BackoffSeconds != nil {
+		b := int32(min(max(*p.BackoffSeconds, math.MinInt32), math.MaxInt32))
+		backoff = &b
+	}
+	res, err := s.record(ctx, &resultReq{stepID: p.StepID, token: p.LeaseToken, now: p.Now,
+		errJSON: string(errJSON), backoff: backoff, retryable: p.Error.Retryable, kind: p.Error.Kind})
 	if err != nil {
 		return nil, fmt.Errorf("failing step %d: %w", p.StepID, err)
 	}
@@ -83,8 +85,8 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			}
 			// The write a worker's FailStep does, with the token read here
 			// under the row lock.
-			written, err := scanStep(tx.QueryRow(ctx, failStepSQL, st.ID, st.LeaseToken, ts(p.Now),
-				string(errJSON), nil, se.Retryable, se.Kind))
+			written, err := scanStep(tx.QueryRow(ctx, failStepsSQL, []int64{st.ID}, []int64{st.LeaseToken},
+				[]time.Time{ts(p.Now)}, []string{string(errJSON)}, []*int32{nil}, []bool{se.Retryable}, []string{se.Kind}))
 			if err != nil {
 				return fmt.Errorf("recovering %s: %w", backends.StepObject(st), err)
 			}

@@ -22,6 +22,9 @@ var _ backends.Store = (*Store)(nil)
 type Store struct {
 	pool *pgxpool.Pool
 
+	// Step results waiting to be written in a batch (results.go).
+	results resultQueue
+
 	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
 	// RetryTask, over opTx (operator.go).
 	operator.Actions
