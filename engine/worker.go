@@ -36,18 +36,19 @@ const (
 )
 
 // execution is one claimed step running on this node.
+// It may wait for a free worker first (Config.ClaimAhead); its timeout
+// starts with its handler.
 type execution struct {
 	claim     *backends.Claim
 	token     int64
-	ctx       context.Context
+	ctx       context.Context // cancelled by an operator, a lost lease or abandonment
 	cancel    context.CancelCauseFunc
-	stop      context.CancelFunc // releases the deadline's timer
-	deadline  time.Time
 	abandoned atomic.Bool
 }
 
 // Run is the worker pool. It claims as many ready steps as it has free
-// workers, runs each in its own goroutine, records results, heartbeats its
+// workers plus Config.ClaimAhead (steps that wait for a worker), runs each
+// in its own goroutine, records results, heartbeats its
 // leases, recovers expired ones, and sleeps while there is nothing to do
 // until it is woken (a task created, a step recorded, an operator action of
 // this engine), the store's next wake-up instant arrives, or SafetyPoll
@@ -94,7 +95,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			lastRecover = time.Now()
 		}
 		wait := e.poll
-		free := e.workers - e.runningCount()
+		// Claim ahead: steps that wait for a worker are started the moment
+		// one is free, without waiting for a claim's round trip.
+		free := e.workers + e.claimAhead - e.runningCount()
 		if free > 0 {
 			// One instant for the claim and the wake-up question: a backoff
 			// that ends between the two would otherwise be missed by both.
@@ -248,14 +251,8 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 	var execs []*execution
 	e.mu.Lock()
 	for _, c := range claims {
-		timeout := c.Step.Timeout
-		if timeout <= 0 {
-			timeout = definition.DefaultTimeout
-		}
-		deadline := time.Now().Add(timeout)
-		dctx, stop := context.WithDeadlineCause(base, deadline, errStepTimeout)
-		xctx, cancel := context.WithCancelCause(dctx)
-		x := &execution{claim: c, token: c.Step.LeaseToken, ctx: xctx, cancel: cancel, stop: stop, deadline: deadline}
+		xctx, cancel := context.WithCancelCause(base)
+		x := &execution{claim: c, token: c.Step.LeaseToken, ctx: xctx, cancel: cancel}
 		e.running[c.Step.ID] = x
 		execs = append(execs, x)
 	}
@@ -307,8 +304,7 @@ type outcome struct {
 // execute runs one claimed step's handler and records the outcome.
 func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup) {
 	defer wg.Done()
-	defer e.Wake() // a worker is free, and the result may have made steps ready
-	defer x.stop()
+	defer e.Wake() // a claim slot is free, and the result may have made steps ready
 	defer func() {
 		e.mu.Lock()
 		if e.running[x.claim.Step.ID] == x {
@@ -318,8 +314,29 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 	}()
 
 	s := x.claim.Step
-	out := e.callHandler(x)
-	cause := context.Cause(x.ctx)
+	var (
+		out   outcome
+		cause error
+	)
+	select {
+	case e.slots <- struct{}{}:
+		// A worker: the handler runs, and its timeout starts now.
+		timeout := s.Timeout
+		if timeout <= 0 {
+			timeout = definition.DefaultTimeout
+		}
+		deadline := time.Now().Add(timeout)
+		hctx, stop := context.WithDeadlineCause(x.ctx, deadline, errStepTimeout)
+		out = e.callHandler(x, hctx, deadline)
+		cause = context.Cause(hctx)
+		stop()
+		<-e.slots
+	case <-x.ctx.Done():
+		// Cancelled, lease lost or abandoned while waiting for a worker:
+		// the handler never ran, and the outcome is what stopped it.
+		cause = context.Cause(x.ctx)
+		out = outcome{err: cause}
+	}
 	if x.abandoned.Load() {
 		return
 	}
@@ -394,7 +411,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 // callHandler runs the handler, turning a panic into a failure and giving
 // up on a handler that does not return within handlerGrace of its context
 // ending.
-func (e *Engine) callHandler(x *execution) outcome {
+func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Time) outcome {
 	c, s := x.claim, x.claim.Step
 	h, ok := e.registry.Lookup(s.Handler)
 	if !ok {
@@ -409,7 +426,7 @@ func (e *Engine) callHandler(x *execution) outcome {
 		Context:        c.Task.Context,
 		Config:         s.Config,
 		ParentResults:  c.ParentResults,
-		Deadline:       x.deadline,
+		Deadline:       deadline,
 		IdempotencyKey: strconv.FormatInt(s.TaskID, 10) + "/" + s.Name + "/" + strconv.Itoa(s.Attempts),
 	}
 	if req.ParentResults == nil {
@@ -423,13 +440,13 @@ func (e *Engine) callHandler(x *execution) outcome {
 				done <- outcome{err: &StepFailure{Message: fmt.Sprintf("handler %s panicked: %v", s.Handler, r), Retryable: true}}
 			}
 		}()
-		res, err := h.Execute(x.ctx, req)
+		res, err := h.Execute(ctx, req)
 		done <- outcome{result: res, err: err}
 	}()
 	select {
 	case out := <-done:
 		return out
-	case <-x.ctx.Done():
+	case <-ctx.Done():
 	}
 	t := time.NewTimer(handlerGrace)
 	defer t.Stop()
@@ -437,8 +454,8 @@ func (e *Engine) callHandler(x *execution) outcome {
 	case out := <-done:
 		return out
 	case <-t.C:
-		e.log.Warn("step handler ignored its context; giving up on it", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(x.ctx))
-		return outcome{err: context.Cause(x.ctx)}
+		e.log.Warn("step handler ignored its context; giving up on it", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(ctx))
+		return outcome{err: context.Cause(ctx)}
 	}
 }
 
