@@ -54,6 +54,18 @@ func (g *gateHandler) wasCalled(taskID int64) bool {
 	return g.called[taskID]
 }
 
+// gatedEngine is an engine with the given workers on store, whose workflow
+// default/one has one step handled by a gateHandler.
+func gatedEngine(t *testing.T, store backends.Store, workers int) (*gateHandler, *testBundle) {
+	g := newGateHandler()
+	reg := engine.NewRegistry()
+	require.NoError(t, reg.Register("test.gate", g))
+	cat := parseWorkflows(t, `workflow "one" {
+  step "only" { handler = "test.gate" }
+}`)
+	return g, setup(t, store, cat, withRegistry(reg), func(c *engine.Config) { c.Workers = workers })
+}
+
 func countInProgress(t *testing.T, store backends.Store, tasks []*backends.Task) int {
 	n := 0
 	for _, task := range tasks {
@@ -73,13 +85,7 @@ func countInProgress(t *testing.T, store backends.Store, tasks []*backends.Task)
 // workers free up.
 func TestClaimAheadNeverRunsMoreHandlersThanWorkers(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
-		g := newGateHandler()
-		reg := engine.NewRegistry()
-		require.NoError(t, reg.Register("test.gate", g))
-		cat := parseWorkflows(t, `workflow "one" {
-  step "only" { handler = "test.gate" }
-}`)
-		b := setup(t, open(t), cat, withRegistry(reg), func(c *engine.Config) { c.Workers = 2 })
+		g, b := gatedEngine(t, open(t), 2)
 		var tasks []*backends.Task
 		for range 6 {
 			tasks = append(tasks, b.create("default/one", ""))
@@ -145,13 +151,7 @@ workflow "quick" {
 // A step cancelled while it waits for a worker never runs its handler.
 func TestClaimAheadCancelledWhileWaiting(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
-		g := newGateHandler()
-		reg := engine.NewRegistry()
-		require.NoError(t, reg.Register("test.gate", g))
-		cat := parseWorkflows(t, `workflow "one" {
-  step "only" { handler = "test.gate" }
-}`)
-		b := setup(t, open(t), cat, withRegistry(reg), func(c *engine.Config) { c.Workers = 1 })
+		g, b := gatedEngine(t, open(t), 1)
 		first := b.create("default/one", "")
 		b.start()
 		eventually(t, func() bool { return g.running.Load() == 1 }, "the first handler to run")
