@@ -137,15 +137,13 @@ const lockTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
 	 ORDER BY id FOR NO KEY UPDATE`
 
 // taskContextsOfStepsSQL is the execution context (SEMANTICS §4) of the
-// tasks of the steps $1, each at the latest of those steps' instants $2,
-// with whether any step of the task is cancelled (the states the counts
-// leave out: complete and resolved_manually are completed_steps). LATERAL over a plain
+// tasks of the steps $1, each at the latest of those steps' instants $2
+// (scanContext's columns). LATERAL over a plain
 // column: PostgreSQL inlines the SQL function only when its arguments hold
 // no sub-select; otherwise it plans the function's body on every call.
 const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps, c.in_progress_steps, c.completed_steps,
 	c.failed_steps, c.ready_steps, c.blocked_steps, c.execution_status, c.recommended_action,
-	c.health_status, c.completion_percentage,
-	c.total_steps > c.pending_steps + c.in_progress_steps + c.completed_steps + c.failed_steps
+	c.health_status, c.completion_percentage
 	FROM (SELECT s.task_id, max(r.at) AS at
 	        FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) JOIN steps s ON s.id = r.id
 	       GROUP BY s.task_id) q,
@@ -338,22 +336,21 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(keyLookupsSQL)
+	stepMoves := 0 // move statements queued
 	if len(cIDs) > 0 {
 		b.Queue(completeStepsSQL, cIDs, cTokens, cNows, cResults)
+		stepMoves++
 	}
 	if len(fIDs) > 0 {
 		b.Queue(failStepsSQL, fIDs, fTokens, fNows, fErrors, fBackoffs, fRetryable, fKinds)
+		stepMoves++
 	}
 	b.Queue(lockTasksSQL, ids)
 	b.Queue(taskContextsOfStepsSQL, ids, nows)
 
 	moved := map[int64]*backends.Step{}
 	tasks := map[int64]*backends.Task{}
-	type taskContext struct {
-		ec           backends.ExecutionContext
-		anyCancelled bool
-	}
-	contexts := map[int64]taskContext{}
+	contexts := map[int64]backends.ExecutionContext{}
 	taskOf = map[int64]int64{}
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
@@ -363,42 +360,28 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 				return err
 			}
 		}
-		for range boolInt(len(cIDs) > 0) + boolInt(len(fIDs) > 0) {
-			rows, _ := br.Query()
-			for rows.Next() {
-				st, err := scanStep(rows)
-				if err != nil {
-					return err
-				}
-				moved[st.ID] = st
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
-		}
-		rows, _ := br.Query()
-		for rows.Next() {
-			t, err := scanTask(rows)
+		for range stepMoves {
+			steps, err := collect(scanStep)(br.Query())
 			if err != nil {
 				return err
 			}
+			for _, st := range steps {
+				moved[st.ID] = st
+			}
+		}
+		locked, err := collect(func(r pgx.Row) (*backends.Task, error) { return scanTask(r) })(br.Query())
+		if err != nil {
+			return err
+		}
+		for _, t := range locked {
 			tasks[t.ID] = t
 		}
-		if err := rows.Err(); err != nil {
+		ecs, err := collect(scanContext)(br.Query())
+		if err != nil {
 			return err
 		}
-		rows, _ = br.Query()
-		for rows.Next() {
-			var c taskContext
-			if err := rows.Scan(&c.ec.TaskID, &c.ec.TotalSteps, &c.ec.PendingSteps, &c.ec.InProgressSteps, &c.ec.CompletedSteps,
-				&c.ec.FailedSteps, &c.ec.ReadySteps, &c.ec.BlockedSteps, &c.ec.ExecutionStatus, &c.ec.RecommendedAction,
-				&c.ec.HealthStatus, &c.ec.CompletionPercentage, &c.anyCancelled); err != nil {
-				return err
-			}
-			contexts[c.ec.TaskID] = c
-		}
-		if err := rows.Err(); err != nil {
-			return err
+		for _, ec := range ecs {
+			contexts[ec.TaskID] = ec
 		}
 		return br.Close()
 	}()
@@ -429,13 +412,13 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 		if st == nil {
 			continue
 		}
-		task, c := tasks[st.TaskID], contexts[st.TaskID]
-		if task == nil || c.ec.TaskID == 0 {
+		task, ec := tasks[st.TaskID], contexts[st.TaskID]
+		if task == nil || ec.TaskID == 0 {
 			return nil, nil, fmt.Errorf("finalizing task %d: its row or context is missing", st.TaskID)
 		}
 		f := &final{d: backends.DecisionNone, now: r.now}
 		if !task.State.Finished() {
-			f.d = backends.Decide(c.ec, c.anyCancelled)
+			f.d = backends.Decide(ec, anyCancelled(ec))
 			f.path = backends.FinalizePath(task.State, f.d)
 		}
 		finals[task.ID] = f
@@ -444,7 +427,7 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 	b = &pgx.Batch{}
 	var moves []int64 // task of each queued move, in order
 	for _, id := range order {
-		f, task, ec := finals[id], tasks[id], contexts[id].ec
+		f, task, ec := finals[id], tasks[id], contexts[id]
 		meta := metadata(map[string]any{"decision": string(f.d), "execution_status": ec.ExecutionStatus})
 		from := task.State
 		for _, to := range f.path {
@@ -490,15 +473,26 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 			continue
 		}
 		answers[i] = resultResp{rr: &backends.RecordResult{
-			Step: st, Task: tasks[st.TaskID], Context: contexts[st.TaskID].ec, Decision: finals[st.TaskID].d,
+			Step: st, Task: tasks[st.TaskID], Context: contexts[st.TaskID], Decision: finals[st.TaskID].d,
 		}}
 	}
 	return answers, taskOf, nil
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// anyCancelled reports whether a step of the task is cancelled: the one
+// state the context's counts leave out (completed_steps counts complete
+// and resolved_manually, failed_steps error).
+func anyCancelled(ec backends.ExecutionContext) bool {
+	return ec.TotalSteps > ec.PendingSteps+ec.InProgressSteps+ec.CompletedSteps+ec.FailedSteps
+}
+
+// collect reads every row of a pipelined query (the pair br.Query
+// returns) with scan.
+func collect[T any](scan func(pgx.Row) (T, error)) func(pgx.Rows, error) ([]T, error) {
+	return func(rows pgx.Rows, err error) ([]T, error) {
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
 	}
-	return 0
 }
