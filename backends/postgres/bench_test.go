@@ -29,6 +29,12 @@ var benchNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // statement per row, then ANALYZEs.
 func seedTasks(tb testing.TB, s *postgres.Store, n, stepsPer int, taskState, stepState backends.State) {
 	tb.Helper()
+	insertTasks(tb, s, n, stepsPer, taskState, stepState, true)
+}
+
+// insertTasks is seedTasks, with the ANALYZE optional.
+func insertTasks(tb testing.TB, s *postgres.Store, n, stepsPer int, taskState, stepState backends.State, analyze bool) {
+	tb.Helper()
 	ctx := context.Background()
 	perTx := max(1, 200_000/max(1, stepsPer))
 	for done := 0; done < n; done += perTx {
@@ -45,8 +51,10 @@ func seedTasks(tb testing.TB, s *postgres.Store, n, stepsPer int, taskState, ste
 			string(taskState), batch, benchNow, string(stepState), stepsPer)
 		require.NoError(tb, err)
 	}
-	_, err := s.Pool().Exec(ctx, `ANALYZE`)
-	require.NoError(tb, err)
+	if analyze {
+		_, err := s.Pool().Exec(ctx, `ANALYZE`)
+		require.NoError(tb, err)
+	}
 }
 
 // timed runs fn b.N times and reports the median duration as p50-ms.

@@ -47,10 +47,17 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 // claimSQL picks the steps to claim: ready for execution by the rule of
 // taskerd_step_readiness_rows (migrations/0002), in pending or in_progress
 // tasks, oldest task first, then position. The first conditions repeat the
-// predicates of the partial indexes steps_claimable and tasks_unfinished
-// word for word, so only steps that may run and whose parents are all done
-// are read, however long the history (unsatisfied_parents is a
-// pre-filter; the function still judges dependencies). FOR (NO KEY) UPDATE
+// predicate of the partial index steps_claimable word for word, so only
+// steps that may run and whose parents are all done are read, however long
+// the history (unsatisfied_parents is a pre-filter; the function still
+// judges dependencies). The task's state and the readiness rule are scalar
+// subqueries on the candidate's keys, which the planner cannot turn into
+// joins: it has to walk steps_claimable in its order and look each
+// candidate up. As joins, plans made with a young database's statistics
+// (kept by each pooled connection) drove the claim from a full scan of the
+// steps or, with few tasks unfinished, read all of tasks_unfinished in a
+// bitmap scan per candidate, through every entry that tasks finished since
+// the last VACUUM left there (migration 0006 says more). FOR (NO KEY) UPDATE
 // SKIP LOCKED: nodes claiming at once each take different rows and never
 // wait for each other; a row another claim changed before we lock it is
 // re-checked (EvalPlanQual) and dropped when it is no longer pending or
@@ -61,9 +68,8 @@ const claimSQL = `SELECT s.id, s.state, s.updated_at AS prev_updated_at,
 	END AS next_retry_at
 	FROM steps s
 	WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
-	  AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.state IN ('pending', 'in_progress'))
-	  AND EXISTS (SELECT 1 FROM taskerd_step_readiness_rows($1) r
-	               WHERE r.step_id = s.id AND r.ready_for_execution)
+	  AND (SELECT t.state FROM tasks t WHERE t.id = s.task_id) IN ('pending', 'in_progress')
+	  AND (SELECT r.ready_for_execution FROM taskerd_step_readiness_rows($1) r WHERE r.step_id = s.id)
 	ORDER BY s.task_id, s.position
 	LIMIT $2
 	FOR NO KEY UPDATE OF s SKIP LOCKED`
@@ -80,23 +86,26 @@ const claimSQL = `SELECT s.id, s.state, s.updated_at AS prev_updated_at,
 // $1 now, $2 limit, $3 owner, $4 lease expiry.
 const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 ), claimed AS (
+	-- The picks by id, from an array read once (an InitPlan): primary key
+	-- lookups whatever the planner guesses about the CTE's size. (Joined to
+	-- picked, a plan made while steps was small scanned all of it per pick.)
+	-- In SET, s.state is the state before this update.
 	UPDATE steps s SET state = 'in_progress', updated_at = $1,
-		transition_count = s.transition_count + CASE WHEN p.state = 'error' THEN 2 ELSE 1 END,
+		transition_count = s.transition_count + CASE WHEN s.state = 'error' THEN 2 ELSE 1 END,
 		attempts = s.attempts + 1, started_at = $1, backoff_request_seconds = NULL,
 		cancel_requested = false, lease_owner = $3, lease_expires_at = $4, lease_token = s.lease_token + 1
-	  FROM picked p WHERE s.id = p.id
-	RETURNING s.*, p.state AS from_state, p.prev_updated_at, p.next_retry_at,
+	 WHERE s.id = ANY ((SELECT array_agg(id) FROM picked)::bigint[])
+	RETURNING s.*,
 		format('{"attempt":%s,"lease_token":%s,"owner":%s}', s.attempts, s.lease_token, to_json($3::text)) AS meta
 ), step_log AS (
 	INSERT INTO transitions (task_id, step_id, from_state, to_state, reason, metadata, sort_key, created_at)
 	SELECT c.task_id, c.id, 'error', 'pending', 'retry', c.meta, c.transition_count - 1, $1
-	  FROM claimed c WHERE c.from_state = 'error'
+	  FROM claimed c JOIN picked p ON p.id = c.id WHERE p.state = 'error'
 	UNION ALL
 	SELECT c.task_id, c.id, 'pending', 'in_progress', 'claimed', c.meta, c.transition_count, $1
 	  FROM claimed c
 ), claimed_tasks AS (
-	-- An array read once (an InitPlan), so that the task lookups below are
-	-- primary key scans whatever the planner guesses about the CTE's size.
+	-- As above: the task lookups below are primary key scans.
 	SELECT coalesce(array_agg(DISTINCT task_id), '{}') AS ids FROM claimed
 ), started AS (
 	UPDATE tasks t SET state = 'in_progress', updated_at = $1, transition_count = t.transition_count + 1
@@ -113,20 +122,24 @@ SELECT c.id, c.task_id, c.name, c.position, c.handler, c.config, c.retryable, c.
 	c.last_attempted_at, c.last_failure_at, c.backoff_request_seconds, c.results, c.error, c.processed,
 	c.processed_at, coalesce(c.lease_owner, ''), c.lease_expires_at, c.lease_token, c.cancel_requested,
 	c.created_at, c.updated_at,
-	c.from_state = 'error',
+	p.state = 'error',
 	(SELECT json_object_agg(p.name, p.results::json)::text
 	   FROM edges e, LATERAL (SELECT name, results FROM steps WHERE id = e.parent_step_id OFFSET 0) p
 	  WHERE e.child_step_id = c.id),
 	-- Ready since: the step's last change before the claim, its backoff's
 	-- end, its parents' last changes (greatest ignores NULLs).
-	greatest(c.prev_updated_at, c.next_retry_at,
+	greatest(p.prev_updated_at, p.next_retry_at,
 		(SELECT max(p.updated_at)
 		   FROM edges e, LATERAL (SELECT updated_at FROM steps WHERE id = e.parent_step_id OFFSET 0) p
 		  WHERE e.child_step_id = c.id)),
 	t.id, t.namespace, t.workflow_name, t.workflow_version, t.context, t.initiator, t.source_system,
 	t.reason, t.tags, t.requested_at, coalesce(t.idempotency_key, ''), t.request_hash,
 	coalesce(st.state, t.state), t.created_at, coalesce(st.updated_at, t.updated_at), st.id IS NOT NULL
-FROM claimed c JOIN tasks t ON t.id = c.task_id LEFT JOIN started st ON st.id = c.task_id
+FROM claimed c JOIN picked p ON p.id = c.id
+	-- A lookup per claimed step: OFFSET 0 keeps the planner from making
+	-- this a join, which it may answer by scanning tasks.
+	CROSS JOIN LATERAL (SELECT * FROM tasks WHERE id = c.task_id OFFSET 0) t
+	LEFT JOIN started st ON st.id = c.task_id
 ORDER BY c.task_id, c.position`
 
 // ClaimSteps implements backends.Store with claimStepsSQL, one statement.
@@ -148,8 +161,42 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 	}
 }
 
-func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
-	rows, err := s.pool.Query(ctx, claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)))
+// claimOnce runs claimStepsSQL in a transaction of its own, after
+// keyLookupsSQL: its plan is made once per connection and kept, and a plan
+// made while the tables are small reads whole tables (the task lookups, a
+// sequential scan of tasks per candidate) long after they have grown. One
+// round trip: BEGIN, the settings, the claim and COMMIT go as one batch.
+func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (claims []*backends.Claim, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	defer rollbackOnError(ctx, conn, &err)
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(keyLookupsSQL)
+	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)))
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
+	}
+	if claims, err = scanClaims(br.Query()); err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	return claims, br.Close()
+}
+
+// scanClaims reads claimStepsSQL's rows.
+func scanClaims(rows pgx.Rows, err error) ([]*backends.Claim, error) {
 	if err != nil {
 		return nil, err
 	}

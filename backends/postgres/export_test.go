@@ -6,8 +6,9 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// ClaimSQL is the claim's statement, for plan tests.
-var ClaimSQL = claimSQL
+// ClaimSQL is the claim's statement, for plan tests, and KeyLookupsSQL
+// the settings ClaimSteps runs it under.
+var ClaimSQL, KeyLookupsSQL = claimSQL, keyLookupsSQL
 
 // RecordTogether writes step completions as one batch, as if their callers
 // had all queued at once, and returns each one's outcome in order.

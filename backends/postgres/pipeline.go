@@ -14,10 +14,10 @@ import (
 // The hot paths — a claim and a step result — are what every step costs,
 // so they are written to cross the network as few times as possible:
 //
-//   - ClaimSteps is ONE statement (claimStepsSQL), in its own implicit
-//     transaction: pick and lock, move the steps and write their
-//     transitions, start their pending tasks, return the rows with the
-//     parents' results.
+//   - ClaimSteps is ONE statement (claimStepsSQL), in a transaction of its
+//     own sent with it in one batch: pick and lock, move the steps and
+//     write their transitions, start their pending tasks, return the rows
+//     with the parents' results.
 //   - CompleteStep and FailStep are written in batches, several workers'
 //     results in one transaction of two pipelines (results.go).
 //   - CreateTask without an idempotency key is one statement (createTaskSQL).

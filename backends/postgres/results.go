@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskerd/taskerd/backends"
 )
@@ -150,8 +151,9 @@ const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps
 	     LATERAL taskerd_task_execution_context(q.task_id, q.at) c`
 
 // keyLookupsSQL tells the planner, for the rest of the transaction, that
-// every row is to be found through an index: the batch's statements read
-// a few rows by key, but their plans are made once per connection and kept
+// every row is to be found through an index: the result batch's statements
+// and the claim read a few rows by key, but their plans are made once per
+// connection and kept
 // (generic plans), and a plan made while a table is small (a new database:
 // no statistics yet, a few pages) reads all of it with a sequential scan or
 // a hash join, which stays in the cached plan as the table grows, until
@@ -160,6 +162,15 @@ const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps
 // 0.1 ms with index scans.
 const keyLookupsSQL = `SELECT set_config('enable_seqscan', 'off', true),
 	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+
+// rollbackOnError ends, after a failure, the transaction a batch opened on
+// conn, if it is still open. (A connection left inside a transaction is
+// closed by Release, never reused; this is only the polite path.)
+func rollbackOnError(ctx context.Context, conn *pgxpool.Conn, err *error) {
+	if *err != nil && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+}
 
 // resultReq is one CompleteStep or FailStep call.
 type resultReq struct {
@@ -306,14 +317,8 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 	if err != nil {
 		return nil, nil, err
 	}
-	// A connection left inside a transaction is closed by Release, never
-	// reused; the ROLLBACK below is only the polite path.
 	defer conn.Release()
-	defer func() {
-		if err != nil && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-	}()
+	defer rollbackOnError(ctx, conn, &err)
 
 	var (
 		ids, cIDs, cTokens, fIDs, fTokens []int64
