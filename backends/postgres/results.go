@@ -151,17 +151,24 @@ const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps
 	     LATERAL taskerd_task_execution_context(q.task_id, q.at) c`
 
 // keyLookupsSQL tells the planner, for the rest of the transaction, that
-// every row is to be found through an index: the result batch's statements
-// and the claim read a few rows by key, but their plans are made once per
-// connection and kept
-// (generic plans), and a plan made while a table is small (a new database:
-// no statistics yet, a few pages) reads all of it with a sequential scan or
-// a hash join, which stays in the cached plan as the table grows, until
-// autovacuum's next ANALYZE. Measured: the lock of the tasks and the
-// contexts took 4–5 ms each at 8,000 tasks with such plans, against
-// 0.1 ms with index scans.
+// every row is to be found through an index, and to use the generic plan:
+// the result batch's statements and the claim read a few rows by key.
+//
+//   - Their plans are made once per connection and kept (generic plans),
+//     and a plan made while a table is small (a new database: no
+//     statistics yet, a few pages) reads all of it with a sequential scan
+//     or a hash join, which stays in the cached plan as the table grows,
+//     until autovacuum's next ANALYZE. Measured: the lock of the tasks and
+//     the contexts took 4–5 ms each at 8,000 tasks with such plans, against
+//     0.1 ms with index scans.
+//   - With array parameters, PostgreSQL's plan cache often judged a custom
+//     plan cheaper than the generic one and planned the statement again on
+//     each call: the contexts statement was planned on a quarter of its
+//     calls, 1 ms each, four times its execution time
+//     (pg_stat_statements, track_planning).
 const keyLookupsSQL = `SELECT set_config('enable_seqscan', 'off', true),
-	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // rollbackOnError ends, after a failure, the transaction a batch opened on
 // conn, if it is still open. (A connection left inside a transaction is
