@@ -248,6 +248,17 @@ func TestLookupsIgnoreUnvacuumedHistory(t *testing.T) {
 	}), int64(900), "buffers read by 9 results")
 }
 
+// The store's connections run without JIT: a generic plan's estimates can
+// pass jit_above_cost, and compiling on every execution cost the wake-up
+// question 20 ms instead of 0.1 ms.
+func TestConnectionsRunWithoutJIT(t *testing.T) {
+	t.Parallel()
+	s := pgtest.Open(t)
+	var jit string
+	require.NoError(t, s.Pool().QueryRow(context.Background(), `SHOW jit`).Scan(&jit))
+	assert.Equal(t, "off", jit)
+}
+
 // A server that answers with a refusal is not waited for.
 func TestOpenDoesNotWaitForARefusal(t *testing.T) {
 	t.Parallel()

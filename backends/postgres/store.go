@@ -131,6 +131,14 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 	// were empty: on a fresh database the context of a new task then seq
 	// scanned edges, and creating 2,000 tasks slowed from 1,540 to 575 per
 	// second (BenchmarkCreateTask); engine throughput was the same either way.
+	// JIT off, unless the DSN says otherwise: every statement here reads or
+	// writes a few rows, but a generic plan's estimates can pass
+	// jit_above_cost, and then each execution compiled it again: the
+	// wake-up question took 20 ms, 19 of them emitting code, instead of
+	// 0.1 ms (BenchmarkNextWakeup).
+	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		c.TypeMap().RegisterType(&pgtype.Type{
 			Name: "timestamptz", OID: pgtype.TimestamptzOID,
