@@ -259,6 +259,87 @@ func TestConnectionsRunWithoutJIT(t *testing.T) {
 	assert.Equal(t, "off", jit)
 }
 
+// The engine's hot statements keep to key lookups even with plans made
+// while the tables were small. A pooled connection makes its plans once
+// and keeps them until the next ANALYZE (autovacuum's, within a minute or
+// so on a busy database; never here, where it is off); the planner, told
+// that a table holds two rows, once answered a join by reading the whole
+// table for each row (the tasks of a result batch, the picks of a claim),
+// and kept that plan as the table grew.
+func TestPlansMadeYoungStayCheap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// One connection: every call below runs on it, and it keeps its plans.
+	s := pgtest.Open(t, postgres.WithMaxConns(1))
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		_, err := s.Pool().Exec(ctx, sql, args...)
+		require.NoError(t, err)
+	}
+	exec(`ALTER TABLE tasks SET (autovacuum_enabled = false)`)
+	exec(`ALTER TABLE steps SET (autovacuum_enabled = false)`)
+	seedTasks(t, s, 2, 1, backends.StateInProgress, backends.StatePending) // a young database, ANALYZEd
+	exec(`SET plan_cache_mode = force_generic_plan`)                       // rather than after five calls
+
+	claim := func(limit int) []*backends.Claim {
+		t.Helper()
+		claims, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "test", Limit: limit, LeaseDuration: time.Minute, Now: benchNow})
+		require.NoError(t, err)
+		return claims
+	}
+	complete := func(claims []*backends.Claim) {
+		t.Helper()
+		for _, c := range claims {
+			_, err := s.CompleteStep(ctx, &backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: benchNow})
+			require.NoError(t, err)
+		}
+	}
+	wakeup := func() *time.Time {
+		t.Helper()
+		at, err := s.NextWakeup(ctx, benchNow)
+		require.NoError(t, err)
+		return at
+	}
+	// The plans are made here, and kept.
+	complete(claim(1))
+	wakeup()
+
+	// Then 20,000 tasks ran and finished (their steps written complete, see
+	// TestLookupsIgnoreUnvacuumedHistory), and no ANALYZE came.
+	insertTasks(t, s, 20_000, 1, backends.StateInProgress, backends.StateComplete, false)
+	exec(`UPDATE tasks SET state = 'complete' WHERE state = 'in_progress'`)
+	insertTasks(t, s, 5, 2, backends.StateInProgress, backends.StatePending, false)
+	exec(`UPDATE steps SET state = 'in_progress', lease_owner = 'test',
+			lease_expires_at = $1::timestamptz + interval '1 minute'
+		WHERE id = (SELECT max(id) FROM steps)`, benchNow)
+
+	// Buffers read from tasks and steps (heap and indexes) while fn runs,
+	// as this connection's statistics count them.
+	buffers := func(fn func()) int64 {
+		t.Helper()
+		var before, after int64
+		for _, n := range []*int64{&before, &after} {
+			exec(`SELECT pg_stat_force_next_flush()`) // flushed as this statement ends
+			require.NoError(t, s.Pool().QueryRow(ctx, `SELECT sum(heap_blks_hit + heap_blks_read
+					+ coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0))::bigint
+				FROM pg_statio_user_tables WHERE relname IN ('tasks', 'steps')`).Scan(n))
+			if n == &before {
+				fn()
+			}
+		}
+		return after - before
+	}
+
+	// Measured with the joins: 40,466 buffers for the claim (with no steps
+	// among the 20,000 tasks; 305,067 with them) and 273,282 for the 9
+	// results; now 9, 326 and 448, most of it the 9 steps' writes.
+	assert.Less(t, buffers(func() { require.NotNil(t, wakeup()) }), int64(100), "buffers read by NextWakeup")
+	var claims []*backends.Claim
+	assert.Less(t, buffers(func() { claims = claim(20) }), int64(700), "buffers read by a claim of 9 steps")
+	require.Len(t, claims, 9, "every pending step of the unfinished tasks")
+	assert.Less(t, buffers(func() { complete(claims) }), int64(900), "buffers read by 9 results")
+}
+
 // A server that answers with a refusal is not waited for.
 func TestOpenDoesNotWaitForARefusal(t *testing.T) {
 	t.Parallel()

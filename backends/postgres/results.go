@@ -132,21 +132,27 @@ SELECT ` + stepColumns + ` FROM moved`
 }
 
 // lockTasksSQL locks the tasks of the steps $1, in id order (so that two
-// batches wait for each other rather than deadlock), and returns them.
+// batches wait for each other rather than deadlock), and returns them. Each
+// step's task is looked up by the step's id in a scalar subquery: as a
+// join (or an IN), a plan made while steps was small read all of it on
+// every batch (TestPlansMadeYoungStayCheap).
 const lockTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
-	 WHERE id IN (SELECT task_id FROM steps WHERE id = ANY ($1::bigint[]))
+	 WHERE id = ANY (ARRAY(SELECT (SELECT task_id FROM steps WHERE id = x) FROM unnest($1::bigint[]) x))
 	 ORDER BY id FOR NO KEY UPDATE`
 
 // taskContextsOfStepsSQL is the execution context (SEMANTICS §4) of the
 // tasks of the steps $1, each at the latest of those steps' instants $2
 // (scanContext's columns). LATERAL over a plain
 // column: PostgreSQL inlines the SQL function only when its arguments hold
-// no sub-select; otherwise it plans the function's body on every call.
+// no sub-select; otherwise it plans the function's body on every call. The
+// steps are read by id in a LATERAL lookup (OFFSET 0 keeps it one), for
+// the reason lockTasksSQL gives.
 const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps, c.in_progress_steps, c.completed_steps,
 	c.failed_steps, c.ready_steps, c.blocked_steps, c.execution_status, c.recommended_action,
 	c.health_status, c.completion_percentage
 	FROM (SELECT s.task_id, max(r.at) AS at
-	        FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at) JOIN steps s ON s.id = r.id
+	        FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at),
+	             LATERAL (SELECT task_id FROM steps WHERE id = r.id OFFSET 0) s
 	       GROUP BY s.task_id) q,
 	     LATERAL taskerd_task_execution_context(q.task_id, q.at) c`
 
