@@ -176,10 +176,23 @@ func TestClaimPlanUsesPartialIndex(t *testing.T) {
 // question 20 ms instead of 0.1 ms.
 func TestConnectionsRunWithoutJIT(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	s := pgtest.Open(t)
 	var jit string
-	require.NoError(t, s.Pool().QueryRow(context.Background(), `SHOW jit`).Scan(&jit))
+	require.NoError(t, s.Pool().QueryRow(ctx, `SHOW jit`).Scan(&jit))
 	assert.Equal(t, "off", jit)
+
+	// A DSN that asks for it gets it.
+	dsn := s.Pool().Config().ConnString()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	on, err := postgres.Open(ctx, dsn+sep+"jit=on", postgres.WithoutMigrate())
+	require.NoError(t, err)
+	defer on.Close()
+	require.NoError(t, on.Pool().QueryRow(ctx, `SHOW jit`).Scan(&jit))
+	assert.Equal(t, "on", jit)
 }
 
 // A server that answers with a refusal is not waited for.
