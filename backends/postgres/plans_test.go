@@ -102,6 +102,19 @@ func (p *planProbe) wakeup() {
 	assert.Equal(p.t, benchNow.Add(time.Minute), at.UTC())
 }
 
+// assertHotPathCheap holds NextWakeup, a claim of workLeft's 9 pending
+// steps and their 9 results to a few hundred buffers (most of it the
+// steps' own writes).
+func (p *planProbe) assertHotPathCheap() {
+	t := p.t
+	t.Helper()
+	assert.Less(t, p.buffers(p.wakeup), int64(100), "buffers read by NextWakeup")
+	var claims []*backends.Claim
+	assert.Less(t, p.buffers(func() { claims = p.claim(20) }), int64(700), "buffers read by a claim of 9 steps")
+	require.Len(t, claims, 9, "every pending step of the unfinished tasks")
+	assert.Less(t, p.buffers(func() { p.complete(claims) }), int64(900), "buffers read by 9 results")
+}
+
 // The wake-up question, a claim and results read a few buffers however many
 // tasks finished since the last VACUUM. Each finished task leaves a dead
 // entry in the partial index tasks_unfinished until VACUUM removes it; with
@@ -121,11 +134,7 @@ func TestLookupsIgnoreUnvacuumedHistory(t *testing.T) {
 
 	// Measured before the fix: 802 and 1,329; after: 11 and 315, most of it
 	// the 9 steps' writes. The results read 437 either way.
-	assert.Less(t, p.buffers(p.wakeup), int64(100), "buffers read by NextWakeup")
-	var claims []*backends.Claim
-	assert.Less(t, p.buffers(func() { claims = p.claim(20) }), int64(700), "buffers read by a claim of 9 steps")
-	require.Len(t, claims, 9, "every pending step of the unfinished tasks")
-	assert.Less(t, p.buffers(func() { p.complete(claims) }), int64(900), "buffers read by 9 results")
+	p.assertHotPathCheap()
 }
 
 // The engine's hot statements keep to key lookups even with plans made
@@ -151,9 +160,5 @@ func TestPlansMadeYoungStayCheap(t *testing.T) {
 	// Measured with the joins: 40,466 buffers for the claim (with no steps
 	// among the 20,000 tasks; 305,067 with them) and 273,282 for the 9
 	// results; now 9, 326 and 448, most of it the 9 steps' writes.
-	assert.Less(t, p.buffers(p.wakeup), int64(100), "buffers read by NextWakeup")
-	var claims []*backends.Claim
-	assert.Less(t, p.buffers(func() { claims = p.claim(20) }), int64(700), "buffers read by a claim of 9 steps")
-	require.Len(t, claims, 9, "every pending step of the unfinished tasks")
-	assert.Less(t, p.buffers(func() { p.complete(claims) }), int64(900), "buffers read by 9 results")
+	p.assertHotPathCheap()
 }
