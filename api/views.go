@@ -117,6 +117,7 @@ type contextView struct {
 	FailedSteps          int     `json:"failed_steps"`
 	ReadySteps           int     `json:"ready_steps"`
 	BlockedSteps         int     `json:"blocked_steps"`
+	WaitingSteps         int     `json:"waiting_steps"`
 	ExecutionStatus      string  `json:"execution_status"`
 	RecommendedAction    string  `json:"recommended_action"`
 	HealthStatus         string  `json:"health_status"`
@@ -127,7 +128,7 @@ func newContextView(ec *backends.ExecutionContext) *contextView {
 	return &contextView{
 		TotalSteps: ec.TotalSteps, PendingSteps: ec.PendingSteps, InProgressSteps: ec.InProgressSteps,
 		CompletedSteps: ec.CompletedSteps, FailedSteps: ec.FailedSteps, ReadySteps: ec.ReadySteps,
-		BlockedSteps: ec.BlockedSteps, ExecutionStatus: ec.ExecutionStatus, RecommendedAction: ec.RecommendedAction,
+		BlockedSteps: ec.BlockedSteps, WaitingSteps: ec.WaitingSteps, ExecutionStatus: ec.ExecutionStatus, RecommendedAction: ec.RecommendedAction,
 		HealthStatus: ec.HealthStatus, CompletionPercentage: ec.CompletionPercentage,
 	}
 }

@@ -6,15 +6,18 @@ package backends
 // happens to the task.
 func Decide(ec ExecutionContext, anyStepCancelled bool) FinalizeDecision {
 	switch ec.ExecutionStatus {
+	case StatusCancelled:
+		return DecisionNone
 	case StatusAllComplete:
 		return DecisionComplete
 	case StatusBlockedByFailures:
 		return DecisionError
 	case StatusWaitingForDependencies:
-		// Nothing is ready or running, and nothing is blocked. With no step
-		// in error nothing waits on a backoff either: if a step was
-		// cancelled, what is left can never run.
-		if anyStepCancelled && ec.FailedSteps == 0 {
+		// Nothing is ready or running. Either a step waits out a backoff
+		// (it will run, even beside a blocked branch: continue), or no step
+		// is in error at all, and then, if a step was cancelled, what is
+		// left can never run.
+		if anyStepCancelled && ec.WaitingSteps == 0 {
 			return DecisionCancelled
 		}
 	}

@@ -88,6 +88,8 @@ const (
 	ErrorKindTimeout       = "timeout"        // the handler ran past the step timeout
 	ErrorKindLeaseExpired  = "lease_expired"  // the node running it stopped heartbeating
 	ErrorKindPluginCrashed = "plugin_crashed" // the plugin process died during the call
+	ErrorKindCancelled     = "cancelled"      // an operator cancelled the step while it ran
+	ErrorKindInvalidResult = "invalid_result" // the handler's result cannot be stored (not JSON, NUL, bad UTF-8)
 )
 
 // Edge is a dependency between two steps of one task: Parent provides for Child.
@@ -137,8 +139,16 @@ func (r ReadinessRow) PermanentlyBlocked() bool {
 	return r.CurrentState == StateError && !r.RetryEligible
 }
 
+// Waiting: in error, still retry-eligible, and not ready yet because its
+// backoff has not passed (SEMANTICS §4). It will run again on its own, so
+// it keeps its task alive.
+func (r ReadinessRow) Waiting() bool {
+	return r.CurrentState == StateError && r.RetryEligible && !r.ReadyForExecution
+}
+
 // ExecutionStatus values (SEMANTICS §4).
 const (
+	StatusCancelled              = "cancelled"
 	StatusHasReadySteps          = "has_ready_steps"
 	StatusProcessing             = "processing"
 	StatusBlockedByFailures      = "blocked_by_failures"
@@ -148,6 +158,7 @@ const (
 
 // RecommendedAction values, in the same order as the statuses.
 const (
+	ActionNone                = "none"
 	ActionExecuteReadySteps   = "execute_ready_steps"
 	ActionWaitForCompletion   = "wait_for_completion"
 	ActionHandleFailures      = "handle_failures"
@@ -161,18 +172,22 @@ const (
 	HealthRecovering = "recovering"
 	HealthBlocked    = "blocked"
 	HealthUnknown    = "unknown"
+	HealthCancelled  = "cancelled"
 )
 
 // ExecutionContext is SEMANTICS §4 for one task at one instant.
 type ExecutionContext struct {
-	TaskID               int64
-	TotalSteps           int
-	PendingSteps         int
-	InProgressSteps      int
-	CompletedSteps       int // complete or resolved_manually
-	FailedSteps          int // error
-	ReadySteps           int
-	BlockedSteps         int // permanently blocked
+	TaskID          int64
+	TotalSteps      int
+	PendingSteps    int
+	InProgressSteps int
+	CompletedSteps  int // complete or resolved_manually
+	FailedSteps     int // error
+	ReadySteps      int
+	BlockedSteps    int // permanently blocked
+	// WaitingSteps are in error, still retry-eligible and not ready yet:
+	// they wait out a backoff and will run again.
+	WaitingSteps         int
 	ExecutionStatus      string
 	RecommendedAction    string
 	HealthStatus         string

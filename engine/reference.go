@@ -88,8 +88,10 @@ func ReferenceReadiness(steps []*backends.Step, edges []backends.Edge, now time.
 	return rows
 }
 
-// ReferenceExecutionContext summarises a task's readiness rows.
-func ReferenceExecutionContext(taskID int64, rows []backends.ReadinessRow) backends.ExecutionContext {
+// ReferenceExecutionContext summarises a task's readiness rows. taskState
+// is the task's own state: a cancelled task's context says so, whatever its
+// steps.
+func ReferenceExecutionContext(taskID int64, taskState backends.State, rows []backends.ReadinessRow) backends.ExecutionContext {
 	ec := backends.ExecutionContext{TaskID: taskID, TotalSteps: len(rows)}
 	for _, r := range rows {
 		switch r.CurrentState {
@@ -108,12 +110,22 @@ func ReferenceExecutionContext(taskID int64, rows []backends.ReadinessRow) backe
 		if r.PermanentlyBlocked() {
 			ec.BlockedSteps++
 		}
+		if r.Waiting() {
+			ec.WaitingSteps++
+		}
 	}
+	cancelled := taskState == backends.StateCancelled
 	switch {
+	case cancelled:
+		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusCancelled, backends.ActionNone
 	case ec.ReadySteps > 0:
 		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusHasReadySteps, backends.ActionExecuteReadySteps
 	case ec.InProgressSteps > 0:
 		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusProcessing, backends.ActionWaitForCompletion
+	case ec.WaitingSteps > 0:
+		// A step that will still run keeps the task alive, even beside a
+		// blocked branch: the task goes to error only when nothing can run.
+		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusWaitingForDependencies, backends.ActionWaitForDependencies
 	case ec.BlockedSteps > 0:
 		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusBlockedByFailures, backends.ActionHandleFailures
 	case ec.CompletedSteps == ec.TotalSteps && ec.TotalSteps > 0:
@@ -122,6 +134,8 @@ func ReferenceExecutionContext(taskID int64, rows []backends.ReadinessRow) backe
 		ec.ExecutionStatus, ec.RecommendedAction = backends.StatusWaitingForDependencies, backends.ActionWaitForDependencies
 	}
 	switch {
+	case cancelled:
+		ec.HealthStatus = backends.HealthCancelled
 	case ec.FailedSteps == 0:
 		ec.HealthStatus = backends.HealthHealthy
 	case ec.ReadySteps > 0:

@@ -361,6 +361,63 @@ func TestDiamondWithFailingBranch(t *testing.T) {
 	})
 }
 
+// A branch blocked for good does not stop a step that waits out its
+// backoff beside it (SEMANTICS §4): the task stays in progress, the
+// waiting step runs again and completes, and only then, with nothing left
+// that can run, does the task go to error.
+func TestBlockedBranchBesideAWaitingOne(t *testing.T) {
+	t.Parallel()
+	const src = `
+workflow "split" {
+  retry {
+    base = "1ms"
+    max  = "10ms"
+  }
+  step "start" {
+    handler = "builtin.noop"
+  }
+  step "doomed" {
+    handler    = "builtin.fail"
+    config     = { retryable = false }
+    depends_on = [step.start]
+  }
+  step "patient" {
+    handler    = "builtin.fail"
+    config     = { times = 1, backoff_seconds = 1 }
+    depends_on = [step.start]
+  }
+  step "merge" {
+    handler    = "builtin.noop"
+    depends_on = [step.doomed, step.patient]
+  }
+}
+`
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		b := setup(t, open(t), parseWorkflows(t, src))
+		b.start()
+		task := b.create("split", "")
+		b.waitTask(task.ID, backends.StateError)
+		steps := b.steps(task.ID)
+		require.Equal(t, map[string]backends.State{
+			"start": backends.StateComplete, "doomed": backends.StateError,
+			"patient": backends.StateComplete, "merge": backends.StatePending,
+		}, states(steps))
+		require.Equal(t, 2, steps["patient"].Attempts)
+		ec, err := b.store.TaskExecutionContext(context.Background(), task.ID, time.Now().UTC())
+		require.NoError(t, err)
+		require.Equal(t, backends.StatusBlockedByFailures, ec.ExecutionStatus)
+		failed := 0
+		for _, ev := range b.taskEvents(task.ID) {
+			if ev.Type == engine.EventTaskFailed {
+				failed++
+			}
+		}
+		require.Equal(t, 1, failed, "the task failed once, when nothing could run any more")
+		b.checkOrdering(task.ID)
+		b.checkEvents(task.ID)
+	})
+}
+
 const parallelMergeHCL = `
 workflow "parallel_merge" {
   retry {

@@ -169,16 +169,12 @@ func testClaim(t *testing.T, newStore func(t *testing.T) backends.Store) {
 	t.Run("OnlyTasksPendingOrInProgress", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)
-		// a fails for good while b runs; b then fails retryably: nothing is
-		// ready or running and a is blocked, so the task is in error. Once
-		// b's backoff is over b is ready by §3, but its task is in error.
-		task := b.create(step("a"), step("b"))
-		a := b.claimOne("a", base)
-		bb := b.claimOne("b", base)
-		b.fail(a, false, nil, base)
-		res := b.fail(bb, true, nil, base)
+		// A task in error: a fails for good, nothing else can run. Its
+		// step is never claimed again, not even once an operator could
+		// think of it as ready.
+		task := b.create(step("a"), step("b", "a"))
+		res := b.fail(b.claimOne("a", base), false, nil, base)
 		require.Equal(t, backends.DecisionError, res.Decision)
-		require.True(t, b.readiness(task.ID, at(time.Hour))["b"].ReadyForExecution)
 		require.Empty(t, b.claim(10, at(time.Hour)))
 
 		// A cancelled task's steps are never claimed.

@@ -96,6 +96,59 @@ func testContext(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		task := b.create() // zero steps: nothing is complete because nothing exists
 		check(t, b.context(task.ID, base), want{backends.StatusWaitingForDependencies, backends.ActionWaitForDependencies, backends.HealthHealthy})
 	})
+	t.Run("WaitingBesideABlockedBranch", func(t *testing.T) {
+		t.Parallel()
+		// a is blocked for good; b waits out its backoff. b will still run,
+		// so the task is not blocked: it stays in progress (SEMANTICS §4).
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b"), step("after", "a", "b"))
+		ca, cb := b.claimOne("a", base), b.claimOne("b", base)
+		b.fail(ca, false, nil, base)
+		res := b.fail(cb, true, nil, base)
+		require.Equal(t, backends.DecisionContinue, res.Decision)
+		require.Equal(t, backends.StateInProgress, b.task(task.ID).State)
+		check(t, &res.Context, want{backends.StatusWaitingForDependencies, backends.ActionWaitForDependencies, backends.HealthBlocked})
+		require.Equal(t, 1, res.Context.WaitingSteps)
+		require.Equal(t, 1, res.Context.BlockedSteps)
+		require.Equal(t, res.Context, *b.context(task.ID, base))
+
+		// When b's backoff has passed it is ready, and claimed.
+		retryAt := *b.readiness(task.ID, base)["b"].NextRetryAt
+		check(t, b.context(task.ID, retryAt), want{backends.StatusHasReadySteps, backends.ActionExecuteReadySteps, backends.HealthRecovering})
+		again := b.claim(10, retryAt)
+		require.Len(t, again, 1)
+		require.Equal(t, "b", again[0].Step.Name)
+		// b completes; a still blocks "after": now nothing can run.
+		res = b.complete(again[0], retryAt)
+		require.Equal(t, backends.DecisionError, res.Decision)
+		require.Equal(t, backends.StateError, b.task(task.ID).State)
+		check(t, &res.Context, want{backends.StatusBlockedByFailures, backends.ActionHandleFailures, backends.HealthBlocked})
+		require.Zero(t, res.Context.WaitingSteps)
+		require.Equal(t, backends.StatePending, b.step(task.ID, "after").State)
+	})
+
+	t.Run("Cancelled", func(t *testing.T) {
+		t.Parallel()
+		// A cancelled task's context says so, whatever its steps: even with
+		// a step still running (its cancel requested) and none in error.
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b"), step("c", "a"))
+		running := b.claimOne("a", base)
+		_, err := b.store.CancelTask(b.ctx, &backends.CancelTaskParams{TaskID: task.ID, Now: base})
+		require.NoError(t, err)
+		ec := b.context(task.ID, base)
+		check(t, ec, want{backends.StatusCancelled, backends.ActionNone, backends.HealthCancelled})
+		require.Equal(t, 1, ec.InProgressSteps)
+		// The running step reports: it is cancelled, and the task stays so.
+		res := b.complete(running, base)
+		require.Equal(t, backends.StateCancelled, res.Step.State)
+		require.Equal(t, backends.DecisionNone, res.Decision)
+		check(t, &res.Context, want{backends.StatusCancelled, backends.ActionNone, backends.HealthCancelled})
+		ecs, err := b.store.TaskExecutionContexts(b.ctx, []int64{task.ID}, base)
+		require.NoError(t, err)
+		require.Equal(t, []backends.ExecutionContext{res.Context}, ecs)
+	})
+
 	// HealthUnknown is unreachable: with failed > 0, either blocked > 0 (and
 	// ready = 0) or blocked = 0, and both are matched before it.
 
@@ -113,7 +166,7 @@ func testContext(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		ec := b.context(task.ID, base)
 		require.Equal(t, backends.ExecutionContext{
 			TaskID: task.ID, TotalSteps: 6, PendingSteps: 1, InProgressSteps: 1, CompletedSteps: 2,
-			FailedSteps: 1, ReadySteps: 0, BlockedSteps: 0,
+			FailedSteps: 1, ReadySteps: 0, BlockedSteps: 0, WaitingSteps: 1,
 			ExecutionStatus: backends.StatusProcessing, RecommendedAction: backends.ActionWaitForCompletion,
 			HealthStatus: backends.HealthRecovering, CompletionPercentage: 33.33,
 		}, *ec)

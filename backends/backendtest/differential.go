@@ -310,10 +310,16 @@ func (d *differ) compare(ids []int64, now time.Time) {
 		for i := range want { // the time values themselves, not just their microseconds
 			require.True(d.t, equalTime(want[i].NextRetryAt, got[i].NextRetryAt))
 		}
-		wantEC := engine.ReferenceExecutionContext(id, want)
+		task, err := d.store.GetTask(d.ctx, id)
+		require.NoError(d.t, err)
+		wantEC := engine.ReferenceExecutionContext(id, task.State, want)
 		gotEC, err := d.store.TaskExecutionContext(d.ctx, id, now)
 		require.NoError(d.t, err)
 		require.Equal(d.t, wantEC, *gotEC, "execution context of task %d at %s", id, now)
+		if !now.Before(d.clock) {
+			// Not before the last write: the task's state must agree.
+			requireAgreement(d.t, task, wantEC)
+		}
 		wantRows = append(wantRows, want...)
 		wantCtx = append(wantCtx, wantEC)
 		d.states++
@@ -324,6 +330,33 @@ func (d *differ) compare(ids []int64, now time.Time) {
 	gotCtx, err := d.store.TaskExecutionContexts(d.ctx, ids, now)
 	require.NoError(d.t, err)
 	require.Equal(d.t, wantCtx, gotCtx, "batch contexts of %v at %s", ids, now)
+}
+
+// requireAgreement holds a task's state and its execution context, at or
+// after the task's last write, to each other (SEMANTICS §4 and §5.5): a task
+// is in error only when nothing can run; a task still running has something
+// ready, running or waiting out a backoff; a finished task's context says
+// what finished it.
+func requireAgreement(t *testing.T, task *backends.Task, ec backends.ExecutionContext) {
+	t.Helper()
+	switch task.State {
+	case backends.StateError:
+		require.Equal(t, backends.StatusBlockedByFailures, ec.ExecutionStatus, "task %d is in error: %+v", task.ID, ec)
+		require.Zero(t, ec.ReadySteps+ec.InProgressSteps+ec.WaitingSteps, "task %d is in error with a step that may run: %+v", task.ID, ec)
+	case backends.StatePending, backends.StateInProgress:
+		switch ec.ExecutionStatus {
+		case backends.StatusHasReadySteps, backends.StatusProcessing:
+		case backends.StatusWaitingForDependencies:
+			require.Positive(t, ec.WaitingSteps, "task %d is %s with nothing that can run: %+v", task.ID, task.State, ec)
+		default:
+			require.Failf(t, "state and context disagree", "task %d is %s: %+v", task.ID, task.State, ec)
+		}
+	case backends.StateComplete:
+		require.Equal(t, backends.StatusAllComplete, ec.ExecutionStatus, "task %d: %+v", task.ID, ec)
+	case backends.StateCancelled:
+		require.Equal(t, backends.StatusCancelled, ec.ExecutionStatus, "task %d: %+v", task.ID, ec)
+		require.Equal(t, backends.HealthCancelled, ec.HealthStatus, "task %d: %+v", task.ID, ec)
+	}
 }
 
 func equalTime(a, b *time.Time) bool {

@@ -166,9 +166,14 @@ func testLeases(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		bb := b.claimOne("b", base)
 		b.fail(a, false, ptr(100), base)
 		require.Equal(t, at(lease), *b.nextWakeup(base))
-		// b waits on a backoff, but its task goes to error: no wakeup.
+		// b waits out its backoff beside the blocked a: the task stays in
+		// progress, and b's retry (2 s) is the next wake-up, not a's 100 s.
 		b.fail(bb, true, nil, base)
+		require.Equal(t, backends.StateInProgress, b.task(t1.ID).State)
+		require.Equal(t, at(2*time.Second), *b.nextWakeup(base))
+		// b fails for good too: the task goes to error, and nothing wakes.
+		b.fail(b.claimOne("b", at(2*time.Second)), false, nil, at(2*time.Second))
 		require.Equal(t, backends.StateError, b.task(t1.ID).State)
-		require.Nil(t, b.nextWakeup(base))
+		require.Nil(t, b.nextWakeup(at(2*time.Second)))
 	})
 }

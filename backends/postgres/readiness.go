@@ -12,7 +12,8 @@ import (
 )
 
 // The readiness rule (SEMANTICS §3) and the execution context (§4) live in
-// the SQL functions of migrations/0002_functions.sql; these methods only
+// the SQL functions of migrations/0002_functions.sql (the context's as
+// 0007_context_waiting_cancelled.sql replaced them); these methods only
 // call them and scan.
 
 const readinessColumns = `step_id, task_id, name, current_state, dependencies_satisfied, retry_eligible,
@@ -20,7 +21,7 @@ const readinessColumns = `step_id, task_id, name, current_state, dependencies_sa
 	attempts, retry_limit, backoff_request_seconds, last_attempted_at`
 
 const contextColumns = `task_id, total_steps, pending_steps, in_progress_steps, completed_steps,
-	failed_steps, ready_steps, blocked_steps, execution_status, recommended_action,
+	failed_steps, ready_steps, blocked_steps, waiting_steps, execution_status, recommended_action,
 	health_status, completion_percentage`
 
 var (
@@ -124,7 +125,7 @@ func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now tim
 func scanContext(sc pgx.Row) (backends.ExecutionContext, error) {
 	var ec backends.ExecutionContext
 	err := sc.Scan(&ec.TaskID, &ec.TotalSteps, &ec.PendingSteps, &ec.InProgressSteps, &ec.CompletedSteps,
-		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
+		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.WaitingSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
 		&ec.HealthStatus, &ec.CompletionPercentage)
 	return ec, err
 }

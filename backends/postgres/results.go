@@ -148,7 +148,7 @@ const lockTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
 // steps are read by id in a LATERAL lookup (OFFSET 0 keeps it one), for
 // the reason lockTasksSQL gives.
 const taskContextsOfStepsSQL = `SELECT c.task_id, c.total_steps, c.pending_steps, c.in_progress_steps, c.completed_steps,
-	c.failed_steps, c.ready_steps, c.blocked_steps, c.execution_status, c.recommended_action,
+	c.failed_steps, c.ready_steps, c.blocked_steps, c.waiting_steps, c.execution_status, c.recommended_action,
 	c.health_status, c.completion_percentage
 	FROM (SELECT s.task_id, max(r.at) AS at
 	        FROM unnest($1::bigint[], $2::timestamptz[]) AS r(id, at),

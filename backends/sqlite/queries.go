@@ -51,7 +51,7 @@ const readinessColumns = `step_id, task_id, name, state, dependencies_satisfied,
 	attempts, retry_limit, backoff_request_seconds, last_attempted_at`
 
 const contextColumns = `task_id, total_steps, pending_steps, in_progress_steps, completed_steps,
-	failed_steps, ready_steps, blocked_steps, execution_status, recommended_action,
+	failed_steps, ready_steps, blocked_steps, waiting_steps, execution_status, recommended_action,
 	health_status, completion_percentage`
 
 var (
@@ -75,12 +75,12 @@ var (
 
 	taskContextSQL = withContext(
 		`SELECT * FROM steps WHERE task_id = @task_id`,
-		`SELECT id FROM tasks WHERE id = @task_id`,
+		`SELECT id, state FROM tasks WHERE id = @task_id`,
 		`SELECT `+contextColumns+` FROM execution_context`)
 
 	taskContextsSQL = withContext(
 		`SELECT * FROM steps WHERE task_id IN (SELECT value FROM json_each(@ids))`,
-		`SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(@ids))`,
+		`SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(@ids))`,
 		`SELECT `+contextColumns+` FROM execution_context ORDER BY task_id`)
 
 	// ClaimSteps: the ready steps of pending or in_progress tasks, oldest

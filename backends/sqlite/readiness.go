@@ -116,7 +116,7 @@ func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now tim
 func scanContext(sc scanner) (backends.ExecutionContext, error) {
 	var ec backends.ExecutionContext
 	err := sc.Scan(&ec.TaskID, &ec.TotalSteps, &ec.PendingSteps, &ec.InProgressSteps, &ec.CompletedSteps,
-		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
+		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.WaitingSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
 		&ec.HealthStatus, &ec.CompletionPercentage)
 	return ec, err
 }
