@@ -298,6 +298,16 @@ workflow "long" {
 		got, err := b.store.GetTask(context.Background(), task.ID)
 		require.NoError(t, err)
 		require.Equal(t, backends.StateCancelled, got.State)
+		// The stopped handler's error reads as a cancellation.
+		se := stepError(t, steps["nap"])
+		require.Equal(t, backends.ErrorKindCancelled, se.Kind)
+		require.False(t, se.Retryable)
+		require.Contains(t, se.Message, "cancelled while running")
+		// And so does the task's context.
+		ec, err := b.store.TaskExecutionContext(context.Background(), task.ID, time.Now().UTC())
+		require.NoError(t, err)
+		require.Equal(t, backends.StatusCancelled, ec.ExecutionStatus)
+		require.Equal(t, backends.HealthCancelled, ec.HealthStatus)
 
 		// Each cancellation is told once.
 		count := map[string]int{}

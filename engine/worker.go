@@ -358,6 +358,14 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			Retryable: true,
 			Kind:      backends.ErrorKindTimeout,
 		}
+	case failed && errors.Is(cause, errCancelRequested):
+		// The store records it as cancelled whatever it is told; the
+		// message should say so too, not "context canceled".
+		stepErr = backends.StepError{
+			Message:   fmt.Sprintf("step %s cancelled while running: %v", s.Name, out.err),
+			Retryable: false,
+			Kind:      backends.ErrorKindCancelled,
+		}
 	case failed:
 		stepErr, backoff = failureFromError(out.err)
 	default:

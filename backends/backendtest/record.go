@@ -162,7 +162,25 @@ func testRecord(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.Equal(t, backends.StateCancelled, res.Step.State)
 		require.Equal(t, backends.DecisionNone, res.Decision)
 		require.Equal(t, backends.StateCancelled, res.Task.State)
+		// Whatever the handler reported, the step stopped because it was
+		// cancelled: kind cancelled, not retryable, the message kept.
+		var se backends.StepError
+		require.NoError(t, json.Unmarshal(res.Step.Error, &se))
+		require.Equal(t, backends.StepError{Message: "boom", Retryable: false, Kind: backends.ErrorKindCancelled}, se)
 		b.checkTransitions(task.ID)
+
+		// So does a step whose cancel was requested and whose node died.
+		t2 := b.create(step("c"))
+		c := b.claimOne("c", base)
+		_, err = b.store.CancelTask(b.ctx, &backends.CancelTaskParams{TaskID: t2.ID, Now: base})
+		require.NoError(t, err)
+		rrs := b.recover(10, at(time.Hour))
+		require.Len(t, rrs, 1)
+		require.Equal(t, c.Step.ID, rrs[0].Step.ID)
+		require.Equal(t, backends.StateCancelled, rrs[0].Step.State)
+		require.NoError(t, json.Unmarshal(rrs[0].Step.Error, &se))
+		require.Equal(t, backends.ErrorKindCancelled, se.Kind)
+		require.False(t, se.Retryable)
 	})
 }
 

@@ -74,14 +74,18 @@ var completeStepsSQL = `WITH moved AS (
 // lease tokens, $3 instants, $4 errors (JSON), $5 requested backoffs
 // (NULL for none), $6 retryable, $7 error kinds. A permanent failure clears
 // retryable. When a cancel was requested while the step ran, it becomes
-// cancelled: the error and LastAttemptedAt are stored, but LastFailureAt
-// is not (it is the time the step last entered error) and neither is the
-// requested backoff.
+// cancelled: the error (as kind cancelled, not retryable: whatever the
+// handler said, the step stopped because it was cancelled) and
+// LastAttemptedAt are stored, but LastFailureAt is not (it is the time the
+// step last entered error) and neither is the requested backoff.
 var failStepsSQL = `WITH moved AS (
 	UPDATE steps s SET
 		state = CASE WHEN s.cancel_requested THEN 'cancelled' ELSE 'error' END,
 		updated_at = ` + reqAt + `, transition_count = s.transition_count + 1,
-		last_attempted_at = ` + reqAt + `, error = ` + req(4, "text") + `,
+		last_attempted_at = ` + reqAt + `,
+		error = CASE WHEN s.cancel_requested
+		             THEN (` + req(4, "text") + `::jsonb || '{"kind": "cancelled", "retryable": false}')::text
+		             ELSE ` + req(4, "text") + ` END,
 		last_failure_at = CASE WHEN s.cancel_requested THEN s.last_failure_at ELSE ` + reqAt + ` END,
 		backoff_request_seconds = CASE WHEN s.cancel_requested THEN NULL ELSE ` + req(5, "integer") + ` END,
 		retryable = CASE WHEN NOT s.cancel_requested AND NOT ` + req(6, "boolean") + ` THEN false ELSE s.retryable END,

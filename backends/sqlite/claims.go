@@ -266,7 +266,8 @@ func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.T
 }
 
 // FailStep implements backends.Store. When a cancel was requested while the
-// step ran, it becomes cancelled: the error and LastAttemptedAt are stored,
+// step ran, it becomes cancelled: the error (kind cancelled, not retryable)
+// and LastAttemptedAt are stored,
 // but LastFailureAt is not (it is the time the step last entered error) and
 // neither is the requested backoff.
 func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
@@ -292,13 +293,16 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 // failStep writes a failure of a running step (a worker's report or a lease
 // recovery) and returns the written row.
 func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.StepError, backoff *int, now time.Time) (*backends.Step, error) {
+	to, reason := backends.StateError, "failed: "+se.Kind
+	if st.CancelRequested {
+		// Whatever the handler said, the step stopped because it was
+		// cancelled.
+		to, reason = backends.StateCancelled, "cancelled while running"
+		se.Kind, se.Retryable = backends.ErrorKindCancelled, false
+	}
 	errJSON, err := json.Marshal(se)
 	if err != nil {
 		return nil, err
-	}
-	to, reason := backends.StateError, "failed: "+se.Kind
-	if st.CancelRequested {
-		to, reason = backends.StateCancelled, "cancelled while running"
 	}
 	meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "error": se}
 	var backoffArg any
