@@ -215,3 +215,7 @@ func (t timedHandler) Execute(ctx context.Context, req *engine.StepRequest) (jso
 	t.hist.WithLabelValues(t.name, outcome).Observe(time.Since(start).Seconds())
 	return res, err
 }
+
+// Unwrap is the handler timed, so that the engine finds its optional
+// interfaces (engine.RetryHook) through the timing.
+func (t timedHandler) Unwrap() engine.Handler { return t.h }

@@ -32,6 +32,39 @@ func (f HandlerFunc) Execute(ctx context.Context, req *StepRequest) (json.RawMes
 	return f(ctx, req)
 }
 
+// RetryHook is an optional interface of a Handler. When an operator
+// retries a step (RetryStep, or RetryTask for each step it puts back), the
+// engine calls OperatorRetry on the handler this node's Registry holds for
+// the step's handler name, once per handler name and action, after the
+// retry is recorded and before the action returns. A plugin handler uses
+// it to relaunch a crashed plugin now instead of after its restart
+// backoff, so that the retry does not fail again for a plugin that may
+// have been fixed. It must return promptly and not panic.
+//
+// A handler that wraps another (to time or log its calls) should have a
+// method Unwrap() Handler returning the one it wraps: the engine follows it
+// to find a RetryHook.
+type RetryHook interface {
+	OperatorRetry()
+}
+
+// retryHookOf finds the RetryHook of h, or of the handlers it wraps.
+func retryHookOf(h Handler) (RetryHook, bool) {
+	for range 16 { // a bound against a wrapper that unwraps to itself
+		if hook, ok := h.(RetryHook); ok {
+			return hook, true
+		}
+		u, ok := h.(interface{ Unwrap() Handler })
+		if !ok {
+			return nil, false
+		}
+		if h = u.Unwrap(); h == nil {
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
 // StepRequest is everything a handler gets for one attempt of a step.
 type StepRequest struct {
 	TaskID   int64

@@ -104,9 +104,32 @@ func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(now 
 	}
 	w.end(e.publish, e.changeEvents(ctx, now, change, before, act))
 
+	if act == actionRetry {
+		e.retryHooks(change)
+	}
 	e.cancelLocal(change.CancelRequested)
 	e.Wake()
 	return change, nil
+}
+
+// retryHooks tells the handlers of the steps a retry put back to pending
+// (RetryHook), each handler name once.
+func (e *Engine) retryHooks(c *backends.Change) {
+	if c == nil {
+		return
+	}
+	told := map[string]bool{}
+	for _, s := range c.Steps {
+		if s.State != backends.StatePending || told[s.Handler] {
+			continue
+		}
+		told[s.Handler] = true
+		if h, ok := e.registry.Lookup(s.Handler); ok {
+			if hook, ok := retryHookOf(h); ok {
+				hook.OperatorRetry()
+			}
+		}
+	}
 }
 
 func (e *Engine) changeEvents(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {

@@ -206,6 +206,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reloadWorkflows(eng, f.workflows, registry, log)
+				plugins.ResetBackoff("SIGHUP") // a crashing plugin may have been fixed: relaunch it now
 				continue
 			}
 			log.Info("stopping", "signal", sig.String(), "grace", f.grace)

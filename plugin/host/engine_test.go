@@ -32,6 +32,12 @@ func startEngine(t *testing.T, open func(testing.TB) backends.Store, src string)
 	b := startTestPlugin(t, nil)
 	reg := builtin.NewRegistry()
 	require.NoError(t, b.host.Register(reg))
+	return startEngineWith(t, open, src, b, reg)
+}
+
+// startEngineWith runs an engine over reg (which holds b's handlers).
+func startEngineWith(t *testing.T, open func(testing.TB) backends.Store, src string, b *bundle, reg *engine.Registry) *e2e {
+	t.Helper()
 
 	wfs, diags := definition.NewParser().ParseSource("wf.hcl", []byte(src))
 	require.False(t, diags.HasErrors(), diags.Error())

@@ -51,15 +51,20 @@ type bundle struct {
 // when the test ends.
 func startTestPlugin(t testing.TB, mod func(*host.Spec)) *bundle {
 	t.Helper()
+	return startTestPluginWith(t, mod, host.Options{RestartMin: 20 * time.Millisecond})
+}
+
+// startTestPluginWith is startTestPlugin with opts (its Logger is the
+// bundle's).
+func startTestPluginWith(t testing.TB, mod func(*host.Spec), opts host.Options) *bundle {
+	t.Helper()
 	spec := host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum, Config: json.RawMessage(`{"greeting":"hi"}`)}
 	if mod != nil {
 		mod(&spec)
 	}
 	logs := &syncBuffer{}
-	h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{
-		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		RestartMin: 20 * time.Millisecond,
-	})
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h, err := host.Start(context.Background(), []host.Spec{spec}, opts)
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	p, ok := h.Plugin(spec.Name)

@@ -23,6 +23,7 @@ const (
 	DefaultStartTimeout   = 10 * time.Second
 	DefaultRestartMin     = 100 * time.Millisecond
 	DefaultRestartMax     = 30 * time.Second
+	DefaultHealthyPeriod  = time.Minute
 	DefaultMaxConcurrency = 64
 )
 
@@ -50,9 +51,15 @@ type Options struct {
 	// Configure each.
 	StartTimeout time.Duration
 	// RestartMin and RestartMax bound the wait before relaunching a plugin
-	// that died; it doubles for every crash of an instance that lived less
-	// than a minute.
+	// that died (its restart backoff): it doubles with every relaunch, and
+	// goes back to RestartMin when the plugin has stayed up for
+	// HealthyPeriod, or at once on Plugin.ResetBackoff.
 	RestartMin, RestartMax time.Duration
+	// HealthyPeriod is how long a relaunched plugin must stay up for its
+	// restart backoff to go back to RestartMin, so that a crash long after
+	// a bad spell is repaired as quickly as the first one. 0 means
+	// DefaultHealthyPeriod.
+	HealthyPeriod time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +74,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RestartMax < o.RestartMin {
 		o.RestartMax = max(DefaultRestartMax, o.RestartMin)
+	}
+	if o.HealthyPeriod <= 0 {
+		o.HealthyPeriod = DefaultHealthyPeriod
 	}
 	return o
 }
@@ -169,6 +179,18 @@ func (h *Host) Register(r *engine.Registry) error {
 		}
 	}
 	return nil
+}
+
+// ResetBackoff resets the restart backoff of every plugin
+// (Plugin.ResetBackoff): a plugin waiting to be relaunched is relaunched
+// now. reason is logged. A nil Host does nothing.
+func (h *Host) ResetBackoff(reason string) {
+	if h == nil {
+		return
+	}
+	for _, p := range h.plugins {
+		p.ResetBackoff(reason)
+	}
 }
 
 // Close stops every plugin and waits for their processes to exit.

@@ -45,8 +45,11 @@ type Plugin struct {
 	ready    chan struct{} // closed when cur is set again
 	closed   bool
 	restarts int
+	// delay is the restart backoff: the wait before the next relaunch.
+	delay time.Duration
 
 	crashed chan *instance // to the supervisor
+	reset   chan struct{}  // ResetBackoff to the supervisor (1 buffered)
 	stop    chan struct{}
 	done    chan struct{} // the supervisor returned
 }
@@ -89,6 +92,7 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 		log:     opts.Logger.With("plugin", s.Name),
 		sem:     make(chan struct{}, s.MaxConcurrency),
 		crashed: make(chan *instance, 1),
+		reset:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -96,7 +100,7 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 	if err != nil {
 		return nil, err
 	}
-	p.cur, p.handlers = inst, handlers
+	p.cur, p.handlers, p.delay = inst, handlers, opts.RestartMin
 	p.log.Info("plugin started", "path", s.Path, "pid", inst.pid, "handlers", handlerNames(handlers))
 	go p.supervise()
 	return p, nil
@@ -219,12 +223,58 @@ func (p *Plugin) Restarts() int {
 	return p.restarts
 }
 
-// Handler returns the engine.Handler of one of the plugin's handlers.
-func (p *Plugin) Handler(name string) engine.Handler {
-	return engine.HandlerFunc(func(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
-		return p.Execute(ctx, name, req)
-	})
+// RestartDelay is the plugin's restart backoff: how long the host would
+// wait before relaunching the plugin if its process died now (while a
+// relaunch is pending, the wait under way or the next one).
+func (p *Plugin) RestartDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay
 }
+
+// ResetBackoff puts the plugin's restart backoff back to RestartMin, and
+// cuts short a restart wait under way: a plugin waiting to be relaunched
+// is relaunched now (once the launch in progress, if any, has ended).
+// Use it when whatever made the plugin crash may have been fixed: an
+// operator retry, a SIGHUP. reason is logged. It does not block.
+func (p *Plugin) ResetBackoff(reason string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	down, was := p.cur == nil, p.delay
+	p.delay = p.opts.RestartMin
+	p.mu.Unlock()
+	select {
+	case p.reset <- struct{}{}:
+	default: // one is pending already
+	}
+	if down || was != p.opts.RestartMin {
+		p.log.Info("plugin restart backoff reset", "reason", reason, "was", was, "relaunch_now", down)
+	}
+}
+
+// Handler returns the engine.Handler of one of the plugin's handlers. It
+// implements engine.RetryHook: an operator retry of a step it runs resets
+// the plugin's restart backoff (ResetBackoff), so that the retry runs on a
+// relaunched process rather than waiting out a long backoff.
+func (p *Plugin) Handler(name string) engine.Handler {
+	return pluginHandler{p: p, name: name}
+}
+
+type pluginHandler struct {
+	p    *Plugin
+	name string
+}
+
+var _ engine.RetryHook = pluginHandler{}
+
+func (h pluginHandler) Execute(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+	return h.p.Execute(ctx, h.name, req)
+}
+
+func (h pluginHandler) OperatorRetry() { h.p.ResetBackoff("operator retry") }
 
 // Execute runs one attempt of a step with the plugin's handler `handler`.
 // Failures are *engine.StepFailure values: the handler's own (message,
@@ -401,18 +451,32 @@ func (p *Plugin) detach(inst *instance) bool {
 // next call needs the plugin.
 const livenessInterval = 200 * time.Millisecond
 
-// supervise relaunches the plugin when its process dies.
+// supervise relaunches the plugin when its process dies, after its
+// restart backoff (p.delay), which doubles with every relaunch up to
+// RestartMax. The backoff goes back to RestartMin when a relaunched
+// process has stayed up for HealthyPeriod, and on ResetBackoff, which also
+// ends a restart wait under way.
 func (p *Plugin) supervise() {
 	defer close(p.done)
 	tick := time.NewTicker(livenessInterval)
 	defer tick.Stop()
-	backoff := p.opts.RestartMin
+	// healthy fires when the process relaunched last (relaunched) has been
+	// up for HealthyPeriod; nil while none is being watched.
+	var healthy <-chan time.Time
+	var relaunched *instance
 	for {
 		var dead *instance
 		select {
 		case <-p.stop:
 			return
 		case dead = <-p.crashed:
+		case <-p.reset:
+			// ResetBackoff set the delay already; no restart is waiting.
+			continue
+		case <-healthy:
+			healthy = nil
+			p.markHealthy(relaunched)
+			continue
 		case <-tick.C:
 			p.mu.Lock()
 			cur := p.cur
@@ -424,39 +488,82 @@ func (p *Plugin) supervise() {
 		if dead == nil {
 			continue
 		}
+		healthy = nil
 		dead.client.Kill() // reap it, or finish off a process with a broken connection
-		if time.Since(dead.started) > time.Minute {
-			backoff = p.opts.RestartMin
+		p.mu.Lock()
+		if time.Since(dead.started) >= p.opts.HealthyPeriod {
+			// It crashed before the timer told (or it was the first
+			// process, which no timer watches): it was healthy all the same.
+			p.delay = p.opts.RestartMin
 		}
-		p.log.Error("plugin process died; restarting", "pid", dead.pid, "after", backoff)
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, p.opts.RestartMax)
-			inst, handlers, err := p.launch(context.Background())
-			if err != nil {
-				p.log.Error("restarting plugin failed", "err", err, "next_try_in", backoff)
-				continue
-			}
-			if !slices.Equal(handlers, p.handlers) {
-				p.log.Warn("restarted plugin describes other handlers; keeping the ones learned at start", "handlers", handlerNames(handlers))
-			}
+		delay := p.delay
+		p.mu.Unlock()
+		p.log.Error("plugin process died; restarting", "pid", dead.pid, "after", delay)
+		inst := p.relaunch()
+		if inst == nil {
+			return // stopped
+		}
+		relaunched, healthy = inst, time.After(p.opts.HealthyPeriod)
+	}
+}
+
+// relaunch waits out the backoff and launches the plugin until a process
+// is up, and makes it current. It returns nil when the plugin is stopped.
+func (p *Plugin) relaunch() *instance {
+	for {
+		p.mu.Lock()
+		wait := p.delay
+		p.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-p.stop:
+			timer.Stop()
+			return nil
+		case <-p.reset:
+			// ResetBackoff: launch now. The delay is RestartMin already, and
+			// stays so: the wait this launch skipped does not count.
+			timer.Stop()
+		case <-timer.C:
 			p.mu.Lock()
-			if p.closed {
-				p.mu.Unlock()
-				inst.client.Kill()
-				return
-			}
-			p.cur = inst
-			p.restarts++
-			close(p.ready)
+			p.delay = min(p.delay*2, p.opts.RestartMax)
 			p.mu.Unlock()
-			p.log.Info("plugin restarted", "pid", inst.pid)
-			break
 		}
+		inst, handlers, err := p.launch(context.Background())
+		if err != nil {
+			p.log.Error("restarting plugin failed", "err", err, "next_try_in", p.RestartDelay())
+			continue
+		}
+		if !slices.Equal(handlers, p.handlers) {
+			p.log.Warn("restarted plugin describes other handlers; keeping the ones learned at start", "handlers", handlerNames(handlers))
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			inst.client.Kill()
+			return nil
+		}
+		p.cur = inst
+		p.restarts++
+		close(p.ready)
+		p.mu.Unlock()
+		p.log.Info("plugin restarted", "pid", inst.pid)
+		return inst
+	}
+}
+
+// markHealthy resets the backoff when inst, relaunched HealthyPeriod ago,
+// is still the plugin's process.
+func (p *Plugin) markHealthy(inst *instance) {
+	p.mu.Lock()
+	if p.cur != inst || inst.client.Exited() {
+		p.mu.Unlock()
+		return // it died meanwhile: the crash path decides
+	}
+	was := p.delay
+	p.delay = p.opts.RestartMin
+	p.mu.Unlock()
+	if was != p.opts.RestartMin {
+		p.log.Info("plugin stayed up; restart backoff reset", "pid", inst.pid, "up_for", p.opts.HealthyPeriod, "was", was)
 	}
 }
 

@@ -31,10 +31,14 @@ func main() {
 		}),
 		plugin.WithConfigure(func(_ context.Context, cfg json.RawMessage) error {
 			var c struct {
-				Refuse bool `json:"refuse"`
+				Refuse    bool   `json:"refuse"`
+				CrashFile string `json:"crash_file"`
 			}
 			if err := json.Unmarshal(cfg, &c); err != nil {
 				return err
+			}
+			if c.CrashFile != "" {
+				crashIfBroken(c.CrashFile)
 			}
 			if c.Refuse {
 				return errors.New("configured to refuse")
@@ -44,6 +48,19 @@ func main() {
 			return nil
 		}),
 	)
+}
+
+// crashIfBroken plays a broken build: while the file exists, the process
+// appends its pid to it and dies while being configured, so every launch
+// fails. Removing the file "fixes" the plugin.
+func crashIfBroken(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return // no file: healthy
+	}
+	fmt.Fprintln(f, os.Getpid())
+	_ = f.Close()
+	os.Exit(4)
 }
 
 func echo(_ context.Context, req *plugin.Request) (any, error) {
