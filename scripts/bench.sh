@@ -83,7 +83,7 @@ fi
 
 # ---------------------------------------------------------------- yardstick
 
-yardstick_db=taskerd_bench_yardstick
+yardstick_db=taskerd_bench_yardstick_$$
 drop_yardstick() { dropdb --if-exists "$yardstick_db" >/dev/null 2>&1; }
 trap drop_yardstick EXIT
 pgbench_secs=10
@@ -169,9 +169,12 @@ bench() {
 	log=$("${cmd[@]}" 2>&1)
 	rc=$?
 	echo "$log" >&2
+	[ -z "$gocpu" ] && gocpu=$(echo "$log" | sed -n 's/^cpu: *//p' | head -1 | sed 's/ *$//')
 	emit "### $title" "" '```sh' "$(shown "${cmd[@]}")" '```' "" \
 		"| benchmark | iterations | figures |" "| --- | --- | --- |"
-	emit "$(echo "$log" | table)"
+	local rows
+	rows=$(echo "$log" | table)
+	[ -n "$rows" ] && emit "$rows"
 	if [ "$rc" != 0 ]; then
 		emit "| **FAILED** (exit $rc) | | $(echo "$log" | grep -m1 -E 'FAIL|panic|Error' | sed 's/|/\\|/g') |"
 		failed=1
@@ -179,6 +182,7 @@ bench() {
 	emit "" "Load average after: $(load)." ""
 }
 
+gocpu=""
 emit "## Benchmarks" ""
 bench "Definitions: parse and validate a 1,000-step workflow" ./definition . 3s 1x
 bench "SQLite store" ./backends/sqlite . 1000x 5x
@@ -191,6 +195,8 @@ bench "Policy: one decision of the default policy" ./policy DecisionDefaultPolic
 bench "Plugins: Execute round trip and concurrency" ./plugin/host 'ExecuteRoundTrip|ExecuteConcurrent' 20000x 50x
 bench "Plugins: start" ./plugin/host PluginStart 200x 3x
 bench "Authenticators: RS256 JWT against a bare round trip" ./examples/plugins/jwt Authenticate 3000x 20x
+
+[ -n "$gocpu" ] && emit "The CPU as Go's benchmarks name it: $gocpu." ""
 
 if [ "$failed" != 0 ]; then
 	note "some commands failed: see their sections"
