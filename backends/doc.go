@@ -4,7 +4,8 @@
 // subpackage (sqlite, postgres) and keeps its own SQL; backendtest is the one
 // conformance suite they all run.
 //
-// The rules are SEMANTICS.md's. Three of them shape the whole interface:
+// The rules are those of docs/concepts.md (cited as "SEMANTICS §N" in
+// comments). Three of them shape the whole interface:
 //
 //   - Time is injected. Every method whose result depends on "now" takes it
 //     as a parameter, so tests control the clock and never sleep to wait out

@@ -1,5 +1,5 @@
 // Package config reads taskerd's daemon configuration, taskerd.hcl
-// (DESIGN.md, "Daemon configuration"): listen address, database, workflow
+// (docs/configuration.md): listen address, database, workflow
 // directory, node id, workers, lease, plugins, auth and policy.
 //
 // It is its own package, rather than part of cmd/taskerd, because more

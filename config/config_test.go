@@ -14,7 +14,8 @@ import (
 
 const hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
-// The DESIGN.md example, with real values where it has ellipses.
+// A full example config (of the kind docs/configuration.md shows), with
+// real values where the documentation has ellipses.
 const designExample = `
 listen   = "127.0.0.1:8080"
 database = "sqlite:taskerd.db"        # or "postgres://user@host:5432/db"

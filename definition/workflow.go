@@ -10,7 +10,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// Defaults from SEMANTICS.md. They apply when neither the step nor its
+// Defaults from docs/concepts.md. They apply when neither the step nor its
 // workflow says otherwise.
 const (
 	DefaultNamespace  = "default"

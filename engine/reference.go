@@ -10,7 +10,8 @@ import (
 // This file is the pure-Go reference of SEMANTICS §3 (step readiness) and §4
 // (task execution context). Backends compute both in their own SQL; the
 // differential test in backendtest checks them against these functions on
-// random task states. Keep the two in step with SEMANTICS.md, rule by rule.
+// random task states. Keep the two in step with docs/concepts.md, rule by
+// rule.
 
 // Backoff is backoff(n) = min(base * 2^n, max), without overflow.
 func Backoff(base, max time.Duration, n int) time.Duration {

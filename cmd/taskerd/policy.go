@@ -18,8 +18,8 @@ func newPolicyCmd() *cobra.Command {
 		Use:   "policy",
 		Short: "Check, test and try authorization policies (OPA Rego)",
 		Long: `Authorization policies are Rego v1 files that define data.taskerd.authz.allow
-(and optionally data.taskerd.authz.reasons). See README.md, "Authorization
-policies", for the input document and the shipped default policy.`,
+(and optionally data.taskerd.authz.reasons). See docs/policies.md for the
+input document and the shipped default policy.`,
 	}
 	cmd.AddCommand(newPolicyCheckCmd(), newPolicyTestCmd(), newPolicyEvalCmd())
 	return cmd

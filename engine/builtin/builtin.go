@@ -1,6 +1,6 @@
 // Package builtin holds the step handlers taskerd ships, reached from a
 // workflow as builtin.NAME: noop, echo, fail and sleep. They are for tests,
-// demos and glue (DESIGN.md, "Built-in handlers").
+// demos and glue (docs/workflows.md, "Built-in handlers").
 package builtin
 
 import (

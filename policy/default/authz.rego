@@ -19,7 +19,7 @@ allow if operator
 allow if viewer
 allow if health
 
-# The action is "kind:verb" (spec/SEMANTICS.md §8). An action of another
+# The action is "kind:verb" (docs/concepts.md §8). An action of another
 # shape leaves kind and verb undefined, and then only admin can match.
 action_parts := split(input.action, ":")
 

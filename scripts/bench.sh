@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Measures taskerd's main benchmarks on this machine, in one run, and writes
+# the result as markdown (the tables of docs/performance.md):
+#
+#   scripts/bench.sh [--quick] [OUTPUT.md]
+#
+# 1. the machine: cores, CPU model, memory, Go and PostgreSQL versions, load;
+# 2. the yardstick: PostgreSQL's own pgbench, select-only (-S) and simple
+#    update (-N), 16 clients, in a scratch database this script creates and
+#    drops, so that figures from different machines can be compared;
+# 3. the benchmarks: definitions, both stores, the engine end to end, the
+#    API, the daemon's memory, the policy decision, plugins and
+#    authenticators; each section names the exact `go test` command.
+#
+# The markdown goes to OUTPUT.md (written as the run goes) or to stdout;
+# progress and the benchmarks' own output go to stderr. It exits non-zero
+# when a benchmark command or the yardstick failed (its section says so).
+#
+# --quick runs every benchmark with a tiny -benchtime (and -short, which
+# skips seeding a million steps) and pgbench for 2 s: a check that the script
+# works end to end, not figures to publish.
+#
+# PostgreSQL: the yardstick connects with PGHOST (127.0.0.1), PGPORT (5432)
+# and PGUSER (root); the Go benchmarks use TASKERD_TEST_POSTGRES_DSN (default
+# postgres://root@127.0.0.1:5432/test?sslmode=disable), each on a database
+# of its own. TASKERD_REQUIRE_POSTGRES=1 is set, so a missing server fails
+# them instead of skipping. BENCH_COUNT (default 1) is passed as -count.
+# The full run takes 10-20 minutes on 2 cores; run it on an idle machine.
+set -uo pipefail
+
+quick=0
+out=""
+for arg in "$@"; do
+	case "$arg" in
+	--quick) quick=1 ;;
+	-h | --help)
+		sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	-*)
+		echo "bench.sh: unknown option $arg (want --quick and/or an output file)" >&2
+		exit 2
+		;;
+	*) out=$arg ;;
+esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" || exit 2
+export TASKERD_REQUIRE_POSTGRES=1
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-root}
+count=${BENCH_COUNT:-1}
+failed=0
+
+if [ -n "$out" ]; then
+	: >"$out" || exit 2
+	emit() { printf '%s\n' "$@" >>"$out"; }
+else
+	emit() { printf '%s\n' "$@"; }
+fi
+note() { echo "bench.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- machine
+
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null)
+pgversion=$(psql -X -d postgres -tAc 'SHOW server_version' 2>/dev/null || echo "not reachable")
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null; }
+
+emit "## Machine" "" \
+	"| | |" "| --- | --- |" \
+	"| date | $(date -u '+%Y-%m-%d %H:%M UTC') |" \
+	"| commit | \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)') |" \
+	"| cores (\`nproc\`) | $(nproc) |" \
+	"| CPU | ${cpu:-unknown} |" \
+	"| memory | ${mem:-unknown} |" \
+	"| Go | $(go version | cut -d' ' -f3-) |" \
+	"| PostgreSQL | $pgversion |" \
+	"| load average at start (1, 5, 15 min) | $(load) |" ""
+if [ "$quick" = 1 ]; then
+	emit "**--quick run: tiny benchtimes, figures not comparable.**" ""
+fi
+
+# ---------------------------------------------------------------- yardstick
+
+yardstick_db=taskerd_bench_yardstick_$$
+drop_yardstick() { dropdb --if-exists "$yardstick_db" >/dev/null 2>&1; }
+trap drop_yardstick EXIT
+pgbench_secs=10
+[ "$quick" = 1 ] && pgbench_secs=2
+
+# tps runs one pgbench and prints its transactions per second, or FAILED.
+tps() {
+	local log
+	log=$(pgbench -M prepared -c 16 -j 2 -T "$pgbench_secs" "$@" "$yardstick_db" 2>&1)
+	echo "$log" >&2
+	local v
+	v=$(echo "$log" | awk '/^tps = / { printf "%.0f", $3; exit }')
+	echo "${v:-FAILED}"
+}
+
+emit "## Yardstick: pgbench" "" \
+	"PostgreSQL's own benchmark on a scratch database (\`pgbench -i\`, scale 1), measured in" \
+	"the same run as the figures below. Compare figures of two machines only through it." ""
+note "yardstick: pgbench on $PGHOST:$PGPORT"
+if drop_yardstick && createdb "$yardstick_db" 2>&1 >&2 && pgbench -i -q "$yardstick_db" >&2 2>&1; then
+	select_tps=$(tps -S)
+	update_tps=$(tps -N)
+	emit "| command | transactions/s |" "| --- | --- |" \
+		"| \`pgbench -M prepared -c 16 -j 2 -T $pgbench_secs -S\` (select only) | $select_tps |" \
+		"| \`pgbench -M prepared -c 16 -j 2 -T $pgbench_secs -N\` (simple update: 5 statements, one commit) | $update_tps |" ""
+	case "$select_tps$update_tps" in *FAILED*) failed=1 ;; esac
+else
+	emit "**The yardstick could not run** (no PostgreSQL at $PGHOST:$PGPORT as $PGUSER, or no pgbench): see stderr." ""
+	failed=1
+fi
+drop_yardstick
+
+# ---------------------------------------------------------------- benchmarks
+
+# table turns `go test -bench` output into markdown rows: one per benchmark
+# (name without the -GOMAXPROCS suffix, iterations, then every reported
+# figure; ns/op is shown in a readable unit and left out when the benchmark
+# reports 0, as those that report their own figures do), and one per
+# skipped benchmark.
+table() {
+	awk '
+	function human(ns) {
+		if (ns >= 1e9) return sprintf("%.2f s/op", ns / 1e9)
+		if (ns >= 1e6) return sprintf("%.2f ms/op", ns / 1e6)
+		if (ns >= 1e3) return sprintf("%.1f µs/op", ns / 1e3)
+		return sprintf("%g ns/op", ns)
+	}
+	/^Benchmark/ && $2 ~ /^[0-9]+$/ {
+		name = $1; sub(/-[0-9]+$/, "", name)
+		figs = ""
+		for (i = 3; i < NF; i += 2) {
+			v = $i; u = $(i + 1)
+			if (u == "ns/op") { if (v + 0 == 0) continue; f = human(v) } else f = v " " u
+			figs = figs (figs == "" ? "" : ", ") f
+		}
+		printf "| `%s` | %s | %s |\n", name, $2, figs
+		next
+	}
+	/^ *--- SKIP: / { name = $3; getline why; sub(/^ *[^:]*:[0-9]+: */, "", why); printf "| `%s` | | skipped: %s |\n", name, why }
+	'
+}
+
+# shown prints a command as one would type it: arguments with shell
+# characters in single quotes.
+shown() {
+	local a line=""
+	for a in "$@"; do
+		[[ $a =~ ^[A-Za-z0-9_./=:-]+$ ]] || a="'$a'"
+		line+="${line:+ }$a"
+	done
+	echo "$line"
+}
+
+# bench TITLE PACKAGE REGEX BENCHTIME QUICK_BENCHTIME runs one go test
+# command and writes its section.
+bench() {
+	local title=$1 pkg=$2 re=$3 bt=$4
+	[ "$quick" = 1 ] && bt=$5
+	local cmd=(go test "$pkg" -run '^$' -bench "$re" -benchtime "$bt" -count "$count")
+	[ "$quick" = 1 ] && cmd+=(-short)
+	note "$title: ${cmd[*]}"
+	local log rc
+	log=$("${cmd[@]}" 2>&1)
+	rc=$?
+	echo "$log" >&2
+	[ -z "$gocpu" ] && gocpu=$(echo "$log" | sed -n 's/^cpu: *//p' | head -1 | sed 's/ *$//')
+	emit "### $title" "" '```sh' "$(shown "${cmd[@]}")" '```' "" \
+		"| benchmark | iterations | figures |" "| --- | --- | --- |"
+	local rows
+	rows=$(echo "$log" | table)
+	[ -n "$rows" ] && emit "$rows"
+	if [ "$rc" != 0 ]; then
+		emit "| **FAILED** (exit $rc) | | $(echo "$log" | grep -m1 -E 'FAIL|panic|Error' | sed 's/|/\\|/g') |"
+		failed=1
+	fi
+	emit "" "Load average after: $(load)." ""
+}
+
+gocpu=""
+emit "## Benchmarks" ""
+bench "Definitions: parse and validate a 1,000-step workflow" ./definition . 3s 1x
+bench "SQLite store" ./backends/sqlite . 1000x 5x
+bench "PostgreSQL store" ./backends/postgres . 1000x 5x
+bench "Engine end to end: no-op steps, 16 workers" ./engine Throughput 20000x 50x
+bench "API: POST /v1/tasks of a 10-step workflow, 50 clients" ./api CreateTask 5000x 50x
+bench "API: GET /health/live, 50 clients (HTTP's floor)" ./api Liveness 20000x 50x
+bench "Daemon: idle memory of taskerd serve" ./cmd/taskerd ServeIdleRSS 3x 1x
+bench "Policy: one decision of the default policy" ./policy DecisionDefaultPolicy 20000x 50x
+bench "Plugins: Execute round trip and concurrency" ./plugin/host 'ExecuteRoundTrip|ExecuteConcurrent' 20000x 50x
+bench "Plugins: start" ./plugin/host PluginStart 200x 3x
+bench "Authenticators: RS256 JWT against a bare round trip" ./examples/plugins/jwt Authenticate 3000x 20x
+
+[ -n "$gocpu" ] && emit "The CPU as Go's benchmarks name it: $gocpu." ""
+
+if [ "$failed" != 0 ]; then
+	note "some commands failed: see their sections"
+	exit 1
+fi
+note "done${out:+: $out}"
