@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,9 +83,18 @@ type StepRequest struct {
 	ParentResults map[string]json.RawMessage
 	// Deadline is when the step times out (also the context's deadline).
 	Deadline time.Time
-	// IdempotencyKey is "task_id/step_name/attempt": the same for a replay
-	// of one attempt, different for each retry.
+	// IdempotencyKey is "task_id/step_name" (IdempotencyKey): the same for
+	// every attempt of the step, an operator's retry included, so that a
+	// retry after a timeout does not act twice; Attempt tells the attempts
+	// apart.
 	IdempotencyKey string
+}
+
+// IdempotencyKey is the key a step's handler gets on every attempt:
+// "task_id/step_name". A step name is unique within its task, and a task id
+// within its database.
+func IdempotencyKey(taskID int64, stepName string) string {
+	return strconv.FormatInt(taskID, 10) + "/" + stepName
 }
 
 // StepFailure is a handler failure that says how the engine should treat

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -656,4 +658,58 @@ func TestSetCatalog(t *testing.T) {
 	b.waitTask(before.ID, backends.StateComplete)
 	b.waitTask(after.ID, backends.StateComplete)
 	require.Len(t, b.eng.Catalog().All(), 1)
+}
+
+// A handler gets one idempotency key per step, "task_id/step_name", on every
+// attempt: after a timeout, after a failure, after an operator's retry. A
+// payment retried after a timeout must not be charged twice.
+func TestIdempotencyKeyIsStablePerStep(t *testing.T) {
+	t.Parallel()
+	const src = `
+workflow "pay" {
+  retry {
+    limit = 3
+    base  = "1ms"
+    max   = "1ms"
+  }
+  step "charge" {
+    handler = "test.charge"
+    timeout = "50ms"
+  }
+}
+`
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		type call struct {
+			key     string
+			attempt int
+		}
+		calls := make(chan call, 10)
+		reg := builtin.NewRegistry()
+		require.NoError(t, reg.Register("test.charge", engine.HandlerFunc(func(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+			calls <- call{req.IdempotencyKey, req.Attempt}
+			switch req.Attempt {
+			case 1: // the provider is slow: the attempt times out
+				<-ctx.Done()
+				return nil, ctx.Err()
+			case 2, 3:
+				return nil, engine.Retryable(errors.New("provider busy"))
+			}
+			return json.RawMessage(`{"charged": true}`), nil
+		})))
+		b := setup(t, open(t), parseWorkflows(t, src), withRegistry(reg))
+		b.start()
+		task := b.create("pay", "")
+		b.waitTask(task.ID, backends.StateError)
+		charge := b.steps(task.ID)["charge"]
+		require.Equal(t, backends.ErrorKindHandler, stepError(t, charge).Kind)
+		_, err := b.eng.RetryStep(context.Background(), charge.ID, "provider is back")
+		require.NoError(t, err)
+		b.waitTask(task.ID, backends.StateComplete)
+
+		want := fmt.Sprintf("%d/charge", task.ID)
+		require.Equal(t, want, engine.IdempotencyKey(task.ID, "charge"))
+		for attempt := 1; attempt <= 4; attempt++ {
+			require.Equal(t, call{want, attempt}, <-calls)
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -435,7 +434,7 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 		Config:         s.Config,
 		ParentResults:  c.ParentResults,
 		Deadline:       deadline,
-		IdempotencyKey: strconv.FormatInt(s.TaskID, 10) + "/" + s.Name + "/" + strconv.Itoa(s.Attempts),
+		IdempotencyKey: IdempotencyKey(s.TaskID, s.Name),
 	}
 	if req.ParentResults == nil {
 		req.ParentResults = map[string]json.RawMessage{}

@@ -114,9 +114,9 @@ func TestServerOverGRPC(t *testing.T) {
 	require.JSONEq(t, `{}`, string(got))
 
 	deadline := time.Now().Add(time.Minute)
-	resp, err := c.Execute(ctx, &pb.ExecuteRequest{Handler: "charge", Attempt: 2, IdempotencyKey: "1/charge/2", DeadlineUnixNano: deadline.UnixNano()})
+	resp, err := c.Execute(ctx, &pb.ExecuteRequest{Handler: "charge", Attempt: 2, IdempotencyKey: "1/charge", DeadlineUnixNano: deadline.UnixNano()})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"attempt":2,"has_deadline":true,"key":"1/charge/2"}`, string(resp.GetSuccess().ResultJson))
+	require.JSONEq(t, `{"attempt":2,"has_deadline":true,"key":"1/charge"}`, string(resp.GetSuccess().ResultJson))
 
 	resp, err = c.Execute(ctx, &pb.ExecuteRequest{Handler: "raw"})
 	require.NoError(t, err)

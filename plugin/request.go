@@ -20,8 +20,10 @@ type Request struct {
 	Config json.RawMessage
 	// ParentResults are the results of the step's parents, by step name.
 	ParentResults map[string]json.RawMessage
-	// IdempotencyKey is "task_id/step_name/attempt": pass it to the systems
-	// you call so that a replayed attempt does not act twice.
+	// IdempotencyKey is "task_id/step_name", the same for every attempt of
+	// the step (an operator's retry included): pass it to the systems you
+	// call so that a retry after a timeout or a crash does not act twice.
+	// Attempt tells the attempts apart.
 	IdempotencyKey string
 	// Deadline is when the step times out (also the ctx deadline).
 	Deadline time.Time

@@ -78,7 +78,7 @@ func startBare(path, sum string) (*goplugin.Client, pb.StepHandlerClient, error)
 func benchRequest() *engine.StepRequest {
 	return &engine.StepRequest{
 		TaskID: 1, StepID: 2, StepName: "echo", Attempt: 1, Context: payload256,
-		IdempotencyKey: "1/echo/1", Deadline: time.Now().Add(time.Hour),
+		IdempotencyKey: "1/echo", Deadline: time.Now().Add(time.Hour),
 	}
 }
 
@@ -97,7 +97,7 @@ func BenchmarkExecuteRoundTrip(b *testing.B) {
 	bare := bareClient(b)
 	ctx := context.Background()
 	req := benchRequest()
-	in := &pb.ExecuteRequest{TaskId: 1, StepId: 2, StepName: "echo", Handler: "raw", Attempt: 1, ContextJson: payload256, IdempotencyKey: "1/echo/1"}
+	in := &pb.ExecuteRequest{TaskId: 1, StepId: 2, StepName: "echo", Handler: "raw", Attempt: 1, ContextJson: payload256, IdempotencyKey: "1/echo"}
 	// Warm both connections.
 	for range 100 {
 		_, err := bp.p.Execute(ctx, "raw", req)

@@ -77,7 +77,7 @@ func stepRequest(step string, config any) *engine.StepRequest {
 		TaskID: 7, StepID: 11, StepName: step, Attempt: 1,
 		Context:        json.RawMessage(`{"order_id":"A-1"}`),
 		ParentResults:  map[string]json.RawMessage{"validate": json.RawMessage(`{"ok":true}`)},
-		IdempotencyKey: "7/" + step + "/1",
+		IdempotencyKey: "7/" + step,
 	}
 	if config != nil {
 		b, err := json.Marshal(config)

@@ -53,7 +53,7 @@ func TestDescribeConfigureExecute(t *testing.T) {
 	require.Equal(t, "EUR", got.Config["currency"])
 	require.JSONEq(t, `{"ok":true}`, string(got.Parents["validate"]))
 	require.Equal(t, 1, got.Attempt)
-	require.Equal(t, "7/charge/1", got.IdempotencyKey)
+	require.Equal(t, "7/charge", got.IdempotencyKey)
 	require.Equal(t, "hi", got.PluginConfig["greeting"], "Configure passed the plugin its config")
 	require.Equal(t, b.p.Pid(), got.Pid)
 	require.True(t, got.HasDeadline)

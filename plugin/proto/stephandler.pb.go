@@ -259,7 +259,7 @@ type ExecuteRequest struct {
 	ContextJson       []byte                 `protobuf:"bytes,6,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`                                                                                               // the task context, a JSON object
 	ConfigJson        []byte                 `protobuf:"bytes,7,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`                                                                                                  // the step config; empty when none
 	ParentResultsJson map[string][]byte      `protobuf:"bytes,8,rep,name=parent_results_json,json=parentResultsJson,proto3" json:"parent_results_json,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // by parent step name
-	IdempotencyKey    string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`                                                                                      // task_id/step_name/attempt
+	IdempotencyKey    string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`                                                                                      // task_id/step_name: the same for every attempt
 	DeadlineUnixNano  int64                  `protobuf:"varint,10,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`                                                                            // the step's deadline; 0 when none
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache

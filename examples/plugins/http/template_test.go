@@ -15,7 +15,7 @@ func templateRequest() *plugin.Request {
 		StepID:         42,
 		StepName:       "notify",
 		Attempt:        2,
-		IdempotencyKey: "7/notify/2",
+		IdempotencyKey: "7/notify",
 		Context: json.RawMessage(`{
 			"order_id": "A-1",
 			"amount": 12.50,
@@ -50,7 +50,7 @@ func TestRender(t *testing.T) {
 		{tmpl: "{{context.items.0}}", want: `{"quantity":2,"sku":"X"}`},
 		{tmpl: "{{parents.charge.payment_id}}", want: "pay_1"},
 		{tmpl: "{{parents.charge.amount_cents}}", want: "1250"},
-		{tmpl: "{{step.idempotency_key}} {{step.task_id}} {{step.step_id}} {{step.name}} {{step.attempt}}", want: "7/notify/2 7 42 notify 2"},
+		{tmpl: "{{step.idempotency_key}} {{step.task_id}} {{step.step_id}} {{step.name}} {{step.attempt}}", want: "7/notify 7 42 notify 2"},
 
 		{tmpl: "{{context.customer_id}}", err: `{{context.customer_id}}: the task context has no "customer_id"`},
 		{tmpl: "{{context.customer.phone}}", err: `{{context.customer.phone}}: the task context at "customer" has no "phone"`},
