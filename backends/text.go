@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -116,4 +117,15 @@ var CheckJSONCorpus = struct{ Storable, Unstorable []string }{
 		`{"lone high":"\ud83d"}`, `{"lone high then text":"\ud83dabcdef"}`,
 		`{"high then high":"\ud83d\ud83d"}`, `{"lone low":"\ude00"}`,
 	},
+}
+
+// SanitizeText makes s storable by every backend: bytes that are not UTF-8
+// and NUL characters become U+FFFD. For text taskerd writes itself from
+// what others said (a handler's failure message), where refusing is not
+// an option.
+func SanitizeText(s string) string {
+	if CheckText(s) == nil {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

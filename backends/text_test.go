@@ -35,3 +35,10 @@ func TestCheckJSON(t *testing.T) {
 		require.ErrorIs(t, backends.CheckJSON([]byte(bad)), backends.ErrUnstorable, "%q", bad)
 	}
 }
+
+func TestSanitizeText(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "fine ✓", backends.SanitizeText("fine ✓"))
+	require.Equal(t, "a\uFFFDb\uFFFDc", backends.SanitizeText("a\x00b\xffc"))
+	require.NoError(t, backends.CheckText(backends.SanitizeText("\xc3\x00\xed\xa0\x80")))
+}

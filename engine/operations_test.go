@@ -713,3 +713,56 @@ workflow "pay" {
 		}
 	})
 }
+
+// A result no backend can hold the same way (not JSON, a NUL, bytes that
+// are not UTF-8, a lone surrogate) fails its attempt with kind
+// invalid_result on every store, rather than failing the write on one and
+// being kept by the other; a failure message with such bytes is stored
+// with them replaced.
+func TestUnstorableResultsFailTheAttempt(t *testing.T) {
+	t.Parallel()
+	results := map[string]string{
+		"not_json":       `not json`,
+		"nul_escape":     `{"a": "\u0000"}`,
+		"raw_nul":        "{\"a\": \"x\x00\"}",
+		"bad_utf8":       "{\"a\": \"\xff\"}",
+		"lone_surrogate": `{"a": "\ud800"}`,
+	}
+	src := `workflow "bad" {
+  retry {
+    limit = 1
+  }
+  step "bad_message" {
+    handler = "test.bad"
+  }
+`
+	for name := range results {
+		src += fmt.Sprintf("  step %q {\n    handler = \"test.bad\"\n  }\n", name)
+	}
+	src += "}\n"
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		reg := builtin.NewRegistry()
+		require.NoError(t, reg.Register("test.bad", engine.HandlerFunc(func(_ context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+			if req.StepName == "bad_message" {
+				return nil, errors.New("boom\x00\xff")
+			}
+			return json.RawMessage(results[req.StepName]), nil
+		})))
+		b := setup(t, open(t), parseWorkflows(t, src), withRegistry(reg))
+		b.start()
+		task := b.create("bad", "")
+		b.waitTask(task.ID, backends.StateError)
+		steps := b.steps(task.ID)
+		for name := range results {
+			require.Equal(t, backends.StateError, steps[name].State, name)
+			se := stepError(t, steps[name])
+			require.Equal(t, backends.ErrorKindInvalidResult, se.Kind, name)
+			require.Contains(t, se.Message, "cannot be stored", name)
+			require.Nil(t, steps[name].Results, name)
+		}
+		se := stepError(t, steps["bad_message"])
+		require.Equal(t, backends.ErrorKindHandler, se.Kind)
+		require.Equal(t, "boom\uFFFD\uFFFD", se.Message)
+		b.checkEvents(task.ID)
+	})
+}

@@ -370,11 +370,20 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 	default:
 		if len(result) == 0 || string(result) == "null" {
 			result = json.RawMessage("{}")
-		} else if !json.Valid(result) {
+		} else if err := backends.CheckJSON(result); err != nil {
+			// Stored, it would be refused by one backend and kept by the
+			// other: the attempt fails instead, the same on both.
 			failed = true
-			stepErr = backends.StepError{Message: "handler returned a result that is not valid JSON", Retryable: true, Kind: backends.ErrorKindHandler}
+			stepErr = backends.StepError{
+				Message:   fmt.Sprintf("handler %s returned a result that cannot be stored: %v", s.Handler, err),
+				Retryable: true,
+				Kind:      backends.ErrorKindInvalidResult,
+			}
 		}
 	}
+	// What a handler said about its failure is stored as said, where every
+	// backend can hold it.
+	stepErr.Message, stepErr.Kind = backends.SanitizeText(stepErr.Message), backends.SanitizeText(stepErr.Kind)
 
 	// The outcome was reached now: both outcomes set last_attempted_at to
 	// the moment the attempt ended, whatever the write's retries take.
