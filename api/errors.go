@@ -79,9 +79,7 @@ func fromError(err error) *Error {
 	case errors.As(err, &bypass):
 		return errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "%s", bypass)
 	case errors.As(err, &reqErr):
-		e := badRequest("%s", reqErr)
-		e.Details = map[string]string{"field": reqErr.Field}
-		return e
+		return fieldError(reqErr.Field, "body", "%s", reqErr)
 	case errors.As(err, &unknown), errors.Is(err, engine.ErrUnknownWorkflow):
 		return notFound("%s", err)
 	case errors.Is(err, backends.ErrDuplicate):
