@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
 )
@@ -178,4 +179,57 @@ func (c *client) doMulti(method, path, body string, header ...string) response {
 	raw, err := io.ReadAll(res.Body)
 	require.NoError(c.t, err)
 	return response{status: res.StatusCode, header: res.Header, body: raw}
+}
+
+// The limits api/openapi.yaml documents are the engine's.
+func TestOpenAPIDocumentsTheInputLimits(t *testing.T) {
+	t.Parallel()
+	doc, err := api.OpenAPI()
+	require.NoError(t, err)
+	var spec struct {
+		Paths struct {
+			Tasks struct {
+				Post struct {
+					Parameters []struct {
+						Name   string `json:"name"`
+						In     string `json:"in"`
+						Schema struct {
+							MaxLength int `json:"maxLength"`
+						} `json:"schema"`
+					} `json:"parameters"`
+				} `json:"post"`
+			} `json:"/v1/tasks"`
+		} `json:"paths"`
+		Components struct {
+			Schemas struct {
+				Reason struct {
+					MaxLength int `json:"maxLength"`
+				} `json:"Reason"`
+				Label struct {
+					MaxLength int `json:"maxLength"`
+				} `json:"Label"`
+				Tags struct {
+					MaxItems int `json:"maxItems"`
+					Items    struct {
+						MinLength int `json:"minLength"`
+						MaxLength int `json:"maxLength"`
+					} `json:"items"`
+				} `json:"Tags"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, jsonUnmarshal(doc, &spec))
+	s := spec.Components.Schemas
+	require.Equal(t, engine.MaxReasonBytes, s.Reason.MaxLength)
+	require.Equal(t, engine.MaxLabelBytes, s.Label.MaxLength)
+	require.Equal(t, engine.MaxTags, s.Tags.MaxItems)
+	require.Equal(t, 1, s.Tags.Items.MinLength)
+	require.Equal(t, engine.MaxTagBytes, s.Tags.Items.MaxLength)
+	var key int
+	for _, p := range spec.Paths.Tasks.Post.Parameters {
+		if p.Name == "Idempotency-Key" && p.In == "header" {
+			key = p.Schema.MaxLength
+		}
+	}
+	require.Equal(t, engine.MaxIdempotencyKeyBytes, key)
 }
