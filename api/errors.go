@@ -74,6 +74,9 @@ func fromError(err error) *Error {
 		return errorf(http.StatusConflict, CodeInvalidState, "%s", err)
 	case errors.As(err, &violations):
 		e := errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "the context does not match the workflow's context_schema")
+		if errors.Is(err, backends.ErrUnstorable) {
+			e.Message = "the context cannot be stored: it holds text that is not UTF-8, a NUL character or an unpaired surrogate"
+		}
 		e.Details = violations.Violations
 		return e
 	case errors.As(err, &bypass):

@@ -61,7 +61,7 @@ func checkBodyText(body []byte) error {
 			inDocument = true
 			continue
 		}
-		return fieldError(path, "body", "%s must be UTF-8 text without NUL characters (%s)", path, unstorableDetail(ferr))
+		return fieldError(path, "body", "%s must be UTF-8 text without NUL characters (in its JSON text, %s)", path, unstorableDetail(ferr))
 	}
 	if inDocument {
 		return nil

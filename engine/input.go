@@ -42,7 +42,7 @@ func checkText(field, s string, maxBytes int) *RequestError {
 		return unstorable(field, textRule, err)
 	}
 	if len(s) > maxBytes {
-		return &RequestError{Field: field, Message: fmt.Sprintf("is %d bytes long; the limit is %d", len(s), maxBytes)}
+		return &RequestError{Field: field, Message: fmt.Sprintf("must be at most %d bytes, not %d", maxBytes, len(s))}
 	}
 	return nil
 }
@@ -68,12 +68,12 @@ func CheckReason(reason string) error {
 // *RequestError whose field is "tags" or "tags[i]".
 func CheckTags(tags []string) error {
 	if len(tags) > MaxTags {
-		return &RequestError{Field: "tags", Message: fmt.Sprintf("has %d tags; the limit is %d", len(tags), MaxTags)}
+		return &RequestError{Field: "tags", Message: fmt.Sprintf("must hold at most %d tags, not %d", MaxTags, len(tags))}
 	}
 	for i, tag := range tags {
 		field := fmt.Sprintf("tags[%d]", i)
 		if tag == "" {
-			return &RequestError{Field: field, Message: "is empty; a tag must have at least one character"}
+			return &RequestError{Field: field, Message: "must not be empty"}
 		}
 		if e := checkText(field, tag, MaxTagBytes); e != nil {
 			return e
