@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 )
 
 // Subject is who made a request, as an Authenticator established it.
@@ -80,4 +83,77 @@ func withSubject(ctx context.Context, s *Subject) context.Context {
 func SubjectFrom(ctx context.Context) *Subject {
 	s, _ := ctx.Value(subjectKey{}).(*Subject)
 	return s
+}
+
+// credentialHeaders are the headers that carry credentials: the
+// authenticators shipped with taskerd (the bootstrap key, the apikey and
+// jwt plugins) read these and no other.
+var credentialHeaders = []string{"Authorization", "X-Api-Key"}
+
+// credential is one credential a request carries: a header and one of its
+// values.
+type credential struct{ header, value string }
+
+// credentials lists the non-empty values of the request's credential
+// headers, in the order of credentialHeaders and then of the request.
+func credentials(h http.Header) []credential {
+	var out []credential
+	for _, name := range credentialHeaders {
+		for key, vs := range h {
+			if !strings.EqualFold(key, name) {
+				continue
+			}
+			for _, v := range vs {
+				if strings.TrimSpace(v) != "" {
+					out = append(out, credential{header: name, value: v})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ErrCredentialsDisagree: a request carries several credentials and they
+// do not all authenticate the same subject.
+var ErrCredentialsDisagree = errors.New("the request's credentials do not all authenticate the same subject")
+
+// authenticate asks authn who made r. A request with one credential (or
+// none) is authenticated as it is. A request with several (Authorization
+// given twice, or with X-API-Key, ...) is authenticated once per
+// credential, each time as if it were the only one; every one must
+// authenticate, all to the same subject id, or the request is refused:
+// otherwise an authenticator reading only one of them (the bootstrap key
+// reads X-API-Key before Authorization) would let a request through with
+// the other one wrong, or a request could speak for two subjects at once.
+// The subject is that of the first credential, Authorization before
+// X-API-Key. The error never holds a credential.
+func authenticate(authn Authenticator, r *http.Request) (*Subject, error) {
+	creds := credentials(r.Header)
+	if len(creds) <= 1 {
+		return authn.Authenticate(r)
+	}
+	var first *Subject
+	for i, c := range creds {
+		one := r.Clone(r.Context())
+		for key := range one.Header {
+			if slices.ContainsFunc(credentialHeaders, func(name string) bool { return strings.EqualFold(key, name) }) {
+				delete(one.Header, key)
+			}
+		}
+		one.Header.Set(c.header, c.value)
+		sub, err := authn.Authenticate(one)
+		if err == nil && sub == nil {
+			err = ErrNoCredentials
+		}
+		if err != nil {
+			return nil, fmt.Errorf("credential %d of %d (%s header): %w", i+1, len(creds), c.header, err)
+		}
+		if first == nil {
+			first = sub
+		} else if sub.ID != first.ID {
+			return nil, fmt.Errorf("%w: credential %d of %d (%s header) is %q's, credential 1 is %q's",
+				ErrCredentialsDisagree, i+1, len(creds), c.header, sub.ID, first.ID)
+		}
+	}
+	return first, nil
 }

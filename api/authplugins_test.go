@@ -48,9 +48,13 @@ func TestAuthenticatorPluginsThroughTheAPI(t *testing.T) {
 	require.NoError(t, os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
 	jwtSpec.Config, _ = json.Marshal(map[string]any{"public_key_file": pemPath, "issuer": "https://idp.test", "audience": "taskerd"})
 
-	const apiKey = "tkd_api-test-key-0001"
-	sum := sha256.Sum256([]byte(apiKey))
-	keys, _ := json.Marshal(map[string]any{"keys": []map[string]any{{"sha256": hex.EncodeToString(sum[:]), "subject": "ci", "roles": []string{"admin"}}}})
+	const apiKey, apiKey2, otherKey = "tkd_api-test-key-0001", "tkd_api-test-key-0002", "tkd_api-test-key-other"
+	hash := func(k string) string { sum := sha256.Sum256([]byte(k)); return hex.EncodeToString(sum[:]) }
+	keys, _ := json.Marshal(map[string]any{"keys": []map[string]any{
+		{"sha256": hash(apiKey), "subject": "ci", "roles": []string{"admin"}},
+		{"sha256": hash(apiKey2), "subject": "ci", "roles": []string{"admin"}, "name": "rotated"},
+		{"sha256": hash(otherKey), "subject": "dashboard", "roles": []string{"admin"}},
+	}})
 	keysPath := filepath.Join(dir, "keys.json")
 	require.NoError(t, os.WriteFile(keysPath, keys, 0o600))
 	keySpec.Config, _ = json.Marshal(map[string]any{"keys_file": keysPath})
@@ -98,6 +102,39 @@ func TestAuthenticatorPluginsThroughTheAPI(t *testing.T) {
 			r := get("Authorization", "Bearer "+tok)
 			require.Equal(t, http.StatusUnauthorized, r.status, name)
 			require.NotContains(t, string(r.body), "expired", "%s: the reason stays in the log", name)
+		}
+
+		// Several credentials (issue 14, item 6): each must authenticate,
+		// all to one subject. Before, the first plugin to recognise one
+		// decided, so a valid JWT let any X-API-Key through.
+		alice := "Bearer " + token(nil)
+		ci := "Bearer " + token(func(c jwt.MapClaims) { c["sub"] = "ci" })
+		several := func(header ...string) response { return c.doMulti("GET", "/v1/workflows", "", header...) }
+		for _, tc := range []struct {
+			name   string
+			header []string
+			status int
+		}{
+			{"right JWT, wrong key", []string{"Authorization", alice, "X-API-Key", "tkd_wrong"}, 401},
+			{"wrong JWT, right key", []string{"Authorization", "Bearer " + none, "X-API-Key", apiKey}, 401},
+			{"wrong bearer key, right key", []string{"Authorization", "Bearer tkd_wrong", "X-API-Key", apiKey}, 401},
+			{"right JWT and right key of another subject", []string{"Authorization", alice, "X-API-Key", apiKey}, 401},
+			{"right keys of two subjects", []string{"Authorization", "Bearer " + otherKey, "X-API-Key", apiKey}, 401},
+			{"a credential no authenticator knows, and a right key", []string{"Authorization", "Basic YWxpY2U6cHc=", "X-API-Key", apiKey}, 401},
+			{"two right keys given as X-API-Key twice", []string{"X-API-Key", apiKey, "X-API-Key", apiKey2}, 200},
+			{"right JWT and right key of one subject", []string{"Authorization", ci, "X-API-Key", apiKey}, 200},
+			{"right bearer key and right key of one subject", []string{"Authorization", "Bearer " + apiKey2, "X-API-Key", apiKey}, 200},
+			{"two Authorization headers that agree", []string{"Authorization", alice, "Authorization", alice}, 200},
+			{"two Authorization headers of one subject", []string{"Authorization", ci, "Authorization", "Bearer " + apiKey}, 200},
+			{"two Authorization headers, one wrong", []string{"Authorization", alice, "Authorization", "Bearer tkd_wrong"}, 401},
+			{"two Authorization headers of two subjects", []string{"Authorization", alice, "Authorization", ci}, 401},
+		} {
+			r := several(tc.header...)
+			require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.body)
+			if tc.status == http.StatusUnauthorized {
+				require.Equal(t, "unauthorized", r.errorCode(t), tc.name)
+				require.NotContains(t, string(r.body), "dashboard", "%s: which subject stays in the log", tc.name)
+			}
 		}
 	})
 }

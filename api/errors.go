@@ -74,14 +74,15 @@ func fromError(err error) *Error {
 		return errorf(http.StatusConflict, CodeInvalidState, "%s", err)
 	case errors.As(err, &violations):
 		e := errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "the context does not match the workflow's context_schema")
+		if errors.Is(err, backends.ErrUnstorable) {
+			e.Message = "the context cannot be stored: it holds text that is not UTF-8, a NUL character or an unpaired surrogate"
+		}
 		e.Details = violations.Violations
 		return e
 	case errors.As(err, &bypass):
 		return errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "%s", bypass)
 	case errors.As(err, &reqErr):
-		e := badRequest("%s", reqErr)
-		e.Details = map[string]string{"field": reqErr.Field}
-		return e
+		return fieldError(reqErr.Field, "body", "%s", reqErr)
 	case errors.As(err, &unknown), errors.Is(err, engine.ErrUnknownWorkflow):
 		return notFound("%s", err)
 	case errors.Is(err, backends.ErrDuplicate):

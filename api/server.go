@@ -167,7 +167,7 @@ func (s *Server) chain(rt route) http.Handler {
 			r.Body = http.MaxBytesReader(sw, r.Body, s.maxBody)
 		}
 		if !rt.public {
-			subject, err := s.authn.Authenticate(r)
+			subject, err := authenticate(s.authn, r)
 			if err != nil || subject == nil {
 				s.log.Info("authentication failed", "request_id", id, "route", name, "err", err)
 				writeError(sw, errorf(http.StatusUnauthorized, CodeUnauthorized, "authentication required"))

@@ -49,7 +49,11 @@ func decodeBody(r *http.Request, v any, optional bool) error {
 	if dec.More() {
 		return badRequest("malformed JSON body: data after the JSON object")
 	}
-	return nil
+	// Decoding turned what cannot be stored into U+FFFD (bytes that are not
+	// UTF-8, unpaired surrogates) or kept it (\u0000): refuse it, from the
+	// raw bytes, rather than store it "fixed" on one backend and fail on
+	// the other.
+	return checkBodyText(body)
 }
 
 // jsonMessage makes a decoding error readable.
@@ -87,6 +91,10 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if body.Workflow == "" {
 		return badRequest("workflow is required (NAMESPACE/NAME)")
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	if strings.Contains(body.Workflow, "@") {
 		return badRequest("workflow %q: give the version in the version field", body.Workflow)
 	}
@@ -105,7 +113,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	task, created, err := s.eng.CreateTask(r.Context(), engine.CreateRequest{
 		Workflow: ref, Context: body.Context, Initiator: body.Initiator, SourceSystem: body.SourceSystem,
 		Reason: body.Reason, Tags: body.Tags, BypassSteps: body.BypassSteps,
-		IdempotencyKey: r.Header.Get("Idempotency-Key"),
+		IdempotencyKey: key,
 	})
 	if err != nil {
 		return err
@@ -120,34 +128,44 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listFilters are the query parameters of GET /v1/tasks.
+var listFilters = []string{"limit", "cursor", "status", "namespace", "workflow", "created_after", "created_before", "tag"}
+
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	query, q := r.URL.Query(), map[string]string{}
+	for _, name := range listFilters {
+		v, err := queryText(query, name)
+		if err != nil {
+			return err
+		}
+		q[name] = v
+	}
 	p := backends.ListTasksParams{Limit: defaultListLimit}
-	if v := q.Get("limit"); v != "" {
+	if v := q["limit"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
-			return badRequest("limit must be an integer from 1 to %d, not %q", maxListLimit, v)
+			return fieldError("limit", "query", "limit must be an integer from 1 to %d, not %q", maxListLimit, v)
 		}
 		p.Limit = n
 	}
-	if v := q.Get("cursor"); v != "" {
+	if v := q["cursor"]; v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
-			return badRequest("cursor %q is not one this server returned", v)
+			return fieldError("cursor", "query", "cursor %q is not one this server returned", v)
 		}
 		p.BeforeID = id
 	}
-	if v := q.Get("status"); v != "" {
+	if v := q["status"]; v != "" {
 		for _, st := range strings.Split(v, ",") {
 			state := backends.State(strings.TrimSpace(st))
 			if !validState(state) {
-				return badRequest("status %q is not a task state (pending, in_progress, complete, error, cancelled, resolved_manually)", st)
+				return fieldError("status", "query", "status %q is not a task state (pending, in_progress, complete, error, cancelled, resolved_manually)", st)
 			}
 			p.States = append(p.States, state)
 		}
 	}
-	namespace := q.Get("namespace")
-	if v := q.Get("workflow"); v != "" {
+	namespace := q["namespace"]
+	if v := q["workflow"]; v != "" {
 		ns, name, ok := strings.Cut(v, "/")
 		if !ok {
 			ns, name = definition.DefaultNamespace, v
@@ -166,16 +184,16 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		name string
 		into **time.Time
 	}{{"created_after", &p.CreatedAfter}, {"created_before", &p.CreatedBefore}} {
-		if v := q.Get(f.name); v != "" {
+		if v := q[f.name]; v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return badRequest("%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", f.name, v)
+				return fieldError(f.name, "query", "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, not %q", f.name, v)
 			}
 			t = t.UTC()
 			*f.into = &t
 		}
 	}
-	p.Tag = q.Get("tag")
+	p.Tag = q["tag"]
 	if err := s.authorize(r, "task:index", Resource{Type: "task", Namespace: namespace}); err != nil {
 		if namespace != "" {
 			return err
@@ -338,7 +356,7 @@ func (s *Server) patchTask(w http.ResponseWriter, r *http.Request) error {
 			p.Tags = []string{}
 		}
 	}
-	updated, err := s.store.UpdateTask(r.Context(), p)
+	updated, err := s.eng.UpdateTask(r.Context(), p)
 	if err != nil {
 		return err
 	}

@@ -41,14 +41,20 @@ type CreateRequest struct {
 // loaded.
 var ErrUnknownWorkflow = errors.New("unknown workflow")
 
-// RequestError is a malformed create request (a workflow reference that
-// does not parse). Field names the request field.
+// RequestError is a malformed request: a workflow reference that does not
+// parse, or a value past the limits of input.go or that not every backend
+// can store. Field names the request field ("reason", "tags[3]", ...).
 type RequestError struct {
 	Field   string
 	Message string
+	// Err is the cause, if any (backends.ErrUnstorable for text or JSON a
+	// backend cannot store).
+	Err error
 }
 
 func (e *RequestError) Error() string { return e.Field + ": " + e.Message }
+
+func (e *RequestError) Unwrap() error { return e.Err }
 
 // ContextViolation is one way a task context fails the workflow's
 // context_schema: where (a JSON pointer into the context, "" for the whole
@@ -63,7 +69,12 @@ type ContextViolation struct {
 type ContextValidationError struct {
 	Workflow   string
 	Violations []ContextViolation
+	// Err is the cause, if any: backends.ErrUnstorable for a context not
+	// every backend can store.
+	Err error
 }
+
+func (e *ContextValidationError) Unwrap() error { return e.Err }
 
 func (e *ContextValidationError) Error() string {
 	var b strings.Builder
@@ -100,16 +111,24 @@ func (e *BypassError) Error() string {
 // CreateTask validates a request and inserts its task in one transaction.
 // created is false when IdempotencyKey matched an earlier identical
 // request (that task is returned); a different request with the same key is
-// backends.ErrDuplicate. Errors: ErrUnknownWorkflow, *RequestError,
-// *ContextValidationError, *BypassError, or the store's.
+// backends.ErrDuplicate. Errors: ErrUnknownWorkflow, *RequestError (also
+// for text past the limits of input.go or that not every backend can
+// store), *ContextValidationError (also for a context not every backend can
+// store), *BypassError, or the store's. A refused request writes nothing.
 func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.Task, bool, error) {
 	ref, err := definition.ParseRef(req.Workflow)
 	if err != nil {
 		return nil, false, &RequestError{Field: "workflow", Message: err.Error()}
 	}
+	if err := checkCreate(&req); err != nil {
+		return nil, false, err
+	}
 	wf, err := e.Catalog().Lookup(ref)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrUnknownWorkflow, err)
+	}
+	if err := checkContext(wf.ID(), req.Context); err != nil {
+		return nil, false, err
 	}
 	taskContext, err := validateContext(wf, req.Context)
 	if err != nil {

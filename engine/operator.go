@@ -12,12 +12,17 @@ import (
 // Operator actions (SEMANTICS §5.7–5.9). Each is one store transaction; the
 // engine then publishes its events, stops the handlers this node runs for
 // steps whose cancel was requested (other nodes learn it at their next
-// heartbeat), and wakes the worker pool. Errors are the store's:
-// backends.ErrNotFound, an *backends.InvalidTransitionError (409).
+// heartbeat), and wakes the worker pool. Errors: a *RequestError for a
+// reason (or resolve results) that input.go refuses, before anything is
+// written; otherwise the store's: backends.ErrNotFound, an
+// *backends.InvalidTransitionError (409).
 
 // CancelTask cancels a task: pending and error steps are cancelled at once,
 // running ones when their handlers return.
 func (e *Engine) CancelTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, err
+	}
 	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
 		return e.store.CancelTask(ctx, &backends.CancelTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionCancel, "cancelling task %d")
@@ -25,6 +30,9 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, reason string) (*
 
 // CancelStep cancels a step and its pending or errored descendants.
 func (e *Engine) CancelStep(ctx context.Context, stepID int64, reason string) (*backends.Change, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, err
+	}
 	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
 		return e.store.CancelStep(ctx, &backends.CancelStepParams{StepID: stepID, Reason: reason, Now: now})
 	}, actionCancel, "cancelling step %d")
@@ -33,8 +41,11 @@ func (e *Engine) CancelStep(ctx context.Context, stepID int64, reason string) (*
 // ResolveStep marks a pending or error step resolved_manually with results
 // (nil means {}); its children may then run.
 func (e *Engine) ResolveStep(ctx context.Context, stepID int64, results json.RawMessage, reason string) (*backends.Change, error) {
-	if len(results) > 0 && !json.Valid(results) {
-		return nil, &RequestError{Field: "results", Message: "not valid JSON"}
+	if err := checkResults(results); err != nil {
+		return nil, err
+	}
+	if err := CheckReason(reason); err != nil {
+		return nil, err
 	}
 	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
 		return e.store.ResolveStep(ctx, &backends.ResolveStepParams{StepID: stepID, Results: results, Reason: reason, Now: now})
@@ -43,6 +54,9 @@ func (e *Engine) ResolveStep(ctx context.Context, stepID int64, results json.Raw
 
 // ResolveTask marks a task in error resolved_manually.
 func (e *Engine) ResolveTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, err
+	}
 	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
 		return e.store.ResolveTask(ctx, &backends.ResolveTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionResolve, "resolving task %d")
@@ -51,6 +65,9 @@ func (e *Engine) ResolveTask(ctx context.Context, taskID int64, reason string) (
 // RetryStep grants a step in error one more attempt; its task, if in
 // error, runs again.
 func (e *Engine) RetryStep(ctx context.Context, stepID int64, reason string) (*backends.Change, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, err
+	}
 	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
 		return e.store.RetryStep(ctx, &backends.RetryStepParams{StepID: stepID, Reason: reason, Now: now})
 	}, actionRetry, "retrying step %d")
@@ -58,9 +75,38 @@ func (e *Engine) RetryStep(ctx context.Context, stepID int64, reason string) (*b
 
 // RetryTask retries every step in error of a task in error.
 func (e *Engine) RetryTask(ctx context.Context, taskID int64, reason string) (*backends.Change, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, err
+	}
 	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
 		return e.store.RetryTask(ctx, &backends.RetryTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionRetry, "retrying task %d")
+}
+
+// UpdateTask changes a task's reason and/or tags (p.Reason nil: unchanged;
+// p.Tags nil: unchanged, empty: none), the only fields a caller may change
+// once the task exists. A reason or tags that input.go refuses is a
+// *RequestError and nothing is written; p.Now zero means now.
+func (e *Engine) UpdateTask(ctx context.Context, p *backends.UpdateTaskParams) (*backends.Task, error) {
+	if p.Reason != nil {
+		if err := CheckReason(*p.Reason); err != nil {
+			return nil, err
+		}
+	}
+	if p.Tags != nil {
+		if err := CheckTags(p.Tags); err != nil {
+			return nil, err
+		}
+	}
+	q := *p
+	if q.Now.IsZero() {
+		q.Now = e.now()
+	}
+	task, err := e.store.UpdateTask(ctx, &q)
+	if err != nil {
+		return nil, fmt.Errorf("updating task %d: %w", p.TaskID, err)
+	}
+	return task, nil
 }
 
 type action int

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/config"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
@@ -153,6 +154,14 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 
 // readContextArg reads --context: inline JSON or @file.
 func readContextArg(arg string) (json.RawMessage, error) {
+	return readJSONArg("--context", arg)
+}
+
+// readJSONArg reads a flag holding a JSON object, inline or @file. An
+// object not every backend can store (bytes that are not UTF-8, a NUL
+// character, an unpaired surrogate, even escaped) is refused here, with
+// the flag's name, rather than "fixed" on the way to the server.
+func readJSONArg(flag, arg string) (json.RawMessage, error) {
 	if arg == "" {
 		return nil, nil
 	}
@@ -160,13 +169,17 @@ func readContextArg(arg string) (json.RawMessage, error) {
 	if path, ok := strings.CutPrefix(arg, "@"); ok {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, usageErrorf("--context: %s", err)
+			return nil, usageErrorf("%s: %s", flag, err)
 		}
 		src = b
 	}
 	var obj map[string]any
 	if err := json.Unmarshal(src, &obj); err != nil || obj == nil {
-		return nil, usageErrorf("--context must be a JSON object: %s", jsonProblem(err))
+		return nil, usageErrorf("%s must be a JSON object: %s", flag, jsonProblem(err))
+	}
+	if err := backends.CheckJSON(src); err != nil {
+		return nil, usageErrorf("%s cannot be stored: %s (JSON text must be UTF-8, with no NUL character and no unpaired surrogate, even escaped)",
+			flag, strings.TrimPrefix(err.Error(), backends.ErrUnstorable.Error()+": "))
 	}
 	return src, nil
 }
@@ -185,6 +198,9 @@ func jsonProblem(err error) string {
 // createError turns CreateTask's refusals into one readable line, exit 2.
 func createError(err error) error {
 	var cve *engine.ContextValidationError
+	if errors.As(err, &cve) && errors.Is(err, backends.ErrUnstorable) && len(cve.Violations) == 1 {
+		return usageErrorf("%s", cve.Violations[0].Message)
+	}
 	if errors.As(err, &cve) {
 		var parts []string
 		for _, v := range cve.Violations {

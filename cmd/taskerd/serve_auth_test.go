@@ -95,6 +95,23 @@ policy {
 	require.Equal(t, http.StatusForbidden, call("GET", "/v1/tasks?namespace=billing", operatorKey, ""))
 	require.Equal(t, http.StatusOK, call("GET", "/v1/tasks", operatorKey, ""), "an unscoped listing is narrowed, not refused")
 
+	// Several credentials must all be right, and name one subject.
+	several := func(header ...string) int {
+		req, err := http.NewRequest("GET", s.url+"/v1/tasks", nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, several("Authorization", "Bearer tkd_wrong", "X-API-Key", operatorKey))
+	require.Equal(t, http.StatusUnauthorized, several("Authorization", "Bearer "+viewerKey, "X-API-Key", operatorKey), "two subjects")
+	require.Equal(t, http.StatusOK, several("Authorization", "Bearer "+operatorKey, "X-API-Key", operatorKey))
+	require.Equal(t, http.StatusOK, several("Authorization", "Bearer "+viewerKey, "Authorization", "Bearer "+viewerKey))
+
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 	log, err := os.ReadFile(filepath.Join(dir, "decisions.log"))
 	require.NoError(t, err)

@@ -275,6 +275,21 @@ func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, get(s, ""))
 	require.Equal(t, http.StatusUnauthorized, get(s, key+"0"))
 	require.Equal(t, http.StatusOK, get(s, key))
+	// Several credentials must all be right, and agree (issue 14, item 6).
+	several := func(header ...string) int {
+		req, err := http.NewRequest("GET", s.url+"/v1/workflows", nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusUnauthorized, several("Authorization", "Bearer tkd_wrong", "X-API-Key", key), "a wrong bearer beside the right key")
+	require.Equal(t, http.StatusUnauthorized, several("Authorization", "Bearer "+key, "Authorization", "Bearer tkd_wrong"))
+	require.Equal(t, http.StatusOK, several("Authorization", "Bearer "+key, "X-API-Key", key))
 	require.Equal(t, http.StatusOK, s.getJSON(t, "/health/ready", nil))
 	s.mu.Lock()
 	for _, l := range s.log {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/taskerd/taskerd/engine"
 )
 
 // The task subcommands are a client of a running taskerd serve.
@@ -66,6 +68,9 @@ func (c *apiClient) createCmd() *cobra.Command {
 		Example: `  taskerd task create ecommerce/order_fulfillment --context @order.json --idempotency-key order-A-1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFlags(reason, tags, key); err != nil {
+				return err
+			}
 			body := map[string]any{"workflow": args[0]}
 			if version != "" {
 				body["version"] = version
@@ -172,6 +177,9 @@ func (c *apiClient) actionCmd(verb string) *cobra.Command {
 		Short: strings.ToUpper(verb[:1]) + verb[1:] + " a task, or one of its steps with --step",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFlags(reason, nil, ""); err != nil {
+				return err
+			}
 			body := map[string]any{}
 			if reason != "" {
 				body["reason"] = reason
@@ -180,7 +188,7 @@ func (c *apiClient) actionCmd(verb string) *cobra.Command {
 				if verb != "resolve" || step == "" {
 					return usageErrorf("--results goes only with resolve --step")
 				}
-				raw, err := readContextArg(results)
+				raw, err := readJSONArg("--results", results)
 				if err != nil {
 					return err
 				}
@@ -209,6 +217,29 @@ func (c *apiClient) actionCmd(verb string) *cobra.Command {
 		cmd.Flags().StringVar(&results, "results", "", "with --step: the step's results, a JSON object or @FILE")
 	}
 	return cmd
+}
+
+// checkFlags refuses, before anything is sent, a --reason, --tag or
+// --idempotency-key the server would refuse: the engine's limits, and text
+// not every backend can store (which JSON encoding would otherwise
+// silently turn into U+FFFD).
+func checkFlags(reason string, tags []string, key string) error {
+	var re *engine.RequestError
+	if err := engine.CheckReason(reason); errors.As(err, &re) {
+		return usageErrorf("--reason %s", re.Message)
+	}
+	if len(tags) > engine.MaxTags {
+		return usageErrorf("--tag is given %d times; at most %d tags are allowed", len(tags), engine.MaxTags)
+	}
+	for _, tag := range tags {
+		if err := engine.CheckTags([]string{tag}); errors.As(err, &re) {
+			return usageErrorf("--tag %q %s", tag, re.Message)
+		}
+	}
+	if err := engine.CheckIdempotencyKey(key); errors.As(err, &re) {
+		return usageErrorf("--idempotency-key %s", re.Message)
+	}
+	return nil
 }
 
 // apiError is the API's error body.
