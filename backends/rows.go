@@ -48,7 +48,9 @@ type Step struct {
 
 	State    State
 	Attempts int
-	// StartedAt is when the latest attempt was claimed.
+	// StartedAt is when the latest attempt's handler started (its claim,
+	// or StartStep for a claim that waited for a worker); nil while an
+	// in_progress step waits for a worker.
 	StartedAt *time.Time
 	// LastAttemptedAt is when the latest attempt ended (success or failure).
 	LastAttemptedAt *time.Time
@@ -91,6 +93,12 @@ const (
 	ErrorKindCancelled     = "cancelled"      // an operator cancelled the step while it ran
 	ErrorKindInvalidResult = "invalid_result" // the handler's result cannot be stored (not JSON, NUL, bad UTF-8)
 )
+
+// ReasonReleased is the reason of the transition in_progress -> pending of
+// a step whose lease expired before its handler started (it waited for a
+// worker on a node that stopped or stalled): the claim is undone and its
+// attempt not counted.
+const ReasonReleased = "released: lease expired before its handler started"
 
 // Edge is a dependency between two steps of one task: Parent provides for Child.
 type Edge struct {

@@ -21,8 +21,10 @@ var taskTransitions = map[State][]State{
 }
 
 var stepTransitions = map[State][]State{
-	StatePending:    {StateInProgress, StateCancelled, StateResolvedManually},
-	StateInProgress: {StateComplete, StateError, StateCancelled},
+	StatePending: {StateInProgress, StateCancelled, StateResolvedManually},
+	// in_progress -> pending: a claim released before its handler started
+	// (the attempt is not counted); Tasker had no claims.
+	StateInProgress: {StateComplete, StateError, StateCancelled, StatePending},
 	StateError:      {StatePending, StateResolvedManually, StateCancelled},
 }
 

@@ -59,7 +59,20 @@ type Store interface {
 	// CancelRequested cleared, a lease for p.Owner until Now+p.LeaseDuration
 	// and a new LeaseToken. Its task moves pending -> in_progress on its first
 	// claim. A step whose lease is live is never returned.
+	//
+	// The last p.Queued of the p.Limit places (in that order) are for steps
+	// that wait for a worker: a step claimed into one has StartedAt nil,
+	// meaning its handler has not started, until StartStep.
 	ClaimSteps(ctx context.Context, p *ClaimStepsParams) ([]*Claim, error)
+
+	// StartStep says that the handler of a step this owner claimed is about
+	// to start, fenced by p.LeaseToken (ErrLeaseLost, nothing changed, when
+	// the step is no longer in_progress under that owner and token): the
+	// lease is extended to Now+p.LeaseDuration and, unless a cancel was
+	// requested meanwhile (answered true: the handler must not start),
+	// StartedAt = Now. A worker calls it before a handler whose claim waited
+	// for a worker, or whose lease it cannot vouch for by its own clock.
+	StartStep(ctx context.Context, p *StartStepParams) (cancelRequested bool, err error)
 
 	// ExtendLeases heartbeats the leases p.Owner holds: for each lease whose
 	// token is still current, the expiry becomes Now+p.LeaseDuration. The
@@ -82,7 +95,10 @@ type Store interface {
 	// RecoverExpiredLeases fails (kind lease_expired, retryable) up to
 	// p.Limit in_progress steps whose lease expired at or before Now, each
 	// with its finalize, as if their worker had reported the failure. A step
-	// whose cancel was requested becomes cancelled instead.
+	// whose cancel was requested becomes cancelled instead. A step whose
+	// handler never started (StartedAt nil: it waited for a worker) is
+	// released instead: in_progress -> pending (reason "released"),
+	// Attempts-1, its attempt not counted.
 	RecoverExpiredLeases(ctx context.Context, p *RecoverParams) ([]*RecordResult, error)
 	// NextWakeup is the earliest instant after which ClaimSteps or
 	// RecoverExpiredLeases may find work that they cannot find at now: the
@@ -212,8 +228,20 @@ type NewStep struct {
 }
 
 type ClaimStepsParams struct {
+	Owner string
+	Limit int
+	// Queued: of the Limit places, how many (the last, in claim order) are
+	// for steps that wait for a worker; 0: every claimed step starts now.
+	Queued        int
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+// StartStepParams: the handler of a claimed step starts.
+type StartStepParams struct {
+	StepID        int64
+	LeaseToken    int64
 	Owner         string
-	Limit         int
 	LeaseDuration time.Duration
 	Now           time.Time
 }

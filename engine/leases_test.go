@@ -52,6 +52,17 @@ func (f *partitioned) ClaimSteps(ctx context.Context, p *backends.ClaimStepsPara
 	return claims, err
 }
 
+func (f *partitioned) StartStep(ctx context.Context, p *backends.StartStepParams) (bool, error) {
+	if f.down.Load() {
+		return false, errPartition
+	}
+	cancel, err := f.Store.StartStep(ctx, p)
+	if f.down.Load() {
+		return false, errPartition
+	}
+	return cancel, err
+}
+
 func (f *partitioned) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) ([]*backends.RecordResult, error) {
 	if f.down.Load() {
 		return nil, errPartition

@@ -20,6 +20,7 @@ var (
 	errLeaseLost       = errors.New("lease lost: another node owns the step now")
 	errStepTimeout     = errors.New("step timed out")
 	errAbandoned       = errors.New("engine stopped; step abandoned")
+	errReleased        = errors.New("engine stopped before the step's handler started; step released")
 )
 
 // handlerGrace is how long the engine waits, after a handler's context is
@@ -40,9 +41,21 @@ const (
 type execution struct {
 	claim     *backends.Claim
 	token     int64
-	ctx       context.Context // cancelled by an operator, a lost lease or abandonment
+	ctx       context.Context // cancelled by an operator, a lost lease, abandonment or release
 	cancel    context.CancelCauseFunc
 	abandoned atomic.Bool
+	// queued: claimed into a place that waits for a worker; its handler
+	// has not started, as far as the store knows, until StartStep.
+	queued bool
+
+	// Guarded by Engine.mu.
+	// leaseUntil is this node's own bound on its lease: the instant taken
+	// before the last write that set or extended it (claim, StartStep,
+	// heartbeat), plus the lease. Past it, another node may own the step.
+	leaseUntil time.Time
+	// hasWorker: a queued execution got a worker; released: shutdown gave
+	// the step back before it did.
+	hasWorker, released bool
 }
 
 // Run is the worker pool. It claims as many ready steps as it has free
@@ -98,9 +111,19 @@ func (e *Engine) Run(ctx context.Context) error {
 		// one is free, without waiting for a claim's round trip.
 		free := e.workers + e.claimAhead - e.runningCount()
 		if free > 0 {
+			// Workers free now take the first claims at once; the rest of
+			// the claims wait for a worker, and the store knows which.
+			idle := e.reserveWorkers(free)
 			// One instant for the claim and the wake-up question: a backoff
 			// that ends between the two would otherwise be missed by both.
-			claimed, now, err := e.claim(ctx, base, free)
+			claimed, now, err := e.claim(ctx, base, free, free-idle)
+			started := 0
+			for _, x := range claimed {
+				if !x.queued {
+					started++
+				}
+			}
+			e.unreserveWorkers(idle - started)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.log.Error("claiming steps", "node", e.nodeID, "err", err)
@@ -137,6 +160,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		timer.Stop()
 	}
 
+	// Steps claimed ahead that have no worker yet are given back now, their
+	// attempts not counted: a node stopped (or restarted in a loop) must not
+	// burn attempts of steps it never ran.
+	e.releaseLeases(e.releaseQueued())
 	e.log.Info("engine stopping", "node", e.nodeID, "running", e.runningCount(), "grace", e.grace)
 	done := make(chan struct{})
 	go func() {
@@ -183,6 +210,47 @@ func (e *Engine) nextWakeup(ctx context.Context, now time.Time, busy bool) *time
 	return next
 }
 
+// reserveWorkers takes up to n workers that are free now, without waiting,
+// and says how many it took. A worker is never taken from a queued
+// execution waiting for one: those wait in the channel's send queue, which
+// a free place goes to first.
+func (e *Engine) reserveWorkers(n int) int {
+	for i := 0; i < n; i++ {
+		select {
+		case e.slots <- struct{}{}:
+		default:
+			return i
+		}
+	}
+	return n
+}
+
+// unreserveWorkers frees n reserved workers that no claim took.
+func (e *Engine) unreserveWorkers(n int) {
+	for range n {
+		<-e.slots
+	}
+}
+
+// releaseQueued gives up, at shutdown, the executions still waiting for a
+// worker: their handlers will not start. It returns their leases.
+func (e *Engine) releaseQueued() []backends.Lease {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var leases []backends.Lease
+	for id, x := range e.running {
+		if !x.queued || x.hasWorker {
+			continue
+		}
+		x.released = true
+		x.cancel(errReleased)
+		delete(e.running, id)
+		leases = append(leases, backends.Lease{StepID: id, Token: x.token})
+		e.log.Info("giving back a step whose handler has not started", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
+	}
+	return leases
+}
+
 func (e *Engine) runningCount() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -205,10 +273,11 @@ func (e *Engine) abandonAll() []backends.Lease {
 	return leases
 }
 
-// releaseLeases ends the leases of abandoned steps now instead of at their
-// expiry, and recovers them at once (each attempt fails as lease_expired
-// and is retried under its retry policy), so that no step waits a lease
-// out for a node that has stopped. If the database cannot be reached the
+// releaseLeases ends the leases of abandoned or released steps now instead
+// of at their expiry, and recovers them at once (an abandoned attempt fails
+// as lease_expired and is retried under its retry policy; a step whose
+// handler never started goes back to pending, its attempt not counted), so
+// that no step waits a lease out for a node that has stopped. If the database cannot be reached the
 // leases simply expire as they would after a crash.
 func (e *Engine) releaseLeases(leases []backends.Lease) {
 	if len(leases) == 0 {
@@ -231,11 +300,12 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 // claimed steps' results among them); a write whose instant is later than
 // the claim's waits for the claim's store call, so a child never starts
 // before its parent ended.
-func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time.Time, error) {
+func (e *Engine) claim(ctx, base context.Context, limit, queued int) ([]*execution, time.Time, error) {
 	now := e.gate.startClaim(e.now)
 	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
 		Owner:         e.nodeID,
 		Limit:         limit,
+		Queued:        queued,
 		LeaseDuration: e.lease,
 		Now:           now,
 	})
@@ -251,7 +321,8 @@ func (e *Engine) claim(ctx, base context.Context, limit int) ([]*execution, time
 	e.mu.Lock()
 	for _, c := range claims {
 		xctx, cancel := context.WithCancelCause(base)
-		x := &execution{claim: c, token: c.Step.LeaseToken, ctx: xctx, cancel: cancel}
+		x := &execution{claim: c, token: c.Step.LeaseToken, ctx: xctx, cancel: cancel,
+			queued: c.Step.StartedAt == nil, leaseUntil: now.Add(e.lease)}
 		e.running[c.Step.ID] = x
 		execs = append(execs, x)
 	}
@@ -317,26 +388,33 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		out   outcome
 		cause error
 	)
-	select {
-	case e.slots <- struct{}{}:
-		// A worker: the handler runs, and its timeout starts now.
-		timeout := s.Timeout
-		if timeout <= 0 {
-			timeout = definition.DefaultTimeout
+	if e.waitForWorker(x) {
+		switch start, stopped := e.startHandler(base, x); {
+		case start:
+			// The handler runs, and its timeout starts now.
+			timeout := s.Timeout
+			if timeout <= 0 {
+				timeout = definition.DefaultTimeout
+			}
+			deadline := time.Now().Add(timeout)
+			hctx, stop := context.WithDeadlineCause(x.ctx, deadline, errStepTimeout)
+			out = e.callHandler(x, hctx, deadline)
+			cause = context.Cause(hctx)
+			stop()
+		case stopped != nil:
+			cause, out = stopped, outcome{err: stopped}
+		default:
+			<-e.slots
+			return // not ours any more, or not known to be: nothing to record
 		}
-		deadline := time.Now().Add(timeout)
-		hctx, stop := context.WithDeadlineCause(x.ctx, deadline, errStepTimeout)
-		out = e.callHandler(x, hctx, deadline)
-		cause = context.Cause(hctx)
-		stop()
 		<-e.slots
-	case <-x.ctx.Done():
-		// Cancelled, lease lost or abandoned while waiting for a worker:
-		// the handler never ran, and the outcome is what stopped it.
+	} else {
+		// Cancelled, lease lost, abandoned or released while waiting for a
+		// worker: the handler never ran, and the outcome is what stopped it.
 		cause = context.Cause(x.ctx)
 		out = outcome{err: cause}
 	}
-	if x.abandoned.Load() {
+	if x.abandoned.Load() || errors.Is(cause, errReleased) {
 		return
 	}
 	if errors.Is(cause, errLeaseLost) {
@@ -422,6 +500,71 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		e.log.Warn("recording step result failed; retrying", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
 		time.Sleep(recordRetryDelay << try)
 	}
+}
+
+// waitForWorker gets an execution its worker: at once for one claimed into
+// a place that starts now (its worker was reserved for it), else when one
+// frees up. False when the execution's context ended first (or shutdown
+// released it meanwhile); then it holds no worker.
+func (e *Engine) waitForWorker(x *execution) bool {
+	if !x.queued {
+		return true
+	}
+	select {
+	case e.slots <- struct{}{}:
+	case <-x.ctx.Done():
+		return false
+	}
+	e.mu.Lock()
+	released := x.released
+	x.hasWorker = !released
+	e.mu.Unlock()
+	if released {
+		<-e.slots
+		return false
+	}
+	return true
+}
+
+// startHandler decides, with a worker in hand, whether the handler may
+// start: only while this node's lease is live by its own clock. A claim
+// that waited for a worker, or whose lease is older than a heartbeat period
+// (the node was paused or starved since, say), is first confirmed in the
+// store with StartStep, a fenced write that also extends the lease and, for
+// a step that waited, records that its handler started (a lease recovered
+// later then counts the attempt). It answers start, or the cause that
+// stopped the step (a cancel requested meanwhile; record it), or neither:
+// the step is not ours any more, or the store could not say (its lease
+// will expire and the step be recovered), and nothing is recorded.
+func (e *Engine) startHandler(ctx context.Context, x *execution) (start bool, stopped error) {
+	s := x.claim.Step
+	now := e.now()
+	e.mu.Lock()
+	until := x.leaseUntil
+	e.mu.Unlock()
+	if !x.queued && now.Before(until.Add(-e.lease/3)) {
+		return true, nil
+	}
+	cancelRequested, err := e.store.StartStep(ctx, &backends.StartStepParams{
+		StepID: s.ID, LeaseToken: x.token, Owner: e.nodeID, LeaseDuration: e.lease, Now: now,
+	})
+	switch {
+	case errors.Is(err, backends.ErrLeaseLost):
+		e.log.Warn("step lease lost before its handler started; not starting it", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+		return false, nil
+	case err != nil:
+		e.log.Error("confirming a step's lease before its handler; not starting it (the lease will expire and the step be recovered)",
+			"task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
+		return false, nil
+	case cancelRequested:
+		return false, errCancelRequested
+	}
+	e.mu.Lock()
+	if until := now.Add(e.lease); until.After(x.leaseUntil) {
+		x.leaseUntil = until
+	}
+	e.mu.Unlock()
+	return true, nil
 }
 
 // callHandler runs the handler, turning a panic into a failure and giving
@@ -593,12 +736,12 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	if len(leases) == 0 {
 		return
 	}
+	sentAt := e.now()
 	statuses, err := e.store.ExtendLeases(ctx, &backends.ExtendLeasesParams{
-		Owner: e.nodeID, Leases: leases, LeaseDuration: e.lease, Now: e.now(),
+		Owner: e.nodeID, Leases: leases, LeaseDuration: e.lease, Now: sentAt,
 	})
 	if err != nil {
 		e.log.Error("extending leases", "node", e.nodeID, "leases", len(leases), "err", err)
-		return
 	}
 	sent := make(map[int64]int64, len(leases))
 	for _, l := range leases {
@@ -618,6 +761,18 @@ func (e *Engine) heartbeat(ctx context.Context) {
 			x.cancel(errLeaseLost)
 		case st.CancelRequested:
 			x.cancel(errCancelRequested)
+		}
+		if !st.Lost && sentAt.Add(e.lease).After(x.leaseUntil) {
+			x.leaseUntil = sentAt.Add(e.lease)
+		}
+	}
+	// A lease no heartbeat has renewed in time is lost, as far as this
+	// node can tell: another node may recover the step and run it.
+	now := e.now()
+	for _, x := range e.running {
+		if !now.Before(x.leaseUntil) && x.ctx.Err() == nil {
+			e.log.Warn("no heartbeat renewed a step's lease in time; stopping its handler", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts, "lease_until", x.leaseUntil)
+			x.cancel(errLeaseLost)
 		}
 	}
 }
@@ -639,7 +794,11 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 	}
 	var events []Event
 	for _, rr := range rrs {
-		e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
+		if rr.Step.State == backends.StatePending {
+			e.log.Info("released a step whose handler never started", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempts", rr.Step.Attempts)
+		} else {
+			e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
+		}
 		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
 	}
 	w.end(e.publish, events)

@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) backends.Store) {
 	t.Run("Claim", func(t *testing.T) { testClaim(t, newStore) })
 	t.Run("Record", func(t *testing.T) { testRecord(t, newStore) })
 	t.Run("Leases", func(t *testing.T) { testLeases(t, newStore) })
+	t.Run("Queued", func(t *testing.T) { testQueued(t, newStore) })
 	t.Run("Operator", func(t *testing.T) { testOperator(t, newStore) })
 	t.Run("List", func(t *testing.T) { testList(t, newStore) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, newStore) })

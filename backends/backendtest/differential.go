@@ -134,7 +134,8 @@ func (d *differ) step() {
 	case op < 20: // the clock moves: a little, a lot, or to the edge of something
 		d.advance()
 	case op < 40:
-		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "diff", Limit: 1 + d.pick(4),
+		limit := 1 + d.pick(4)
+		cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "diff", Limit: limit, Queued: d.pick(limit + 1),
 			LeaseDuration: time.Duration(5+d.pick(85)) * time.Second, Now: d.clock})
 		require.NoError(d.t, err)
 		d.claims = append(d.claims, cs...)
@@ -159,6 +160,11 @@ func (d *differ) step() {
 	case op < 76:
 		_, err := s.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: 1 + d.pick(5), Now: d.clock})
 		require.NoError(d.t, err)
+	case op < 78 && len(d.claims) > 0:
+		c := d.claims[d.pick(len(d.claims))]
+		_, err := s.StartStep(ctx, &backends.StartStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Owner: "diff",
+			LeaseDuration: time.Duration(1+d.pick(60)) * time.Second, Now: d.clock})
+		okErr(err)
 	case op < 80 && len(d.claims) > 0:
 		c := d.claims[d.pick(len(d.claims))]
 		_, err := s.ExtendLeases(ctx, &backends.ExtendLeasesParams{Owner: "diff", LeaseDuration: time.Duration(1+d.pick(60)) * time.Second,

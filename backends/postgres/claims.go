@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -62,7 +63,7 @@ func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (bac
 // wait for each other; a row another claim changed before we lock it is
 // re-checked (EvalPlanQual) and dropped when it is no longer pending or
 // error. The LIMIT counts only locked rows. $1 now, $2 limit.
-const claimSQL = `SELECT s.id, s.state, s.updated_at AS prev_updated_at,
+const claimSQL = `SELECT s.id, s.task_id, s.position, s.state, s.updated_at AS prev_updated_at,
 	CASE WHEN s.state = 'error' OR s.backoff_request_seconds IS NOT NULL
 	     THEN (SELECT r.next_retry_at FROM taskerd_step_readiness_rows($1) r WHERE r.step_id = s.id)
 	END AS next_retry_at
@@ -83,8 +84,12 @@ const claimSQL = `SELECT s.id, s.state, s.updated_at AS prev_updated_at,
 // a JSON object, its task's row (as started here, or as it stands), and
 // whether this statement started that task. Transition metadata is built
 // as Go's encoding/json would write it (keys sorted).
-// $1 now, $2 limit, $3 owner, $4 lease expiry.
+// The first $5 picks in claim order start now (started_at); the others
+// wait for a worker (started_at NULL until StartStep).
+// $1 now, $2 limit, $3 owner, $4 lease expiry, $5 places that start now.
 const claimStepsSQL = `WITH picked AS (` + claimSQL + `
+), pick_order AS (
+	SELECT coalesce(array_agg(id ORDER BY task_id, position), '{}') AS ids FROM picked
 ), claimed AS (
 	-- The picks by id, from an array read once (an InitPlan): primary key
 	-- lookups whatever the planner guesses about the CTE's size. (Joined to
@@ -92,9 +97,12 @@ const claimStepsSQL = `WITH picked AS (` + claimSQL + `
 	-- In SET, s.state is the state before this update.
 	UPDATE steps s SET state = 'in_progress', updated_at = $1,
 		transition_count = s.transition_count + CASE WHEN s.state = 'error' THEN 2 ELSE 1 END,
-		attempts = s.attempts + 1, started_at = $1, backoff_request_seconds = NULL,
+		attempts = s.attempts + 1,
+		started_at = CASE WHEN array_position((SELECT ids FROM pick_order)::bigint[], s.id) <= $5::integer
+		                  THEN $1::timestamptz END,
+		backoff_request_seconds = NULL,
 		cancel_requested = false, lease_owner = $3, lease_expires_at = $4, lease_token = s.lease_token + 1
-	 WHERE s.id = ANY ((SELECT array_agg(id) FROM picked)::bigint[])
+	 WHERE s.id = ANY ((SELECT ids FROM pick_order)::bigint[])
 	RETURNING s.*,
 		format('{"attempt":%s,"lease_token":%s,"owner":%s}', s.attempts, s.lease_token, to_json($3::text)) AS meta
 ), step_log AS (
@@ -177,7 +185,7 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (cl
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(keyLookupsSQL)
-	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)))
+	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)), p.Limit-p.Queued)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
@@ -239,6 +247,25 @@ func scanClaims(rows pgx.Rows, err error) ([]*backends.Claim, error) {
 type scanFunc func(dest ...any) error
 
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+// StartStep implements backends.Store: one fenced UPDATE, its own
+// transaction. A cancel requested meanwhile leaves started_at alone (the
+// handler will not start).
+func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (bool, error) {
+	var cancelRequested bool
+	err := s.pool.QueryRow(ctx, `UPDATE steps SET lease_expires_at = $1,
+			started_at = CASE WHEN cancel_requested THEN started_at ELSE $2 END
+		WHERE id = $3 AND state = 'in_progress' AND lease_owner = $4 AND lease_token = $5
+		RETURNING cancel_requested`,
+		ts(p.Now.Add(p.LeaseDuration)), ts(p.Now), p.StepID, p.Owner, p.LeaseToken).Scan(&cancelRequested)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = fmt.Errorf("step %d (token %d of %s): %w", p.StepID, p.LeaseToken, p.Owner, backends.ErrLeaseLost)
+	}
+	if err != nil {
+		return false, fmt.Errorf("starting step %d: %w", p.StepID, err)
+	}
+	return cancelRequested, nil
+}
 
 // ExtendLeases implements backends.Store, in one statement. A lease is
 // current while its step is in_progress under the same owner and token; a

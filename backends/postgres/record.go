@@ -74,6 +74,22 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			return err
 		}
 		for _, st := range steps {
+			if st.StartedAt == nil && !st.CancelRequested {
+				// It waited for a worker and its handler never ran: the
+				// claim is undone (under the row lock taken above), its
+				// attempt not counted.
+				meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "owner": st.LeaseOwner}
+				written, err := moveStep(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
+				if err != nil {
+					return fmt.Errorf("releasing %s: %w", backends.StepObject(st), err)
+				}
+				res, err := finalizeResult(ctx, tx, written, p.Now)
+				if err != nil {
+					return err
+				}
+				out = append(out, res)
+				continue
+			}
 			se := backends.StepError{
 				Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
 				Retryable: true,

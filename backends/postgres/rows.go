@@ -218,6 +218,8 @@ const (
 	// (none) an operator's retry.
 	retrySet = `retry_limit = greatest(retry_limit, attempts + 1), retryable = true,
 		backoff_request_seconds = NULL`
+	// (none) a claim undone before its handler started.
+	releaseSet = `attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL`
 )
 
 // moveStep changes a step's state and writes its transition, refusing what

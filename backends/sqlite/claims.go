@@ -84,7 +84,7 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		expires := p.Now.Add(p.LeaseDuration)
 		// Each task's row, read once and kept as this transaction moves it.
 		tasks := map[int64]*backends.Task{}
-		for _, pk := range picks {
+		for i, pk := range picks {
 			st, err := getStep(ctx, tx, pk.stepID)
 			if err != nil {
 				return err
@@ -99,9 +99,15 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 					return err
 				}
 			}
-			// The claim's one write to the step returns the claimed row.
+			// The claim's one write to the step returns the claimed row. A
+			// step claimed into a queued place has not started (StartedAt
+			// NULL) until StartStep.
+			var startedAt any
+			if i < p.Limit-p.Queued {
+				startedAt = micros(p.Now)
+			}
 			if c.Step, err = moveStepWith(ctx, tx, st, backends.StateInProgress, "claimed", meta, p.Now,
-				claimSet, micros(p.Now), p.Owner, micros(expires)); err != nil {
+				claimSet, startedAt, p.Owner, micros(expires)); err != nil {
 				return err
 			}
 			task := tasks[pk.taskID]
@@ -202,6 +208,22 @@ func (s *Store) ExtendLeases(ctx context.Context, p *backends.ExtendLeasesParams
 		return nil, fmt.Errorf("extending %d leases for %s: %w", len(p.Leases), p.Owner, err)
 	}
 	return out, nil
+}
+
+// StartStep implements backends.Store: one fenced UPDATE.
+func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (bool, error) {
+	var cancelRequested int
+	err := s.write(ctx, func(tx querier) error {
+		return tx.QueryRowContext(ctx, startStepSQL, micros(p.Now.Add(p.LeaseDuration)), micros(p.Now),
+			p.StepID, p.Owner, p.LeaseToken).Scan(&cancelRequested)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("step %d (token %d of %s): %w", p.StepID, p.LeaseToken, p.Owner, backends.ErrLeaseLost)
+	}
+	if err != nil {
+		return false, fmt.Errorf("starting step %d: %w", p.StepID, err)
+	}
+	return cancelRequested != 0, nil
 }
 
 // fencedStep reads a step for a result write and checks its lease: the
@@ -345,6 +367,21 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			st, err := getStep(ctx, tx, id)
 			if err != nil {
 				return err
+			}
+			if st.StartedAt == nil && !st.CancelRequested {
+				// It waited for a worker and its handler never ran: the
+				// claim is undone, its attempt not counted.
+				meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "owner": st.LeaseOwner}
+				written, err := moveStepWith(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
+				if err != nil {
+					return err
+				}
+				res, err := recordResult(ctx, tx, written, p.Now)
+				if err != nil {
+					return err
+				}
+				out = append(out, res)
+				continue
 			}
 			se := backends.StepError{
 				Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),

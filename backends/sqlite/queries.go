@@ -136,7 +136,7 @@ var warmStatements = []string{
 	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
 	insertTaskTransitionSQL, insertStepTransitionSQL,
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), moveStepWithSQL(completeSet),
-	moveStepWithSQL(failSet),
+	moveStepWithSQL(failSet), startStepSQL,
 	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
 }
 
@@ -195,6 +195,16 @@ const (
 		backoff_request_seconds = ?,
 		retryable = CASE WHEN ? AND NOT ? THEN 0 ELSE retryable END,
 		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0`
+
+	// A claim undone before its handler started (RecoverExpiredLeases).
+	releaseSet = `attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL`
+
+	// StartStep: the fence is the WHERE; a cancel requested meanwhile
+	// leaves StartedAt alone (the handler will not start).
+	startStepSQL = `UPDATE steps SET lease_expires_at = ?1,
+		started_at = CASE WHEN cancel_requested THEN started_at ELSE ?2 END
+		WHERE id = ?3 AND state = 'in_progress' AND lease_owner = ?4 AND lease_token = ?5
+		RETURNING cancel_requested`
 
 	parentResultsSQL = `SELECT p.name, p.results, p.updated_at FROM edges e JOIN steps p ON p.id = e.parent_step_id
 		WHERE e.child_step_id = ? ORDER BY p.position`
