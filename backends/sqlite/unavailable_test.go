@@ -36,17 +36,12 @@ func TestUnavailableCodes(t *testing.T) {
 	}
 }
 
-// limitPages makes writes that need a new page fail with SQLITE_FULL (the
-// file may not grow past its current size: max_page_count cannot go below
-// it), as a full disk would; lift undoes it.
+// limitPages makes writes that need a new page fail with SQLITE_FULL, as a
+// full disk would; lift undoes it.
 func limitPages(t *testing.T, s *Store) (lift func()) {
 	t.Helper()
-	_, err := s.writer.Exec(`PRAGMA max_page_count = 1`)
-	require.NoError(t, err)
-	return func() {
-		_, err := s.writer.Exec(`PRAGMA max_page_count = 4294967294`)
-		require.NoError(t, err)
-	}
+	require.NoError(t, SetMaxPageCount(context.Background(), s, 1))
+	return func() { require.NoError(t, SetMaxPageCount(context.Background(), s, 4294967294)) }
 }
 
 // Store errors that mean "the database cannot be reached or written now"
