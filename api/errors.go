@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
@@ -48,9 +50,13 @@ func notFound(format string, args ...any) *Error {
 	return errorf(http.StatusNotFound, CodeNotFound, format, args...)
 }
 
+// retryAfterSeconds is the Retry-After of a 503: long enough not to hammer
+// a database that is coming back, short enough to notice it is back.
+const retryAfterSeconds = 2
+
 // fromError maps what the engine and the store return to an API error. An
 // error it does not recognise is a 500 whose message says nothing of the
-// cause (it is logged with the request id instead).
+// cause (it is logged with the request id instead); neither does a 503.
 func fromError(err error) *Error {
 	var (
 		apiErr     *Error
@@ -89,6 +95,12 @@ func fromError(err error) *Error {
 		return errorf(http.StatusConflict, CodeConflict, "the Idempotency-Key was used for a different request")
 	case errors.Is(err, backends.ErrNotFound):
 		return notFound("%s", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		// The request's store deadline passed (checked before
+		// ErrUnavailable, which wraps it too, for the clearer message).
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the database did not answer in time; retry later")
+	case errors.Is(err, backends.ErrUnavailable):
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the database is unavailable; retry later")
 	}
 	return errorf(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for this request id")
 }
@@ -103,8 +115,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
-	if e.Status == http.StatusUnauthorized {
+	switch e.Status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="taskerd"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	}
 	writeJSON(w, e.Status, map[string]*Error{"error": e})
 }

@@ -80,6 +80,8 @@ type options struct {
 	authz   api.Authorizer
 	maxBody int64
 	noRun   bool // do not start the engine's workers
+	// storeTimeout is the server's StoreTimeout (0: the default).
+	storeTimeout time.Duration
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -97,7 +99,7 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	if o.authz == nil {
 		o.authz = api.NoAuth{}
 	}
-	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody})
+	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout})
 	require.NoError(t, err)
 	srv := httptest.NewServer(server.Handler())
 	t.Cleanup(srv.Close)

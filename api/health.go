@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -19,22 +18,37 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkReady runs the readiness check with its deadline.
-func (s *Server) checkReady(ctx context.Context) error {
+// Readiness checks, as /health/ready names the one that failed.
+const (
+	checkDatabase = "database" // the store answers (Stats)
+	checkSchema   = "schema"   // its schema is this binary's
+	checkWrite    = "write"    // it can write
+	checkCustom   = "ready"    // Config.Ready
+)
+
+// checkReady runs the readiness checks, in order, with their deadline, and
+// returns the name of the first that failed and why.
+func (s *Server) checkReady(ctx context.Context) (check string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if s.ready != nil {
-		return s.ready(ctx)
+		return checkCustom, s.ready(ctx)
 	}
-	if _, err := s.store.Stats(ctx, s.now()); err != nil {
-		return fmt.Errorf("database: %w", err)
+	now := s.now()
+	if _, err := s.store.Stats(ctx, now); err != nil {
+		return checkDatabase, err
 	}
 	if sc, ok := s.store.(SchemaChecker); ok {
 		if err := sc.CheckSchema(ctx); err != nil {
-			return fmt.Errorf("schema: %w", err)
+			return checkSchema, err
 		}
 	}
-	return nil
+	if wc, ok := s.store.(WriteChecker); ok {
+		if err := wc.WriteHealth(ctx, now); err != nil {
+			return checkWrite, err
+		}
+	}
+	return "", nil
 }
 
 // SchemaChecker is a store that can tell whether its schema is this
@@ -43,11 +57,21 @@ type SchemaChecker interface {
 	CheckSchema(ctx context.Context) error
 }
 
+// WriteChecker is a store that can tell whether it can write (both
+// backends are): readiness checks it, since a database that still answers
+// reads may refuse every write. SQLite reports a write that failed, in the
+// last 30 s before now, because it could not write (disk full, I/O error,
+// read-only file, locked past its busy timeout); PostgreSQL makes a round
+// trip and asks whether the server is read-only.
+type WriteChecker interface {
+	WriteHealth(ctx context.Context, now time.Time) error
+}
+
 func (s *Server) readyRoute(w http.ResponseWriter, r *http.Request) error {
-	if err := s.checkReady(r.Context()); err != nil {
-		s.log.Warn("not ready", "request_id", RequestID(r.Context()), "err", err)
+	if check, err := s.checkReady(r.Context()); err != nil {
+		s.log.Warn("not ready", "request_id", RequestID(r.Context()), "check", check, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-			"status": "unavailable", "failed_check": err.Error(),
+			"status": "unavailable", "check": check, "failed_check": check + ": " + err.Error(),
 		})
 		return nil
 	}

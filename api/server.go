@@ -21,6 +21,10 @@ import (
 // DefaultMaxBody bounds a request body (max_body in taskerd.hcl).
 const DefaultMaxBody = 1 << 20
 
+// DefaultStoreTimeout is how long a request's database calls may take
+// together (db_timeout in taskerd.hcl, --db-timeout) before it answers 503.
+const DefaultStoreTimeout = 5 * time.Second
+
 // Config configures a Server. Engine is required; Authenticator and
 // Authorizer are required too: pass NoAuth{} for both, explicitly, to run
 // open.
@@ -31,9 +35,16 @@ type Config struct {
 	Logger        *slog.Logger
 	// MaxBody bounds request bodies (default DefaultMaxBody).
 	MaxBody int64
+	// StoreTimeout is the deadline of a request's work once it is
+	// authenticated, its database calls included (default
+	// DefaultStoreTimeout): a database that does not answer by then makes
+	// the request a 503 unavailable, instead of a request that hangs. The
+	// public health checks keep their own deadline (2 s).
+	StoreTimeout time.Duration
 	// Ready reports whether the node can serve: nil, or the failed check.
-	// /health/ready calls it with a 2 s deadline. Nil means the store's
-	// Stats answering is enough.
+	// /health/ready calls it with a 2 s deadline. Nil means the default
+	// checks: the store's Stats answer, its schema is this binary's
+	// (SchemaChecker) and it can write (WriteChecker).
 	Ready func(ctx context.Context) error
 	// Metrics, when set, is where the server registers and serves its
 	// metrics; nil creates a fresh registry.
@@ -50,6 +61,7 @@ type Server struct {
 	authz   Authorizer
 	log     *slog.Logger
 	maxBody int64
+	timeout time.Duration
 	ready   func(ctx context.Context) error
 	metrics *Metrics
 	now     func() time.Time
@@ -85,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		authz:   cfg.Authorizer,
 		log:     cfg.Logger,
 		maxBody: cfg.MaxBody,
+		timeout: cfg.StoreTimeout,
 		ready:   cfg.Ready,
 		metrics: cfg.Metrics,
 		now:     cfg.Now,
@@ -95,6 +108,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBody
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultStoreTimeout
 	}
 	if s.now == nil {
 		s.now = func() time.Time { return time.Now().UTC() }
@@ -135,7 +151,8 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 func ValidRequestID(id string) bool { return requestIDPattern.MatchString(id) }
 
 // chain wraps a route: request id, recover, access log and metrics, body
-// limit, authentication, then the route (which authorizes).
+// limit, authentication, then the route (which authorizes) under the
+// store deadline (public routes, the health checks, keep their own).
 func (s *Server) chain(rt route) http.Handler {
 	name := rt.method + " " + rt.pattern
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -175,9 +192,21 @@ func (s *Server) chain(rt route) http.Handler {
 			}
 			r = r.WithContext(withSubject(r.Context(), subject))
 		}
+		if !rt.public {
+			// Every store call of the route runs under this deadline: a
+			// database that is cut or frozen makes the request a 503, not
+			// a request that hangs. (Authentication, before it, has its
+			// own; so have the public health checks.)
+			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := rt.handle(sw, r); err != nil {
 			e := fromError(err)
-			if e.Status >= 500 {
+			switch {
+			case e.Status == http.StatusServiceUnavailable:
+				s.log.Warn("request failed: database unavailable", "request_id", id, "route", name, "err", err)
+			case e.Status >= 500:
 				s.log.Error("request failed", "request_id", id, "route", name, "err", err)
 			}
 			writeError(sw, e)

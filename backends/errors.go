@@ -17,7 +17,45 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrDuplicate: an idempotency key was reused with a different request.
 	ErrDuplicate = errors.New("duplicate")
+	// ErrUnavailable: the database could not be reached or cannot write at
+	// the moment, so the call failed for a reason that is expected to pass
+	// (the same call may succeed later): the connection was refused, reset
+	// or closed; the call ran out of time (a timeout, or its context's
+	// deadline: context.DeadlineExceeded is in the chain too); PostgreSQL
+	// answered with SQLSTATE class 08 (connection exception), 53
+	// (insufficient resources: disk full, out of memory, too many
+	// connections), 57P0x (shutting down, cannot connect now) or 25006 (a
+	// read-only server); SQLite answered SQLITE_FULL, SQLITE_IOERR (any),
+	// SQLITE_CANTOPEN, SQLITE_READONLY, or SQLITE_BUSY (after its busy
+	// timeout); or the store is closed. Returned wrapped in an
+	// *UnavailableError, whose chain holds the driver's error.
+	//
+	// A write that fails with it was not applied, except when the
+	// connection was lost or the deadline passed during the commit itself:
+	// then it may have been. Retrying with the same idempotency key is safe.
+	ErrUnavailable = errors.New("database unavailable")
 )
+
+// UnavailableError is a failure of the database's availability (see
+// ErrUnavailable, which it matches with errors.Is). Err is the driver's (or
+// the context's) error, which errors.Is and errors.As also reach.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return "database unavailable: " + e.Err.Error() }
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unavailable wraps err in an *UnavailableError; nil stays nil, and an
+// error that already matches ErrUnavailable is returned as it is. The
+// stores call it on the errors they classify as unavailability.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return &UnavailableError{Err: err}
+}
 
 // InvalidTransitionError names the object and the refused change. It
 // matches ErrInvalidTransition with errors.Is.

@@ -12,8 +12,18 @@ import (
 // Errors: ErrNotFound for an unknown task or step id; *InvalidTransitionError
 // (errors.Is ErrInvalidTransition) when the state machine refuses, with
 // nothing changed; ErrLeaseLost for a stale fencing token, with nothing
-// changed; ErrDuplicate for an idempotency key reused with another request.
-// Anything else is the database's own failure, wrapped with context.
+// changed; ErrDuplicate for an idempotency key reused with another request;
+// ErrUnavailable (an *UnavailableError) when the database cannot be reached
+// or cannot write at the moment, or the call's context deadline passed: the
+// call may succeed later, and a write that failed so was not applied unless
+// the failure came during its commit. Methods honour ctx's deadline: a
+// caller whose deadline passes gets its answer then (context.DeadlineExceeded,
+// wrapped in an *UnavailableError), not when the database answers; SQLite's
+// writes included (a write the caller gave up before its commit is not
+// applied). The exceptions are PostgreSQL's CompleteStep and FailStep, whose
+// batch is written for every caller in it (the engine calls them without a
+// deadline). Anything else is the database's own failure, wrapped with
+// context.
 type Store interface {
 	// CreateTask inserts the task, its steps and edges and the task's first
 	// transition (-> pending) in one transaction. Bypassed steps start as

@@ -1,6 +1,7 @@
 // Package config reads taskerd's daemon configuration, taskerd.hcl
 // (docs/configuration.md): listen address, database, workflow
-// directory, node id, workers, lease, plugins, auth and policy.
+// directory, node id, workers, lease, the API's database deadline, plugins,
+// auth and policy.
 //
 // It is its own package, rather than part of cmd/taskerd, because more
 // than one command reads it (run, serve, plugins list) and because its
@@ -46,6 +47,9 @@ type Config struct {
 	NodeID    string
 	Workers   int
 	Lease     time.Duration
+	// DBTimeout is the deadline of an API request's database calls
+	// (db_timeout; serve).
+	DBTimeout time.Duration
 	Plugins   []*Plugin
 	Auth      *Auth
 	Policy    *Policy
@@ -161,6 +165,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 var rootSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "listen"}, {Name: "database"}, {Name: "workflows"}, {Name: "node_id"}, {Name: "workers"}, {Name: "lease"},
+		{Name: "db_timeout"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "plugin", LabelNames: []string{"name"}},
@@ -215,16 +220,22 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			diags = append(diags, errorAt(a.Expr.Range(), "Invalid workers", fmt.Sprintf("workers must be at least 1, not %d.", c.Workers)))
 		}
 	}
-	if a, ok := content.Attributes["lease"]; ok {
+	duration := func(name, example string, dst *time.Duration) {
+		a, ok := content.Attributes[name]
+		if !ok {
+			return
+		}
 		var s string
 		if d := gohcl.DecodeExpression(a.Expr, nil, &s); d.HasErrors() {
 			diags = append(diags, d...)
 		} else if dur, err := time.ParseDuration(s); err != nil || dur <= 0 {
-			diags = append(diags, errorAt(a.Expr.Range(), "Invalid lease", fmt.Sprintf("lease must be a positive duration such as \"30s\", not %q.", s)))
+			diags = append(diags, errorAt(a.Expr.Range(), "Invalid "+name, fmt.Sprintf("%s must be a positive duration such as %q, not %q.", name, example, s)))
 		} else {
-			c.Lease = dur
+			*dst = dur
 		}
 	}
+	duration("lease", "30s", &c.Lease)
+	duration("db_timeout", "5s", &c.DBTimeout)
 
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks {

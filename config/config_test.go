@@ -23,6 +23,7 @@ workflows = "./workflows"
 node_id  = "edge-1"                    # default: hostname + pid
 workers  = 16                          # concurrent step executions on this node
 lease    = "30s"
+db_timeout = "2500ms"                  # deadline of an API request's database calls
 
 plugin "payments" {
   path   = "./plugins/payments"
@@ -63,6 +64,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, "edge-1", c.NodeID)
 	require.Equal(t, 16, c.Workers)
 	require.Equal(t, 30*time.Second, c.Lease)
+	require.Equal(t, 2500*time.Millisecond, c.DBTimeout)
 	require.Len(t, c.Plugins, 3)
 
 	pay := c.Plugins[0]
@@ -72,7 +74,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, config.KindStepHandler, pay.Kind)
 	require.JSONEq(t, `{"api_base":"https://pay.example.com","retries":[1,2],"sandbox":true}`, string(pay.Config))
 	require.Equal(t, 8, pay.MaxConcurrency)
-	require.Equal(t, 9, pay.DeclRange.Start.Line)
+	require.Equal(t, 10, pay.DeclRange.Start.Line)
 
 	require.Equal(t, "/opt/taskerd/jwt", c.Plugins[1].Path)
 	require.Equal(t, "/etc/taskerd/apikey", c.Plugins[2].Path)
@@ -98,6 +100,7 @@ func TestDefaults(t *testing.T) {
 	require.Zero(t, c.Plugins[0].MaxConcurrency)
 	require.JSONEq(t, `{}`, string(c.Plugins[0].Config))
 	require.Zero(t, c.Workers)
+	require.Zero(t, c.DBTimeout, "unset: serve applies its default")
 	require.Nil(t, c.Auth)
 }
 
@@ -125,6 +128,8 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 			[]string{`taskerd.hcl:5:1: Duplicate plugin`, `Previous definition was at taskerd.hcl:1,1`}},
 		{"builtin is reserved", "plugin \"builtin\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n}\n", []string{`Invalid plugin name`}},
 		{"bad lease", "lease = \"soon\"\n", []string{`taskerd.hcl:1:9: Invalid lease`}},
+		{"bad db_timeout", "\ndb_timeout = \"5\"\n", []string{`taskerd.hcl:2:14: Invalid db_timeout`, `such as "5s", not "5"`}},
+		{"zero db_timeout", "db_timeout = \"0s\"\n", []string{`taskerd.hcl:1:14: Invalid db_timeout`}},
 		{"bad workers", "workers = 0\n", []string{`taskerd.hcl:1:11: Invalid workers`}},
 		{"workers not a number", "workers = \"many\"\n", []string{`taskerd.hcl:1:12: Unsuitable value type`}},
 		{"config references a variable", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { key = var.secret }\n}\n",

@@ -151,7 +151,8 @@ FROM claimed c JOIN picked p ON p.id = c.id
 ORDER BY c.task_id, c.position`
 
 // ClaimSteps implements backends.Store with claimStepsSQL, one statement.
-func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
+func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_ []*backends.Claim, rerr error) {
+	defer classifyErr(&rerr)
 	claims := []*backends.Claim{}
 	if p.Limit <= 0 {
 		return claims, nil
@@ -271,7 +272,8 @@ func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (boo
 // current while its step is in_progress under the same owner and token; a
 // lease that expired but was not yet recovered is still current (recovery
 // and a new claim both change the token), so it is extended.
-func (s *Store) ExtendLeases(ctx context.Context, p *backends.ExtendLeasesParams) ([]backends.LeaseStatus, error) {
+func (s *Store) ExtendLeases(ctx context.Context, p *backends.ExtendLeasesParams) (_ []backends.LeaseStatus, rerr error) {
+	defer classifyErr(&rerr)
 	out := make([]backends.LeaseStatus, 0, len(p.Leases))
 	if len(p.Leases) == 0 {
 		return out, nil

@@ -25,7 +25,8 @@ const listTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
 	LIMIT $8`
 
 // ListTasks implements backends.Store.
-func (s *Store) ListTasks(ctx context.Context, p *backends.ListTasksParams) ([]*backends.Task, error) {
+func (s *Store) ListTasks(ctx context.Context, p *backends.ListTasksParams) (_ []*backends.Task, rerr error) {
+	defer classifyErr(&rerr)
 	var states, namespaces []string
 	for _, st := range p.States {
 		states = append(states, string(st))
@@ -56,7 +57,8 @@ func (s *Store) ListTasks(ctx context.Context, p *backends.ListTasksParams) ([]*
 }
 
 // UpdateTask implements backends.Store.
-func (s *Store) UpdateTask(ctx context.Context, p *backends.UpdateTaskParams) (*backends.Task, error) {
+func (s *Store) UpdateTask(ctx context.Context, p *backends.UpdateTaskParams) (_ *backends.Task, rerr error) {
+	defer classifyErr(&rerr)
 	var reason any
 	if p.Reason != nil {
 		reason = *p.Reason
@@ -79,7 +81,8 @@ func (s *Store) UpdateTask(ctx context.Context, p *backends.UpdateTaskParams) (*
 
 // Stats implements backends.Store: one REPEATABLE READ snapshot. Steps in
 // error are classified by the readiness function itself.
-func (s *Store) Stats(ctx context.Context, now time.Time) (*backends.Stats, error) {
+func (s *Store) Stats(ctx context.Context, now time.Time) (_ *backends.Stats, rerr error) {
+	defer classifyErr(&rerr)
 	st := &backends.Stats{Tasks: map[backends.State]int{}, Steps: map[backends.State]int{}}
 	for _, state := range backends.AllStates {
 		st.Tasks[state], st.Steps[state] = 0, 0
@@ -132,7 +135,8 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (*backends.Stats, erro
 }
 
 // Setting implements backends.Store.
-func (s *Store) Setting(ctx context.Context, name string) (string, error) {
+func (s *Store) Setting(ctx context.Context, name string) (_ string, rerr error) {
+	defer classifyErr(&rerr)
 	var v string
 	err := s.pool.QueryRow(ctx, `SELECT value FROM taskerd_settings WHERE name = $1`, name).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -147,7 +151,8 @@ func (s *Store) Setting(ctx context.Context, name string) (string, error) {
 // PutSettingIfAbsent implements backends.Store. A concurrent insert of the
 // same name waits for the first transaction; the SELECT after it, a new
 // statement under READ COMMITTED, then sees the row that won.
-func (s *Store) PutSettingIfAbsent(ctx context.Context, name, value string, now time.Time) (string, bool, error) {
+func (s *Store) PutSettingIfAbsent(ctx context.Context, name, value string, now time.Time) (_ string, _ bool, rerr error) {
+	defer classifyErr(&rerr)
 	var (
 		stored  string
 		created bool

@@ -175,7 +175,8 @@ func checkSchema(ctx context.Context, conn *pgx.Conn) error {
 
 // CheckSchema reports whether the database is at exactly this binary's
 // schema version (readiness: another node may have migrated it since).
-func (s *Store) CheckSchema(ctx context.Context) error {
+func (s *Store) CheckSchema(ctx context.Context) (rerr error) {
+	defer classifyErr(&rerr)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err

@@ -8,7 +8,8 @@ import (
 )
 
 // TaskNamespaces implements backends.Store.
-func (s *Store) TaskNamespaces(ctx context.Context) ([]string, error) {
+func (s *Store) TaskNamespaces(ctx context.Context) (_ []string, rerr error) {
+	defer classifyErr(&rerr)
 	rows, err := s.pool.Query(ctx, `SELECT namespace FROM task_namespaces ORDER BY namespace`)
 	if err != nil {
 		return nil, fmt.Errorf("listing task namespaces: %w", err)

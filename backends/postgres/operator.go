@@ -13,7 +13,8 @@ import (
 // Operator actions (SEMANTICS §5.7–§5.9) are operator.Actions, embedded in
 // Store: each runs in one transaction (Store.tx, run again as a deadlock
 // victim) over opTx.
-func (s *Store) operatorTx(ctx context.Context, fn func(operator.Tx) error) error {
+func (s *Store) operatorTx(ctx context.Context, fn func(operator.Tx) error) (rerr error) {
+	defer classifyErr(&rerr)
 	return s.tx(ctx, func(tx pgx.Tx) error { return fn(opTx{tx}) })
 }
 

@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -24,7 +23,8 @@ import (
 
 // proxy is a TCP proxy in front of the PostgreSQL server that a test can
 // cut (close every connection and refuse new ones) and restore, on the same
-// address.
+// address; or freeze (keep accepting and holding connections, forward
+// nothing, as a server that hangs) and thaw.
 type proxy struct {
 	t      *testing.T
 	target string
@@ -32,6 +32,7 @@ type proxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[net.Conn]struct{}
+	frozen chan struct{} // while frozen: closed by thaw
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -39,6 +40,46 @@ func newProxy(t *testing.T, target string) *proxy {
 	p.restore()
 	t.Cleanup(p.cut)
 	return p
+}
+
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen == nil {
+		p.frozen = make(chan struct{})
+	}
+}
+
+func (p *proxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen != nil {
+		close(p.frozen)
+		p.frozen = nil
+	}
+}
+
+// pipe copies src to dst, holding what it reads while the proxy is frozen.
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer func() { src.Close(); dst.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			if frozen != nil {
+				<-frozen
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *proxy) restore() {
@@ -61,13 +102,14 @@ func (p *proxy) restore() {
 			p.mu.Lock()
 			p.conns[client], p.conns[server] = struct{}{}, struct{}{}
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(server, client); server.Close(); client.Close() }()
-			go func() { _, _ = io.Copy(client, server); server.Close(); client.Close() }()
+			go p.pipe(server, client)
+			go p.pipe(client, server)
 		}
 	}()
 }
 
 func (p *proxy) cut() {
+	defer p.thaw() // once the connections are closed: what it held goes nowhere
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {

@@ -41,7 +41,8 @@ var (
 )
 
 // StepReadiness implements backends.Store (taskerd_step_readiness).
-func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]backends.ReadinessRow, error) {
+func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) (_ []backends.ReadinessRow, rerr error) {
+	defer classifyErr(&rerr)
 	rows, err := s.pool.Query(ctx, stepReadinessSQL, taskID, ts(now))
 	if err != nil {
 		return nil, fmt.Errorf("step readiness of task %d: %w", taskID, err)
@@ -99,7 +100,8 @@ func scanReadiness(sc pgx.Row, lead ...any) (r backends.ReadinessRow, ok bool, e
 }
 
 // StepReadinessBatch implements backends.Store (taskerd_step_readiness_batch).
-func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now time.Time) ([]backends.ReadinessRow, error) {
+func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now time.Time) (_ []backends.ReadinessRow, rerr error) {
+	defer classifyErr(&rerr)
 	out := []backends.ReadinessRow{}
 	if len(taskIDs) == 0 {
 		return out, nil
@@ -131,7 +133,8 @@ func scanContext(sc pgx.Row) (backends.ExecutionContext, error) {
 }
 
 // TaskExecutionContext implements backends.Store (taskerd_task_execution_context).
-func (s *Store) TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (*backends.ExecutionContext, error) {
+func (s *Store) TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (_ *backends.ExecutionContext, rerr error) {
+	defer classifyErr(&rerr)
 	ec, err := taskContext(ctx, s.pool, taskID, now)
 	if err != nil {
 		return nil, fmt.Errorf("execution context of task %d: %w", taskID, err)
@@ -148,7 +151,8 @@ func taskContext(ctx context.Context, q querier, taskID int64, now time.Time) (b
 }
 
 // TaskExecutionContexts implements backends.Store (taskerd_task_execution_contexts).
-func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now time.Time) ([]backends.ExecutionContext, error) {
+func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now time.Time) (_ []backends.ExecutionContext, rerr error) {
+	defer classifyErr(&rerr)
 	out := []backends.ExecutionContext{}
 	if len(taskIDs) == 0 {
 		return out, nil
@@ -176,7 +180,8 @@ func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now 
 const nextWakeupSQL = `SELECT taskerd_next_wakeup($1)`
 
 // NextWakeup implements backends.Store.
-func (s *Store) NextWakeup(ctx context.Context, now time.Time) (*time.Time, error) {
+func (s *Store) NextWakeup(ctx context.Context, now time.Time) (_ *time.Time, rerr error) {
+	defer classifyErr(&rerr)
 	var at *time.Time
 	if err := s.pool.QueryRow(ctx, nextWakeupSQL, ts(now)).Scan(&at); err != nil {
 		return nil, fmt.Errorf("next wakeup: %w", err)

@@ -14,7 +14,8 @@ import (
 
 // CompleteStep implements backends.Store (completeStepsSQL, written in a
 // batch with other workers' results: see results.go).
-func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
+func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (_ *backends.RecordResult, rerr error) {
+	defer classifyErr(&rerr)
 	results := p.Results
 	if len(results) == 0 {
 		results = json.RawMessage(`{}`)
@@ -38,7 +39,8 @@ func finalizeResult(ctx context.Context, tx querier, st *backends.Step, now time
 
 // FailStep implements backends.Store (failStepsSQL, written in a batch
 // with other workers' results: see results.go).
-func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
+func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (_ *backends.RecordResult, rerr error) {
+	defer classifyErr(&rerr)
 	errJSON, err := json.Marshal(p.Error)
 	if err != nil {
 		return nil, err
@@ -59,7 +61,8 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 // RecoverExpiredLeases implements backends.Store: oldest expiry first, each
 // step failed and its task finalized, all in one transaction. SKIP LOCKED:
 // a step whose worker is writing its result right now is that worker's.
-func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) ([]*backends.RecordResult, error) {
+func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) (_ []*backends.RecordResult, rerr error) {
+	defer classifyErr(&rerr)
 	if p.Limit <= 0 {
 		return []*backends.RecordResult{}, nil
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // CreateTask implements backends.Store.
-func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, bool, error) {
+func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_ *backends.Task, _ bool, rerr error) {
+	defer classifyErr(&rerr)
 	if p.IdempotencyKey == "" && len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
 		for attempt := 1; ; attempt++ {
 			task, err := s.createTaskPipelined(ctx, p)
@@ -173,7 +174,8 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 }
 
 // GetTask implements backends.Store.
-func (s *Store) GetTask(ctx context.Context, taskID int64) (*backends.Task, error) {
+func (s *Store) GetTask(ctx context.Context, taskID int64) (_ *backends.Task, rerr error) {
+	defer classifyErr(&rerr)
 	t, err := getTask(ctx, s.pool, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("getting task %d: %w", taskID, err)
@@ -182,7 +184,8 @@ func (s *Store) GetTask(ctx context.Context, taskID int64) (*backends.Task, erro
 }
 
 // GetStep implements backends.Store.
-func (s *Store) GetStep(ctx context.Context, stepID int64) (*backends.Step, error) {
+func (s *Store) GetStep(ctx context.Context, stepID int64) (_ *backends.Step, rerr error) {
+	defer classifyErr(&rerr)
 	st, err := getStep(ctx, s.pool, stepID)
 	if err != nil {
 		return nil, fmt.Errorf("getting step %d: %w", stepID, err)
@@ -191,7 +194,8 @@ func (s *Store) GetStep(ctx context.Context, stepID int64) (*backends.Step, erro
 }
 
 // ListSteps implements backends.Store.
-func (s *Store) ListSteps(ctx context.Context, taskID int64) ([]*backends.Step, error) {
+func (s *Store) ListSteps(ctx context.Context, taskID int64) (_ []*backends.Step, rerr error) {
+	defer classifyErr(&rerr)
 	var steps []*backends.Step
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		if err := taskExists(ctx, tx, taskID); err != nil {
@@ -211,7 +215,8 @@ func (s *Store) ListSteps(ctx context.Context, taskID int64) ([]*backends.Step, 
 }
 
 // ListEdges implements backends.Store.
-func (s *Store) ListEdges(ctx context.Context, taskID int64) ([]backends.Edge, error) {
+func (s *Store) ListEdges(ctx context.Context, taskID int64) (_ []backends.Edge, rerr error) {
+	defer classifyErr(&rerr)
 	var edges []backends.Edge
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		if err := taskExists(ctx, tx, taskID); err != nil {
@@ -241,7 +246,8 @@ func (s *Store) ListEdges(ctx context.Context, taskID int64) ([]backends.Edge, e
 
 // ListTransitions implements backends.Store. A transition is the most
 // recent of its object when its sort_key is the object's transition_count.
-func (s *Store) ListTransitions(ctx context.Context, taskID int64) ([]*backends.Transition, error) {
+func (s *Store) ListTransitions(ctx context.Context, taskID int64) (_ []*backends.Transition, rerr error) {
+	defer classifyErr(&rerr)
 	var out []*backends.Transition
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		if err := taskExists(ctx, tx, taskID); err != nil {

@@ -12,7 +12,8 @@ import (
 )
 
 // StepReadiness implements backends.Store (SEMANTICS §3, sql/readiness.sql).
-func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]backends.ReadinessRow, error) {
+func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) (_ []backends.ReadinessRow, rerr error) {
+	defer classifyErr(&rerr)
 	rows, err := stepReadiness(ctx, s.rq(), taskID, now)
 	if err != nil {
 		return nil, fmt.Errorf("step readiness of task %d: %w", taskID, err)
@@ -90,7 +91,8 @@ func idsJSON(ids []int64) string {
 }
 
 // StepReadinessBatch implements backends.Store.
-func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now time.Time) ([]backends.ReadinessRow, error) {
+func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now time.Time) (_ []backends.ReadinessRow, rerr error) {
+	defer classifyErr(&rerr)
 	out := []backends.ReadinessRow{}
 	if len(taskIDs) == 0 {
 		return out, nil
@@ -122,7 +124,8 @@ func scanContext(sc scanner) (backends.ExecutionContext, error) {
 }
 
 // TaskExecutionContext implements backends.Store (SEMANTICS §4, sql/context.sql).
-func (s *Store) TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (*backends.ExecutionContext, error) {
+func (s *Store) TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (_ *backends.ExecutionContext, rerr error) {
+	defer classifyErr(&rerr)
 	ec, err := taskContext(ctx, s.rq(), taskID, now)
 	if err != nil {
 		return nil, fmt.Errorf("execution context of task %d: %w", taskID, err)
@@ -139,7 +142,8 @@ func taskContext(ctx context.Context, q querier, taskID int64, now time.Time) (b
 }
 
 // TaskExecutionContexts implements backends.Store.
-func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now time.Time) ([]backends.ExecutionContext, error) {
+func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now time.Time) (_ []backends.ExecutionContext, rerr error) {
+	defer classifyErr(&rerr)
 	out := []backends.ExecutionContext{}
 	if len(taskIDs) == 0 {
 		return out, nil
@@ -163,7 +167,8 @@ func (s *Store) TaskExecutionContexts(ctx context.Context, taskIDs []int64, now 
 }
 
 // NextWakeup implements backends.Store.
-func (s *Store) NextWakeup(ctx context.Context, now time.Time) (*time.Time, error) {
+func (s *Store) NextWakeup(ctx context.Context, now time.Time) (_ *time.Time, rerr error) {
+	defer classifyErr(&rerr)
 	var at sql.NullInt64
 	if err := s.rq().QueryRowContext(ctx, nextWakeupSQL, sql.Named("now", micros(now))).Scan(&at); err != nil {
 		return nil, fmt.Errorf("next wakeup: %w", err)

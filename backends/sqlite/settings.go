@@ -11,7 +11,8 @@ import (
 )
 
 // Setting implements backends.Store.
-func (s *Store) Setting(ctx context.Context, name string) (string, error) {
+func (s *Store) Setting(ctx context.Context, name string) (_ string, rerr error) {
+	defer classifyErr(&rerr)
 	var v string
 	err := s.rq().QueryRowContext(ctx, `SELECT value FROM taskerd_settings WHERE name = ?`, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {

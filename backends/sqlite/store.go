@@ -45,6 +45,8 @@ type Store struct {
 	quit      chan struct{}
 	loopDone  chan struct{}
 	closeOnce sync.Once
+	// health is the writer's last write-path failure (WriteHealth).
+	health writeHealth
 
 	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
 	// RetryTask, over opTx (operator.go).
@@ -306,20 +308,52 @@ type writeOp struct {
 // and nothing of it is written. What this saves is the per-transaction
 // cost (BEGIN, COMMIT, and the WAL frames of pages several operations touch,
 // written once), most of the writer's CPU under load.
+//
+// The caller waits no longer than its ctx: when ctx ends first, write
+// returns ctx's error at once. The operation is then not applied: the
+// writer does not start an operation whose context has ended, and rolls
+// back (to its savepoint) one whose context ended while it ran. Only when
+// ctx ends during the COMMIT itself may it be applied after all. Errors are
+// classified: backends.ErrUnavailable for SQLite failing to write, the
+// caller's deadline and a closed store.
 func (s *Store) write(ctx context.Context, fn func(tx querier) error) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return classify(err)
 	}
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.writes <- op:
 	case <-s.quit:
-		return errClosed
+		return classify(errClosed)
 	case <-ctx.Done():
-		return ctx.Err()
+		return classify(ctx.Err())
 	}
-	return <-op.done
+	select {
+	case err := <-op.done:
+		return classify(err)
+	case <-ctx.Done():
+		select {
+		case err := <-op.done: // answered meanwhile: the answer wins
+			return classify(err)
+		default:
+			return classify(ctx.Err())
+		}
+	}
 }
+
+// answer gives op its outcome, remembering a write-path failure for
+// WriteHealth.
+func (s *Store) answer(op *writeOp, err error) {
+	if writePathFailure(err) {
+		s.health.record(err, time.Now())
+	}
+	op.done <- err
+}
+
+// abandoned is the error of an operation whose caller gave up while it ran
+// (its context ended): it must be rolled back, and its caller, gone, is
+// answered with the context's error.
+func abandoned(op *writeOp) error { return op.ctx.Err() }
 
 // writeLoop runs the write operations, grouped (see write), until Close.
 func (s *Store) writeLoop() {
@@ -357,7 +391,7 @@ func (s *Store) runGroup(group []*writeOp) {
 	tx, err := s.writer.BeginTx(bg, nil)
 	if err != nil {
 		for _, op := range group {
-			op.done <- err
+			s.answer(op, err)
 		}
 		return
 	}
@@ -367,38 +401,45 @@ func (s *Store) runGroup(group []*writeOp) {
 		op := group[0]
 		if err := op.ctx.Err(); err != nil {
 			tx.Rollback()
-			op.done <- err
+			s.answer(op, err)
 			return
 		}
-		if err := op.fn(q); err != nil {
+		err := op.fn(q)
+		if err == nil {
+			err = abandoned(op)
+		}
+		if err != nil {
 			tx.Rollback()
-			op.done <- err
+			s.answer(op, err)
 			return
 		}
-		op.done <- tx.Commit()
+		s.answer(op, tx.Commit())
 		return
 	}
 	var ok []*writeOp // done, waiting for the commit
 	fail := func(err error) {
 		tx.Rollback()
 		for _, op := range ok {
-			op.done <- err
+			s.answer(op, err)
 		}
 	}
 	for i, op := range group {
 		if err := op.ctx.Err(); err != nil {
-			op.done <- err
+			s.answer(op, err)
 			continue
 		}
 		if _, err := q.ExecContext(bg, savepointSQL); err != nil {
 			err = fmt.Errorf("write transaction: %w", err)
 			for _, rest := range group[i:] {
-				rest.done <- err
+				s.answer(rest, err)
 			}
 			fail(err)
 			return
 		}
 		opErr := op.fn(q)
+		if opErr == nil {
+			opErr = abandoned(op) // its caller is gone: roll it back
+		}
 		var err error
 		if opErr != nil {
 			_, err = q.ExecContext(bg, rollbackToSavepointSQL)
@@ -411,42 +452,44 @@ func (s *Store) runGroup(group []*writeOp) {
 			// transaction on some errors): nothing of the group is written.
 			err = fmt.Errorf("write transaction: %w", errors.Join(opErr, err))
 			for _, rest := range group[i:] {
-				rest.done <- err
+				s.answer(rest, err)
 			}
 			fail(err)
 			return
 		}
 		if opErr != nil {
-			op.done <- opErr // rolled back to its savepoint: nothing of it is written
+			s.answer(op, opErr) // rolled back to its savepoint: nothing of it is written
 			continue
 		}
 		ok = append(ok, op)
 	}
 	if err := tx.Commit(); err != nil {
 		for _, op := range ok {
-			op.done <- err
+			s.answer(op, err)
 		}
 		return
 	}
 	for _, op := range ok {
-		op.done <- nil
+		s.answer(op, nil)
 	}
 }
 
 // read runs fn in one read transaction: a consistent snapshot under WAL.
+// Errors are classified like write's.
 func (s *Store) read(ctx context.Context, fn func(tx querier) error) error {
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.memory})
 	if err != nil {
-		return err
+		return classify(err)
 	}
 	defer s.readStmts.prepareMissed(context.WithoutCancel(ctx))
 	defer tx.Rollback()
-	return fn(cachedTx{tx: tx, cache: s.readStmts})
+	return classify(fn(cachedTx{tx: tx, cache: s.readStmts}))
 }
 
 // CheckSchema reports whether the database is at exactly this binary's
 // schema version (readiness).
-func (s *Store) CheckSchema(ctx context.Context) error {
+func (s *Store) CheckSchema(ctx context.Context) (rerr error) {
+	defer classifyErr(&rerr)
 	var v int
 	if err := s.rq().QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM taskerd_schema_migrations`).Scan(&v); err != nil {
 		return fmt.Errorf("reading the schema version: %w", err)

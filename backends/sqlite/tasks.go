@@ -173,7 +173,8 @@ func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (
 }
 
 // GetTask implements backends.Store.
-func (s *Store) GetTask(ctx context.Context, taskID int64) (*backends.Task, error) {
+func (s *Store) GetTask(ctx context.Context, taskID int64) (_ *backends.Task, rerr error) {
+	defer classifyErr(&rerr)
 	t, err := getTask(ctx, s.rq(), taskID)
 	if err != nil {
 		return nil, fmt.Errorf("getting task %d: %w", taskID, err)
@@ -182,7 +183,8 @@ func (s *Store) GetTask(ctx context.Context, taskID int64) (*backends.Task, erro
 }
 
 // GetStep implements backends.Store.
-func (s *Store) GetStep(ctx context.Context, stepID int64) (*backends.Step, error) {
+func (s *Store) GetStep(ctx context.Context, stepID int64) (_ *backends.Step, rerr error) {
+	defer classifyErr(&rerr)
 	st, err := getStep(ctx, s.rq(), stepID)
 	if err != nil {
 		return nil, fmt.Errorf("getting step %d: %w", stepID, err)

@@ -28,6 +28,9 @@ const (
 	defaultListen        = "127.0.0.1:8080"
 	defaultWorkflowsDir  = "./workflows"
 	defaultShutdownGrace = 30 * time.Second
+	// apiWriteTimeout bounds writing a response; a request's database
+	// deadline (--db-timeout) must end before it, or the 503 could not be sent.
+	apiWriteTimeout = 60 * time.Second
 )
 
 type serveFlags struct {
@@ -39,6 +42,7 @@ type serveFlags struct {
 	grace     time.Duration
 	maxBody   int64
 	keyFile   string
+	dbTimeout time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -51,8 +55,13 @@ database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
 
 With no flags and no config it runs on sqlite:taskerd.db with the workflows
 of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
-(listen, database, workflows, node_id, workers, lease, plugins, auth); flags
-override it.
+(listen, database, workflows, node_id, workers, lease, db_timeout, plugins,
+auth); flags override it.
+
+A request whose database calls take longer than --db-timeout together (a
+database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
+Retry-After, as does one the database refuses for want of a connection,
+disk or write access; /health/ready then says which check failed.
 
 Authentication: with no auth setting, the first start on a database creates
 an admin API key, prints it once to stderr on a line beginning
@@ -82,6 +91,7 @@ does not load keeps the previous set and logs why.`,
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
 	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
+	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
 }
 
@@ -105,12 +115,18 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		if cfg.Auth != nil && cfg.Auth.Mode != "" && !changed("auth") {
 			f.auth = cfg.Auth.Mode
 		}
+		if cfg.DBTimeout > 0 && !changed("db-timeout") {
+			f.dbTimeout = cfg.DBTimeout
+		}
 	}
 	if f.grace < 0 {
 		return usageErrorf("--shutdown-grace must not be negative")
 	}
 	if f.maxBody < 1024 {
 		return usageErrorf("--max-body must be at least 1024 bytes, not %d", f.maxBody)
+	}
+	if f.dbTimeout <= 0 || f.dbTimeout >= apiWriteTimeout {
+		return usageErrorf("--db-timeout must be more than 0 and less than %s (the API's write timeout), not %s", apiWriteTimeout, f.dbTimeout)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
@@ -164,7 +180,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		return &exitError{code: 1, err: err}
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
-		MaxBody: f.maxBody, Metrics: metrics})
+		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -180,7 +196,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		Handler:           server.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      apiWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

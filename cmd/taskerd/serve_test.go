@@ -326,4 +326,19 @@ func TestServeBadSettingsExit2(t *testing.T) {
 	require.Contains(t, r.stderr, `--auth "jwt": the only mode is none`)
 	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", filepath.Join(t.TempDir(), "missing"))
 	require.Equal(t, 2, r.code, r.stderr)
+
+	// The API's database deadline: positive, and shorter than the write
+	// timeout (or its 503 could not be sent); db_timeout in the config
+	// reaches the same check, and a malformed one names file:line.
+	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows", "--db-timeout", "0s")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--db-timeout must be more than 0 and less than 1m0s (the API's write timeout), not 0s")
+	cfg := writeFile(t, "taskerd.hcl", "db_timeout = \"90s\"\n")
+	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows", "--config", cfg)
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "not 1m30s")
+	cfg = writeFile(t, "taskerd.hcl", "\ndb_timeout = \"soon\"\n")
+	r = runCLI(t, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", "../../workflows", "--config", cfg)
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "taskerd.hcl:2:14: Invalid db_timeout")
 }
