@@ -252,7 +252,8 @@ func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 // StartStep implements backends.Store: one fenced UPDATE, its own
 // transaction. A cancel requested meanwhile leaves started_at alone (the
 // handler will not start).
-func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (bool, error) {
+func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (_ bool, rerr error) {
+	defer classifyErr(&rerr)
 	var cancelRequested bool
 	err := s.pool.QueryRow(ctx, `UPDATE steps SET lease_expires_at = $1,
 			started_at = CASE WHEN cancel_requested THEN started_at ELSE $2 END

@@ -90,6 +90,10 @@ func TestStoreMethodsUnavailableWhileCut(t *testing.T) {
 			_, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 1, LeaseDuration: time.Minute, Now: now})
 			return err
 		},
+		"StartStep": func(ctx context.Context) error {
+			_, err := s.StartStep(ctx, &backends.StartStepParams{StepID: stepID, LeaseToken: 1, Owner: "n", LeaseDuration: time.Minute, Now: now})
+			return err
+		},
 		"ExtendLeases": func(ctx context.Context) error {
 			_, err := s.ExtendLeases(ctx, &backends.ExtendLeasesParams{Owner: "n", Leases: []backends.Lease{{StepID: stepID, Token: 1}}, LeaseDuration: time.Minute, Now: now})
 			return err
