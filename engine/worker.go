@@ -591,6 +591,7 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	if req.ParentResults == nil {
 		req.ParentResults = map[string]json.RawMessage{}
 	}
+	e.log.Debug("step handler starting", "node", e.nodeID, "task", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
 	done := make(chan outcome, 1)
 	go func() {
 		defer func() {

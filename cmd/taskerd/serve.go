@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ type serveFlags struct {
 	maxBody   int64
 	keyFile   string
 	dbTimeout time.Duration
+	logLevel  string
 }
 
 func newServeCmd() *cobra.Command {
@@ -90,6 +92,7 @@ does not load keeps the previous set and logs why.`,
 	cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's name in leases (default hostname-pid)")
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "least severe log lines written: debug, info, warn or error (debug adds a line per handler start)")
 	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
 	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
@@ -128,7 +131,11 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if f.dbTimeout <= 0 || f.dbTimeout >= apiWriteTimeout {
 		return usageErrorf("--db-timeout must be more than 0 and less than %s (the API's write timeout), not %s", apiWriteTimeout, f.dbTimeout)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil || !slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, level) {
+		return usageErrorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
