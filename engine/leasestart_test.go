@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/logsink"
 )
 
 // A handler starts only while its node's lease is live (SEMANTICS §5.4),
@@ -72,24 +72,6 @@ workflow "three" {
 }
 `
 
-// syncBuffer is a log sink tests can read while the engine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // nodeWithHolder is an engine of one worker (and one claimed ahead) whose
 // handler test.hold is h.
 func nodeWithHolder(t *testing.T, store backends.Store, h *holder, opts ...option) *testBundle {
@@ -128,7 +110,7 @@ func TestStalledNodeDoesNotStartAStepTakenOver(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
 		store := open(t)
-		logs := &syncBuffer{}
+		logs := &logsink.Buffer{}
 		h := newHolder()
 		a := nodeWithHolder(t, store, h, func(c *engine.Config) {
 			c.LeaseDuration = time.Hour // no heartbeat during the test

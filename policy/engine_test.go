@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/internal/logsink"
 )
 
 // Every action of SEMANTICS §8.
@@ -268,7 +269,7 @@ func TestPolicyWithoutAllowIsWarned(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writePolicy(t, dir, map[string]string{"authz.rego": "package taskerd.authz_typo\n\nallow := true\n"})
-	var logs syncBuffer
+	var logs logsink.Buffer
 	e, err := Load(dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err, "a policy that can only deny still fails closed")
 	defer e.Close()
@@ -323,24 +324,6 @@ func TestRevision(t *testing.T) {
 	require.NotEqual(t, ea.Revision(), src2.revision())
 }
 
-// syncBuffer is a bytes.Buffer the watcher may write while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // eventually polls cond until it holds or a deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -357,7 +340,7 @@ func TestReloadKeepsThePreviousPolicyWhenBroken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writePolicy(t, dir, map[string]string{"authz.rego": "package taskerd.authz\n\nallow if \"viewer\" in input.subject.roles\n"})
-	var logs syncBuffer
+	var logs logsink.Buffer
 	e, err := Load(dir, WithPollInterval(10*time.Millisecond), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	defer e.Close()
@@ -403,7 +386,7 @@ func TestDecisionLog(t *testing.T) {
 	const secret = "s3cr3t-t0ken-value"
 	// This policy copies the whole input into its reasons, so that if a
 	// credential ever reached the input it would show in the decision log.
-	var log syncBuffer
+	var log logsink.Buffer
 	e := loadPolicy(t, "package taskerd.authz\n\nallow if \"admin\" in input.subject.roles\n\nreasons contains json.marshal(input) if true\n", WithDecisionLog(&log))
 
 	r := httptest.NewRequest(http.MethodPost, "/v1/tasks?access_token="+secret, strings.NewReader(`{"token":"`+secret+`"}`))
@@ -471,7 +454,7 @@ func keys(m map[string]any) []string {
 
 func TestAllowedNamespaces(t *testing.T) {
 	t.Parallel()
-	var log syncBuffer
+	var log logsink.Buffer
 	e, err := Default(WithDecisionLog(&log))
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -503,7 +486,7 @@ func TestConcurrentDecisionsDuringReload(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	writePolicy(t, dir, map[string]string{"authz.rego": "package taskerd.authz\n\nallow if \"admin\" in input.subject.roles\n"})
-	e, err := Load(dir, WithPollInterval(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)), WithDecisionLog(&syncBuffer{}))
+	e, err := Load(dir, WithPollInterval(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)), WithDecisionLog(&logsink.Buffer{}))
 	require.NoError(t, err)
 	defer e.Close()
 	var wg sync.WaitGroup
@@ -582,7 +565,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
 
 func TestFailingDecisionLogDoesNotChangeDecisions(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs logsink.Buffer
 	e, err := Default(WithDecisionLog(failingWriter{}), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	for range 3 {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/internal/logsink"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
@@ -27,7 +28,7 @@ const (
 
 type authBundle struct {
 	chain *host.AuthChain
-	logs  *syncBuffer
+	logs  *logsink.Buffer
 }
 
 func authSpec(name, token string) host.Spec {
@@ -38,7 +39,7 @@ func authSpec(name, token string) host.Spec {
 // startChain starts authtest twice, as "first" and "second", in that order.
 func startChain(t testing.TB, timeout time.Duration) *authBundle {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	specs := []host.Spec{authSpec("second", secondToken), authSpec("first", firstToken)}
 	chain, err := host.StartAuthenticators(context.Background(), specs, []string{"first", "second"}, host.AuthOptions{
 		Options: host.Options{

@@ -2,7 +2,6 @@ package host_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,31 +18,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/logsink"
 	"github.com/taskerd/taskerd/plugin/host"
 )
-
-// syncBuffer is a log sink tests can read while plugins write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type bundle struct {
 	host *host.Host
 	p    *host.Plugin
-	logs *syncBuffer
+	logs *logsink.Buffer
 }
 
 // startTestPlugin starts testdata/testplugin as plugin "testp" and stops it
@@ -62,7 +43,7 @@ func startTestPluginWith(t testing.TB, mod func(*host.Spec), opts host.Options) 
 	if mod != nil {
 		mod(&spec)
 	}
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h, err := host.Start(context.Background(), []host.Spec{spec}, opts)
 	require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/logsink"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
@@ -345,7 +346,7 @@ func TestRelaunchVerifiesChecksumWithCappedBackoff(t *testing.T) {
 		require.NoError(t, os.Rename(tmp, path)) // a running executable cannot be written in place
 	}
 	replace(original)
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	h, err := host.Start(context.Background(), []host.Spec{{Name: "testp", Path: path, SHA256: testPluginSum}}, host.Options{
 		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
 		RestartMin: 10 * time.Millisecond,

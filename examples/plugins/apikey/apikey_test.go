@@ -14,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/internal/logsink"
 	"github.com/taskerd/taskerd/plugin"
 	"github.com/taskerd/taskerd/plugin/host"
 )
@@ -180,30 +180,13 @@ func TestNewKey(t *testing.T) {
 	require.Equal(t, hashOf(k), h)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestThroughTheChain runs the built plugin as taskerd does, as an
 // authenticator chain of one.
 func TestThroughTheChain(t *testing.T) {
 	t.Parallel()
 	sum, err := host.FileSHA256(pluginPath)
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	cfg, _ := json.Marshal(map[string]string{"keys_file": keysFile(t)})
 	chain, err := host.StartAuthenticators(context.Background(),
 		[]host.Spec{{Name: "apikey", Path: pluginPath, SHA256: sum, Config: cfg}}, []string{"apikey"},

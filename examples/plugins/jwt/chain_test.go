@@ -14,39 +14,22 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/internal/logsink"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
 // chainAPIKey is the one key the apikey plugin knows in these tests.
 const chainAPIKey = "tkd_chain-test-key-0001"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startChain runs the built plugins as taskerd would: names in chain
 // order, from "jwt", "jwt_cached" and "apikey".
-func startChain(t testing.TB, names ...string) (*host.AuthChain, *syncBuffer) {
+func startChain(t testing.TB, names ...string) (*host.AuthChain, *logsink.Buffer) {
 	t.Helper()
 	jwtSum, err := host.FileSHA256(jwtPluginPath)
 	require.NoError(t, err)
@@ -70,7 +53,7 @@ func startChain(t testing.TB, names ...string) (*host.AuthChain, *syncBuffer) {
 		{Name: "jwt_cached", Path: jwtPluginPath, SHA256: jwtSum, Config: cachedCfg},
 		{Name: "apikey", Path: apikeyPluginPath, SHA256: keySum, Config: keyCfg},
 	}
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	chain, err := host.StartAuthenticators(context.Background(), specs, names, host.AuthOptions{
 		Options: host.Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
 	})
