@@ -368,27 +368,19 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			if err != nil {
 				return err
 			}
+			var written *backends.Step
 			if st.StartedAt == nil && !st.CancelRequested {
 				// It waited for a worker and its handler never ran: the
 				// claim is undone, its attempt not counted.
 				meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "owner": st.LeaseOwner}
-				written, err := moveStepWith(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
-				if err != nil {
-					return err
-				}
-				res, err := recordResult(ctx, tx, written, p.Now)
-				if err != nil {
-					return err
-				}
-				out = append(out, res)
-				continue
+				written, err = moveStepWith(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
+			} else {
+				written, err = failStep(ctx, tx, st, backends.StepError{
+					Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
+					Retryable: true,
+					Kind:      backends.ErrorKindLeaseExpired,
+				}, nil, p.Now)
 			}
-			se := backends.StepError{
-				Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
-				Retryable: true,
-				Kind:      backends.ErrorKindLeaseExpired,
-			}
-			written, err := failStep(ctx, tx, st, se, nil, p.Now)
 			if err != nil {
 				return err
 			}
