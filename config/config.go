@@ -25,7 +25,13 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/taskerd/taskerd/internal/hclnest"
 )
+
+// maxNesting is how deeply the file may nest brackets, strings and
+// operators, as for workflow files (definition.MaxNesting).
+const maxNesting = 100
 
 // Plugin kinds.
 const (
@@ -149,6 +155,10 @@ func Load(path string) (*Config, error) {
 // Parse checks the config src, read from filename (relative paths inside
 // are resolved against filename's directory).
 func Parse(filename string, src []byte) (*Config, error) {
+	// A deeply nested file would exhaust the HCL parser's stack.
+	if diags := hclnest.Check(filename, src, maxNesting); diags.HasErrors() {
+		return nil, &Error{Diagnostics: diags}
+	}
 	p := hclparse.NewParser()
 	f, diags := p.ParseHCL(src, filename)
 	if diags.HasErrors() {

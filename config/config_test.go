@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,10 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 			[]string{`taskerd.hcl:4:`, `Variables not allowed`}},
 		{"unknown authenticator", "auth {\n  authenticators = [\"jwt\"]\n}\n", []string{`taskerd.hcl:1:1: Unknown authenticator`, `"jwt"`}},
 		{"syntax error", "listen = \n", []string{`taskerd.hcl:1:`}},
+		// 100,000 brackets would exhaust the parser's stack (issue 14,
+		// item 3); the 99th is the 101st level.
+		{"nested too deep", "\nplugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { a = " + strings.Repeat("[", 100_000) + " }\n}\n",
+			[]string{`taskerd.hcl:5:116: Nesting too deep`, `more than 100 levels`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

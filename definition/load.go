@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/taskerd/taskerd/internal/hclnest"
 )
 
 // Parser reads workflow files. It remembers every source it has read so that
@@ -44,6 +46,9 @@ func (p *Parser) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint
 // found. Duplicate identities are checked only within this source: use Load
 // (or CheckDuplicates) for a set of files.
 func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diagnostics) {
+	if diags := CheckNesting(filename, src); diags.HasErrors() {
+		return nil, diags
+	}
 	file, diags := p.p.ParseHCL(src, filename)
 	if file == nil || diags.HasErrors() {
 		// A syntax error leaves a partial body; decoding it would only add
@@ -54,6 +59,19 @@ func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diag
 	diags = append(diags, more...)
 	workflows, more = CheckDuplicates(workflows)
 	return workflows, append(diags, more...)
+}
+
+// MaxNesting is how deeply a workflow file may nest brackets, strings,
+// template sequences and the operators of one expression.
+const MaxNesting = 100
+
+// CheckNesting refuses a source that nests deeper than MaxNesting levels,
+// with an error at the line where it does. ParseSource calls it before
+// parsing: hclsyntax parses recursively, and a deep enough source (a few
+// hundred kilobytes of parentheses) would exhaust the stack and kill the
+// process. See internal/hclnest for what counts as a level.
+func CheckNesting(filename string, src []byte) hcl.Diagnostics {
+	return hclnest.Check(filename, src, MaxNesting)
 }
 
 // ParseFile reads and parses one file.
