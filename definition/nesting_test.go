@@ -233,6 +233,8 @@ func FuzzCheckNesting(f *testing.F) {
 		`x = "${ ( }" y = [ ~} ( ]`,
 		`x = a-b-c - -1e-5 != 2 ? [1][0] : f(g(1))[*]`,
 		"x = \"${ \"${ \"${ 1 }\" }\" }\"",
+		"x = <<É\n(\nÉ\ny = <<€\n((\n€\n",
+		"x = [é, \xca\"(, \xe0\x22\x28(, a\xff(]",
 	} {
 		f.Add([]byte(s))
 	}

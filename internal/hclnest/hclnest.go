@@ -226,7 +226,7 @@ func (s *scanner) code(i int) int {
 	if f := s.top(); f.directive {
 		f.directive = false
 		if identStart(c) {
-			end, ident := s.token(i)
+			end, ident := s.token(i, false)
 			if ident {
 				s.keyword(i, src[i:end])
 			}
@@ -328,7 +328,7 @@ func (s *scanner) code(i int) int {
 		return numberEnd(src, i)
 	}
 	if identStart(c) {
-		end, ident := s.token(i)
+		end, ident := s.token(i, false)
 		s.afterTerm = ident
 		return end
 	}
@@ -338,23 +338,37 @@ func (s *scanner) code(i int) int {
 
 // token returns where the code token starting at i, a letter, _ or the
 // first byte of a multi-byte character, ends, and whether it is an
-// identifier. An identifier of ASCII letters is read here; for one with a
-// multi-byte character hclsyntax's lexer is asked, because its tables take
-// some malformed byte sequences for letters (an identifier may then swallow
-// a following quote or bracket), and a scan that disagreed with it there
-// could mistake code for text.
-func (s *scanner) token(i int) (end int, ident bool) {
+// identifier. Identifiers of letters, digits and well-formed multi-byte
+// characters are read here (a character that is not a letter may end the
+// lexer's identifier where this one goes on, but no byte of structure
+// hides in it). Where a malformed byte sequence is involved, or where exact
+// is asked for (a heredoc's marker), hclsyntax's lexer is asked instead:
+// its tables take some malformed sequences for letters, so that an
+// identifier may swallow a following quote or bracket, and a scan that
+// disagreed with it there could mistake code for text.
+func (s *scanner) token(i int, exact bool) (end int, ident bool) {
 	src := s.src
-	if src[i] < utf8.RuneSelf {
-		k := i
-		for k < len(src) && asciiIdentByte(src[k]) {
+	k, multiByte, malformed := i, false, false
+	for k < len(src) {
+		c := src[k]
+		if asciiIdentByte(c) {
 			k++
+			continue
 		}
-		if k == len(src) || src[k] < utf8.RuneSelf {
-			return k, true
+		if c < utf8.RuneSelf {
+			break
 		}
+		r, n := utf8.DecodeRune(src[k:])
+		if r == utf8.RuneError && n == 1 {
+			malformed = true
+			break
+		}
+		k, multiByte = k+n, true
 	}
-	for w := 32; ; w *= 2 {
+	if !malformed && !(exact && multiByte) {
+		return k, true
+	}
+	for w := 12; ; w *= 2 {
 		stop := min(i+w, len(src))
 		// A leading space keeps the lexer from taking a byte order mark
 		// here for the start of a file.
@@ -493,7 +507,7 @@ func (s *scanner) heredocIntro(i int) (end int, marker []byte, ok bool) {
 	if j >= len(src) || !identStart(src[j]) {
 		return 0, nil, false
 	}
-	k, ident := s.token(j)
+	k, ident := s.token(j, true)
 	if !ident || k >= len(src) {
 		return 0, nil, false
 	}
