@@ -2,7 +2,6 @@ package definition
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,35 +16,24 @@ import (
 // diagnostics can be printed with their source snippets (WriteDiagnostics).
 // A Parser is not safe for concurrent use.
 type Parser struct {
-	p *hclparse.Parser
+	p       *hclparse.Parser
+	sources map[string][]byte
 }
 
 // NewParser returns an empty Parser.
-func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
-
-// Files returns the parsed files by name, for hcl.NewDiagnosticTextWriter.
-func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
-
-// WriteDiagnostics prints diagnostics with the source snippet they point at.
-// Each headline starts with file:line:col, as compilers print it, so editors
-// and grep can jump to it. width 0 means no wrapping.
-func (p *Parser) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint, color bool) error {
-	located := make(hcl.Diagnostics, len(diags))
-	for i, d := range diags {
-		c := *d
-		if c.Subject != nil {
-			c.Summary = at(*c.Subject) + ": " + c.Summary
-		}
-		located[i] = &c
-	}
-	return hcl.NewDiagnosticTextWriter(w, p.p.Files(), width, color).WriteDiagnostics(located)
+func NewParser() *Parser {
+	return &Parser{p: hclparse.NewParser(), sources: map[string][]byte{}}
 }
+
+// Files returns the parsed files by name.
+func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
 // ParseSource parses and validates the workflows of one HCL source. The
 // workflows returned are only those without errors; diags holds every problem
 // found. Duplicate identities are checked only within this source: use Load
 // (or CheckDuplicates) for a set of files.
 func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diagnostics) {
+	p.sources[filename] = src
 	if diags := CheckNesting(filename, src); diags.HasErrors() {
 		return nil, diags
 	}

@@ -45,7 +45,7 @@ func runBinary(t *testing.T, bin string, args ...string) result {
 
 // requireRefusedDeep checks that a command refused deep.hcl the way a
 // command refuses an invalid workflow: exit 1, the file:line of the 101st
-// level (where, as file:line:col), no stack dump.
+// level (where, as file:line:col), a short message, no stack dump.
 func requireRefusedDeep(t *testing.T, r result, where string, args ...string) {
 	t.Helper()
 	require.Equal(t, 1, r.code, "taskerd %v: %.2000s", args, r.stderr)
@@ -53,6 +53,7 @@ func requireRefusedDeep(t *testing.T, r result, where string, args ...string) {
 	require.Contains(t, r.stderr, "more than 100 levels")
 	require.Contains(t, r.stderr, "taskerd: invalid workflows: 1 error\n")
 	require.NotContains(t, r.stderr, "goroutine")
+	require.Less(t, len(r.stderr), 2000, "the 200 KB line is not printed whole: %s", r.stderr)
 }
 
 func TestValidateRefusesDeepNesting(t *testing.T) {

@@ -15,9 +15,9 @@ func newValidateCmd() *cobra.Command {
 directory whose *.hcl files are read.
 
 Prints one line per workflow (identity, steps, dependency levels) and exits 0
-when every workflow is valid. Otherwise prints every problem with its
-file:line:col and source snippet and exits 1. Exits 2 when a PATH cannot be
-read or the arguments are wrong.`,
+when every workflow is valid. Otherwise prints the problems with their
+file:line:col and source snippet (the first 50, then how many more) and
+exits 1. Exits 2 when a PATH cannot be read or the arguments are wrong.`,
 		Example: "  taskerd validate workflows/\n  taskerd validate workflows/linear.hcl workflows/diamond.hcl",
 		Args:    needPaths,
 		RunE: func(cmd *cobra.Command, args []string) error {
