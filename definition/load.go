@@ -2,6 +2,7 @@ package definition
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,8 +17,59 @@ import (
 // diagnostics can be printed with their source snippets (WriteDiagnostics).
 // A Parser is not safe for concurrent use.
 type Parser struct {
+	// MaxFileSize bounds a workflow file, in bytes; 0 means
+	// DefaultMaxFileSize. A larger file is refused before it is read whole.
+	MaxFileSize int64
+
 	p       *hclparse.Parser
 	sources map[string][]byte
+}
+
+// DefaultMaxFileSize is the largest workflow file a Parser reads unless its
+// MaxFileSize says otherwise: 4 MiB, some thousand times the size of a
+// large workflow, and small enough that parsing it takes a bounded time and
+// memory.
+const DefaultMaxFileSize = 4 << 20
+
+// FileTooLarge is the Extra of the diagnostic refusing a file larger than
+// the Parser's MaxFileSize.
+type FileTooLarge struct {
+	// Size is the file's size, or -1 when it is not known (not a regular
+	// file: only that it holds more than Limit bytes).
+	Size, Limit int64
+}
+
+func (p *Parser) maxFileSize() int64 {
+	if p.MaxFileSize > 0 {
+		return p.MaxFileSize
+	}
+	return DefaultMaxFileSize
+}
+
+func tooLarge(filename string, size, limit int64) hcl.Diagnostics {
+	what := fmt.Sprintf("%s is %s", filename, byteSize(size))
+	if size < 0 {
+		what = fmt.Sprintf("%s holds more than %s", filename, byteSize(limit))
+	}
+	start := hcl.Pos{Line: 1, Column: 1}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Workflow file too large",
+		Detail:   fmt.Sprintf("%s; a workflow file may be at most %s.", what, byteSize(limit)),
+		Subject:  &hcl.Range{Filename: filename, Start: start, End: start},
+		Extra:    FileTooLarge{Size: size, Limit: limit},
+	}}
+}
+
+// byteSize writes n bytes for people: 4194304 bytes (4.0 MiB).
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d bytes (%.1f KiB)", n, float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // NewParser returns an empty Parser.
@@ -33,6 +85,9 @@ func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 // found. Duplicate identities are checked only within this source: use Load
 // (or CheckDuplicates) for a set of files.
 func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diagnostics) {
+	if limit := p.maxFileSize(); int64(len(src)) > limit {
+		return nil, tooLarge(filename, int64(len(src)), limit)
+	}
 	p.sources[filename] = src
 	if diags := CheckNesting(filename, src); diags.HasErrors() {
 		return nil, diags
@@ -62,17 +117,62 @@ func CheckNesting(filename string, src []byte) hcl.Diagnostics {
 	return hclnest.Check(filename, src, MaxNesting)
 }
 
-// ParseFile reads and parses one file.
+// ParseFile reads and parses one file. A file larger than MaxFileSize is
+// refused without reading it whole.
 func (p *Parser) ParseFile(path string) ([]*Workflow, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
-	if err != nil {
+	src, diags := p.readFile(path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p.ParseSource(path, src)
+}
+
+func (p *Parser) readFile(path string) ([]byte, hcl.Diagnostics) {
+	cannot := func(err error) ([]byte, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read workflow file",
 			Detail:   err.Error(),
 		}}
 	}
-	return p.ParseSource(path, src)
+	limit := p.maxFileSize()
+	f, err := os.Open(path)
+	if err != nil {
+		return cannot(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return cannot(err)
+	}
+	size := int64(512) // a first guess where the size is not known
+	if info.Mode().IsRegular() {
+		if info.Size() > limit {
+			return nil, tooLarge(path, info.Size(), limit)
+		}
+		size = info.Size()
+	}
+	// Read at most one byte past the limit: a file that grew since Stat,
+	// or one that is not a regular file, is refused once it is past it.
+	src := make([]byte, 0, size+1)
+	r := io.LimitReader(f, limit+1)
+	for {
+		if len(src) == cap(src) {
+			src = append(src, 0)[:len(src)]
+		}
+		n, err := r.Read(src[len(src):cap(src)])
+		src = src[:len(src)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return cannot(err)
+		}
+	}
+	if int64(len(src)) > limit {
+		return nil, tooLarge(path, -1, limit)
+	}
+	return src, nil
 }
 
 // Load reads every path (a file, or a directory whose *.hcl files are read,

@@ -36,6 +36,7 @@ const (
 
 type serveFlags struct {
 	nodeFlags
+	load      loadFlags
 	listen    string
 	workflows string
 	auth      string
@@ -57,8 +58,8 @@ database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
 
 With no flags and no config it runs on sqlite:taskerd.db with the workflows
 of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
-(listen, database, workflows, node_id, workers, lease, db_timeout, plugins,
-auth); flags override it.
+(listen, database, workflows, node_id, workers, lease, db_timeout,
+max_workflow_size, plugins, auth); flags override it.
 
 A request whose database calls take longer than --db-timeout together (a
 database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
@@ -85,6 +86,7 @@ does not load keeps the previous set and logs why.`,
 		},
 	}
 	f.nodeFlags.register(cmd)
+	f.load.register(cmd)
 	_ = cmd.Flags().MarkHidden("json")
 	cmd.Flags().StringVar(&f.listen, "listen", defaultListen, "address of the API")
 	cmd.Flags().StringVar(&f.workflows, "workflows", defaultWorkflowsDir, "workflow directory")
@@ -102,6 +104,9 @@ does not load keeps the previous set and logs why.`,
 func serve(cmd *cobra.Command, f *serveFlags) error {
 	stderr := cmd.ErrOrStderr()
 	if err := f.check(cmd); err != nil {
+		return err
+	}
+	if err := f.load.check(cmd, f.cfg); err != nil {
 		return err
 	}
 	changed := cmd.Flags().Changed
@@ -142,7 +147,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	}
 
 	// Everything that can refuse to start does so before the port opens.
-	catalog, err := loadWorkflows(stderr, []string{f.workflows})
+	catalog, err := loadWorkflows(stderr, []string{f.workflows}, f.load.maxSize)
 	if err != nil {
 		return err
 	}
@@ -228,7 +233,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reloadWorkflows(eng, f.workflows, registry, log)
+				reloadWorkflows(eng, f.workflows, f.load.maxSize, registry, log)
 				plugins.ResetBackoff("SIGHUP") // a crashing plugin may have been fixed: relaunch it now
 				continue
 			}
@@ -262,9 +267,9 @@ func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan
 
 // reloadWorkflows is SIGHUP: load the directory again and swap the
 // catalog, unless it does not load or names handlers nobody provides.
-func reloadWorkflows(eng *engine.Engine, dir string, registry *engine.Registry, log *slog.Logger) {
+func reloadWorkflows(eng *engine.Engine, dir string, maxSize int64, registry *engine.Registry, log *slog.Logger) {
 	var diags strings.Builder
-	catalog, err := loadWorkflows(&diags, []string{dir})
+	catalog, err := loadWorkflows(&diags, []string{dir}, maxSize)
 	if err == nil {
 		err = host.CheckWorkflows(catalog, registry)
 	}
