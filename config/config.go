@@ -25,7 +25,16 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/taskerd/taskerd/internal/hclnest"
 )
+
+// MinWorkflowSize is the least max_workflow_size accepted, in bytes.
+const MinWorkflowSize = 1024
+
+// maxNesting is how deeply the file may nest brackets, strings and
+// operators, as for workflow files (definition.MaxNesting).
+const maxNesting = 100
 
 // Plugin kinds.
 const (
@@ -50,9 +59,12 @@ type Config struct {
 	// DBTimeout is the deadline of an API request's database calls
 	// (db_timeout; serve).
 	DBTimeout time.Duration
-	Plugins   []*Plugin
-	Auth      *Auth
-	Policy    *Policy
+	// MaxWorkflowSize bounds a workflow file, in bytes
+	// (max_workflow_size; 0: the commands' default).
+	MaxWorkflowSize int64
+	Plugins         []*Plugin
+	Auth            *Auth
+	Policy          *Policy
 }
 
 // Plugin is one `plugin "NAME" { ... }` block.
@@ -149,6 +161,10 @@ func Load(path string) (*Config, error) {
 // Parse checks the config src, read from filename (relative paths inside
 // are resolved against filename's directory).
 func Parse(filename string, src []byte) (*Config, error) {
+	// A deeply nested file would exhaust the HCL parser's stack.
+	if diags := hclnest.Check(filename, src, maxNesting); diags.HasErrors() {
+		return nil, &Error{Diagnostics: diags}
+	}
 	p := hclparse.NewParser()
 	f, diags := p.ParseHCL(src, filename)
 	if diags.HasErrors() {
@@ -165,7 +181,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 var rootSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "listen"}, {Name: "database"}, {Name: "workflows"}, {Name: "node_id"}, {Name: "workers"}, {Name: "lease"},
-		{Name: "db_timeout"},
+		{Name: "db_timeout"}, {Name: "max_workflow_size"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "plugin", LabelNames: []string{"name"}},
@@ -218,6 +234,14 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 		diags = append(diags, gohcl.DecodeExpression(a.Expr, nil, &c.Workers)...)
 		if !diags.HasErrors() && c.Workers < 1 {
 			diags = append(diags, errorAt(a.Expr.Range(), "Invalid workers", fmt.Sprintf("workers must be at least 1, not %d.", c.Workers)))
+		}
+	}
+	if a, ok := content.Attributes["max_workflow_size"]; ok {
+		d := gohcl.DecodeExpression(a.Expr, nil, &c.MaxWorkflowSize)
+		diags = append(diags, d...)
+		if !d.HasErrors() && c.MaxWorkflowSize < MinWorkflowSize {
+			diags = append(diags, errorAt(a.Expr.Range(), "Invalid max_workflow_size",
+				fmt.Sprintf("max_workflow_size must be at least %d bytes, not %d.", MinWorkflowSize, c.MaxWorkflowSize)))
 		}
 	}
 	duration := func(name, example string, dst *time.Duration) {

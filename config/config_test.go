@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ node_id  = "edge-1"                    # default: hostname + pid
 workers  = 16                          # concurrent step executions on this node
 lease    = "30s"
 db_timeout = "2500ms"                  # deadline of an API request's database calls
+max_workflow_size = 8388608            # bytes; default 4 MiB
 
 plugin "payments" {
   path   = "./plugins/payments"
@@ -65,6 +67,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, 16, c.Workers)
 	require.Equal(t, 30*time.Second, c.Lease)
 	require.Equal(t, 2500*time.Millisecond, c.DBTimeout)
+	require.Equal(t, int64(8<<20), c.MaxWorkflowSize)
 	require.Len(t, c.Plugins, 3)
 
 	pay := c.Plugins[0]
@@ -74,7 +77,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, config.KindStepHandler, pay.Kind)
 	require.JSONEq(t, `{"api_base":"https://pay.example.com","retries":[1,2],"sandbox":true}`, string(pay.Config))
 	require.Equal(t, 8, pay.MaxConcurrency)
-	require.Equal(t, 10, pay.DeclRange.Start.Line)
+	require.Equal(t, 11, pay.DeclRange.Start.Line)
 
 	require.Equal(t, "/opt/taskerd/jwt", c.Plugins[1].Path)
 	require.Equal(t, "/etc/taskerd/apikey", c.Plugins[2].Path)
@@ -100,6 +103,7 @@ func TestDefaults(t *testing.T) {
 	require.Zero(t, c.Plugins[0].MaxConcurrency)
 	require.JSONEq(t, `{}`, string(c.Plugins[0].Config))
 	require.Zero(t, c.Workers)
+	require.Zero(t, c.MaxWorkflowSize, "unset: the commands apply their default")
 	require.Zero(t, c.DBTimeout, "unset: serve applies its default")
 	require.Nil(t, c.Auth)
 }
@@ -131,11 +135,17 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"bad db_timeout", "\ndb_timeout = \"5\"\n", []string{`taskerd.hcl:2:14: Invalid db_timeout`, `such as "5s", not "5"`}},
 		{"zero db_timeout", "db_timeout = \"0s\"\n", []string{`taskerd.hcl:1:14: Invalid db_timeout`}},
 		{"bad workers", "workers = 0\n", []string{`taskerd.hcl:1:11: Invalid workers`}},
+		{"small max_workflow_size", "max_workflow_size = 100\n", []string{`taskerd.hcl:1:21: Invalid max_workflow_size`, `at least 1024 bytes, not 100`}},
+		{"max_workflow_size not a number", "max_workflow_size = \"4MiB\"\n", []string{`taskerd.hcl:1:22: Unsuitable value type`, `a number is required`}},
 		{"workers not a number", "workers = \"many\"\n", []string{`taskerd.hcl:1:12: Unsuitable value type`}},
 		{"config references a variable", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { key = var.secret }\n}\n",
 			[]string{`taskerd.hcl:4:`, `Variables not allowed`}},
 		{"unknown authenticator", "auth {\n  authenticators = [\"jwt\"]\n}\n", []string{`taskerd.hcl:1:1: Unknown authenticator`, `"jwt"`}},
 		{"syntax error", "listen = \n", []string{`taskerd.hcl:1:`}},
+		// 100,000 brackets would exhaust the parser's stack (issue 14,
+		// item 3); the 99th is the 101st level.
+		{"nested too deep", "\nplugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { a = " + strings.Repeat("[", 100_000) + " }\n}\n",
+			[]string{`taskerd.hcl:5:116: Nesting too deep`, `more than 100 levels`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ func (w *Workflow) resolveGraph() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	n := len(w.Steps)
 	parents := make([][]int, n) // valid parent indexes, in depends_on order
+	suggestions := 0
 	for _, s := range w.Steps {
 		for i, dep := range s.DependsOn {
 			r := s.DependsOnRanges[i]
@@ -24,8 +25,13 @@ func (w *Workflow) resolveGraph() hcl.Diagnostics {
 				diags = append(diags, errAt(r, "Step depends on itself",
 					"Step %q lists step.%s in its own depends_on; a step cannot wait for itself.", s.Name, dep))
 			case !ok:
+				hint := ""
+				if suggestions < maxSuggestions {
+					suggestions++
+					hint = suggestStep(w, dep)
+				}
 				diags = append(diags, errAt(r, "Reference to undeclared step",
-					"Step %q depends on step.%s, but workflow %q has no step %q.%s", s.Name, dep, w.Name, dep, suggestStep(w, dep)))
+					"Step %q depends on step.%s, but workflow %q has no step %q.%s", s.Name, dep, w.Name, dep, hint))
 			default:
 				parents[s.Index] = append(parents[s.Index], p.Index)
 			}
@@ -212,11 +218,18 @@ func (w *Workflow) computeLevels(parents, children [][]int) {
 	}
 }
 
-// suggestStep offers a close step name for a mistyped reference.
+// maxSuggestions bounds how many undeclared references of one workflow get
+// a "did you mean": each looks at every step, and a file with thousands of
+// bad references would otherwise cost the square of its size. Only the
+// first MaxPrintedDiagnostics diagnostics are printed anyway.
+const maxSuggestions = MaxPrintedDiagnostics
+
+// suggestStep offers a step name within edit distance 2 of a mistyped
+// reference, the closest (and first declared) one.
 func suggestStep(w *Workflow, name string) string {
 	best, bestDist := "", 3
 	for _, s := range w.Steps {
-		if d := editDistance(name, s.Name); d < bestDist {
+		if d := editDistanceWithin(name, s.Name, bestDist-1); d < bestDist {
 			best, bestDist = s.Name, d
 		}
 	}
@@ -226,20 +239,44 @@ func suggestStep(w *Workflow, name string) string {
 	return " Did you mean step." + best + "?"
 }
 
-func editDistance(a, b string) int {
+// editDistanceWithin returns the Levenshtein distance of a and b (bytes
+// inserted, deleted or replaced) when it is at most k, and k+1 otherwise.
+// It only fills the band of the table within k of its diagonal, and stops
+// as soon as a row has no cell within k, so its cost is O(k·len(a)) at
+// most, and less for names that differ early.
+func editDistanceWithin(a, b string, k int) int {
+	far := k + 1
+	if len(a)-len(b) > k || len(b)-len(a) > k {
+		return far
+	}
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
-		prev[j] = j
+		prev[j] = min(j, far)
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
+		lo, hi := max(1, i-k), min(len(b), i+k)
+		// The cell left of the band: column 0, or outside it.
+		if lo == 1 {
+			cur[0] = min(i, far)
+		} else {
+			cur[lo-1] = far
+		}
+		rowMin := cur[lo-1]
+		for j := lo; j <= hi; j++ {
+			d := prev[j-1] // replace (or keep)
+			if a[i-1] != b[j-1] {
+				d++
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d = min(d, cur[j-1]+1) // insert
+			if j <= i-1+k {        // prev[j] is in the previous row's band
+				d = min(d, prev[j]+1) // delete
+			}
+			cur[j] = min(d, far)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin >= far {
+			return far
 		}
 		prev, cur = cur, prev
 	}

@@ -7,6 +7,11 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
+// MaxStepNameLength bounds a step name, in bytes. Names are stored with
+// every step of every task, printed in diagnostics and compared for "did
+// you mean" suggestions; 128 is far more than a readable name needs.
+const MaxStepNameLength = 128
+
 var stepSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "handler", Required: true},
@@ -32,7 +37,12 @@ func decodeStep(block *hcl.Block, w *Workflow) (*Step, hcl.Diagnostics) {
 		DeclRange: block.DefRange,
 	}
 	var diags hcl.Diagnostics
-	if !validName(s.Name) {
+	usable := len(s.Name) <= MaxStepNameLength && validName(s.Name)
+	switch {
+	case len(s.Name) > MaxStepNameLength:
+		diags = append(diags, errAt(block.LabelRanges[0], "Step name too long",
+			"This step name is %d bytes long; a step name may be at most %d bytes.", len(s.Name), MaxStepNameLength))
+	case !usable:
 		diags = append(diags, errAt(block.LabelRanges[0], "Invalid step name",
 			"%q is not a valid step name: use letters, digits, _ and -, starting with a letter or _.", s.Name))
 	}
@@ -84,7 +94,7 @@ func decodeStep(block *hcl.Block, w *Workflow) (*Step, hcl.Diagnostics) {
 		s.Retry, more = decodeRetry(b, w.Retry)
 		diags = append(diags, more...)
 	}
-	if !validName(s.Name) {
+	if !usable {
 		return nil, diags
 	}
 	return s, diags

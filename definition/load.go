@@ -9,41 +9,89 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/taskerd/taskerd/internal/hclnest"
 )
 
 // Parser reads workflow files. It remembers every source it has read so that
 // diagnostics can be printed with their source snippets (WriteDiagnostics).
 // A Parser is not safe for concurrent use.
 type Parser struct {
-	p *hclparse.Parser
+	// MaxFileSize bounds a workflow file, in bytes; 0 means
+	// DefaultMaxFileSize. A larger file is refused before it is read whole.
+	MaxFileSize int64
+
+	p       *hclparse.Parser
+	sources map[string][]byte
+}
+
+// DefaultMaxFileSize is the largest workflow file a Parser reads unless its
+// MaxFileSize says otherwise: 4 MiB, some thousand times the size of a
+// large workflow, and small enough that parsing it takes a bounded time and
+// memory.
+const DefaultMaxFileSize = 4 << 20
+
+// FileTooLarge is the Extra of the diagnostic refusing a file larger than
+// the Parser's MaxFileSize.
+type FileTooLarge struct {
+	// Size is the file's size, or -1 when it is not known (not a regular
+	// file: only that it holds more than Limit bytes).
+	Size, Limit int64
+}
+
+func (p *Parser) maxFileSize() int64 {
+	if p.MaxFileSize > 0 {
+		return p.MaxFileSize
+	}
+	return DefaultMaxFileSize
+}
+
+func tooLarge(filename string, size, limit int64) hcl.Diagnostics {
+	what := fmt.Sprintf("%s is %s", filename, byteSize(size))
+	if size < 0 {
+		what = fmt.Sprintf("%s holds more than %s", filename, byteSize(limit))
+	}
+	start := hcl.Pos{Line: 1, Column: 1}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Workflow file too large",
+		Detail:   fmt.Sprintf("%s; a workflow file may be at most %s.", what, byteSize(limit)),
+		Subject:  &hcl.Range{Filename: filename, Start: start, End: start},
+		Extra:    FileTooLarge{Size: size, Limit: limit},
+	}}
+}
+
+// byteSize writes n bytes for people: 4194304 bytes (4.0 MiB).
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%d bytes (%.1f MiB)", n, float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d bytes (%.1f KiB)", n, float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // NewParser returns an empty Parser.
-func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
-
-// Files returns the parsed files by name, for hcl.NewDiagnosticTextWriter.
-func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
-
-// WriteDiagnostics prints diagnostics with the source snippet they point at.
-// Each headline starts with file:line:col, as compilers print it, so editors
-// and grep can jump to it. width 0 means no wrapping.
-func (p *Parser) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint, color bool) error {
-	located := make(hcl.Diagnostics, len(diags))
-	for i, d := range diags {
-		c := *d
-		if c.Subject != nil {
-			c.Summary = at(*c.Subject) + ": " + c.Summary
-		}
-		located[i] = &c
-	}
-	return hcl.NewDiagnosticTextWriter(w, p.p.Files(), width, color).WriteDiagnostics(located)
+func NewParser() *Parser {
+	return &Parser{p: hclparse.NewParser(), sources: map[string][]byte{}}
 }
+
+// Files returns the parsed files by name.
+func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
 // ParseSource parses and validates the workflows of one HCL source. The
 // workflows returned are only those without errors; diags holds every problem
 // found. Duplicate identities are checked only within this source: use Load
 // (or CheckDuplicates) for a set of files.
 func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diagnostics) {
+	if limit := p.maxFileSize(); int64(len(src)) > limit {
+		return nil, tooLarge(filename, int64(len(src)), limit)
+	}
+	p.sources[filename] = src
+	if diags := CheckNesting(filename, src); diags.HasErrors() {
+		return nil, diags
+	}
 	file, diags := p.p.ParseHCL(src, filename)
 	if file == nil || diags.HasErrors() {
 		// A syntax error leaves a partial body; decoding it would only add
@@ -56,17 +104,75 @@ func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diag
 	return workflows, append(diags, more...)
 }
 
-// ParseFile reads and parses one file.
+// MaxNesting is how deeply a workflow file may nest brackets, strings,
+// template sequences and the operators of one expression.
+const MaxNesting = 100
+
+// CheckNesting refuses a source that nests deeper than MaxNesting levels,
+// with an error at the line where it does. ParseSource calls it before
+// parsing: hclsyntax parses recursively, and a deep enough source (a few
+// hundred kilobytes of parentheses) would exhaust the stack and kill the
+// process. See internal/hclnest for what counts as a level.
+func CheckNesting(filename string, src []byte) hcl.Diagnostics {
+	return hclnest.Check(filename, src, MaxNesting)
+}
+
+// ParseFile reads and parses one file. A file larger than MaxFileSize is
+// refused without reading it whole.
 func (p *Parser) ParseFile(path string) ([]*Workflow, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
-	if err != nil {
+	src, diags := p.readFile(path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p.ParseSource(path, src)
+}
+
+func (p *Parser) readFile(path string) ([]byte, hcl.Diagnostics) {
+	cannot := func(err error) ([]byte, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read workflow file",
 			Detail:   err.Error(),
 		}}
 	}
-	return p.ParseSource(path, src)
+	limit := p.maxFileSize()
+	f, err := os.Open(path)
+	if err != nil {
+		return cannot(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return cannot(err)
+	}
+	size := int64(512) // a first guess where the size is not known
+	if info.Mode().IsRegular() {
+		if info.Size() > limit {
+			return nil, tooLarge(path, info.Size(), limit)
+		}
+		size = info.Size()
+	}
+	// Read at most one byte past the limit: a file that grew since Stat,
+	// or one that is not a regular file, is refused once it is past it.
+	src := make([]byte, 0, size+1)
+	r := io.LimitReader(f, limit+1)
+	for {
+		if len(src) == cap(src) {
+			src = append(src, 0)[:len(src)]
+		}
+		n, err := r.Read(src[len(src):cap(src)])
+		src = src[:len(src)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return cannot(err)
+		}
+	}
+	if int64(len(src)) > limit {
+		return nil, tooLarge(path, -1, limit)
+	}
+	return src, nil
 }
 
 // Load reads every path (a file, or a directory whose *.hcl files are read,

@@ -12,6 +12,7 @@ import (
 
 func newGraphCmd() *cobra.Command {
 	var ref, format string
+	var load loadFlags
 	cmd := &cobra.Command{
 		Use:   "graph PATH... [--workflow NAMESPACE/NAME[@VERSION]] [--format mermaid|json]",
 		Short: "Render a workflow's DAG as Mermaid or JSON",
@@ -29,7 +30,10 @@ version the highest loaded version is shown.`,
 			if format != "mermaid" && format != "json" {
 				return usageErrorf("--format must be mermaid or json, not %q", format)
 			}
-			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args)
+			if err := load.check(cmd, nil); err != nil {
+				return err
+			}
+			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args, load.maxSize)
 			if err != nil {
 				return err
 			}
@@ -42,6 +46,7 @@ version the highest loaded version is shown.`,
 	}
 	cmd.Flags().StringVarP(&ref, "workflow", "w", "", "workflow to render, NAMESPACE/NAME[@VERSION]")
 	cmd.Flags().StringVarP(&format, "format", "f", "mermaid", "output format: mermaid or json")
+	load.register(cmd)
 	return cmd
 }
 

@@ -70,6 +70,7 @@ func (f *nodeFlags) check(cmd *cobra.Command) error {
 
 func newRunCmd() *cobra.Command {
 	var flags nodeFlags
+	var load loadFlags
 	var ref, contextArg string
 	cmd := &cobra.Command{
 		Use:   "run [FILE_OR_DIR...] [--config taskerd.hcl] [--workflow NAMESPACE/NAME[@VERSION]] [--context JSON|@file.json]",
@@ -115,7 +116,10 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 			if err != nil {
 				return err
 			}
-			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args)
+			if err := load.check(cmd, flags.cfg); err != nil {
+				return err
+			}
+			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args, load.maxSize)
 			if err != nil {
 				return err
 			}
@@ -147,6 +151,7 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 		},
 	}
 	flags.register(cmd)
+	load.register(cmd)
 	cmd.Flags().StringVarP(&ref, "workflow", "w", "", "workflow to run, NAMESPACE/NAME[@VERSION] (may be left out when the paths hold one workflow)")
 	cmd.Flags().StringVar(&contextArg, "context", "", "task context: a JSON object, or @FILE to read it from a file (default {})")
 	return cmd

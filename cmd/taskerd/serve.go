@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ const (
 
 type serveFlags struct {
 	nodeFlags
+	load      loadFlags
 	listen    string
 	workflows string
 	auth      string
@@ -57,8 +59,8 @@ database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
 
 With no flags and no config it runs on sqlite:taskerd.db with the workflows
 of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
-(listen, database, workflows, node_id, workers, lease, db_timeout, plugins,
-auth); flags override it.
+(listen, database, workflows, node_id, workers, lease, db_timeout,
+max_workflow_size, plugins, auth); flags override it.
 
 A request whose database calls take longer than --db-timeout together (a
 database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
@@ -75,8 +77,10 @@ the API open, for development only; the server logs a warning.
 
 Signals: SIGTERM or SIGINT stops accepting requests and claiming steps,
 waits up to --shutdown-grace for running steps, releases the leases of those
-still running, and exits 0. SIGHUP reloads the workflows; a directory that
-does not load keeps the previous set and logs why.`,
+still running, and exits 0. SIGHUP reloads the workflows in the background;
+a directory that does not load keeps the previous set and logs why. A
+SIGHUP during a reload asks for one more reload after it (any more are
+folded into that one), and a stop does not wait for a reload.`,
 		Example: `  taskerd serve --auth none
   taskerd serve --config /etc/taskerd/taskerd.hcl`,
 		Args: cobra.NoArgs,
@@ -85,6 +89,7 @@ does not load keeps the previous set and logs why.`,
 		},
 	}
 	f.nodeFlags.register(cmd)
+	f.load.register(cmd)
 	_ = cmd.Flags().MarkHidden("json")
 	cmd.Flags().StringVar(&f.listen, "listen", defaultListen, "address of the API")
 	cmd.Flags().StringVar(&f.workflows, "workflows", defaultWorkflowsDir, "workflow directory")
@@ -102,6 +107,9 @@ does not load keeps the previous set and logs why.`,
 func serve(cmd *cobra.Command, f *serveFlags) error {
 	stderr := cmd.ErrOrStderr()
 	if err := f.check(cmd); err != nil {
+		return err
+	}
+	if err := f.load.check(cmd, f.cfg); err != nil {
 		return err
 	}
 	changed := cmd.Flags().Changed
@@ -142,7 +150,7 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	}
 
 	// Everything that can refuse to start does so before the port opens.
-	catalog, err := loadWorkflows(stderr, []string{f.workflows})
+	catalog, err := loadWorkflows(stderr, []string{f.workflows}, f.load.maxSize)
 	if err != nil {
 		return err
 	}
@@ -224,17 +232,23 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		"workflows", len(catalog.All()), "node", eng.NodeID())
 	fmt.Fprintf(stderr, "taskerd serving on http://%s\n", ln.Addr())
 
+	// Reloads run beside this loop, so that a slow one (a large file, a
+	// stalled disk) never delays a stop.
+	reloads := startReloader(eng, f.workflows, f.load.maxSize, registry, log)
+	defer reloads.stop()
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reloadWorkflows(eng, f.workflows, registry, log)
+				reloads.request()
 				plugins.ResetBackoff("SIGHUP") // a crashing plugin may have been fixed: relaunch it now
 				continue
 			}
+			reloads.stop()
 			log.Info("stopping", "signal", sig.String(), "grace", f.grace)
 			return shutdown(httpServer, stopEngine, engineDone, f.grace, log)
 		case err := <-httpDone:
+			reloads.stop()
 			stopEngine()
 			<-engineDone
 			return &exitError{code: 1, err: fmt.Errorf("API server stopped: %w", err)}
@@ -260,20 +274,100 @@ func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan
 	return nil
 }
 
-// reloadWorkflows is SIGHUP: load the directory again and swap the
-// catalog, unless it does not load or names handlers nobody provides.
-func reloadWorkflows(eng *engine.Engine, dir string, registry *engine.Registry, log *slog.Logger) {
-	var diags strings.Builder
-	catalog, err := loadWorkflows(&diags, []string{dir})
-	if err == nil {
-		err = host.CheckWorkflows(catalog, registry)
+// reloader is SIGHUP: it loads the workflow directory again and swaps the
+// engine's catalog, unless the directory does not load or names handlers
+// nobody provides. Reloads run one at a time in a goroutine of their own; a
+// request during a reload queues one more (further ones are folded into
+// it). After stop, a reload still running is abandoned: its result is not
+// applied, and nobody waits for it.
+type reloader struct {
+	eng      *engine.Engine
+	dir      string
+	maxSize  int64
+	registry *engine.Registry
+	log      *slog.Logger
+
+	pending  chan struct{} // holds the one queued request
+	quit     chan struct{}
+	stopOnce sync.Once
+
+	mu      sync.Mutex
+	running bool // a reload is loading
+	stopped bool // serve is stopping: apply nothing more
+}
+
+func startReloader(eng *engine.Engine, dir string, maxSize int64, registry *engine.Registry, log *slog.Logger) *reloader {
+	r := &reloader{eng: eng, dir: dir, maxSize: maxSize, registry: registry, log: log,
+		pending: make(chan struct{}, 1), quit: make(chan struct{})}
+	go r.loop()
+	return r
+}
+
+// request asks for a reload; it never blocks.
+func (r *reloader) request() {
+	r.mu.Lock()
+	running := r.running
+	r.mu.Unlock()
+	select {
+	case r.pending <- struct{}{}:
+		if running {
+			r.log.Info("SIGHUP during a reload: reloading again after it", "dir", r.dir)
+		}
+	default:
+		r.log.Info("SIGHUP folded into the reload already queued", "dir", r.dir)
 	}
-	if err != nil {
-		log.Error("reloading workflows failed; keeping the loaded ones", "dir", dir, "err", err, "diagnostics", diags.String())
-		return
+}
+
+// stop applies no reload from now on. It does not wait for one running.
+func (r *reloader) stop() {
+	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopped = true
+		r.mu.Unlock()
+		close(r.quit)
+	})
+}
+
+func (r *reloader) loop() {
+	for {
+		select {
+		case <-r.quit:
+			return
+		case <-r.pending:
+		}
+		r.mu.Lock()
+		if r.stopped {
+			r.mu.Unlock()
+			return
+		}
+		r.running = true
+		r.mu.Unlock()
+
+		r.log.Info("reloading workflows", "dir", r.dir)
+		var diags strings.Builder
+		catalog, err := loadWorkflows(&diags, []string{r.dir}, r.maxSize)
+
+		// Under the lock, so that once stop returns nothing here touches
+		// the registry or the engine that serve is closing.
+		r.mu.Lock()
+		r.running = false
+		if r.stopped {
+			r.mu.Unlock()
+			return
+		}
+		if err == nil {
+			err = host.CheckWorkflows(catalog, r.registry)
+		}
+		if err == nil {
+			r.eng.SetCatalog(catalog)
+		}
+		r.mu.Unlock()
+		if err != nil {
+			r.log.Error("reloading workflows failed; keeping the loaded ones", "dir", r.dir, "err", err, "diagnostics", diags.String())
+			continue
+		}
+		r.log.Info("workflows reloaded", "dir", r.dir, "workflows", len(catalog.All()))
 	}
-	eng.SetCatalog(catalog)
-	log.Info("workflows reloaded", "dir", dir, "workflows", len(catalog.All()))
 }
 
 // serveAuth chooses the API's authentication and authorization. Open with

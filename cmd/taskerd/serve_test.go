@@ -126,6 +126,20 @@ func (s *served) getJSON(t *testing.T, path string, into any) int {
 	return res.StatusCode
 }
 
+// workflowNames lists the names of the workflows the daemon serves.
+func (s *served) workflowNames(t *testing.T) []string {
+	t.Helper()
+	var list struct {
+		Workflows []struct{ Name string } `json:"workflows"`
+	}
+	require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/workflows", &list))
+	var out []string
+	for _, w := range list.Workflows {
+		out = append(out, w.Name)
+	}
+	return out
+}
+
 func (s *served) countTasks(t *testing.T, status string) int {
 	t.Helper()
 	var page struct {
@@ -204,17 +218,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
 	s := startServe(t, bin, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", dir)
-	names := func() []string {
-		var list struct {
-			Workflows []struct{ Name string } `json:"workflows"`
-		}
-		require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/workflows", &list))
-		var out []string
-		for _, w := range list.Workflows {
-			out = append(out, w.Name)
-		}
-		return out
-	}
+	names := func() []string { return s.workflowNames(t) }
 	require.Equal(t, []string{"work"}, names())
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "more.hcl"), []byte(`workflow "more" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 )
@@ -20,7 +21,7 @@ import (
 // workflows, for the client commands.
 func apiServer(t *testing.T) string {
 	t.Helper()
-	catalog, err := loadWorkflows(&testWriter{t}, []string{"../../workflows"})
+	catalog, err := loadWorkflows(&testWriter{t}, []string{"../../workflows"}, definition.DefaultMaxFileSize)
 	require.NoError(t, err)
 	store, err := sqlite.Open(context.Background(), tempDB(t))
 	require.NoError(t, err)

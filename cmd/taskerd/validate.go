@@ -8,20 +8,28 @@ import (
 )
 
 func newValidateCmd() *cobra.Command {
-	return &cobra.Command{
+	var load loadFlags
+	cmd := &cobra.Command{
 		Use:   "validate PATH...",
 		Short: "Check workflow files and print one line per valid workflow",
 		Long: `Parse and validate workflow definitions. Each PATH is an HCL file or a
 directory whose *.hcl files are read.
 
 Prints one line per workflow (identity, steps, dependency levels) and exits 0
-when every workflow is valid. Otherwise prints every problem with its
-file:line:col and source snippet and exits 1. Exits 2 when a PATH cannot be
-read or the arguments are wrong.`,
+when every workflow is valid. Otherwise prints the problems with their
+file:line:col and source snippet (the first 50, then how many more) and
+exits 1. Exits 2 when a PATH cannot be read or the arguments are wrong.
+
+A file larger than --max-workflow-size is refused without being read, and
+one that nests brackets or operators more than 100 levels deep is refused
+before it is parsed.`,
 		Example: "  taskerd validate workflows/\n  taskerd validate workflows/linear.hcl workflows/diamond.hcl",
 		Args:    needPaths,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args)
+			if err := load.check(cmd, nil); err != nil {
+				return err
+			}
+			catalog, err := loadWorkflows(cmd.ErrOrStderr(), args, load.maxSize)
 			if err != nil {
 				return err
 			}
@@ -32,6 +40,8 @@ read or the arguments are wrong.`,
 			return tw.Flush()
 		},
 	}
+	load.register(cmd)
+	return cmd
 }
 
 func plural(n int, word string) string {

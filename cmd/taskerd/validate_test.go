@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,4 +82,33 @@ func TestValidatePathProblemsExit2(t *testing.T) {
 	r = runCLI(t, "validate")
 	require.Equal(t, 2, r.code)
 	require.Equal(t, "taskerd: validate needs at least one workflow file or directory; see 'taskerd validate --help'\n", r.stderr)
+}
+
+// manyErrorsHCL is a workflow of n steps, each with an argument no step
+// has: n errors.
+func manyErrorsHCL(n int) string {
+	var b strings.Builder
+	b.WriteString("workflow \"w\" {\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  step \"s%d\" {\n    handler = \"builtin.noop\"\n    bogus   = %d\n  }\n", i, i)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// A file with 1,000 problems prints the first 50 and how many more there
+// are (issue 14, item 4: it used to print all of them, each snippet costing
+// a scan of the whole file); the exit line still counts them all.
+func TestValidatePrintsTheFirst50Problems(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "many.hcl", manyErrorsHCL(1000))
+	r := runCLI(t, "validate", path)
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Equal(t, 50, strings.Count(r.stderr, "Error: "+path+":"), "50 diagnostics")
+	require.Contains(t, r.stderr, "Error: "+path+":4:5: Unsupported argument")
+	require.Contains(t, r.stderr, "Error: "+path+":200:5: Unsupported argument", "the 50th")
+	require.NotContains(t, r.stderr, path+":204:")
+	require.True(t, strings.HasSuffix(r.stderr, "\n... and 950 more errors\ntaskerd: invalid workflows: 1000 errors\n"),
+		"%s", r.stderr[max(0, len(r.stderr)-300):])
 }
