@@ -116,7 +116,14 @@ func (e *Engine) Run(ctx context.Context) error {
 			idle := e.reserveWorkers(free)
 			// One instant for the claim and the wake-up question: a backoff
 			// that ends between the two would otherwise be missed by both.
-			claimed, now, err := e.claim(ctx, base, free, free-idle)
+			// The claim is not cut off by a stop: one that committed just
+			// as ctx ended must hand its steps to workers (or give them
+			// back, if queued), not leave them leased to nobody until the
+			// lease expires and the attempt is lost. A claim slower than a
+			// lease is pointless anyway.
+			claimCtx, claimCancel := context.WithTimeout(base, e.lease)
+			claimed, now, err := e.claim(claimCtx, base, free, free-idle)
+			claimCancel()
 			started := 0
 			for _, x := range claimed {
 				if !x.queued {
