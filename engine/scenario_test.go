@@ -406,13 +406,18 @@ workflow "split" {
 		ec, err := b.store.TaskExecutionContext(context.Background(), task.ID, time.Now().UTC())
 		require.NoError(t, err)
 		require.Equal(t, backends.StatusBlockedByFailures, ec.ExecutionStatus)
-		failed := 0
-		for _, ev := range b.taskEvents(task.ID) {
-			if ev.Type == engine.EventTaskFailed {
-				failed++
+		// Events reach subscribers after the commit that waitTask saw.
+		failed := func() int {
+			n := 0
+			for _, ev := range b.taskEvents(task.ID) {
+				if ev.Type == engine.EventTaskFailed {
+					n++
+				}
 			}
+			return n
 		}
-		require.Equal(t, 1, failed, "the task failed once, when nothing could run any more")
+		require.Eventually(t, func() bool { return failed() > 0 }, 5*time.Second, 5*time.Millisecond, "task.failed is published")
+		require.Equal(t, 1, failed(), "the task failed once, when nothing could run any more")
 		b.checkOrdering(task.ID)
 		b.checkEvents(task.ID)
 	})
