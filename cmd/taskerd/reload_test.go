@@ -37,6 +37,21 @@ func openWriter(t *testing.T, path string) *os.File {
 	return f
 }
 
+// startStalledReload starts serve on ./work.hcl, adds a named pipe
+// slow.hcl to its directory and sends SIGHUP: the reload blocks reading the
+// pipe until the returned writer writes and closes it.
+func startStalledReload(t *testing.T) (s *served, slow string, w *os.File) {
+	t.Helper()
+	bin := buildTaskerd(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
+	s = startServe(t, bin, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", dir)
+	slow = filepath.Join(dir, "slow.hcl")
+	stalledFile(t, slow)
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	return s, slow, openWriter(t, slow)
+}
+
 // countLog counts the daemon's stderr lines containing text.
 func (s *served) countLog(text string) int {
 	s.mu.Lock()
@@ -55,15 +70,7 @@ func (s *served) countLog(text string) int {
 // 4: a daemon stuck reloading a huge file stopped answering SIGTERM).
 func TestServeStopsPromptlyDuringASlowReload(t *testing.T) {
 	t.Parallel()
-	bin := buildTaskerd(t)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
-	s := startServe(t, bin, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", dir)
-
-	slow := filepath.Join(dir, "slow.hcl")
-	stalledFile(t, slow)
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
-	openWriter(t, slow) // the reload now waits to read, for ever
+	s, _, _ := startStalledReload(t) // the reload now waits to read, for ever
 
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -81,15 +88,7 @@ func TestServeStopsPromptlyDuringASlowReload(t *testing.T) {
 // loads is applied.
 func TestServeQueuesOneReloadDuringAReload(t *testing.T) {
 	t.Parallel()
-	bin := buildTaskerd(t)
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "work.hcl"), []byte(serveHCL), 0o644))
-	s := startServe(t, bin, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", dir)
-
-	slow := filepath.Join(dir, "slow.hcl")
-	stalledFile(t, slow)
-	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
-	w := openWriter(t, slow)
+	s, slow, w := startStalledReload(t)
 	s.waitLog(t, `"msg":"reloading workflows"`)
 
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
