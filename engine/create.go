@@ -196,6 +196,7 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 			events = append(events, Event{Type: EventTaskCompleted, Time: p.Now, TaskID: task.ID})
 		}
 		events = stamp(events, task)
+		e.logLifecycle(events, task)
 	}
 	w.end(e.publish, events)
 	if created {

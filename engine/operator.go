@@ -182,7 +182,9 @@ func (e *Engine) changeEvents(ctx context.Context, now time.Time, c *backends.Ch
 	if c == nil || c.Task == nil {
 		return nil
 	}
-	return stamp(e.changeEventsOf(ctx, now, c, before, act), c.Task)
+	events := stamp(e.changeEventsOf(ctx, now, c, before, act), c.Task)
+	e.logLifecycle(events, c.Task)
+	return events
 }
 
 func (e *Engine) changeEventsOf(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {
@@ -208,7 +210,7 @@ func (e *Engine) changeEventsOf(ctx context.Context, now time.Time, c *backends.
 		if ec, err := e.store.TaskExecutionContext(ctx, taskID, now); err == nil {
 			ev.ExecutionStatus = ec.ExecutionStatus
 		} else {
-			e.log.Error("reading execution context for workflow.task_finalized", "task", taskID, "err", err)
+			e.log.Error("reading execution context for workflow.task_finalized", "task_id", taskID, "err", err)
 		}
 		events = append(events, ev)
 	}

@@ -253,7 +253,7 @@ func (e *Engine) releaseQueued() []backends.Lease {
 		x.cancel(errReleased)
 		delete(e.running, id)
 		leases = append(leases, backends.Lease{StepID: id, Token: x.token})
-		e.log.Info("giving back a step whose handler has not started", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
+		e.log.Info("giving back a step whose handler has not started", "task_id", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
 	}
 	return leases
 }
@@ -275,7 +275,7 @@ func (e *Engine) abandonAll() []backends.Lease {
 		x.abandoned.Store(true)
 		x.cancel(errAbandoned)
 		delete(e.running, id)
-		e.log.Warn("abandoning step at shutdown", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
+		e.log.Warn("abandoning step at shutdown", "task_id", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts)
 	}
 	return leases
 }
@@ -425,7 +425,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		return
 	}
 	if errors.Is(cause, errLeaseLost) {
-		e.log.Warn("step lease lost while running; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+		e.log.Warn("step lease lost while running; result dropped", "task_id", s.TaskID, "step", s.Name, "attempt", s.Attempts)
 		return
 	}
 
@@ -494,17 +494,17 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		w.end(e.publish, nil)
 		switch {
 		case errors.Is(err, backends.ErrLeaseLost):
-			e.log.Warn("step lease lost before its result was recorded; result dropped", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+			e.log.Warn("step lease lost before its result was recorded; result dropped", "task_id", s.TaskID, "step", s.Name, "attempt", s.Attempts)
 			return
 		case errors.Is(err, backends.ErrNotFound), errors.Is(err, backends.ErrInvalidTransition), try == recordTries-1:
 			// Nothing was written: the lease will expire and the step be
 			// recovered and retried under the normal rules.
-			e.log.Error("recording step result", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
+			e.log.Error("recording step result", "task_id", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
 			return
 		}
 		// The database's own failure (busy, connection lost): the lease is
 		// still ours for a while, so try again before giving the attempt up.
-		e.log.Warn("recording step result failed; retrying", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
+		e.log.Warn("recording step result failed; retrying", "task_id", s.TaskID, "step", s.Name, "attempt", s.Attempts, "err", err)
 		time.Sleep(recordRetryDelay << try)
 	}
 }
@@ -557,7 +557,7 @@ func (e *Engine) startHandler(ctx context.Context, x *execution) (start bool, st
 	})
 	switch {
 	case errors.Is(err, backends.ErrLeaseLost):
-		e.log.Warn("step lease lost before its handler started; not starting it", "task", s.TaskID, "step", s.Name, "attempt", s.Attempts)
+		e.log.Warn("step lease lost before its handler started; not starting it", "task_id", s.TaskID, "step", s.Name, "attempt", s.Attempts)
 		return false, nil
 	case err != nil:
 		e.log.Error("confirming a step's lease before its handler; not starting it (the lease will expire and the step be recovered)",
@@ -598,12 +598,12 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	if req.ParentResults == nil {
 		req.ParentResults = map[string]json.RawMessage{}
 	}
-	e.log.Debug("step handler starting", "node", e.nodeID, "task", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
+	e.log.Debug("step handler starting", "node", e.nodeID, "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
 	done := make(chan outcome, 1)
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				e.log.Error("step handler panicked", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "panic", r, "stack", string(debug.Stack()))
+				e.log.Error("step handler panicked", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "panic", r, "stack", string(debug.Stack()))
 				done <- outcome{err: &StepFailure{Message: fmt.Sprintf("handler %s panicked: %v", s.Handler, r), Retryable: true}}
 			}
 		}()
@@ -621,7 +621,7 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	case out := <-done:
 		return out
 	case <-t.C:
-		e.log.Warn("step handler ignored its context; giving up on it", "task", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(ctx))
+		e.log.Warn("step handler ignored its context; giving up on it", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(ctx))
 		return outcome{err: context.Cause(ctx)}
 	}
 }
@@ -662,7 +662,9 @@ func (e *Engine) resultEvents(ctx context.Context, now time.Time, rr *backends.R
 	}
 	events = append(events, Event{Type: EventTaskFinalized, Time: now, TaskID: s.TaskID, ExecutionStatus: rr.Context.ExecutionStatus, Decision: rr.Decision})
 	events = append(events, e.taskDecisionEvents(ctx, now, s.TaskID, rr.Decision, "")...)
-	return stamp(events, rr.Task)
+	events = stamp(events, rr.Task)
+	e.logLifecycle(events, rr.Task)
+	return events
 }
 
 // backoffEvent says how long a failed step waits before its retry may run:
@@ -707,7 +709,7 @@ func (e *Engine) taskDecisionEvents(ctx context.Context, now time.Time, taskID i
 		ev := Event{Type: EventTaskFailed, Time: now, TaskID: taskID}
 		steps, err := e.store.ListSteps(ctx, taskID)
 		if err != nil {
-			e.log.Error("listing steps for task.failed", "task", taskID, "err", err)
+			e.log.Error("listing steps for task.failed", "task_id", taskID, "err", err)
 		}
 		for _, s := range steps {
 			if s.State == backends.StateError {
@@ -779,7 +781,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	now := e.now()
 	for _, x := range e.running {
 		if !now.Before(x.leaseUntil) && x.ctx.Err() == nil {
-			e.log.Warn("no heartbeat renewed a step's lease in time; stopping its handler", "task", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts, "lease_until", x.leaseUntil)
+			e.log.Warn("no heartbeat renewed a step's lease in time; stopping its handler", "task_id", x.claim.Step.TaskID, "step", x.claim.Step.Name, "attempt", x.claim.Step.Attempts, "lease_until", x.leaseUntil)
 			x.cancel(errLeaseLost)
 		}
 	}
@@ -803,9 +805,9 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 	var events []Event
 	for _, rr := range rrs {
 		if rr.Step.State == backends.StatePending {
-			e.log.Info("released a step whose handler never started", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempts", rr.Step.Attempts)
+			e.log.Info("released a step whose handler never started", "task_id", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts)
 		} else {
-			e.log.Warn("recovered a step whose lease expired", "task", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
+			e.log.Warn("recovered a step whose lease expired", "task_id", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
 		}
 		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
 	}
