@@ -18,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/internal/logging"
 )
 
 //go:embed default/*.rego
@@ -44,7 +45,7 @@ type Option func(*options)
 
 type options struct {
 	log         *slog.Logger
-	decisionLog io.Writer
+	decisionLog slog.Handler
 	poll        time.Duration
 }
 
@@ -54,10 +55,23 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
 
-// WithDecisionLog writes one JSON line per decision to w (see OpenDecisionLog).
-// Writes are serialized; w need not be safe for concurrent use.
+// WithDecisionLog writes one JSON line per decision to w (see
+// OpenDecisionLog), in the envelope of taskerd's other log lines (see
+// DecisionRecord). Writes are serialized; w need not be safe for concurrent
+// use. A nil w means no decision log.
 func WithDecisionLog(w io.Writer) Option {
-	return func(o *options) { o.decisionLog = w }
+	return func(o *options) {
+		o.decisionLog = nil
+		if w != nil {
+			o.decisionLog = logging.NewHandler(w, logging.JSON, slog.LevelInfo)
+		}
+	}
+}
+
+// WithDecisionHandler sends each decision as an info record to h: to share
+// the daemon log's stream and format, say. Nil means no decision log.
+func WithDecisionHandler(h slog.Handler) Option {
+	return func(o *options) { o.decisionLog = h }
 }
 
 // WithPollInterval sets how often Load's watcher looks at the directory
@@ -115,7 +129,7 @@ func newOptions(opts []Option) options {
 func newEngine(o options) *Engine {
 	e := &Engine{opts: o}
 	if o.decisionLog != nil {
-		e.dlog = &decisionLog{w: o.decisionLog, log: o.log}
+		e.dlog = &decisionLog{h: o.decisionLog, log: o.log}
 	}
 	return e
 }

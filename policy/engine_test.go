@@ -434,11 +434,17 @@ func TestDecisionLog(t *testing.T) {
 	require.True(t, rec.Allow)
 	require.Equal(t, d.Reasons, rec.Reasons)
 	require.Equal(t, e.Revision(), rec.Revision)
-	require.Positive(t, rec.EvalUS)
+	took, err := time.ParseDuration(rec.Took)
+	require.NoError(t, err, "the evaluation's time is a duration string: %q", rec.Took)
+	require.Positive(t, took)
+	// The envelope of every taskerd log line.
+	require.Equal(t, "INFO", rec.Level)
+	require.Equal(t, DecisionMessage, rec.Msg)
+	require.True(t, strings.HasPrefix(lines[0], `{"time":`), lines[0])
 
 	var raw map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[1]), &raw))
-	require.ElementsMatch(t, []string{"time", "subject_id", "action", "resource", "allow", "reasons", "revision", "eval_us"}, keys(raw),
+	require.ElementsMatch(t, []string{"time", "level", "msg", "subject_id", "action", "resource", "allow", "reasons", "revision", "took"}, keys(raw),
 		"no request id when there is none, and no other field")
 	require.Equal(t, false, raw["allow"])
 	require.Equal(t, map[string]any{"type": "task", "namespace": "ecommerce", "task_id": float64(7)}, raw["resource"])
@@ -550,10 +556,14 @@ func TestOpenDecisionLogFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 
-	w, c, err = OpenDecisionLog("")
-	require.NoError(t, err)
-	require.Nil(t, w, "no decision log")
-	require.NoError(t, c.Close())
+	for _, off := range []string{"", DecisionLogOff} {
+		w, c, err = OpenDecisionLog(off)
+		require.NoError(t, err)
+		require.Nil(t, w, "no decision log for %q", off)
+		require.NoError(t, c.Close())
+		_, err = os.Stat(off)
+		require.ErrorIs(t, err, os.ErrNotExist, "no file named %q", off)
+	}
 	w, _, err = OpenDecisionLog("stderr")
 	require.NoError(t, err)
 	require.Equal(t, os.Stderr, w)
@@ -574,4 +584,30 @@ func TestFailingDecisionLogDoesNotChangeDecisions(t *testing.T) {
 		require.True(t, d.Allow)
 	}
 	require.Equal(t, 1, strings.Count(logs.String(), "decision log: write failed"), "reported once per run of failures")
+}
+
+// A decision log sharing the daemon's stream takes its handler, and so its
+// format; a nil writer or handler means no decision log.
+func TestDecisionLogHandler(t *testing.T) {
+	t.Parallel()
+	var logs logsink.Buffer
+	e, err := Default(WithDecisionHandler(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}})))
+	require.NoError(t, err)
+	_, err = e.Authorize(context.Background(), &api.AuthzRequest{Subject: subject("vera", "", "viewer"), Action: "task:cancel",
+		Resource: api.Resource{Type: "task", Namespace: "ecommerce", TaskID: 7}})
+	require.NoError(t, err)
+	require.Regexp(t, `^level=INFO msg="policy decision" subject_id=vera action=task:cancel resource.type=task resource.namespace=ecommerce resource.task_id=7 allow=false reasons="\[.+\]" revision=[0-9a-f]+ took=[0-9.]+[µnm]?s\n$`, logs.String())
+
+	before := logs.String()
+	e, err = Default(WithDecisionLog(&logs), WithDecisionLog(nil))
+	require.NoError(t, err)
+	d, err := e.Authorize(context.Background(), authzRequest(subject("alice", "", "admin"), "task:create", "ns"))
+	require.NoError(t, err)
+	require.True(t, d.Allow, "no decision log changes no decision")
+	require.Equal(t, before, logs.String(), "the last option wins: no decision log")
 }
