@@ -178,7 +178,7 @@ func (s *Server) chain(rt route) http.Handler {
 			took := time.Since(start)
 			s.metrics.observeHTTP(name, sw.code(), took)
 			s.log.Info("request", "request_id", id, "method", r.Method, "route", name, "path", r.URL.Path,
-				"status", sw.code(), "duration_ms", float64(took.Microseconds())/1000, "remote", r.RemoteAddr)
+				"status", sw.code(), "took", took.Round(time.Microsecond), "remote", r.RemoteAddr)
 		}()
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(sw, r.Body, s.maxBody)

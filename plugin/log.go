@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/taskerd/taskerd/internal/logging"
 )
 
 // logger writes JSON lines in the shape go-plugin's host reads from a
@@ -16,6 +18,10 @@ var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
 }))
 
 func hclogShape(groups []string, a slog.Attr) slog.Attr {
+	// A duration is written as "1.5s", as taskerd writes its own, not as
+	// the integer nanoseconds slog's JSON would hold (which taskerd could
+	// not tell from any other number).
+	a = logging.ReplaceAttr(groups, a)
 	if len(groups) > 0 {
 		return a
 	}

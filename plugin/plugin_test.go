@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,6 +159,17 @@ func TestLoggerWritesHCLogShape(t *testing.T) {
 	require.Equal(t, "@level", hclogShape(nil, slogAttr("level")).Key)
 	require.Equal(t, "warn", hclogLevel(4))
 	require.Equal(t, "x", hclogShape([]string{"g"}, slogAttr("x")).Key)
+
+	// Durations, at any depth, as strings.
+	var buf bytes.Buffer
+	l := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{ReplaceAttr: hclogShape}))
+	l.Info("slept", "took", 1500*time.Millisecond, slog.Group("g", "wait", 2*time.Second), "n", 3)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &rec))
+	require.Equal(t, "1.5s", rec["took"])
+	require.Equal(t, map[string]any{"wait": "2s"}, rec["g"])
+	require.Equal(t, float64(3), rec["n"])
+	require.Equal(t, "slept", rec["@message"])
 }
 
 func slogAttr(key string) slog.Attr { return slog.String(key, "v") }
