@@ -31,13 +31,21 @@ type node struct {
 }
 
 func startNode(ctx context.Context, flags nodeFlags, catalog *definition.Catalog, stderr io.Writer) (*node, error) {
-	// Only warnings and errors: progress is what the events print.
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The plugins' lines (and the plugin host's) from --log-level up; the
+	// engine's own only from warn up unless debug is asked for: the
+	// progress lines on stdout already say what its info lines would.
+	out := newLogOutput(stderr, flags.logFormat)
+	pluginLog := out.logger(flags.logLevel)
+	engineLevel := flags.logLevel
+	if engineLevel >= slog.LevelInfo {
+		engineLevel = max(engineLevel, slog.LevelWarn)
+	}
+	logger := out.logger(engineLevel)
 	registry := builtin.NewRegistry()
 	var plugins *host.Host
 	if flags.cfg != nil {
 		var err error
-		if plugins, err = startPlugins(ctx, flags.cfg, logger); err != nil {
+		if plugins, err = startPlugins(ctx, flags.cfg, pluginLog); err != nil {
 			return nil, err
 		}
 		if err := plugins.Register(registry); err != nil {

@@ -38,8 +38,8 @@ func BenchmarkServeIdleRSS(b *testing.B) {
 		lines := bufio.NewScanner(stderr)
 		url := ""
 		for url == "" && lines.Scan() {
-			if rest, ok := strings.CutPrefix(lines.Text(), "taskerd serving on "); ok {
-				url = rest
+			if addr, ok := servingAddr(lines.Text()); ok {
+				url = addr
 			}
 		}
 		go func() {

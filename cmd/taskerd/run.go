@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/taskerd/taskerd/config"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/logging"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
@@ -26,6 +28,11 @@ type nodeFlags struct {
 	json    bool
 	config  string
 
+	// --log-level and --log-format, as given and as read by check.
+	logLevelArg, logFormatArg string
+	logLevel                  slog.Level
+	logFormat                 string
+
 	// cfg is the daemon config read from --config, or nil.
 	cfg *config.Config
 }
@@ -37,6 +44,8 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.workers, "workers", engine.DefaultWorkers, "steps executed at once")
 	cmd.Flags().DurationVar(&f.lease, "lease", engine.DefaultLeaseDuration, "lease of a running step; a step whose node stops heartbeating is recovered after this")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON document with the final state instead of progress lines")
+	cmd.Flags().StringVar(&f.logLevelArg, "log-level", "info", "least severe log lines written to stderr: debug, info, warn or error (debug adds a line per handler start)")
+	cmd.Flags().StringVar(&f.logFormatArg, "log-format", "", "log lines on stderr: json or text (default text when stderr is a terminal, json otherwise)")
 }
 
 // check reads --config, if any, and checks the flags. A setting given as a
@@ -58,6 +67,13 @@ func (f *nodeFlags) check(cmd *cobra.Command) error {
 		if cfg.Lease > 0 && !changed("lease") {
 			f.lease = cfg.Lease
 		}
+	}
+	var err error
+	if f.logLevel, err = logging.ParseLevel(f.logLevelArg); err != nil {
+		return usageErrorf("--log-level %s", err)
+	}
+	if f.logFormat, err = logging.ParseFormat(f.logFormatArg, cmd.ErrOrStderr()); err != nil {
+		return usageErrorf("--log-format %s", err)
 	}
 	if f.workers < 1 {
 		return usageErrorf("--workers must be at least 1, not %d", f.workers)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,7 +45,9 @@ type serveFlags struct {
 	maxBody   int64
 	keyFile   string
 	dbTimeout time.Duration
-	logLevel  string
+
+	// logOut is stderr as serve's log lines see it (set by serve).
+	logOut *logOutput
 }
 
 func newServeCmd() *cobra.Command {
@@ -66,6 +67,12 @@ A request whose database calls take longer than --db-timeout together (a
 database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
 Retry-After, as does one the database refuses for want of a connection,
 disk or write access; /health/ready then says which check failed.
+
+Logs: one record a line on stderr, JSON (--log-format json, the default
+unless stderr is a terminal) or text: a line per task created and finished,
+per step retried or blocked, per request and per authorization decision
+(policy { decision_log }: "stderr", "off" or a file). The address served is
+the "taskerd serving" line's addr. Durations are strings ("30s").
 
 Authentication: with no auth setting, the first start on a database creates
 an admin API key, prints it once to stderr on a line beginning
@@ -97,14 +104,13 @@ folded into that one), and a stop does not wait for a reload.`,
 	cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's name in leases (default hostname-pid)")
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
-	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "least severe log lines written: debug, info, warn or error (debug adds a line per handler start)")
 	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
 	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
 }
 
 // serve runs until a stop signal.
-func serve(cmd *cobra.Command, f *serveFlags) error {
+func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	stderr := cmd.ErrOrStderr()
 	if err := f.check(cmd); err != nil {
 		return err
@@ -139,11 +145,11 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	if f.dbTimeout <= 0 || f.dbTimeout >= apiWriteTimeout {
 		return usageErrorf("--db-timeout must be more than 0 and less than %s (the API's write timeout), not %s", apiWriteTimeout, f.dbTimeout)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil || !slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, level) {
-		return usageErrorf("--log-level %q: want debug, info, warn or error", f.logLevel)
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	f.logOut = newLogOutput(stderr, f.logFormat)
+	log := f.logOut.logger(f.logLevel)
+	// Once a log line is out, so is the error serve ends with: a JSON
+	// stream stays JSON to its last line.
+	defer func() { err = logExit(f.logOut, log, err) }()
 
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
@@ -228,9 +234,9 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 	go func() { engineDone <- eng.Run(runCtx) }()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpServer.Serve(ln) }()
+	// Scripts find the address here: the "taskerd serving" line's addr.
 	log.Info("taskerd serving", "addr", "http://"+ln.Addr().String(), "db", redactDSN(f.db),
 		"workflows", len(catalog.All()), "node", eng.NodeID())
-	fmt.Fprintf(stderr, "taskerd serving on http://%s\n", ln.Addr())
 
 	// Reloads run beside this loop, so that a slow one (a large file, a
 	// stalled disk) never delays a stop.
@@ -399,12 +405,12 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 			dest = f.cfg.Policy.DecisionLog
 		}
 	}
-	logW, logC, err := policy.OpenDecisionLog(dest)
+	decisions, logC, err := decisionLog(dest, f.logOut)
 	if err != nil {
 		return fail(&exitError{code: 1, err: fmt.Errorf("opening the decision log %s: %w", dest, err)})
 	}
 	closers = append(closers, func() { _ = logC.Close() })
-	opts := []policy.Option{policy.WithLogger(log), policy.WithDecisionLog(logW)}
+	opts := []policy.Option{policy.WithLogger(log), decisions}
 	var authz *policy.Engine
 	if dir != "" {
 		authz, err = policy.Load(dir, opts...)
@@ -452,4 +458,23 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 		return fail(&exitError{code: 1, err: err})
 	}
 	return authn, authz, closeAll, nil
+}
+
+// decisionLog is the sink of policy { decision_log }: "stderr" (the
+// default) shares the daemon log's stream and format, whatever
+// --log-level (every decision is written); "off" writes none; anything else
+// is a file of JSON lines, appended to (created with mode 0600). Close the
+// returned closer at shutdown.
+func decisionLog(dest string, stderr *logOutput) (policy.Option, io.Closer, error) {
+	switch dest {
+	case "stderr":
+		return policy.WithDecisionHandler(stderr.handler(slog.LevelInfo)), io.NopCloser(nil), nil
+	case policy.DecisionLogOff:
+		return policy.WithDecisionLog(nil), io.NopCloser(nil), nil
+	}
+	w, c, err := policy.OpenDecisionLog(dest)
+	if err != nil {
+		return nil, nil, err
+	}
+	return policy.WithDecisionLog(w), c, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -116,6 +117,18 @@ policy {
 	log, err := os.ReadFile(filepath.Join(dir, "decisions.log"))
 	require.NoError(t, err)
 	require.Contains(t, string(log), `"subject_id":"ci-bot"`)
+	// The file has the decisions, as JSON lines in the envelope of every
+	// log line; stderr has none of them.
+	decisions := jsonLines(t, strings.Split(strings.TrimSpace(string(log)), "\n"))
+	require.Len(t, decisions, len(withMsg(decisions, "policy decision", 0)), "only decisions in the file")
+	for _, d := range decisions {
+		_, err := time.ParseDuration(d["took"].(string))
+		require.NoError(t, err)
+	}
+	require.Empty(t, s.logged(t, "policy decision"), "the decision log has its own sink")
+	info, err := os.Stat(filepath.Join(dir, "decisions.log"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 	for _, k := range []string{viewerKey, operatorKey} {
 		require.NotContains(t, string(log), k, "no key in the decision log")
 		s.mu.Lock()

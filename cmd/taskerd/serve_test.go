@@ -58,8 +58,29 @@ func (s *served) waitLog(t *testing.T, text string) {
 	}, 10*time.Second, 10*time.Millisecond, "no log line with %q", text)
 }
 
+// servingAddr reads the API's URL from serve's "taskerd serving" log line,
+// JSON or text, as a script would.
+func servingAddr(line string) (string, bool) {
+	var rec struct {
+		Msg  string `json:"msg"`
+		Addr string `json:"addr"`
+	}
+	if json.Unmarshal([]byte(line), &rec) == nil {
+		return rec.Addr, rec.Msg == "taskerd serving" && rec.Addr != ""
+	}
+	if !strings.Contains(line, ` msg="taskerd serving" `) {
+		return "", false
+	}
+	for _, field := range strings.Fields(line) {
+		if url, ok := strings.CutPrefix(field, "addr="); ok {
+			return url, true
+		}
+	}
+	return "", false
+}
+
 // startServe starts the binary with --auth none and waits for its
-// "serving on" line.
+// "taskerd serving" line.
 func startServe(t *testing.T, bin string, args ...string) *served {
 	t.Helper()
 	return startServeAuth(t, bin, append([]string{"--auth", "none"}, args...)...)
@@ -80,8 +101,8 @@ func startServeAuth(t *testing.T, bin string, args ...string) *served {
 			s.mu.Lock()
 			s.log = append(s.log, line)
 			s.mu.Unlock()
-			if rest, ok := strings.CutPrefix(line, "taskerd serving on "); ok {
-				addr <- rest
+			if url, ok := servingAddr(line); ok {
+				addr <- url
 			}
 		}
 		s.done <- cmd.Wait()
