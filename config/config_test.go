@@ -186,7 +186,7 @@ func TestDevPlugin(t *testing.T) {
 		require.NoError(t, err, src)
 		require.True(t, c.Plugins[0].Dev)
 	}
-	c, err := config.Parse("taskerd.hcl", []byte("plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n}\n"))
+	c, err := config.Parse("taskerd.hcl", []byte("plugin \"p\" {\n  path = \"p\"\n  sha256 = \""+hash+"\"\n}\n"))
 	require.NoError(t, err)
 	require.False(t, c.Plugins[0].Dev)
 	require.Equal(t, 3, c.Plugins[0].SHA256Range.Start.Line)
