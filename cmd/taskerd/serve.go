@@ -64,7 +64,11 @@ func newServeCmd() *cobra.Command {
 database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
 
 With no flags and no config it runs on sqlite:taskerd.db with the workflows
-of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
+of ./workflows, listening on ` + defaultListen + `; a missing ./workflows, or
+one with no *.hcl file, serves no workflows (taskerd init writes a starter).
+A workflow naming a handler no plugin provides is loaded as unavailable:
+listed, logged, its tasks refused. --config (default ./taskerd.hcl when it
+exists) reads a taskerd.hcl
 (listen, database, workflows, node_id, workers, lease, db_timeout,
 max_workflow_size, plugins, auth); flags override it.
 
@@ -113,6 +117,13 @@ folded into that one), and a stop does not wait for a reload.`,
 // serve runs until a stop signal.
 func serve(cmd *cobra.Command, f *serveFlags) error {
 	stderr := cmd.ErrOrStderr()
+	// With no --config and no TASKERD_CONFIG, ./taskerd.hcl when there is
+	// one (taskerd init writes it).
+	if f.config == "" && !cmd.Flags().Changed("config") {
+		if info, err := os.Stat(defaultConfig); err == nil && info.Mode().IsRegular() {
+			f.config = defaultConfig
+		}
+	}
 	if err := f.check(cmd); err != nil {
 		return err
 	}
@@ -151,6 +162,9 @@ func serve(cmd *cobra.Command, f *serveFlags) error {
 		return usageErrorf("--log-level %q: want debug, info, warn or error", f.logLevel)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.cfg != nil {
+		log.Info("config read", "file", f.cfg.Filename)
+	}
 
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
