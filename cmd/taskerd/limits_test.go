@@ -40,8 +40,12 @@ func TestMaxWorkflowSizeFlagEnvAndConfig(t *testing.T) {
 		require.Equal(t, 1, r.code, r.stderr)
 		require.True(t, strings.HasSuffix(r.stderr, "taskerd: invalid workflows: 1 error\n"), r.stderr)
 		var rec struct{ Msg, Diagnostics string }
-		require.NoError(t, json.Unmarshal([]byte(strings.SplitN(r.stderr, "\n", 2)[0]), &rec), r.stderr)
-		require.Equal(t, "workflows do not load", rec.Msg)
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "workflows do not load" {
+				break
+			}
+		}
+		require.Equal(t, "workflows do not load", rec.Msg, r.stderr)
 		require.Contains(t, rec.Diagnostics, "Error: "+path+":1:1: Workflow file too large\n")
 		require.Contains(t, rec.Diagnostics, "Raise the limit with --max-workflow-size")
 	}
