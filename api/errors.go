@@ -35,7 +35,10 @@ const (
 	CodeTooLarge         = "payload_too_large"
 	CodeUnprocessable    = "unprocessable"
 	CodeUnavailable      = "unavailable"
-	CodeInternal         = "internal"
+	// CodeWorkflowUnavailable: the workflow is loaded but a handler it
+	// names is not registered on this node (a plugin not configured).
+	CodeWorkflowUnavailable = "workflow_unavailable"
+	CodeInternal            = "internal"
 )
 
 func errorf(status int, code, format string, args ...any) *Error {
@@ -65,6 +68,7 @@ func fromError(err error) *Error {
 		reqErr     *engine.RequestError
 		bypass     *engine.BypassError
 		unknown    *definition.UnknownWorkflowError
+		notHere    *engine.UnavailableError
 		tooLarge   *http.MaxBytesError
 	)
 	switch {
@@ -89,6 +93,10 @@ func fromError(err error) *Error {
 		return errorf(http.StatusUnprocessableEntity, CodeUnprocessable, "%s", bypass)
 	case errors.As(err, &reqErr):
 		return fieldError(reqErr.Field, "body", "%s", reqErr)
+	case errors.As(err, &notHere):
+		e := errorf(http.StatusConflict, CodeWorkflowUnavailable, "%s", notHere)
+		e.Details = map[string]any{"workflow": notHere.Workflow, "missing_handlers": notHere.Missing}
+		return e
 	case errors.As(err, &unknown), errors.Is(err, engine.ErrUnknownWorkflow):
 		return notFound("%s", err)
 	case errors.Is(err, backends.ErrDuplicate):

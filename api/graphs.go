@@ -7,6 +7,7 @@ import (
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
+	"github.com/taskerd/taskerd/engine"
 )
 
 // taskGraph is a task's DAG with each step's status, from the task's own
@@ -128,6 +129,24 @@ type workflowSummary struct {
 	Description string `json:"description"`
 	Steps       int    `json:"steps"`
 	File        string `json:"file"`
+	availability
+}
+
+// availability says whether this node can run a workflow: false when a
+// handler it names is not registered (a plugin not configured); tasks of
+// it are then refused with workflow_unavailable.
+type availability struct {
+	Available       bool     `json:"available"`
+	MissingHandlers []string `json:"missing_handlers,omitempty"`
+	Reason          string   `json:"unavailable_reason,omitempty"`
+}
+
+func (s *Server) availability(wf *definition.Workflow) availability {
+	missing := s.eng.MissingHandlers(wf)
+	if len(missing) == 0 {
+		return availability{Available: true}
+	}
+	return availability{MissingHandlers: missing, Reason: engine.UnavailableReason(missing)}
 }
 
 type workflowView struct {
@@ -139,6 +158,7 @@ type workflowView struct {
 	Steps         []workflowStep    `json:"steps"`
 	Levels        [][]string        `json:"levels"`
 	Edges         []definition.Edge `json:"edges"`
+	availability
 }
 
 type workflowStep struct {
@@ -160,7 +180,7 @@ func (s *Server) listWorkflows(w http.ResponseWriter, r *http.Request) error {
 	out := []workflowSummary{}
 	for _, wf := range s.eng.Catalog().All() {
 		out = append(out, workflowSummary{Namespace: wf.Namespace, Name: wf.Name, Version: wf.Version.String(),
-			Description: wf.Description, Steps: len(wf.Steps), File: wf.Filename()})
+			Description: wf.Description, Steps: len(wf.Steps), File: wf.Filename(), availability: s.availability(wf)})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"workflows": out})
 	return nil
@@ -206,6 +226,7 @@ func (s *Server) showWorkflow(w http.ResponseWriter, r *http.Request) error {
 	views := make([]workflowView, len(versions))
 	for i, wf := range versions {
 		views[i] = newWorkflowView(wf)
+		views[i].availability = s.availability(wf)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"namespace": versions[0].Namespace, "name": versions[0].Name, "versions": views,

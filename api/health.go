@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/engine"
 )
 
 // readyTimeout bounds the readiness check.
@@ -96,10 +97,20 @@ type statusView struct {
 	// Of the steps in error (SEMANTICS §3): retryable ones (of which some
 	// wait for their backoff) run again by themselves; exhausted ones block
 	// their tasks until an operator retries or resolves them.
-	RetryableErrors int      `json:"retryable_errors"`
-	InBackoff       int      `json:"in_backoff"`
-	Exhausted       int      `json:"exhausted"`
-	Node            nodeView `json:"node"`
+	RetryableErrors int `json:"retryable_errors"`
+	InBackoff       int `json:"in_backoff"`
+	Exhausted       int `json:"exhausted"`
+	// UnavailableWorkflows are the loaded workflows this node cannot run
+	// (a handler not registered): reported, not counted against the
+	// node's health, which stays healthy.
+	UnavailableWorkflows []unavailableView `json:"unavailable_workflows"`
+	Node                 nodeView          `json:"node"`
+}
+
+type unavailableView struct {
+	Workflow        string   `json:"workflow"` // namespace/name@version
+	MissingHandlers []string `json:"missing_handlers"`
+	Reason          string   `json:"reason"`
 }
 
 type nodeView struct {
@@ -123,7 +134,13 @@ func (s *Server) statusRoute(w http.ResponseWriter, r *http.Request) error {
 		ID: s.eng.NodeID(), Hostname: host, PID: os.Getpid(), StartedAt: s.started,
 		UptimeSeconds: now.Sub(s.started).Seconds(), GoVersion: runtime.Version(),
 		Goroutines: runtime.NumGoroutine(), Workflows: len(s.eng.Catalog().All()),
-	}}
+	}, UnavailableWorkflows: []unavailableView{}}
+	for _, wf := range s.eng.Catalog().All() {
+		if missing := s.eng.MissingHandlers(wf); len(missing) > 0 {
+			v.UnavailableWorkflows = append(v.UnavailableWorkflows, unavailableView{
+				Workflow: wf.ID(), MissingHandlers: missing, Reason: engine.UnavailableReason(missing)})
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	st, err := s.store.Stats(ctx, now)

@@ -92,6 +92,10 @@ const (
 	ErrorKindPluginCrashed = "plugin_crashed" // the plugin process died during the call
 	ErrorKindCancelled     = "cancelled"      // an operator cancelled the step while it ran
 	ErrorKindInvalidResult = "invalid_result" // the handler's result cannot be stored (not JSON, NUL, bad UTF-8)
+	// The step's handler is not registered on the node that claimed it (a
+	// plugin not configured there): not retryable, it blocks until an
+	// operator retries it.
+	ErrorKindHandlerMissing = "handler_missing"
 )
 
 // ReasonReleased is the reason of the transition in_progress -> pending of

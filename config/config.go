@@ -7,7 +7,8 @@
 // than one command reads it (run, serve, plugins list) and because its
 // rules are worth testing on their own: every unknown key is an error with
 // file:line, plugin paths are relative to the file, a plugin without a
-// sha256 is refused. It only parses and checks; it starts nothing. It is
+// sha256 is refused (unless dev = true, itself refused beside an auth
+// block that is not mode "none"). It only parses and checks; it starts nothing. It is
 // separate from definition/ because workflows and the daemon are
 // configured by different people at different times.
 package config
@@ -73,8 +74,17 @@ type Plugin struct {
 	// Path is the executable, resolved against the config file's directory
 	// and made absolute.
 	Path string
-	// SHA256 is the expected hex SHA-256 of the executable, lower case.
+	// SHA256 is the expected hex SHA-256 of the executable, lower case
+	// (may be empty when Dev).
 	SHA256 string
+	// Dev (dev = true) skips the checksum: for a plugin under development,
+	// rebuilt again and again. Refused in a file whose auth block asks for
+	// anything but mode "none"; serve also refuses it unless its API runs
+	// with auth mode none.
+	Dev bool
+	// SHA256Range is where the sha256 value is written (nil without one),
+	// for `taskerd plugins hash --write`.
+	SHA256Range *hcl.Range
 	// Kind is step_handler (default) or authenticator.
 	Kind string
 	// Config is the plugin's config as JSON ({} when the block has none).
@@ -192,7 +202,8 @@ var rootSchema = &hcl.BodySchema{
 
 type pluginBody struct {
 	Path           string         `hcl:"path"`
-	SHA256         string         `hcl:"sha256"`
+	SHA256         *string        `hcl:"sha256,optional"`
+	Dev            *bool          `hcl:"dev,optional"`
 	Kind           *string        `hcl:"kind,optional"`
 	Config         hcl.Expression `hcl:"config,optional"`
 	MaxConcurrency *int           `hcl:"max_concurrency,optional"`
@@ -306,6 +317,16 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			}
 		}
 	}
+	// A plugin whose checksum is not checked may be any program: never
+	// behind an API that is meant to be protected.
+	if c.Auth != nil && c.Auth.Mode != "none" {
+		for _, p := range c.Plugins {
+			if p.Dev {
+				diags = append(diags, errorAt(p.DeclRange, "Dev plugin with authentication",
+					fmt.Sprintf("Plugin %q has dev = true, which skips its checksum; that is for development only and refused in a file whose auth block is not mode = \"none\" (at %s). Remove dev = true and set sha256 (taskerd plugins hash --write FILE).", p.Name, seen["auth"].DefRange)))
+			}
+		}
+	}
 	if c.Auth != nil {
 		for _, name := range c.Auth.Authenticators {
 			var p *Plugin
@@ -330,7 +351,16 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	p := &Plugin{Name: name, Path: pb.Path, SHA256: strings.ToLower(pb.SHA256), Kind: KindStepHandler, DeclRange: b.DefRange}
+	p := &Plugin{Name: name, Path: pb.Path, Kind: KindStepHandler, DeclRange: b.DefRange}
+	if pb.SHA256 != nil {
+		p.SHA256 = strings.ToLower(*pb.SHA256)
+		if attrs, _ := b.Body.JustAttributes(); attrs["sha256"] != nil {
+			p.SHA256Range = attrs["sha256"].Expr.Range().Ptr()
+		}
+	}
+	if pb.Dev != nil {
+		p.Dev = *pb.Dev
+	}
 	if !pluginNameRE.MatchString(name) || name == "builtin" {
 		diags = append(diags, errorAt(b.LabelRanges[0], "Invalid plugin name",
 			fmt.Sprintf("Plugin name %q: use lower-case letters, digits and _, starting with a letter (and not \"builtin\", which names taskerd's own handlers).", name)))
@@ -346,9 +376,15 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 			p.Path = abs
 		}
 	}
-	if !sha256RE.MatchString(p.SHA256) {
+	switch {
+	case p.SHA256 == "" && p.Dev:
+		// A dev plugin's checksum is not checked: none is needed.
+	case pb.SHA256 == nil:
+		diags = append(diags, errorAt(b.DefRange, "Missing sha256",
+			fmt.Sprintf("Plugin %q has no sha256: write the 64 hex digits of the executable's SHA-256 (taskerd plugins hash --write FILE fills them in), or dev = true while developing it.", name)))
+	case !sha256RE.MatchString(p.SHA256):
 		diags = append(diags, errorAt(b.DefRange, "Invalid sha256",
-			fmt.Sprintf("Plugin %q: sha256 must be the 64 hex digits of the executable's SHA-256 (taskerd plugins hash PATH prints it), not %q.", name, pb.SHA256)))
+			fmt.Sprintf("Plugin %q: sha256 must be the 64 hex digits of the executable's SHA-256 (taskerd plugins hash PATH prints it), not %q.", name, *pb.SHA256)))
 	}
 	if pb.Kind != nil {
 		p.Kind = *pb.Kind

@@ -121,7 +121,13 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"unknown plugin key", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  checksum = \"x\"\n}\n",
 			[]string{`taskerd.hcl:4:3: Unsupported argument`, `checksum`}},
 		{"sha256 required", "plugin \"p\" {\n  path = \"p\"\n}\n",
-			[]string{`taskerd.hcl:1:12: Missing required argument`, `sha256`}},
+			[]string{`taskerd.hcl:1:1: Missing sha256`, `taskerd plugins hash --write`}},
+		{"dev with authentication", "plugin \"p\" {\n  path = \"p\"\n  dev = true\n}\nauth {\n  mode = \"\"\n}\n",
+			[]string{`taskerd.hcl:1:1: Dev plugin with authentication`, `at taskerd.hcl:5,1`}},
+		{"dev with authenticators", "plugin \"p\" {\n  path = \"p\"\n  dev = true\n}\nplugin \"k\" {\n  path = \"k\"\n  kind = \"authenticator\"\n  sha256 = \"" + hash + "\"\n}\nauth {\n  authenticators = [\"k\"]\n}\n",
+			[]string{`taskerd.hcl:1:1: Dev plugin with authentication`}},
+		{"dev not a bool", "plugin \"p\" {\n  path = \"p\"\n  dev = \"yes\"\n}\n",
+			[]string{`taskerd.hcl:3:10: Unsuitable value type`}},
 		{"sha256 malformed", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"abc\"\n}\n",
 			[]string{`taskerd.hcl:1:1: Invalid sha256`, `"abc"`}},
 		{"bad kind", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  kind = \"magic\"\n}\n",
@@ -165,4 +171,24 @@ func TestLoadMissingFile(t *testing.T) {
 	t.Parallel()
 	_, err := config.Load(filepath.Join(t.TempDir(), "nope.hcl"))
 	require.ErrorContains(t, err, "reading config")
+}
+
+// dev = true: no sha256 needed (one given is not checked), allowed with no
+// auth block or with auth mode none.
+func TestDevPlugin(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{
+		"plugin \"p\" {\n  path = \"p\"\n  dev = true\n}\n",
+		"plugin \"p\" {\n  path = \"p\"\n  dev = true\n}\nauth {\n  mode = \"none\"\n}\n",
+		"plugin \"p\" {\n  path = \"p\"\n  dev = true\n  sha256 = \"" + hash + "\"\n}\n",
+	} {
+		c, err := config.Parse(filepath.Join(t.TempDir(), "taskerd.hcl"), []byte(src))
+		require.NoError(t, err, src)
+		require.True(t, c.Plugins[0].Dev)
+	}
+	c, err := config.Parse("taskerd.hcl", []byte("plugin \"p\" {\n  path = \"p\"\n  sha256 = \""+hash+"\"\n}\n"))
+	require.NoError(t, err)
+	require.False(t, c.Plugins[0].Dev)
+	require.Equal(t, 3, c.Plugins[0].SHA256Range.Start.Line)
+	require.Equal(t, 12, c.Plugins[0].SHA256Range.Start.Column)
 }

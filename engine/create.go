@@ -111,7 +111,8 @@ func (e *BypassError) Error() string {
 // CreateTask validates a request and inserts its task in one transaction.
 // created is false when IdempotencyKey matched an earlier identical
 // request (that task is returned); a different request with the same key is
-// backends.ErrDuplicate. Errors: ErrUnknownWorkflow, *RequestError (also
+// backends.ErrDuplicate. Errors: ErrUnknownWorkflow, *UnavailableError (a
+// handler of the workflow is not registered), *RequestError (also
 // for text past the limits of input.go or that not every backend can
 // store), *ContextValidationError (also for a context not every backend can
 // store), *BypassError, or the store's. A refused request writes nothing.
@@ -126,6 +127,10 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 	wf, err := e.Catalog().Lookup(ref)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrUnknownWorkflow, err)
+	}
+	// Before the context: no context makes it run here.
+	if missing := e.MissingHandlers(wf); len(missing) > 0 {
+		return nil, false, &UnavailableError{Workflow: wf.ID(), Missing: missing}
 	}
 	if err := checkContext(wf.ID(), req.Context); err != nil {
 		return nil, false, err

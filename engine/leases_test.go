@@ -176,7 +176,11 @@ func TestCancelStepRunningOnAnotherNode(t *testing.T) {
 			c.LeaseDuration = 300 * time.Millisecond
 		})
 		worker.start()
-		operator := setup(t, store, catalog, func(c *engine.Config) { c.NodeID = "operator" }) // never runs
+		// The operator node has the handler too (a node without it refuses
+		// to create the workflow's tasks); it never runs.
+		opReg := builtin.NewRegistry()
+		require.NoError(t, opReg.Register("test.block", newBlocker()))
+		operator := setup(t, store, catalog, withRegistry(opReg), func(c *engine.Config) { c.NodeID = "operator" })
 
 		task := operator.create("block", "")
 		<-held.started

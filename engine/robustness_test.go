@@ -72,32 +72,71 @@ workflow "stubborn" {
 	})
 }
 
-// A step naming a handler nobody registered fails, retryably, saying so.
+// A workflow naming a handler this node does not have is unavailable: the
+// engine refuses to create its tasks. A task created before (or by a node
+// that has the handler) does not burn its attempts on this node: the step
+// blocks at once, kind handler_missing, until an operator retries it once
+// the handler is there.
 func TestUnregisteredHandler(t *testing.T) {
 	t.Parallel()
 	const src = `
 workflow "orphan" {
   retry {
-    limit = 2
+    limit = 3
     base  = "1ms"
     max   = "1ms"
   }
+  step "first" {
+    handler = "builtin.noop"
+  }
   step "pay" {
-    handler = "payments.charge"
+    handler    = "payments.charge"
+    depends_on = [step.first]
   }
 }
 `
 	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
-		b := setup(t, open(t), parseWorkflows(t, src))
-		b.start()
-		task := b.create("orphan", "")
-		b.waitTask(task.ID, backends.StateError)
-		s := b.steps(task.ID)["pay"]
-		require.Equal(t, 2, s.Attempts)
+		store := open(t)
+		catalog := parseWorkflows(t, src)
+		runnerReg := builtin.NewRegistry()
+		runner := setup(t, store, catalog, withRegistry(runnerReg), func(c *engine.Config) { c.NodeID = "runner" })
+		runner.start()
+
+		_, _, err := runner.eng.CreateTask(context.Background(), engine.CreateRequest{Workflow: "orphan"})
+		var unavailable *engine.UnavailableError
+		require.ErrorAs(t, err, &unavailable)
+		require.Equal(t, []string{"payments.charge"}, unavailable.Missing)
+		require.Equal(t, []string{"payments.charge"}, runner.eng.MissingHandlers(catalog.All()[0]))
+		require.Contains(t, err.Error(), `configure plugin "payments"`)
+
+		creatorReg := builtin.NewRegistry()
+		require.NoError(t, creatorReg.Register("payments.charge", engine.HandlerFunc(func(context.Context, *engine.StepRequest) (json.RawMessage, error) {
+			return nil, nil
+		})))
+		creator := setup(t, store, catalog, withRegistry(creatorReg), func(c *engine.Config) { c.NodeID = "creator" }) // never runs
+		require.Empty(t, creator.eng.MissingHandlers(catalog.All()[0]))
+		task := creator.create("orphan", "")
+
+		runner.waitTask(task.ID, backends.StateError)
+		steps := runner.steps(task.ID)
+		require.Equal(t, backends.StateComplete, steps["first"].State)
+		s := steps["pay"]
+		require.Equal(t, 1, s.Attempts, "one attempt, not the retry limit's three")
 		se := stepError(t, s)
-		require.True(t, se.Retryable)
-		require.Contains(t, se.Message, "payments.charge")
-		b.checkEvents(task.ID)
+		require.False(t, se.Retryable)
+		require.Equal(t, backends.ErrorKindHandlerMissing, se.Kind)
+		require.Contains(t, se.Message, `no handler "payments.charge" is registered on node runner`)
+		ev := runner.waitEvent(isEvent(engine.EventStepFailed, task.ID, "pay"), "pay failed")
+		require.False(t, ev.Retryable)
+		require.Equal(t, backends.ErrorKindHandlerMissing, ev.Error.Kind)
+
+		// The plugin is configured: an operator's retry runs the step.
+		require.NoError(t, runnerReg.Register("payments.charge", engine.HandlerFunc(func(context.Context, *engine.StepRequest) (json.RawMessage, error) {
+			return json.RawMessage(`{"charged":true}`), nil
+		})))
+		_, err = runner.eng.RetryStep(context.Background(), s.ID, "plugin configured")
+		require.NoError(t, err)
+		runner.waitTask(task.ID, backends.StateComplete)
 	})
 }
 

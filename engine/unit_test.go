@@ -154,7 +154,9 @@ workflow "v" {
 }
 `))
 	require.False(t, diags.HasErrors(), diags.Error())
-	e, err := New(Config{Store: nilStore{}, Catalog: definition.NewCatalog(ws)})
+	reg := NewRegistry()
+	require.NoError(t, reg.Register("builtin.noop", HandlerFunc(func(context.Context, *StepRequest) (json.RawMessage, error) { return nil, nil })))
+	e, err := New(Config{Store: nilStore{}, Catalog: definition.NewCatalog(ws), Registry: reg})
 	require.NoError(t, err)
 	_, _, err = e.CreateTask(context.Background(), CreateRequest{Workflow: "v", Context: json.RawMessage(`{"n": 0, "tags": ["a", 3]}`)})
 	var cve *ContextValidationError

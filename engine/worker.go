@@ -581,7 +581,12 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	c, s := x.claim, x.claim.Step
 	h, ok := e.registry.Lookup(s.Handler)
 	if !ok {
-		return outcome{err: &StepFailure{Message: fmt.Sprintf("no handler %q is registered on node %s", s.Handler, e.nodeID), Retryable: true}}
+		// Retrying on this node cannot help, and retrying at once would
+		// burn the step's attempts: it blocks until an operator, once the
+		// plugin is configured, retries it.
+		return outcome{err: &StepFailure{Kind: backends.ErrorKindHandlerMissing, Retryable: false,
+			Message: fmt.Sprintf("no handler %q is registered on node %s: %s; then retry the step",
+				s.Handler, e.nodeID, UnavailableReason([]string{s.Handler}))}}
 	}
 	req := &StepRequest{
 		TaskID:         s.TaskID,

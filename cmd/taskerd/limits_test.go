@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,22 @@ func TestMaxWorkflowSizeFlagEnvAndConfig(t *testing.T) {
 		require.True(t, strings.HasSuffix(r.stderr, "taskerd: invalid workflows: 1 error\n"), r.stderr)
 	}
 
+	// serve logs the diagnostics as a record rather than printing them.
+	serveTooLarge := func(r result) {
+		t.Helper()
+		require.Equal(t, 1, r.code, r.stderr)
+		require.True(t, strings.HasSuffix(r.stderr, "taskerd: invalid workflows: 1 error\n"), r.stderr)
+		var rec struct{ Msg, Diagnostics string }
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "workflows do not load" {
+				break
+			}
+		}
+		require.Equal(t, "workflows do not load", rec.Msg, r.stderr)
+		require.Contains(t, rec.Diagnostics, "Error: "+path+":1:1: Workflow file too large\n")
+		require.Contains(t, rec.Diagnostics, "Raise the limit with --max-workflow-size")
+	}
+
 	// The default, 4 MiB, reads it.
 	r := runCLI(t, "validate", path)
 	require.Equal(t, 0, r.code, r.stderr)
@@ -42,7 +59,7 @@ func TestMaxWorkflowSizeFlagEnvAndConfig(t *testing.T) {
 	tooLarge(runCLI(t, "validate", "--max-workflow-size", "2048", dir))
 	tooLarge(runCLI(t, "graph", "--max-workflow-size", "2048", path))
 	tooLarge(runCLI(t, "run", "--max-workflow-size", "2048", "--db", tempDB(t), path))
-	tooLarge(runCLI(t, "serve", "--max-workflow-size", "2048", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", dir))
+	serveTooLarge(runCLI(t, "serve", "--max-workflow-size", "2048", "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", dir))
 	r = runCLI(t, "validate", "--max-workflow-size", "100", path)
 	require.Equal(t, 2, r.code)
 	require.Equal(t, "taskerd: --max-workflow-size must be at least 1024 bytes, not 100\n", r.stderr)
@@ -64,7 +81,7 @@ func TestMaxWorkflowSizeFlagEnvAndConfig(t *testing.T) {
 	// The daemon config, which the environment overrides.
 	cfg := writeFile(t, "taskerd.hcl", "max_workflow_size = 2048\n")
 	t.Setenv("TASKERD_MAX_WORKFLOW_SIZE", "")
-	tooLarge(runCLI(t, "serve", "--config", cfg, "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", dir))
+	serveTooLarge(runCLI(t, "serve", "--config", cfg, "--auth", "none", "--listen", "127.0.0.1:0", "--db", tempDB(t), "--workflows", dir))
 	tooLarge(runCLI(t, "run", "--config", cfg, "--db", tempDB(t), path))
 	t.Setenv("TASKERD_MAX_WORKFLOW_SIZE", "4096")
 	r = runCLI(t, "run", "--config", cfg, "--db", tempDB(t), path)

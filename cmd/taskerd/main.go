@@ -65,12 +65,14 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 when its dependencies are complete; failed steps retry with exponential backoff.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       readBuildVersion().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageErrorf("%s; see 'taskerd %s --help'", err, cmd.Name())
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCmd(), newGraphCmd(), newRunCmd(), newResumeCmd(), newMigrateCmd(), newPluginsCmd(), newTaskCmd(), newServeCmd(), newPolicyCmd())
+	root.AddCommand(newValidateCmd(), newGraphCmd(), newRunCmd(), newResumeCmd(), newMigrateCmd(), newPluginsCmd(), newTaskCmd(), newServeCmd(), newPolicyCmd(), newVersionCmd(), newInitCmd())
 	return root
 }

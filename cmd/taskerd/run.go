@@ -148,7 +148,7 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 				return err
 			}
 			defer n.close()
-			if err := checkHandlers(catalog, wf, n.eng.Registry(), flags.cfg != nil); err != nil {
+			if err := checkHandlers(wf, n.eng.Registry()); err != nil {
 				return err
 			}
 			task, _, err := n.eng.CreateTask(cmd.Context(), engine.CreateRequest{
@@ -243,18 +243,11 @@ func createError(err error) error {
 	return &exitError{code: 1, err: fmt.Errorf("creating the task: %w", err)}
 }
 
-// checkHandlers refuses a workflow naming a handler this process cannot run,
-// before any task exists: otherwise its steps would fail and retry until
-// they block. With a daemon config (all) every loaded workflow is checked,
-// as a daemon must; without one, only the workflow to run, so that a
-// directory may hold workflows for plugins this run does not load.
-func checkHandlers(catalog *definition.Catalog, wf *definition.Workflow, reg *engine.Registry, all bool) error {
-	if all {
-		if err := host.CheckWorkflows(catalog, reg); err != nil {
-			return usageErrorf("%s", err)
-		}
-		return nil
-	}
+// checkHandlers refuses the workflow to run when it names a handler this
+// process cannot run, before any task exists. Only that workflow: the
+// others of the paths may be for plugins this run does not load (as serve
+// loads them as unavailable rather than refusing to start).
+func checkHandlers(wf *definition.Workflow, reg *engine.Registry) error {
 	for _, s := range wf.Steps {
 		if _, ok := reg.Lookup(s.Handler.String()); !ok {
 			return usageErrorf("%s", host.UnknownHandlerError(wf, s, reg.Names()))

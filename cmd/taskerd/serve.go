@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 	"github.com/taskerd/taskerd/plugin/host"
@@ -48,6 +52,8 @@ type serveFlags struct {
 
 	// logOut is stderr as serve's log lines see it (set by serve).
 	logOut *logOutput
+	// devPluginDir: --dev-plugin-dir.
+	devPluginDir string
 }
 
 func newServeCmd() *cobra.Command {
@@ -59,7 +65,11 @@ func newServeCmd() *cobra.Command {
 database, and the REST API (see api/openapi.yaml, served at /v1/openapi.json).
 
 With no flags and no config it runs on sqlite:taskerd.db with the workflows
-of ./workflows, listening on ` + defaultListen + `. --config reads a taskerd.hcl
+of ./workflows, listening on ` + defaultListen + `; a missing ./workflows, or
+one with no *.hcl file, serves no workflows (taskerd init writes a starter).
+A workflow naming a handler no plugin provides is loaded as unavailable:
+listed, logged, its tasks refused. --config (default ./taskerd.hcl when it
+exists) reads a taskerd.hcl
 (listen, database, workflows, node_id, workers, lease, db_timeout,
 max_workflow_size, plugins, auth); flags override it.
 
@@ -105,6 +115,7 @@ folded into that one), and a stop does not wait for a reload.`,
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
 	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
+	cmd.Flags().StringVar(&f.devPluginDir, "dev-plugin-dir", "", "start every executable of this directory as a step-handler plugin named after its file, WITHOUT checking its checksum (development only; needs --auth none)")
 	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
 }
@@ -112,6 +123,13 @@ folded into that one), and a stop does not wait for a reload.`,
 // serve runs until a stop signal.
 func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	stderr := cmd.ErrOrStderr()
+	// With no --config and no TASKERD_CONFIG, ./taskerd.hcl when there is
+	// one (taskerd init writes it).
+	if f.config == "" && !cmd.Flags().Changed("config") {
+		if info, err := os.Stat(defaultConfig); err == nil && info.Mode().IsRegular() {
+			f.config = defaultConfig
+		}
+	}
 	if err := f.check(cmd); err != nil {
 		return err
 	}
@@ -150,21 +168,29 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	// Once a log line is out, so is the error serve ends with: a JSON
 	// stream stays JSON to its last line.
 	defer func() { err = logExit(f.logOut, log, err) }()
+	if f.cfg != nil {
+		log.Info("config read", "file", f.cfg.Filename)
+	}
 
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
 	}
 
 	// Everything that can refuse to start does so before the port opens.
-	catalog, err := loadWorkflows(stderr, []string{f.workflows}, f.load.maxSize)
+	explicitDir := changed("workflows") || (f.cfg != nil && f.cfg.Workflows != "")
+	catalog, err := serveWorkflows(log, f.workflows, explicitDir, f.load.maxSize)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
 	registry := builtin.NewRegistry()
+	specs, from, err := servePluginSpecs(f)
+	if err != nil {
+		return err
+	}
 	var plugins *host.Host
-	if f.cfg != nil && len(f.cfg.StepHandlers()) > 0 {
-		if plugins, err = startPlugins(ctx, f.cfg, log); err != nil {
+	if len(specs) > 0 {
+		if plugins, err = startSpecs(ctx, specs, from, log); err != nil {
 			return err
 		}
 		defer plugins.Close()
@@ -172,9 +198,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 			return &exitError{code: 1, err: err}
 		}
 	}
-	if err := host.CheckWorkflows(catalog, registry); err != nil {
-		return &exitError{code: 1, err: err}
-	}
+	reportUnavailable(log, catalog, registry)
 	store, err := openStore(ctx, f.storeFlags)
 	if err != nil {
 		return err
@@ -281,8 +305,8 @@ func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan
 }
 
 // reloader is SIGHUP: it loads the workflow directory again and swaps the
-// engine's catalog, unless the directory does not load or names handlers
-// nobody provides. Reloads run one at a time in a goroutine of their own; a
+// engine's catalog, unless the directory does not load. Workflows naming
+// handlers nobody provides are loaded as unavailable and logged. Reloads run one at a time in a goroutine of their own; a
 // request during a reload queues one more (further ones are folded into
 // it). After stop, a reload still running is abandoned: its result is not
 // applied, and nobody waits for it.
@@ -362,9 +386,7 @@ func (r *reloader) loop() {
 			return
 		}
 		if err == nil {
-			err = host.CheckWorkflows(catalog, r.registry)
-		}
-		if err == nil {
+			reportUnavailable(r.log, catalog, r.registry)
 			r.eng.SetCatalog(catalog)
 		}
 		r.mu.Unlock()
@@ -477,4 +499,89 @@ func decisionLog(dest string, stderr *logOutput) (policy.Option, io.Closer, erro
 		return nil, nil, err
 	}
 	return policy.WithDecisionLog(w), c, nil
+}
+
+// serveWorkflows loads serve's workflow directory. A directory that does
+// not load refuses the start (its diagnostics are logged, and the error
+// names their count). A directory with no workflow files, or the default
+// one (explicit false) missing, starts serve with no workflows and logs
+// where to put them.
+func serveWorkflows(log *slog.Logger, dir string, explicit bool, maxSize int64) (*definition.Catalog, error) {
+	hint := "put workflow *.hcl files there and send SIGHUP, or run `taskerd init` to write a starter"
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		log.Warn("no workflow directory: serving no workflows", "dir", dir, "hint", "create "+dir+", "+hint)
+		return definition.NewCatalog(nil), nil
+	case err == nil && info.IsDir():
+		if files, _ := filepath.Glob(filepath.Join(dir, "*.hcl")); len(files) == 0 {
+			log.Warn("no workflow files: serving no workflows", "dir", dir, "hint", hint)
+			return definition.NewCatalog(nil), nil
+		}
+	}
+	var diags strings.Builder
+	catalog, err := loadWorkflows(&diags, []string{dir}, maxSize)
+	if d := strings.TrimSpace(diags.String()); d != "" {
+		if err != nil {
+			log.Error("workflows do not load", "dir", dir, "diagnostics", d)
+		} else {
+			log.Warn("workflow warnings", "dir", dir, "diagnostics", d)
+		}
+	}
+	return catalog, err
+}
+
+// reportUnavailable logs each workflow of cat that names handlers r does
+// not hold: serve loads it anyway, lists it as unavailable (/v1/workflows,
+// /health/status), and refuses to create its tasks.
+func reportUnavailable(log *slog.Logger, cat *definition.Catalog, r *engine.Registry) {
+	for _, wf := range cat.All() {
+		missing := engine.MissingHandlers(wf, r)
+		if len(missing) == 0 {
+			continue
+		}
+		log.Warn("workflow unavailable: a handler it names is not registered; its tasks are refused",
+			"workflow", wf.ID(), "file", wf.Filename(), "missing_handlers", missing, "reason", engine.UnavailableReason(missing))
+	}
+}
+
+// servePluginSpecs are the step-handler plugins serve starts: the config's
+// and those of --dev-plugin-dir; from says where they come from, for
+// errors. A dev plugin (dev = true, or --dev-plugin-dir) skips its
+// checksum: refused unless the API runs without authentication (--auth
+// none, or auth { mode = "none" }), since whoever can replace its file
+// could then run code in the daemon.
+func servePluginSpecs(f *serveFlags) (specs []host.Spec, from string, err error) {
+	if f.cfg != nil {
+		from = f.cfg.Filename
+		for _, p := range f.cfg.StepHandlers() {
+			if p.Dev && f.auth != "none" {
+				r := p.DeclRange
+				return nil, "", usageErrorf("%s:%d:%d: plugin %q has dev = true, which skips its checksum: allowed only with --auth none or auth { mode = \"none\" } (development only)",
+					r.Filename, r.Start.Line, r.Start.Column, p.Name)
+			}
+			specs = append(specs, specOf(p))
+		}
+	}
+	if f.devPluginDir == "" {
+		return specs, from, nil
+	}
+	if f.auth != "none" {
+		return nil, "", usageErrorf("--dev-plugin-dir starts plugins without checking their checksums: allowed only with --auth none (development only)")
+	}
+	dev, err := devPluginSpecs(f.devPluginDir)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, d := range dev {
+		for _, s := range specs {
+			if s.Name == d.Name {
+				return nil, "", usageErrorf("--dev-plugin-dir: plugin %q (%s) is also configured in %s", d.Name, d.Path, from)
+			}
+		}
+	}
+	if from != "" {
+		from += " and "
+	}
+	return append(specs, dev...), from + "--dev-plugin-dir " + f.devPluginDir, nil
 }

@@ -33,8 +33,14 @@ type Spec struct {
 	Name string
 	// Path is the plugin's executable.
 	Path string
-	// SHA256 is the expected hex SHA-256 of the executable: required.
+	// SHA256 is the expected hex SHA-256 of the executable: required,
+	// unless Dev.
 	SHA256 string
+	// Dev starts the executable without verifying its checksum (SHA256 is
+	// ignored), for a plugin being rebuilt again and again during
+	// development. The host logs a warning at each launch. Never for a
+	// daemon whose API requires authentication: the caller enforces that.
+	Dev bool
 	// Config is passed to the plugin once at start (Configure); nil is {}.
 	Config json.RawMessage
 	// MaxConcurrency bounds the calls in flight into the plugin; 0 means
@@ -147,10 +153,13 @@ func (s *Spec) check() error {
 		return fmt.Errorf("plugin name %q: want lower-case letters, digits and _ (and not \"builtin\")", s.Name)
 	case s.Path == "":
 		return fmt.Errorf("plugin %q: no path", s.Name)
+	case s.Dev:
 	case s.SHA256 == "":
 		return fmt.Errorf("plugin %q: no sha256: every plugin's checksum is required (taskerd plugins hash %s)", s.Name, s.Path)
 	case !sha256RE.MatchString(strings.ToLower(s.SHA256)):
 		return fmt.Errorf("plugin %q: sha256 %q is not 64 hex digits", s.Name, s.SHA256)
+	}
+	switch {
 	case s.MaxConcurrency < 0:
 		return fmt.Errorf("plugin %q: max_concurrency must not be negative", s.Name)
 	}

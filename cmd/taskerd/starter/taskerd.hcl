@@ -1,0 +1,55 @@
+# taskerd.hcl: the daemon config, written by `taskerd init`.
+#
+# Every setting is here, commented out with its default: as written, this
+# file changes nothing. `taskerd serve` reads ./taskerd.hcl when it exists
+# (or the file of --config / TASKERD_CONFIG); a flag beats the file.
+# Reference: docs/configuration.md in the taskerd repository.
+
+# Address of the REST API.
+# listen = "127.0.0.1:8080"
+
+# Database: sqlite:PATH (created if missing) or postgres://USER@HOST:PORT/DB.
+# database = "sqlite:taskerd.db"
+
+# Directory of workflow *.hcl files, relative to this file. SIGHUP reloads it.
+# workflows = "./workflows"
+
+# This node's name in step leases (default: hostname-pid).
+# node_id = "node-1"
+
+# Steps this node runs at once.
+# workers = 16
+
+# How long a claimed step's lease lives without a heartbeat.
+# lease = "30s"
+
+# Deadline of an API request's database calls; past it the request answers 503.
+# db_timeout = "5s"
+
+# Largest workflow file read, in bytes (4 MiB).
+# max_workflow_size = 4194304
+
+# A step-handler plugin: its steps say handler = "hello.greet". To enable the
+# one in plugins/hello: build it (see plugins/hello/README.md), uncomment the
+# block, then run `taskerd plugins hash --write taskerd.hcl` to fill in sha256.
+# plugin "hello" {
+#   path   = "plugins/hello/hello"   # the executable, relative to this file
+#   sha256 = ""                      # its SHA-256: taskerd plugins hash --write taskerd.hcl
+#   # dev  = true                    # skip the sha256 check while developing (needs auth mode none)
+#   # kind = "step_handler"          # or "authenticator" (see auth below)
+#   # config = { greeting = "hello" } # given to the plugin once at start; may hold secrets
+#   # max_concurrency = 64           # calls in flight into the plugin
+# }
+
+# API authentication. Without this block the first start creates an admin
+# API key. mode = "none" runs the API open: development only.
+# auth {
+#   mode           = "none"
+#   authenticators = ["jwt"]         # authenticator plugins, asked in order
+# }
+
+# Authorization policy (OPA Rego). Without it the shipped default policy.
+# policy {
+#   dir          = "./policy"        # *.rego files, relative to this file
+#   decision_log = "stderr"          # where decisions are logged: stderr, stdout or a file path
+# }
