@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,13 +68,16 @@ database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
 Retry-After, as does one the database refuses for want of a connection,
 disk or write access; /health/ready then says which check failed.
 
-Authentication: with no auth setting, the first start on a database creates
-an admin API key, prints it once to stderr on a line beginning
-"admin API key: " (and writes it to --bootstrap-key-file when given), and
-stores only its SHA-256 in the database. Send it as "X-API-Key: KEY" or
-"Authorization: Bearer KEY". Later starts use the stored hash; the key is
-never shown again. --auth none (or auth { mode = "none" } in the config) runs
-the API open, for development only; the server logs a warning.
+Authentication: the first start on a database creates an admin API key,
+writes it to --bootstrap-key-file (default ` + bootstrapKeyFileName + ` beside a
+SQLite database, else in the current directory; mode 0600) and stores only
+its SHA-256 in the database; the log says where the file is, never the key.
+Send it as "X-API-Key: KEY" or "Authorization: Bearer KEY". Later starts
+use the stored hash and write no file. Keys made with "taskerd keys create"
+and the authenticator plugins of the config are accepted beside it;
+auth { bootstrap = false } turns the bootstrap key off. --auth none (or
+auth { mode = "none" } in the config) runs the API open, for development
+only; the server logs a warning.
 
 Signals: SIGTERM or SIGINT stops accepting requests and claiming steps,
 waits up to --shutdown-grace for running steps, releases the leases of those
@@ -98,7 +102,7 @@ folded into that one), and a stop does not wait for a reload.`,
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "least severe log lines written: debug, info, warn or error (debug adds a line per handler start)")
-	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
+	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "where a newly created bootstrap admin API key is written, mode 0600 (default "+bootstrapKeyFileName+" beside a SQLite database, else in the current directory)")
 	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
 }
@@ -371,9 +375,11 @@ func (r *reloader) loop() {
 }
 
 // serveAuth chooses the API's authentication and authorization. Open with
-// --auth none (warned). Otherwise the subjects come from the authenticator
-// plugins of auth { authenticators = [...] } or, with no auth setting, from
-// the bootstrap admin API key; and the decisions from the OPA policy of
+// --auth none (warned). Otherwise the subjects come from the bootstrap
+// admin API key (unless auth { bootstrap = false }), the API keys of the
+// database (taskerd keys) and the authenticator plugins of auth {
+// authenticators = [...] }, tried in that order (api.KeyChain); and the
+// decisions from the OPA policy of
 // policy { dir } or the shipped default policy, logged to its
 // decision_log (stderr by default). The returned func stops what it started.
 func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics *api.Metrics, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, func(), error) {
@@ -417,6 +423,7 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 	closers = append(closers, func() { _ = authz.Close() })
 	log.Info("authorization policy loaded", "dir", dir, "revision", authz.Revision())
 
+	keys := &api.KeyChain{Store: store, Timeout: f.dbTimeout}
 	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
 		var specs []host.Spec
 		for _, p := range f.cfg.AuthenticatorPlugins() {
@@ -430,26 +437,30 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 		if err := metrics.Register(chain.Collectors()...); err != nil {
 			return fail(&exitError{code: 1, err: err})
 		}
-		return chain, authz, closeAll, nil
+		keys.Next = chain
 	}
-	key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC())
+	if !f.cfg.BootstrapKey() {
+		log.Info("the bootstrap admin API key is off (auth { bootstrap = false })")
+		return keys, authz, closeAll, nil
+	}
+	path := f.keyFile
+	if path == "" {
+		path = defaultKeyFile(f.db)
+	}
+	file := &keyFile{path: path}
+	// The key itself goes to the file only, never to a log.
+	_, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC(), file)
 	if err != nil {
 		return fail(&exitError{code: 1, err: err})
 	}
 	if created {
-		if f.keyFile != "" {
-			if err := os.WriteFile(f.keyFile, []byte(key+"\n"), 0o600); err != nil {
-				return fail(&exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)})
-			}
-		}
-		// The one time the key is shown. It goes to stderr only, not to the
-		// structured log.
-		fmt.Fprintf(stderr, "admin API key: %s\n", key)
-		log.Warn("created the bootstrap admin API key (printed once above; only its hash is stored)")
+		abs, _ := filepath.Abs(path)
+		log.Warn("created the bootstrap admin API key; only its hash is stored in the database", "key_file", abs, "replaced_file", file.replaced)
 	}
-	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
+	bootstrap, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
 	if err != nil {
 		return fail(&exitError{code: 1, err: err})
 	}
-	return authn, authz, closeAll, nil
+	keys.Bootstrap = bootstrap
+	return keys, authz, closeAll, nil
 }
