@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +114,48 @@ func TestDBWaitGivesUp(t *testing.T) {
 		require.GreaterOrEqual(t, elapsed, time.Second, "it retried")
 		require.Less(t, elapsed, 15*time.Second)
 	}
+}
+
+// Two nodes on one PostgreSQL database: one bootstrap key, written by the
+// node that created it only; a key made with taskerd keys works on both
+// nodes, and its revocation holds on both from the next request.
+func TestKeysOnPostgresNodes(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dsn := pgtest.NewDatabase(t)
+	wf := serveWorkflows(t)
+	fileA, fileB := filepath.Join(t.TempDir(), "a.key"), filepath.Join(t.TempDir(), "b.key")
+	a := startServeAuth(t, bin, "--db", dsn, "--workflows", wf, "--bootstrap-key-file", fileA)
+	b := startServeAuth(t, bin, "--db", dsn, "--workflows", wf, "--bootstrap-key-file", fileB)
+	raw, err := os.ReadFile(fileA)
+	require.NoError(t, err)
+	adminKey := strings.TrimSpace(string(raw))
+	_, err = os.Stat(fileB)
+	require.ErrorIs(t, err, os.ErrNotExist, "the second node created no key and wrote no file")
+
+	status := func(s *served, key string) int {
+		req, err := http.NewRequest("GET", s.url+"/v1/tasks", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusOK, status(a, adminKey))
+	require.Equal(t, http.StatusOK, status(b, adminKey))
+
+	r := runCLI(t, "keys", "create", "--db", dsn, "--subject", "dash", "--role", "viewer", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var k struct{ ID, Key string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &k))
+	require.Equal(t, http.StatusOK, status(a, k.Key))
+	require.Equal(t, http.StatusOK, status(b, k.Key))
+	r = runCLI(t, "keys", "revoke", "--db", dsn, k.ID)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, http.StatusUnauthorized, status(a, k.Key))
+	require.Equal(t, http.StatusUnauthorized, status(b, k.Key))
+	r = runCLI(t, "keys", "list", "--db", dsn)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^`+k.ID+`\s+dash\s+viewer\s+-\s+\S+\s+never\s+\S+Z$`, r.stdout, "listed as revoked")
 }
