@@ -18,7 +18,7 @@ func TestBootstrapKey(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		store := open(t)
 		ctx := context.Background()
-		key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now())
+		key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now(), nil)
 		require.NoError(t, err)
 		require.True(t, created)
 		require.True(t, strings.HasPrefix(key, "tkd_"))
@@ -29,7 +29,7 @@ func TestBootstrapKey(t *testing.T) {
 		require.Len(t, stored, 64)
 
 		// A second start: no new key, the same hash.
-		again, hash2, created, err := api.EnsureBootstrapKey(ctx, store, time.Now())
+		again, hash2, created, err := api.EnsureBootstrapKey(ctx, store, time.Now(), nil)
 		require.NoError(t, err)
 		require.False(t, created)
 		require.Empty(t, again)

@@ -21,7 +21,7 @@ func TestSeveralCredentialsMustAgreeWithTheBootstrapKey(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
 		store := open(t)
-		key, hash, created, err := api.EnsureBootstrapKey(context.Background(), store, time.Now())
+		key, hash, created, err := api.EnsureBootstrapKey(context.Background(), store, time.Now(), nil)
 		require.NoError(t, err)
 		require.True(t, created)
 		authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})

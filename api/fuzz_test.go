@@ -33,7 +33,7 @@ func FuzzAuthenticateAuthorize(f *testing.F) {
 	require.False(f, diags.HasErrors())
 	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: builtin.NewRegistry()})
 	require.NoError(f, err)
-	key, hash, _, err := api.EnsureBootstrapKey(context.Background(), store, time.Now())
+	key, hash, _, err := api.EnsureBootstrapKey(context.Background(), store, time.Now(), nil)
 	require.NoError(f, err)
 	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
 	require.NoError(f, err)

@@ -12,7 +12,7 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/health/ready", public, s.readyRoute)
 	s.handle("GET", "/health/status", private, s.statusRoute)
 	s.handle("GET", "/metrics", private, s.metricsRoute)
-	s.handle("GET", "/v1/openapi.json", private, s.openapiRoute)
+	s.handle("GET", "/v1/openapi.json", public, s.openapiRoute)
 
 	s.handle("POST", "/v1/tasks", private, s.createTask)
 	s.handle("GET", "/v1/tasks", private, s.listTasks)

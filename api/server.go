@@ -72,8 +72,8 @@ type Server struct {
 	reqSeq atomic.Uint64
 }
 
-// route is one endpoint. Public routes skip authentication (only the
-// liveness and readiness checks are public).
+// route is one endpoint. Public routes skip authentication (the liveness
+// and readiness checks, and the OpenAPI document).
 type route struct {
 	method  string
 	pattern string // net/http pattern path, e.g. /v1/tasks/{id}
@@ -185,6 +185,13 @@ func (s *Server) chain(rt route) http.Handler {
 		}
 		if !rt.public {
 			subject, err := authenticate(s.authn, r)
+			if errors.Is(err, backends.ErrUnavailable) {
+				// The database could not say whether an API key is valid:
+				// refused, as a store outage is everywhere else (503).
+				s.log.Warn("authentication failed: database unavailable", "request_id", id, "route", name, "err", err)
+				writeError(sw, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the database is unavailable; retry later"))
+				return
+			}
 			if err != nil || subject == nil {
 				s.log.Info("authentication failed", "request_id", id, "route", name, "err", err)
 				writeError(sw, errorf(http.StatusUnauthorized, CodeUnauthorized, "authentication required"))

@@ -159,6 +159,9 @@ type Store interface {
 	// the value stored under name afterwards and whether this call stored it.
 	PutSettingIfAbsent(ctx context.Context, name, value string, now time.Time) (stored string, created bool, err error)
 
+	// KeyStore: the API keys of `taskerd keys` (apikeys.go).
+	KeyStore
+
 	Close() error
 }
 

@@ -102,6 +102,15 @@ type Auth struct {
 	// Mode "none" runs the API without authentication (explicitly only).
 	Mode           string
 	Authenticators []string
+	// Bootstrap false (bootstrap = false) turns the bootstrap admin key
+	// off: it is neither created nor accepted. Nil means on.
+	Bootstrap *bool
+}
+
+// BootstrapKey reports whether serve uses the bootstrap admin key: yes
+// unless auth { bootstrap = false }.
+func (c *Config) BootstrapKey() bool {
+	return c == nil || c.Auth == nil || c.Auth.Bootstrap == nil || *c.Auth.Bootstrap
 }
 
 // Policy is the `policy` block.
@@ -212,6 +221,7 @@ type pluginBody struct {
 type authBody struct {
 	Mode           *string  `hcl:"mode,optional"`
 	Authenticators []string `hcl:"authenticators,optional"`
+	Bootstrap      *bool    `hcl:"bootstrap,optional"`
 }
 
 type policyBody struct {
@@ -297,7 +307,7 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			if b.Type == "auth" {
 				var ab authBody
 				diags = append(diags, gohcl.DecodeBody(b.Body, nil, &ab)...)
-				c.Auth = &Auth{Authenticators: ab.Authenticators}
+				c.Auth = &Auth{Authenticators: ab.Authenticators, Bootstrap: ab.Bootstrap}
 				if ab.Mode != nil {
 					c.Auth.Mode = *ab.Mode
 				}

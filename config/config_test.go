@@ -85,6 +85,7 @@ func TestParseDesignExample(t *testing.T) {
 	require.Equal(t, []*config.Plugin{pay}, c.StepHandlers())
 	require.Equal(t, []*config.Plugin{c.Plugins[1], c.Plugins[2]}, c.AuthenticatorPlugins())
 	require.Equal(t, []string{"jwt", "apikey"}, c.Auth.Authenticators)
+	require.True(t, c.BootstrapKey(), "the bootstrap key stays beside the plugins")
 	require.Equal(t, "/etc/taskerd/policy", c.Policy.Dir)
 	require.Equal(t, "stderr", c.Policy.DecisionLog)
 }
@@ -106,6 +107,21 @@ func TestDefaults(t *testing.T) {
 	require.Zero(t, c.MaxWorkflowSize, "unset: the commands apply their default")
 	require.Zero(t, c.DBTimeout, "unset: serve applies its default")
 	require.Nil(t, c.Auth)
+	require.True(t, c.BootstrapKey())
+	var none *config.Config
+	require.True(t, none.BootstrapKey(), "no config: the bootstrap key is on")
+}
+
+func TestAuthBootstrap(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("taskerd.hcl", []byte("auth {\n  bootstrap = false\n}\n"))
+	require.NoError(t, err)
+	require.False(t, c.BootstrapKey())
+	c, err = config.Parse("taskerd.hcl", []byte("auth {\n  bootstrap = true\n}\n"))
+	require.NoError(t, err)
+	require.True(t, c.BootstrapKey())
+	_, err = config.Parse("taskerd.hcl", []byte("auth {\n  bootstrap = \"no\"\n}\n"))
+	require.ErrorContains(t, err, "taskerd.hcl:2:16: Unsuitable value type")
 }
 
 func TestErrorsNameFileAndLine(t *testing.T) {

@@ -115,7 +115,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0005_task_namespaces.sql", name)
+	require.Equal(t, "0006_api_keys.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -204,7 +204,9 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 // stored most_recent flag on every transition, kept exact, and no settings.
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
-	_, err := s.writer.Exec(`DROP TABLE taskerd_settings;
+	_, err := s.writer.Exec(`DROP TABLE api_key_events;
+		DROP TABLE api_keys;
+		DROP TABLE taskerd_settings;
 		DROP TABLE task_namespaces;
 		ALTER TABLE transitions ADD COLUMN most_recent INTEGER NOT NULL DEFAULT 0;
 		UPDATE transitions SET most_recent = (sort_key = (SELECT max(sort_key) FROM transitions o

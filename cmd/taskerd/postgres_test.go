@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,16 +55,16 @@ func TestMigrate(t *testing.T) {
 	// An empty database is refused under --no-migrate, with what to do.
 	r := runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate")
 	require.Equal(t, 1, r.code, r.stderr)
-	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (7) and migrations are disabled: run taskerd migrate")
+	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (8) and migrations are disabled: run taskerd migrate")
 
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\n"+dsn+": schema version 7, up to date\n", r.stdout)
+	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\n"+dsn+": schema version 8, up to date\n", r.stdout)
 
 	// Nothing twice.
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, dsn+": schema version 7, up to date\n", r.stdout)
+	require.Equal(t, dsn+": schema version 8, up to date\n", r.stdout)
 
 	r = runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -69,16 +72,16 @@ func TestMigrate(t *testing.T) {
 	// A database a newer taskerd migrated is refused, by migrate and by run.
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
-	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (8, '0008_future.sql')`)
+	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (9, '0009_future.sql')`)
 	require.NoError(t, err)
 	require.NoError(t, conn.Close(context.Background()))
 	for _, args := range [][]string{{"migrate", "--db", dsn}, {"run", "../../workflows/diamond.hcl", "--db", dsn}} {
 		r = runCLI(t, args...)
 		require.Equal(t, 1, r.code, r.stderr)
-		require.Contains(t, r.stderr, "database schema version 8 is newer than this taskerd knows (7): upgrade taskerd")
+		require.Contains(t, r.stderr, "database schema version 9 is newer than this taskerd knows (8): upgrade taskerd")
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 	}
-	require.Equal(t, 7, postgres.LatestSchemaVersion(), "update this test with the migrations")
+	require.Equal(t, 8, postgres.LatestSchemaVersion(), "update this test with the migrations")
 }
 
 // A server that does not answer: retry for --db-wait, then exit 1 with one
@@ -111,4 +114,48 @@ func TestDBWaitGivesUp(t *testing.T) {
 		require.GreaterOrEqual(t, elapsed, time.Second, "it retried")
 		require.Less(t, elapsed, 15*time.Second)
 	}
+}
+
+// Two nodes on one PostgreSQL database: one bootstrap key, written by the
+// node that created it only; a key made with taskerd keys works on both
+// nodes, and its revocation holds on both from the next request.
+func TestKeysOnPostgresNodes(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dsn := pgtest.NewDatabase(t)
+	wf := keysTestWorkflows(t)
+	fileA, fileB := filepath.Join(t.TempDir(), "a.key"), filepath.Join(t.TempDir(), "b.key")
+	a := startServeAuth(t, bin, "--db", dsn, "--workflows", wf, "--bootstrap-key-file", fileA)
+	b := startServeAuth(t, bin, "--db", dsn, "--workflows", wf, "--bootstrap-key-file", fileB)
+	raw, err := os.ReadFile(fileA)
+	require.NoError(t, err)
+	adminKey := strings.TrimSpace(string(raw))
+	_, err = os.Stat(fileB)
+	require.ErrorIs(t, err, os.ErrNotExist, "the second node created no key and wrote no file")
+
+	status := func(s *served, key string) int {
+		req, err := http.NewRequest("GET", s.url+"/v1/tasks", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusOK, status(a, adminKey))
+	require.Equal(t, http.StatusOK, status(b, adminKey))
+
+	r := runCLI(t, "keys", "create", "--db", dsn, "--subject", "dash", "--role", "viewer", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var k struct{ ID, Key string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &k))
+	require.Equal(t, http.StatusOK, status(a, k.Key))
+	require.Equal(t, http.StatusOK, status(b, k.Key))
+	r = runCLI(t, "keys", "revoke", "--db", dsn, k.ID)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, http.StatusUnauthorized, status(a, k.Key))
+	require.Equal(t, http.StatusUnauthorized, status(b, k.Key))
+	r = runCLI(t, "keys", "list", "--db", dsn)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^`+k.ID+`\s+dash\s+viewer\s+-\s+\S+\s+never\s+\S+Z$`, r.stdout, "listed as revoked")
 }

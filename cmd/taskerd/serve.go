@@ -84,13 +84,16 @@ per step retried or blocked, per request and per authorization decision
 (policy { decision_log }: "stderr", "off" or a file). The address served is
 the "taskerd serving" line's addr. Durations are strings ("30s").
 
-Authentication: with no auth setting, the first start on a database creates
-an admin API key, prints it once to stderr on a line beginning
-"admin API key: " (and writes it to --bootstrap-key-file when given), and
-stores only its SHA-256 in the database. Send it as "X-API-Key: KEY" or
-"Authorization: Bearer KEY". Later starts use the stored hash; the key is
-never shown again. --auth none (or auth { mode = "none" } in the config) runs
-the API open, for development only; the server logs a warning.
+Authentication: the first start on a database creates an admin API key,
+writes it to --bootstrap-key-file (default ` + bootstrapKeyFileName + ` beside a
+SQLite database, else in the current directory; mode 0600) and stores only
+its SHA-256 in the database; the log says where the file is, never the key.
+Send it as "X-API-Key: KEY" or "Authorization: Bearer KEY". Later starts
+use the stored hash and write no file. Keys made with "taskerd keys create"
+and the authenticator plugins of the config are accepted beside it;
+auth { bootstrap = false } turns the bootstrap key off. --auth none (or
+auth { mode = "none" } in the config) runs the API open, for development
+only; the server logs a warning.
 
 Signals: SIGTERM or SIGINT stops accepting requests and claiming steps,
 waits up to --shutdown-grace for running steps, releases the leases of those
@@ -114,7 +117,7 @@ folded into that one), and a stop does not wait for a reload.`,
 	cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's name in leases (default hostname-pid)")
 	cmd.Flags().DurationVar(&f.grace, "shutdown-grace", defaultShutdownGrace, "how long a stop waits for running steps")
 	cmd.Flags().Int64Var(&f.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
-	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "also write the bootstrap admin API key, when one is created, to this file (mode 0600)")
+	cmd.Flags().StringVar(&f.keyFile, "bootstrap-key-file", "", "where a newly created bootstrap admin API key is written, mode 0600 (default "+bootstrapKeyFileName+" beside a SQLite database, else in the current directory)")
 	cmd.Flags().StringVar(&f.devPluginDir, "dev-plugin-dir", "", "start every executable of this directory as a step-handler plugin named after its file, WITHOUT checking its checksum (development only; needs --auth none)")
 	cmd.Flags().DurationVar(&f.dbTimeout, "db-timeout", api.DefaultStoreTimeout, "deadline of an API request's database calls; past it the request answers 503 unavailable")
 	return cmd
@@ -399,9 +402,11 @@ func (r *reloader) loop() {
 }
 
 // serveAuth chooses the API's authentication and authorization. Open with
-// --auth none (warned). Otherwise the subjects come from the authenticator
-// plugins of auth { authenticators = [...] } or, with no auth setting, from
-// the bootstrap admin API key; and the decisions from the OPA policy of
+// --auth none (warned). Otherwise the subjects come from the bootstrap
+// admin API key (unless auth { bootstrap = false }), the API keys of the
+// database (taskerd keys) and the authenticator plugins of auth {
+// authenticators = [...] }, tried in that order (api.KeyChain); and the
+// decisions from the OPA policy of
 // policy { dir } or the shipped default policy, logged to its
 // decision_log (stderr by default). The returned func stops what it started.
 func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics *api.Metrics, stderr io.Writer, log *slog.Logger) (api.Authenticator, api.Authorizer, func(), error) {
@@ -445,6 +450,7 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 	closers = append(closers, func() { _ = authz.Close() })
 	log.Info("authorization policy loaded", "dir", dir, "revision", authz.Revision())
 
+	keys := &api.KeyChain{Store: store, Timeout: f.dbTimeout}
 	if f.cfg != nil && f.cfg.Auth != nil && len(f.cfg.Auth.Authenticators) > 0 {
 		var specs []host.Spec
 		for _, p := range f.cfg.AuthenticatorPlugins() {
@@ -458,28 +464,32 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 		if err := metrics.Register(chain.Collectors()...); err != nil {
 			return fail(&exitError{code: 1, err: err})
 		}
-		return chain, authz, closeAll, nil
+		keys.Next = chain
 	}
-	key, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC())
+	if !f.cfg.BootstrapKey() {
+		log.Info("the bootstrap admin API key is off (auth { bootstrap = false })")
+		return keys, authz, closeAll, nil
+	}
+	path := f.keyFile
+	if path == "" {
+		path = defaultKeyFile(f.db)
+	}
+	file := &keyFile{path: path}
+	// The key itself goes to the file only, never to a log.
+	_, hash, created, err := api.EnsureBootstrapKey(ctx, store, time.Now().UTC(), file)
 	if err != nil {
 		return fail(&exitError{code: 1, err: err})
 	}
 	if created {
-		if f.keyFile != "" {
-			if err := os.WriteFile(f.keyFile, []byte(key+"\n"), 0o600); err != nil {
-				return fail(&exitError{code: 1, err: fmt.Errorf("writing the bootstrap key file: %w", err)})
-			}
-		}
-		// The one time the key is shown. It goes to stderr only, not to the
-		// structured log.
-		fmt.Fprintf(stderr, "admin API key: %s\n", key)
-		log.Warn("created the bootstrap admin API key (printed once above; only its hash is stored)")
+		abs, _ := filepath.Abs(path)
+		log.Warn("created the bootstrap admin API key; only its hash is stored in the database", "key_file", abs, "replaced_file", file.replaced)
 	}
-	authn, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
+	bootstrap, err := api.NewKeyAuthenticator(hash, api.Subject{ID: api.BootstrapSubject, Roles: []string{"admin"}})
 	if err != nil {
 		return fail(&exitError{code: 1, err: err})
 	}
-	return authn, authz, closeAll, nil
+	keys.Bootstrap = bootstrap
+	return keys, authz, closeAll, nil
 }
 
 // decisionLog is the sink of policy { decision_log }: "stderr" (the

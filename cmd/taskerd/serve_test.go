@@ -257,8 +257,9 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 }
 
-// Without an auth setting the first start creates an admin API key, shows
-// it once and keeps only its hash; the API needs it.
+// Without an auth setting the first start creates an admin API key, writes
+// it to the key file (mode 0600), logs where, never the key, and keeps only
+// its hash; the API needs it.
 func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	t.Parallel()
 	bin := buildTaskerd(t)
@@ -269,22 +270,28 @@ func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	args := []string{"--db", "sqlite:" + dbPath, "--workflows", dir, "--bootstrap-key-file", keyFile}
 
 	s := startServeAuth(t, bin, args...)
-	s.waitLog(t, "admin API key: ")
-	var key string
-	s.mu.Lock()
-	for _, l := range s.log {
-		if k, ok := strings.CutPrefix(l, "admin API key: "); ok {
-			key = k
-		}
-	}
-	s.mu.Unlock()
-	require.True(t, strings.HasPrefix(key, "tkd_"), key)
+	s.waitLog(t, "created the bootstrap admin API key")
 	fileKey, err := os.ReadFile(keyFile)
 	require.NoError(t, err)
-	require.Equal(t, key+"\n", string(fileKey))
+	key := strings.TrimSuffix(string(fileKey), "\n")
+	require.Equal(t, key+"\n", string(fileKey), "one line")
+	require.True(t, strings.HasPrefix(key, "tkd_"), key)
 	info, err := os.Stat(keyFile)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	s.mu.Lock()
+	var created map[string]any
+	for _, l := range s.log {
+		if strings.Contains(l, "created the bootstrap admin API key") {
+			require.NoError(t, json.Unmarshal([]byte(l), &created), "a structured log line: %s", l)
+		}
+	}
+	s.mu.Unlock()
+	require.Equal(t, keyFile, created["key_file"], "the log says where the key is")
+	require.Equal(t, false, created["replaced_file"])
+	entries, err := os.ReadDir(filepath.Dir(keyFile))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file left beside the key file")
 
 	get := func(s *served, key string) int {
 		req, err := http.NewRequest("GET", s.url+"/v1/workflows", nil)
@@ -318,9 +325,7 @@ func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.getJSON(t, "/health/ready", nil))
 	s.mu.Lock()
 	for _, l := range s.log {
-		if !strings.HasPrefix(l, "admin API key: ") {
-			require.NotContains(t, l, key[4:], "the key appears in no log line")
-		}
+		require.NotContains(t, l, key[4:], "the key appears in no log line")
 	}
 	s.mu.Unlock()
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
@@ -336,7 +341,8 @@ func TestServeBootstrapsAnAdminKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, get(s, key))
 	s.mu.Lock()
 	for _, l := range s.log {
-		require.NotContains(t, l, "admin API key: ")
+		require.NotContains(t, l, "created the bootstrap admin API key")
+		require.NotContains(t, l, key[4:])
 	}
 	s.mu.Unlock()
 	_, err = os.Stat(keyFile)

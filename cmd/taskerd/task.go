@@ -39,8 +39,11 @@ func newTaskCmd() *cobra.Command {
 		Long: `Client commands for the REST API of a running "taskerd serve".
 
 --server defaults to $TASKERD_SERVER or ` + defaultServer + `; --token (or
-$TASKERD_TOKEN) is sent as "Authorization: Bearer TOKEN". Output is a table
-for people; --json prints the API's JSON for scripts.`,
+$TASKERD_TOKEN) is sent as "Authorization: Bearer TOKEN": an API key (the
+bootstrap admin key of ` + bootstrapKeyFileName + `, or one of "taskerd keys
+create") or whatever token the server's authenticator plugins accept. A
+flag wins over its variable. Output is a table for people; --json prints
+the API's JSON for scripts.`,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) { c.out = cmd.OutOrStdout() },
 	}
 	server := os.Getenv("TASKERD_SERVER")
@@ -307,6 +310,8 @@ func (c *apiClient) call(method, path string, body any, into any, header ...stri
 		switch res.StatusCode {
 		case 400, 404, 413, 422:
 			code = 2
+		case 401:
+			msg += " — " + tokenHint(token != "")
 		}
 		return nil, &exitError{code: code, err: fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, msg)}
 	}
@@ -316,6 +321,14 @@ func (c *apiClient) call(method, path string, body any, into any, header ...stri
 		}
 	}
 	return raw, nil
+}
+
+// tokenHint says, after a 401, how to pass an API key.
+func tokenHint(sent bool) string {
+	if sent {
+		return "the server refused the API key (unknown, revoked or expired): pass a valid one with --token KEY or TASKERD_TOKEN=KEY (taskerd keys list shows the keys)"
+	}
+	return "no API key was sent: pass one with --token KEY or TASKERD_TOKEN=KEY (the bootstrap admin key is in " + bootstrapKeyFileName + " beside the server's database; taskerd keys create makes others)"
 }
 
 func (c *apiClient) print(raw []byte, table func(w io.Writer)) error {

@@ -8,8 +8,10 @@
 #             A resource without a namespace (an unscoped listing, a task that
 #             does not exist) is outside every operator's namespaces.
 #   viewer    task, step and workflow index and show, in every namespace.
+#   metrics   metrics:index (GET /metrics) and nothing else: a key for a
+#             Prometheus scraper.
 # Every authenticated subject (a non-empty input.subject.id) may health:status.
-# Nothing else is allowed: metrics:index is for admins only.
+# Nothing else is allowed: metrics:index is for admins and the metrics role.
 package taskerd.authz
 
 default allow := false
@@ -17,6 +19,7 @@ default allow := false
 allow if admin
 allow if operator
 allow if viewer
+allow if metrics
 allow if health
 
 # The action is "kind:verb" (docs/concepts.md §8). An action of another
@@ -52,6 +55,12 @@ viewer if {
 	verb in {"index", "show"}
 }
 
+metrics if {
+	authenticated
+	"metrics" in input.subject.roles
+	input.action == "metrics:index"
+}
+
 health if {
 	authenticated
 	input.action == "health:status"
@@ -68,6 +77,8 @@ reason := "admin may do every action" if {
 	operator
 } else := "viewer may index and show tasks, steps and workflows" if {
 	viewer
+} else := "metrics may read the metrics" if {
+	metrics
 } else := "every authenticated subject may read health status" if {
 	health
 } else := msg if {

@@ -17,6 +17,8 @@ operator := {"id": "oscar", "roles": ["operator"], "claims": {"namespaces": ["ec
 
 viewer := {"id": "vera", "roles": ["viewer"], "claims": {}}
 
+scraper := {"id": "prometheus", "roles": ["metrics"], "claims": {}}
+
 nobody := {"id": "nina", "roles": [], "claims": {}}
 
 request(subject, action, namespace) := {
@@ -87,8 +89,22 @@ test_viewer_may_not_change_anything if {
 	}
 }
 
+test_metrics_may_read_metrics_and_nothing_else if {
+	allowed(scraper, "metrics:index", "")
+	every action in all_actions - {"metrics:index", "health:status"} {
+		not allowed(scraper, action, "ecommerce")
+		not allowed(scraper, action, "")
+	}
+	r := authz.reasons with input as request(scraper, "metrics:index", "")
+	r == {"metrics may read the metrics"}
+}
+
+test_viewer_may_not_read_metrics if {
+	not allowed(viewer, "metrics:index", "")
+}
+
 test_everyone_authenticated_may_read_health if {
-	every subject in [admin, operator, viewer, nobody] {
+	every subject in [admin, operator, viewer, scraper, nobody] {
 		allowed(subject, "health:status", "")
 	}
 }
