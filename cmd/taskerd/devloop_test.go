@@ -132,7 +132,7 @@ plugin "testp" {
 	// serve: not without --auth none.
 	r = runCLI(t, "serve", "--config", cfg, "--db", tempDB(t), "--workflows", wfDir, "--listen", "127.0.0.1:0")
 	require.Equal(t, 2, r.code, r.stderr)
-	require.Contains(t, r.stderr, cfg+`:2:1: plugin "testp" has dev = true, which skips its checksum: allowed only with --auth none`)
+	require.Contains(t, exitMessage(t, r.stderr), cfg+`:2:1: plugin "testp" has dev = true, which skips its checksum: allowed only with --auth none`)
 
 	s := startServe(t, bin, "--config", cfg, "--db", "sqlite:"+filepath.Join(t.TempDir(), "t.db"), "--workflows", wfDir)
 	warned := s.logged(t, "DEV PLUGIN: starting it WITHOUT verifying its checksum (dev = true); for development only, never in production")

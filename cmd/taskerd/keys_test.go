@@ -272,7 +272,7 @@ func TestServeBootstrapKeyFileUnwritable(t *testing.T) {
 	missing := filepath.Join(dir, "no-such-dir", "admin.key")
 	r := runCLI(t, "serve", "--listen", "127.0.0.1:0", "--db", db, "--workflows", keysTestWorkflows(t), "--bootstrap-key-file", missing)
 	require.Equal(t, 1, r.code, r.stderr)
-	require.Contains(t, r.stderr, "taskerd: writing the bootstrap admin key to "+missing+": no such file or directory")
+	require.Equal(t, "writing the bootstrap admin key to "+missing+": no such file or directory", exitMessage(t, r.stderr))
 
 	bin := buildTaskerd(t)
 	s := startServeAuth(t, bin, "--db", db, "--workflows", keysTestWorkflows(t))

@@ -38,7 +38,7 @@ func TestMaxWorkflowSizeFlagEnvAndConfig(t *testing.T) {
 	serveTooLarge := func(r result) {
 		t.Helper()
 		require.Equal(t, 1, r.code, r.stderr)
-		require.True(t, strings.HasSuffix(r.stderr, "taskerd: invalid workflows: 1 error\n"), r.stderr)
+		require.Equal(t, "invalid workflows: 1 error", exitMessage(t, r.stderr))
 		var rec struct{ Msg, Diagnostics string }
 		for _, line := range strings.Split(r.stderr, "\n") {
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "workflows do not load" {

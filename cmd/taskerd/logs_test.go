@@ -331,3 +331,22 @@ func TestRunShowsPluginLogs(t *testing.T) {
 	require.Equal(t, 2, r.code)
 	require.Equal(t, "taskerd: --log-format \"yaml\": want json or text\n", r.stderr)
 }
+
+// exitMessage is the error a command ended with, as its stderr says it:
+// the last line "taskerd: MESSAGE" when nothing was logged before it, or
+// the err of the JSON "exiting" record serve ends its log lines with.
+func exitMessage(t *testing.T, stderr string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if msg, ok := strings.CutPrefix(last, "taskerd: "); ok {
+		return msg
+	}
+	var rec struct {
+		Msg string `json:"msg"`
+		Err string `json:"err"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(last), &rec), "the last line of stderr is neither taskerd: … nor a JSON record: %s", stderr)
+	require.Equal(t, "exiting", rec.Msg, stderr)
+	return rec.Err
+}

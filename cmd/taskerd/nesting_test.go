@@ -51,7 +51,7 @@ func requireRefusedDeep(t *testing.T, r result, where string, args ...string) {
 	require.Equal(t, 1, r.code, "taskerd %v: %.2000s", args, r.stderr)
 	require.Contains(t, r.stderr, "Error: "+where+": Nesting too deep", args)
 	require.Contains(t, r.stderr, "more than 100 levels")
-	require.Contains(t, r.stderr, "taskerd: invalid workflows: 1 error\n")
+	require.Equal(t, "invalid workflows: 1 error", exitMessage(t, r.stderr))
 	require.NotContains(t, r.stderr, "goroutine")
 	require.Less(t, len(r.stderr), 2000, "the 200 KB line is not printed whole: %s", r.stderr)
 }

@@ -41,15 +41,17 @@
 #   # max_concurrency = 64           # calls in flight into the plugin
 # }
 
-# API authentication. Without this block the first start creates an admin
-# API key. mode = "none" runs the API open: development only.
+# API authentication. The first start creates an admin API key and writes it
+# to taskerd-admin.key beside the database (mode 0600); make more keys with
+# `taskerd keys create`. mode = "none" runs the API open: development only.
 # auth {
 #   mode           = "none"
 #   authenticators = ["jwt"]         # authenticator plugins, asked in order
+#   bootstrap      = false           # refuse the bootstrap admin key (default true)
 # }
 
 # Authorization policy (OPA Rego). Without it the shipped default policy.
 # policy {
 #   dir          = "./policy"        # *.rego files, relative to this file
-#   decision_log = "stderr"          # where decisions are logged: stderr, stdout or a file path
+#   decision_log = "stderr"          # where decisions are logged: stderr, off or a file path
 # }
