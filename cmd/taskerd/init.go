@@ -142,8 +142,10 @@ func writeStarter(cmd *cobra.Command, dir string, data initData, force, haveSDK 
 	if dir != "." {
 		cd = "cd " + dir + " && "
 	}
-	fmt.Fprintf(out, "  %staskerd serve --auth none                   # serves workflows/hello.hcl on http://%s\n", cd, defaultListen)
-	fmt.Fprintln(out, `  taskerd task create hello --context '{"name":"Ada"}'       # in another terminal`)
+	fmt.Fprintf(out, "  %staskerd serve      # serves workflows/hello.hcl on http://%s; the admin key goes to taskerd-admin.key\n", cd, defaultListen)
+	fmt.Fprintln(out, "  # in another terminal, in the same directory: a key of your own (shown once), then a task")
+	fmt.Fprintln(out, "  taskerd keys create --subject me --role operator --namespace default")
+	fmt.Fprintln(out, `  TASKERD_TOKEN=KEY taskerd task create hello --context '{"name":"Ada"}'`)
 	if haveSDK {
 		fmt.Fprintln(out, "  plugins/hello/README.md: build, test and enable the plugin")
 	} else {

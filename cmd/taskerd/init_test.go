@@ -51,7 +51,7 @@ func TestInitThenServe(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "proj")
 	r := runBinary(t, bin, "init", dir)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "taskerd serve --auth none")
+	require.Contains(t, r.stdout, "taskerd keys create --subject me --role operator --namespace default")
 	for _, f := range []string{"taskerd.hcl", "workflows/hello.hcl", "plugins/hello/main.go", "plugins/hello/main_test.go", "plugins/hello/go.mod", "plugins/hello/README.md"} {
 		require.FileExists(t, filepath.Join(dir, f))
 	}

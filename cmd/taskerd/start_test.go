@@ -19,12 +19,17 @@ import (
 // --auth none.
 func startServeIn(t *testing.T, bin, dir string, args ...string) *served {
 	t.Helper()
-	// startServe has no working directory to set: run the binary through
-	// a script that changes to dir first.
+	return startServe(t, binIn(t, bin, dir), args...)
+}
+
+// binIn is bin run in the working directory dir: startServe has no
+// working directory to set, so this is a script that changes to dir first.
+func binIn(t *testing.T, bin, dir string) string {
+	t.Helper()
 	wrapper := filepath.Join(t.TempDir(), "taskerd-in-dir")
 	script := fmt.Sprintf("#!/bin/sh\ncd %q || exit 99\nexec %q \"$@\"\n", dir, bin)
 	require.NoError(t, os.WriteFile(wrapper, []byte(script), 0o755))
-	return startServe(t, wrapper, args...)
+	return wrapper
 }
 
 // post sends a JSON body and returns the status and the decoded answer.
