@@ -87,7 +87,7 @@ Creations and revocations are kept in an audit table, with who did them
 --db and --config are those of serve (default sqlite:taskerd.db, or
 TASKERD_DATABASE, or TASKERD_CONFIG's database).`,
 	}
-	cmd.AddCommand(newKeysCreateCmd(), newKeysListCmd(), newKeysRevokeCmd())
+	cmd.AddCommand(newKeysCreateCmd(), newKeysListCmd(), newKeysRevokeCmd(), newKeysAuditCmd())
 	return cmd
 }
 
@@ -393,6 +393,61 @@ revoked changes nothing and says so (exit 0); an unknown ID exits 2.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked API key %s (%s)\n", k.ID, k.Subject)
 			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newKeysAuditCmd() *cobra.Command {
+	var f keysFlags
+	cmd := &cobra.Command{
+		Use:   "audit [ID]",
+		Short: "Show the API keys' audit trail: who created and revoked which key, when",
+		Long: `Show the audit rows of the API key ID, or of every key, in the order they
+were written: the time, the key, the action (created or revoked), who did it
+and, for a creation, what the key was created as. Never a key or a hash.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			store, err := openStore(cmd.Context(), f.storeFlags)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			events, err := store.ListAPIKeyEvents(cmd.Context(), id)
+			if err != nil {
+				return &exitError{code: 1, err: oneLine(err)}
+			}
+			if id != "" && len(events) == 0 {
+				return usageErrorf("no API key %q (taskerd keys list shows them)", id)
+			}
+			if f.asJSON {
+				type row struct {
+					KeyID  string    `json:"key_id"`
+					Action string    `json:"action"`
+					Actor  string    `json:"actor"`
+					At     time.Time `json:"at"`
+					Detail string    `json:"detail,omitempty"`
+				}
+				rows := make([]row, len(events))
+				for i, e := range events {
+					rows[i] = row{KeyID: e.KeyID, Action: e.Action, Actor: e.Actor, At: e.At, Detail: e.Detail}
+				}
+				return printJSON(cmd.OutOrStdout(), rows)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "AT\tKEY\tACTION\tACTOR\tDETAIL")
+			for _, e := range events {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.KeyID, e.Action, e.Actor, orDash(e.Detail))
+			}
+			return tw.Flush()
 		},
 	}
 	f.register(cmd)

@@ -173,6 +173,27 @@ workflow "other" {
 	require.Equal(t, opID, listed[0]["id"])
 	require.NotNil(t, listed[0]["revoked_at"])
 	require.NotContains(t, listed[0], "key")
+
+	// audit: who created and revoked the key, once each (the second
+	// revoke wrote nothing), and never a key or a hash.
+	r = runBin(t, bin, dbEnv, "keys", "audit", opID)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `^AT\s+KEY\s+ACTION\s+ACTOR\s+DETAIL\n\S+\s+`+opID+`\s+created\s+cli:\S+\s+.*ci-bot.*\n\S+\s+`+opID+`\s+revoked\s+cli:\S+\s+-\n$`, r.stdout)
+	r = runBin(t, bin, dbEnv, "keys", "audit", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	type auditRow struct {
+		KeyID  string `json:"key_id"`
+		Action string `json:"action"`
+	}
+	var audit []auditRow
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &audit))
+	require.Equal(t, []auditRow{{opID, "created"}, {scraper.ID, "created"}, {opID, "revoked"}}, audit)
+	for _, k := range []string{opKey, scraper.Key} {
+		require.NotContains(t, r.stdout, k)
+		require.NotContains(t, r.stdout, api.HashKey(k))
+	}
+	r = runBin(t, bin, dbEnv, "keys", "audit", "k0000000000")
+	require.Equal(t, 2, r.code)
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 
 	// No log line holds a key.
