@@ -39,4 +39,4 @@ awk -v work="$work" -v root="$root" '
 exec "$work/bin/taskerd" run --config "$work/taskerd.hcl" \
 	--workflow ecommerce/order_fulfillment \
 	--context @examples/plugins/order.json \
-	--db "sqlite:$work/taskerd.db" "$@"
+	--db "sqlite:$work/taskerd.db" --log-format text "$@"

@@ -44,8 +44,17 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 	attrs := make([]any, 0, len(args)+2)
 	attrs = append(attrs, "source", name)
 	for i := 0; i+1 < len(args); i += 2 {
-		if k, ok := args[i].(string); ok && k == "timestamp" {
+		k, _ := args[i].(string)
+		switch k {
+		case "timestamp":
 			continue // the plugin's own clock; the host's record has one
+		case "plugin":
+			// go-plugin's own lines name the executable "plugin"; the
+			// host's logger already says which plugin by name, and a
+			// JSON object with the key twice is read differently by
+			// every parser.
+			attrs = append(attrs, "plugin_path", args[i+1])
+			continue
 		}
 		attrs = append(attrs, args[i], args[i+1])
 	}
