@@ -76,7 +76,7 @@ func (f *keysFlags) customPolicy() bool {
 func newKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Create, list and revoke the API keys of the database",
+		Short: "Create, list, revoke and audit the API keys of the database",
 		Long: `Manage the API keys "taskerd serve" accepts. They are stored in the database
 (only their SHA-256, never the key), so these commands work on the database
 directly, with or without a server running, and every node of a PostgreSQL
