@@ -82,7 +82,7 @@ func newKeysCmd() *cobra.Command {
 directly, with or without a server running, and every node of a PostgreSQL
 cluster accepts a new key, or refuses a revoked one, from its next request.
 Creations and revocations are kept in an audit table, with who did them
-("cli:" and the operating system user).
+("cli:" and the operating system user); "taskerd keys audit" shows them.
 
 --db and --config are those of serve (default sqlite:taskerd.db, or
 TASKERD_DATABASE, or TASKERD_CONFIG's database).`,
