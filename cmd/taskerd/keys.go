@@ -50,20 +50,29 @@ func (f *keysFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print JSON for scripts")
 }
 
-// check reads --config: its database unless --db or TASKERD_DATABASE says
-// otherwise, as serve does.
+// open reads --config (./taskerd.hcl when there is one and neither
+// --config nor TASKERD_CONFIG names another, as serve does): its database
+// unless --db or TASKERD_DATABASE says otherwise. Then it opens the store.
+func (f *keysFlags) open(cmd *cobra.Command) (backends.Store, error) {
+	if err := f.check(cmd); err != nil {
+		return nil, err
+	}
+	return openStore(cmd.Context(), f.storeFlags)
+}
+
+// check reads the config, as open says, without opening the store.
 func (f *keysFlags) check(cmd *cobra.Command) error {
+	if !cmd.Flags().Changed("config") {
+		f.config = configHere(f.config)
+	}
 	if f.config == "" {
 		return nil
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := loadConfig(cmd, f.config, &f.storeFlags)
 	if err != nil {
-		return usageErrorf("%s", err)
+		return err
 	}
 	f.cfg = cfg
-	if cfg.Database != "" && !cmd.Flags().Changed("db") && os.Getenv("TASKERD_DATABASE") == "" {
-		f.db = cfg.Database
-	}
 	return nil
 }
 
@@ -322,10 +331,7 @@ namespaces, creation, expiry and revocation. Revoked and expired keys stay
 listed. Neither the keys nor their hashes are ever printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(cmd); err != nil {
-				return err
-			}
-			store, err := openStore(cmd.Context(), f.storeFlags)
+			store, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
@@ -369,10 +375,7 @@ from its next request (401): nothing is cached. Revoking a key already
 revoked changes nothing and says so (exit 0); an unknown ID exits 2.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(cmd); err != nil {
-				return err
-			}
-			store, err := openStore(cmd.Context(), f.storeFlags)
+			store, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
@@ -409,14 +412,11 @@ were written: the time, the key, the action (created or revoked), who did it
 and, for a creation, what the key was created as. Never a key or a hash.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(cmd); err != nil {
-				return err
-			}
 			id := ""
 			if len(args) == 1 {
 				id = args[0]
 			}
-			store, err := openStore(cmd.Context(), f.storeFlags)
+			store, err := f.open(cmd)
 			if err != nil {
 				return err
 			}

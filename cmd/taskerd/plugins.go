@@ -75,6 +75,34 @@ Exit codes: 0 every plugin is usable; 1 at least one is not.`,
 	return cmd
 }
 
+// configHere is ./taskerd.hcl when path is empty (no --config, no
+// TASKERD_CONFIG) and that file exists: serve and keys, run in the
+// directory taskerd init wrote, read the same config, and so the same
+// database.
+func configHere(path string) string {
+	if path != "" {
+		return path
+	}
+	if info, err := os.Stat(defaultConfig); err == nil && info.Mode().IsRegular() {
+		return defaultConfig
+	}
+	return ""
+}
+
+// loadConfig reads the daemon config at path and makes its database the
+// store's, unless --db or TASKERD_DATABASE says otherwise. An unreadable
+// or invalid file is a usage error (exit 2).
+func loadConfig(cmd *cobra.Command, path string, store *storeFlags) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErrorf("%s", err)
+	}
+	if cfg.Database != "" && !cmd.Flags().Changed("db") && os.Getenv("TASKERD_DATABASE") == "" {
+		store.db = cfg.Database
+	}
+	return cfg, nil
+}
+
 func configDefault() string {
 	if v := os.Getenv("TASKERD_CONFIG"); v != "" {
 		return v

@@ -88,3 +88,28 @@ func TestREADMEQuickStart(t *testing.T) {
 	require.NotEmpty(t, withMsg(recs, "task finished", created.ID))
 	require.False(t, strings.Contains(strings.Join(s.lines(), "\n"), key), "the operator key is not logged")
 }
+
+// keys reads ./taskerd.hcl as serve does: with a database set there, a key
+// made in that directory is one the server accepts.
+func TestKeysReadTheConfigServeReads(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dir := t.TempDir()
+	r := runBin(t, bin, nil, "init", dir)
+	require.Equal(t, 0, r.code, r.stderr)
+	db := filepath.Join(t.TempDir(), "elsewhere.db")
+	cfg := filepath.Join(dir, "taskerd.hcl")
+	raw, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cfg, append(raw, []byte("\ndatabase = \"sqlite:"+db+"\"\n")...), 0o644))
+	inDir := binIn(t, bin, dir)
+
+	s := startServeAuth(t, inDir)
+	r = runBin(t, inDir, nil, "keys", "create", "--subject", "me", "--role", "viewer")
+	require.Equal(t, 0, r.code, r.stderr)
+	m := keyLine.FindStringSubmatch(r.stdout)
+	require.NotNil(t, m, r.stdout)
+	r = runBin(t, bin, []string{"TASKERD_SERVER=" + s.url, "TASKERD_TOKEN=" + m[1]}, "task", "list")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoFileExists(t, filepath.Join(dir, "taskerd.db"), "nothing wrote the default database")
+}

@@ -52,15 +52,12 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 // flag (or TASKERD_DATABASE for --db) wins over the config file.
 func (f *nodeFlags) check(cmd *cobra.Command) error {
 	if f.config != "" {
-		cfg, err := config.Load(f.config)
+		cfg, err := loadConfig(cmd, f.config, &f.storeFlags)
 		if err != nil {
-			return usageErrorf("%s", err)
+			return err
 		}
 		f.cfg = cfg
 		changed := cmd.Flags().Changed
-		if cfg.Database != "" && !changed("db") && os.Getenv("TASKERD_DATABASE") == "" {
-			f.db = cfg.Database
-		}
 		if cfg.Workers > 0 && !changed("workers") {
 			f.workers = cfg.Workers
 		}

@@ -128,10 +128,8 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	stderr := cmd.ErrOrStderr()
 	// With no --config and no TASKERD_CONFIG, ./taskerd.hcl when there is
 	// one (taskerd init writes it).
-	if f.config == "" && !cmd.Flags().Changed("config") {
-		if info, err := os.Stat(defaultConfig); err == nil && info.Mode().IsRegular() {
-			f.config = defaultConfig
-		}
+	if !cmd.Flags().Changed("config") {
+		f.config = configHere(f.config)
 	}
 	if err := f.check(cmd); err != nil {
 		return err
