@@ -35,21 +35,23 @@ func (e *Engine) logLifecycle(events []Event, t *backends.Task) {
 		return
 	}
 	ctx := context.Background()
-	wf := t.Namespace + "/" + t.WorkflowName + "@" + t.WorkflowVersion
-	backoffs := map[int64]Event{}
-	for _, ev := range events {
-		if ev.Type == EventStepBackoff && ev.TaskID == t.ID {
-			backoffs[ev.StepID] = ev
+	// Most writes (a step completing) log nothing: build the task's
+	// attributes only for a line that is written.
+	attrs := func(level slog.Level) []any {
+		if !e.log.Enabled(ctx, level) {
+			return nil
 		}
+		return []any{slog.Int64("task_id", t.ID), slog.String("workflow", t.Namespace+"/"+t.WorkflowName+"@"+t.WorkflowVersion)}
 	}
 	for _, ev := range events {
 		if ev.TaskID != t.ID {
 			continue
 		}
-		task := []any{slog.Int64("task_id", t.ID), slog.String("workflow", wf)}
 		switch ev.Type {
 		case EventTaskInitializeRequested:
-			e.log.Log(ctx, slog.LevelInfo, "task created", task...)
+			if task := attrs(slog.LevelInfo); task != nil {
+				e.log.Log(ctx, slog.LevelInfo, "task created", task...)
+			}
 		case EventTaskCompleted, EventTaskFailed, EventTaskCancelled, EventTaskResolvedManually:
 			status, level := backends.StateComplete, slog.LevelInfo
 			switch ev.Type {
@@ -60,34 +62,60 @@ func (e *Engine) logLifecycle(events []Event, t *backends.Task) {
 			case EventTaskResolvedManually:
 				status = backends.StateResolvedManually
 			}
-			took := max(ev.Time.Sub(t.CreatedAt), 0).Round(time.Millisecond)
-			e.log.Log(ctx, level, "task finished", append(task, slog.String("status", string(status)), slog.Duration("took", took))...)
-		case EventTaskRetryRequested:
-			e.log.Log(ctx, slog.LevelInfo, "task retry requested", task...)
-		case EventStepFailed, EventStepLeaseExpired:
-			attrs := append(task, slog.String("step", ev.StepName), slog.String("handler", ev.Handler),
-				slog.Int("attempt", ev.Attempt), slog.Int("max_attempts", ev.RetryLimit))
-			if ev.Error != nil {
-				attrs = append(attrs, slog.String("kind", ev.Error.Kind), slog.String("error", truncate(ev.Error.Message, MaxLoggedError)))
+			if task := attrs(level); task != nil {
+				took := max(ev.Time.Sub(t.CreatedAt), 0).Round(time.Millisecond)
+				e.log.Log(ctx, level, "task finished", append(task, slog.String("status", string(status)), slog.Duration("took", took))...)
 			}
+		case EventTaskRetryRequested:
+			if task := attrs(slog.LevelInfo); task != nil {
+				e.log.Log(ctx, slog.LevelInfo, "task retry requested", task...)
+			}
+		case EventStepFailed, EventStepLeaseExpired:
+			level, msg := slog.LevelError, "step blocked"
 			if ev.Retryable {
-				if b, ok := backoffs[ev.StepID]; ok {
-					attrs = append(attrs, slog.Duration("retry_in", time.Duration(b.BackoffSeconds*float64(time.Second)).Round(time.Millisecond)))
-				}
-				e.log.Log(ctx, slog.LevelWarn, "step failed; retrying", attrs...)
+				level, msg = slog.LevelWarn, "step failed; retrying"
+			}
+			task := attrs(level)
+			if task == nil {
 				continue
 			}
-			reason := "not_retryable"
-			if ev.Attempt >= ev.RetryLimit {
-				reason = "retries_exhausted"
+			a := append(task, slog.String("step", ev.StepName), slog.String("handler", ev.Handler),
+				slog.Int("attempt", ev.Attempt), slog.Int("max_attempts", ev.RetryLimit))
+			if ev.Error != nil {
+				a = append(a, slog.String("kind", ev.Error.Kind), slog.String("error", truncate(ev.Error.Message, MaxLoggedError)))
 			}
-			e.log.Log(ctx, slog.LevelError, "step blocked", append(attrs, slog.String("reason", reason))...)
-		case EventStepResolvedManually:
-			e.log.Log(ctx, slog.LevelInfo, "step resolved manually", append(task, slog.String("step", ev.StepName))...)
-		case EventStepRetryRequested:
-			e.log.Log(ctx, slog.LevelInfo, "step retry requested", append(task, slog.String("step", ev.StepName))...)
+			if ev.Retryable {
+				if b, ok := backoffOf(events, ev.StepID); ok {
+					a = append(a, slog.Duration("retry_in", time.Duration(b.BackoffSeconds*float64(time.Second)).Round(time.Millisecond)))
+				}
+			} else {
+				reason := "not_retryable"
+				if ev.Attempt >= ev.RetryLimit {
+					reason = "retries_exhausted"
+				}
+				a = append(a, slog.String("reason", reason))
+			}
+			e.log.Log(ctx, level, msg, a...)
+		case EventStepResolvedManually, EventStepRetryRequested:
+			msg := "step resolved manually"
+			if ev.Type == EventStepRetryRequested {
+				msg = "step retry requested"
+			}
+			if task := attrs(slog.LevelInfo); task != nil {
+				e.log.Log(ctx, slog.LevelInfo, msg, append(task, slog.String("step", ev.StepName))...)
+			}
 		}
 	}
+}
+
+// backoffOf finds the backoff event of step stepID among events.
+func backoffOf(events []Event, stepID int64) (Event, bool) {
+	for _, ev := range events {
+		if ev.Type == EventStepBackoff && ev.StepID == stepID {
+			return ev, true
+		}
+	}
+	return Event{}, false
 }
 
 // truncate cuts s to at most n bytes, at a character boundary, marking the
