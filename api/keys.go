@@ -82,15 +82,13 @@ func (c *KeyChain) lookup(ctx context.Context, key string) (*Subject, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	k, err := c.Store.APIKeyByHash(ctx, HashKey(key))
-	if err != nil {
-		if errors.Is(err, backends.ErrNotFound) {
-			return nil, err
-		}
-		if !errors.Is(err, backends.ErrUnavailable) {
-			// Any other failure of the lookup is refused as well (401).
-			return nil, fmt.Errorf("looking up the API key: %w", err)
-		}
+	if errors.Is(err, backends.ErrNotFound) {
 		return nil, err
+	}
+	if err != nil {
+		// Still matching backends.ErrUnavailable (503) when it is that;
+		// any other failure is refused (401).
+		return nil, fmt.Errorf("looking up the API key: %w", err)
 	}
 	now := time.Now()
 	if c.Now != nil {
