@@ -161,6 +161,11 @@ type Store interface {
 
 	// KeyStore: the API keys of `taskerd keys` (apikeys.go).
 	KeyStore
+	// EventStore: the event log and its readers' cursors (events.go).
+	// Every write method above writes its events (events.go's builders) in
+	// its own transaction and, after commit, hands them to the EventSink
+	// of its ctx, if any.
+	EventStore
 
 	Close() error
 }
@@ -299,7 +304,9 @@ type CompleteStepParams struct {
 	StepID     int64
 	LeaseToken int64
 	Results    json.RawMessage // {} when nil
-	Now        time.Time
+	// Events the handler emitted, written before step.completed.
+	Events []CustomEvent
+	Now    time.Time
 }
 
 type FailStepParams struct {
@@ -308,7 +315,9 @@ type FailStepParams struct {
 	Error      StepError
 	// BackoffSeconds is the backoff the handler asked for, or nil.
 	BackoffSeconds *int
-	Now            time.Time
+	// Events the handler emitted, written before step.failed.
+	Events []CustomEvent
+	Now    time.Time
 }
 
 type RecoverParams struct {
@@ -322,6 +331,12 @@ type RecordResult struct {
 	Task     *Task
 	Context  ExecutionContext // computed after the step's write, before finalize's
 	Decision FinalizeDecision
+	// TaskBefore is the task's state before this write (Task.State is
+	// after it): the task events come from the difference.
+	TaskBefore State
+	// ErrorSteps names the task's steps in error, in Position order, when
+	// this write moved the task to error (nil otherwise).
+	ErrorSteps []string
 }
 
 type CancelTaskParams struct {
@@ -370,4 +385,12 @@ type Change struct {
 	CancelRequested []int64
 	// Decision is finalize's, for actions that finalize; DecisionNone else.
 	Decision FinalizeDecision
+	// ExecutionStatus is the task's execution status finalize decided on
+	// ("" when the action did not finalize).
+	ExecutionStatus string
+	// TaskBefore is the task's state before the action.
+	TaskBefore State
+	// ErrorSteps names the task's steps in error, in Position order, when
+	// the action moved the task to error (nil otherwise).
+	ErrorSteps []string
 }

@@ -14,16 +14,7 @@ import (
 // rule.
 
 // Backoff is backoff(n) = min(base * 2^n, max), without overflow.
-func Backoff(base, max time.Duration, n int) time.Duration {
-	d := base
-	for i := 0; i < n; i++ {
-		if d >= max || d > max/2 {
-			return max
-		}
-		d *= 2
-	}
-	return min(d, max)
-}
+func Backoff(base, max time.Duration, n int) time.Duration { return backends.Backoff(base, max, n) }
 
 // ReferenceReadiness derives a readiness row for each step (in the order
 // given) from the task's steps, its edges and the time.

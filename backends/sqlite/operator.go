@@ -84,7 +84,7 @@ func (t opTx) ReadBack(ctx context.Context, taskID int64, stepIDs []int64) (*bac
 	return task, steps, nil
 }
 
-func (t opTx) Finalize(ctx context.Context, taskID int64, now time.Time) (backends.FinalizeDecision, error) {
-	_, d, _, err := finalize(ctx, t.q, taskID, now)
-	return d, err
+func (t opTx) Finalize(ctx context.Context, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, error) {
+	ec, d, _, err := finalize(ctx, t.q, taskID, now)
+	return ec, d, err
 }

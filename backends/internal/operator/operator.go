@@ -57,8 +57,15 @@ type Tx interface {
 	// ReadBack reads a task and some of its steps (in any order) as this
 	// transaction has written them.
 	ReadBack(ctx context.Context, taskID int64, stepIDs []int64) (*backends.Task, []*backends.Step, error)
-	// Finalize is SEMANTICS §5.5 for a task, in this transaction.
-	Finalize(ctx context.Context, taskID int64, now time.Time) (backends.FinalizeDecision, error)
+	// Finalize is SEMANTICS §5.5 for a task, in this transaction: the
+	// execution context it decided on, and its decision.
+	Finalize(ctx context.Context, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, error)
+	// ErrorStepNames names the task's steps in error, in position order,
+	// as this transaction sees them (no lock).
+	ErrorStepNames(ctx context.Context, taskID int64) ([]string, error)
+	// AppendEvents writes events to the event log in this transaction, in
+	// order, and sets their Seq.
+	AppendEvents(ctx context.Context, events []*backends.Event) error
 }
 
 // StepWrite names what a step's move writes besides its state; each store
@@ -89,18 +96,32 @@ func NewActions(inTx func(ctx context.Context, fn func(Tx) error) error) Actions
 	return Actions{inTx: inTx}
 }
 
-// do runs flow in one transaction and names the action in its error, as the
+// do runs flow in one transaction with the action's events
+// (backends.ChangeEvents), and names the action in its error, as the
 // stores always have: what is a format such as "cancelling task %d", id the
-// object's id.
-func (a Actions) do(ctx context.Context, what string, id int64, flow func(Tx) (*backends.Change, error)) (*backends.Change, error) {
+// object's id. Once committed, the events go to the ctx's sink.
+func (a Actions) do(ctx context.Context, act backends.OperatorAction, now time.Time, what string, id int64,
+	flow func(Tx) (*backends.Change, error)) (*backends.Change, error) {
 	var c *backends.Change
+	var events []*backends.Event
 	err := a.inTx(ctx, func(tx Tx) error {
 		var err error
-		c, err = flow(tx)
-		return err
+		if c, err = flow(tx); err != nil {
+			return err
+		}
+		if c.Task.State == backends.StateError && c.TaskBefore != backends.StateError {
+			if c.ErrorSteps, err = tx.ErrorStepNames(ctx, c.Task.ID); err != nil {
+				return err
+			}
+		}
+		events = backends.ChangeEvents(c, act, now)
+		return tx.AppendEvents(ctx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf(what+": %w", id, err)
+	}
+	if sink := backends.EventSinkFrom(ctx); sink != nil && len(events) > 0 {
+		sink(events)
 	}
 	return c, nil
 }
@@ -110,19 +131,20 @@ func (a Actions) do(ctx context.Context, what string, id int64, flow func(Tx) (*
 // finished task is refused. It does not finalize (Decision is
 // DecisionNone).
 func (a Actions) CancelTask(ctx context.Context, p *backends.CancelTaskParams) (*backends.Change, error) {
-	return a.do(ctx, "cancelling task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
+	return a.do(ctx, backends.ActionCancel, p.Now, "cancelling task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
 		steps, err := tx.LockTaskSteps(ctx, p.TaskID)
 		if err != nil {
 			return nil, err
 		}
-		if err := lockAndMoveTask(ctx, tx, p.TaskID, backends.StateCancelled, p.Reason, p.Now); err != nil {
+		before, err := lockAndMoveTask(ctx, tx, p.TaskID, backends.StateCancelled, p.Reason, p.Now)
+		if err != nil {
 			return nil, err
 		}
 		changed, requested, err := cancelSteps(ctx, tx, steps, p.Reason, p.Now)
 		if err != nil {
 			return nil, err
 		}
-		return readChange(ctx, tx, p.TaskID, changed, requested, backends.DecisionNone)
+		return readChange(ctx, tx, p.TaskID, before, changed, requested, backends.ExecutionContext{}, backends.DecisionNone)
 	})
 }
 
@@ -134,7 +156,7 @@ func (a Actions) CancelTask(ctx context.Context, p *backends.CancelTaskParams) (
 // bypassed or resolved step) gets a cancel request, finished ones are left.
 // Then it finalizes.
 func (a Actions) CancelStep(ctx context.Context, p *backends.CancelStepParams) (*backends.Change, error) {
-	return a.do(ctx, "cancelling step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
+	return a.do(ctx, backends.ActionCancel, p.Now, "cancelling step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
 		st, err := lockStep(ctx, tx, p.StepID, backends.StateCancelled, unfinished)
 		if err != nil {
 			return nil, err
@@ -155,7 +177,7 @@ func (a Actions) CancelStep(ctx context.Context, p *backends.CancelStepParams) (
 // resolved_manually with p.Results ({} when empty), then it finalizes (its
 // children may now run).
 func (a Actions) ResolveStep(ctx context.Context, p *backends.ResolveStepParams) (*backends.Change, error) {
-	return a.do(ctx, "resolving step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
+	return a.do(ctx, backends.ActionResolve, p.Now, "resolving step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
 		st, err := tx.LockStep(ctx, p.StepID)
 		if err != nil {
 			return nil, err
@@ -175,11 +197,12 @@ func (a Actions) ResolveStep(ctx context.Context, p *backends.ResolveStepParams)
 // resolved (SEMANTICS §2 has no other way into resolved_manually, so
 // MoveTask refuses any other); its steps are left as they are.
 func (a Actions) ResolveTask(ctx context.Context, p *backends.ResolveTaskParams) (*backends.Change, error) {
-	return a.do(ctx, "resolving task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
-		if err := lockAndMoveTask(ctx, tx, p.TaskID, backends.StateResolvedManually, p.Reason, p.Now); err != nil {
+	return a.do(ctx, backends.ActionResolve, p.Now, "resolving task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
+		before, err := lockAndMoveTask(ctx, tx, p.TaskID, backends.StateResolvedManually, p.Reason, p.Now)
+		if err != nil {
 			return nil, err
 		}
-		return readChange(ctx, tx, p.TaskID, nil, nil, backends.DecisionNone)
+		return readChange(ctx, tx, p.TaskID, before, nil, nil, backends.ExecutionContext{}, backends.DecisionNone)
 	})
 }
 
@@ -192,7 +215,7 @@ func (a Actions) ResolveTask(ctx context.Context, p *backends.ResolveTaskParams)
 // error, but its steps can never be claimed again, so granting an attempt
 // would strand it): the refusal names the task's move to pending.
 func (a Actions) RetryStep(ctx context.Context, p *backends.RetryStepParams) (*backends.Change, error) {
-	return a.do(ctx, "retrying step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
+	return a.do(ctx, backends.ActionRetry, p.Now, "retrying step %d", p.StepID, func(tx Tx) (*backends.Change, error) {
 		st, err := lockStep(ctx, tx, p.StepID, backends.StatePending, inError)
 		if err != nil {
 			return nil, err
@@ -205,7 +228,7 @@ func (a Actions) RetryStep(ctx context.Context, p *backends.RetryStepParams) (*b
 // a task in error. Any other task is refused as an invalid move to pending
 // (the first move of a task retry).
 func (a Actions) RetryTask(ctx context.Context, p *backends.RetryTaskParams) (*backends.Change, error) {
-	return a.do(ctx, "retrying task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
+	return a.do(ctx, backends.ActionRetry, p.Now, "retrying task %d", p.TaskID, func(tx Tx) (*backends.Change, error) {
 		steps, err := tx.LockTaskSteps(ctx, p.TaskID)
 		if err != nil {
 			return nil, err
@@ -226,6 +249,7 @@ func retry(ctx context.Context, tx Tx, taskID int64, ok func(backends.State) boo
 	if err != nil {
 		return nil, err
 	}
+	before := task.State
 	if task.State == backends.StateError {
 		if err := tx.MoveTask(ctx, task.ID, backends.StateError, backends.StatePending, reason, now); err != nil {
 			return nil, err
@@ -242,7 +266,7 @@ func retry(ctx context.Context, tx Tx, taskID int64, ok func(backends.State) boo
 		}
 		changed = append(changed, st.ID)
 	}
-	return readChange(ctx, tx, task.ID, changed, nil, backends.DecisionNone)
+	return readChange(ctx, tx, task.ID, before, changed, nil, backends.ExecutionContext{}, backends.DecisionNone)
 }
 
 func unfinished(s backends.State) bool { return !s.Finished() }
@@ -268,13 +292,13 @@ func lockTask(ctx context.Context, tx Tx, taskID int64, to backends.State, ok fu
 }
 
 // lockAndMoveTask locks a task and moves it to `to` (MoveTask refuses what
-// SEMANTICS §2 forbids).
-func lockAndMoveTask(ctx context.Context, tx Tx, taskID int64, to backends.State, reason string, now time.Time) error {
+// SEMANTICS §2 forbids); it returns the task's state before.
+func lockAndMoveTask(ctx context.Context, tx Tx, taskID int64, to backends.State, reason string, now time.Time) (backends.State, error) {
 	task, err := tx.LockTask(ctx, taskID)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return tx.MoveTask(ctx, task.ID, task.State, to, reason, now)
+	return task.State, tx.MoveTask(ctx, task.ID, task.State, to, reason, now)
 }
 
 func taskRefused(task *backends.Task, to backends.State) error {
@@ -302,19 +326,31 @@ func cancelSteps(ctx context.Context, tx Tx, steps []*backends.Step, reason stri
 	return changed, requested, nil
 }
 
-// finalizeChange finalizes the task, then reads back what changed.
+// finalizeChange finalizes the task, then reads back what changed. It
+// locks the task first (after its steps, the stores' lock order) to learn
+// its state before.
 func finalizeChange(ctx context.Context, tx Tx, taskID int64, stepIDs, requested []int64, now time.Time) (*backends.Change, error) {
-	d, err := tx.Finalize(ctx, taskID, now)
+	task, err := tx.LockTask(ctx, taskID)
 	if err != nil {
 		return nil, err
 	}
-	return readChange(ctx, tx, taskID, stepIDs, requested, d)
+	ec, d, err := tx.Finalize(ctx, taskID, now)
+	if err != nil {
+		return nil, err
+	}
+	return readChange(ctx, tx, taskID, task.State, stepIDs, requested, ec, d)
 }
 
 // readChange reads back the task and the changed steps, in Position order.
-// Steps and CancelRequested are never nil.
-func readChange(ctx context.Context, tx Tx, taskID int64, stepIDs, requested []int64, d backends.FinalizeDecision) (*backends.Change, error) {
-	c := &backends.Change{CancelRequested: requested, Decision: d, Steps: []*backends.Step{}}
+// Steps and CancelRequested are never nil. before is the task's state
+// before the action; ec and d are finalize's (zero and DecisionNone when
+// the action does not finalize).
+func readChange(ctx context.Context, tx Tx, taskID int64, before backends.State, stepIDs, requested []int64,
+	ec backends.ExecutionContext, d backends.FinalizeDecision) (*backends.Change, error) {
+	c := &backends.Change{CancelRequested: requested, Decision: d, Steps: []*backends.Step{}, TaskBefore: before}
+	if d != backends.DecisionNone && d != "" {
+		c.ExecutionStatus = ec.ExecutionStatus
+	}
 	if c.CancelRequested == nil {
 		c.CancelRequested = []int64{}
 	}

@@ -22,6 +22,9 @@ type fakeTx struct {
 	task  backends.Task
 	steps []*backends.Step // in position order
 	calls []string
+
+	seq    int64
+	events []*backends.Event
 }
 
 func (f *fakeTx) record(format string, args ...any) {
@@ -80,6 +83,11 @@ func (f *fakeTx) MoveStep(_ context.Context, st *backends.Step, to backends.Stat
 	}
 	f.record("move step %d to %s%s", st.ID, to, map[StepWrite]string{WithResults: " with results", GrantAttempt: " granting an attempt"}[w])
 	st.State = to
+	for _, mine := range f.steps {
+		if mine.ID == st.ID {
+			mine.State = to
+		}
+	}
 	return nil
 }
 
@@ -102,9 +110,29 @@ func (f *fakeTx) ReadBack(_ context.Context, taskID int64, stepIDs []int64) (*ba
 	return &t, steps, nil
 }
 
-func (f *fakeTx) Finalize(_ context.Context, taskID int64, _ time.Time) (backends.FinalizeDecision, error) {
+func (f *fakeTx) Finalize(_ context.Context, taskID int64, _ time.Time) (backends.ExecutionContext, backends.FinalizeDecision, error) {
 	f.record("finalize task %d", taskID)
-	return backends.DecisionContinue, nil
+	return backends.ExecutionContext{TaskID: taskID, ExecutionStatus: backends.StatusHasReadySteps}, backends.DecisionContinue, nil
+}
+
+func (f *fakeTx) ErrorStepNames(_ context.Context, taskID int64) ([]string, error) {
+	var names []string
+	for _, st := range f.steps {
+		if st.State == backends.StateError {
+			names = append(names, st.Name)
+		}
+	}
+	return names, nil
+}
+
+// AppendEvents records the events' types and numbers them from 1.
+func (f *fakeTx) AppendEvents(_ context.Context, events []*backends.Event) error {
+	for _, ev := range events {
+		f.seq++
+		ev.Seq = f.seq
+		f.events = append(f.events, ev)
+	}
+	return nil
 }
 
 func newFake(taskState backends.State, stepStates ...backends.State) *fakeTx {
@@ -145,7 +173,7 @@ func TestLocksStepsBeforeTheirTask(t *testing.T) {
 	f = newFake(backends.StateInProgress, backends.StatePending)
 	_, err = actions(f).CancelStep(ctx, &backends.CancelStepParams{StepID: 10, Now: now})
 	require.NoError(t, err)
-	require.Equal(t, []string{"lock step 10", "lock descendants of step 10", "move step 10 to cancelled", "finalize task 1"}, f.calls)
+	require.Equal(t, []string{"lock step 10", "lock descendants of step 10", "move step 10 to cancelled", "lock task 1", "finalize task 1"}, f.calls)
 }
 
 // A step in error whose task is finished is refused on the task, after
@@ -169,4 +197,46 @@ func TestChangeIsNeverNil(t *testing.T) {
 	require.Empty(t, c.Steps)
 	require.NotNil(t, c.CancelRequested)
 	require.Empty(t, c.CancelRequested)
+}
+
+// Each action writes its events in its transaction and hands them, numbered,
+// to the context's sink once it returns.
+func TestActionsWriteTheirEvents(t *testing.T) {
+	now := time.Unix(100, 0).UTC()
+	var got []*backends.Event
+	ctx := backends.WithEventSink(context.Background(), func(evs []*backends.Event) { got = append(got, evs...) })
+	types := func(evs []*backends.Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, fmt.Sprintf("%d %s %s", ev.Seq, ev.Type, ev.StepName))
+		}
+		return out
+	}
+
+	f := newFake(backends.StateError, backends.StateError, backends.StateComplete, backends.StateError)
+	_, err := actions(f).RetryTask(ctx, &backends.RetryTaskParams{TaskID: 1, Now: now})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1 step.retry_requested s0", "2 step.retry_requested s2", "3 task.retry_requested "}, types(got))
+	require.Equal(t, f.events, got, "the sink gets what the transaction wrote")
+
+	got = nil
+	f = newFake(backends.StateInProgress, backends.StatePending, backends.StateInProgress)
+	_, err = actions(f).CancelTask(ctx, &backends.CancelTaskParams{TaskID: 1, Now: now})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1 step.cancelled s0", "2 task.cancelled "}, types(got), "a running step only gets a cancel request")
+
+	got = nil
+	f = newFake(backends.StateInProgress, backends.StateError)
+	_, err = actions(f).ResolveStep(ctx, &backends.ResolveStepParams{StepID: 10, Now: now})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1 step.resolved_manually s0", "2 workflow.task_finalized "}, types(got))
+	require.Equal(t, backends.StatusHasReadySteps, got[1].ExecutionStatus)
+	require.Equal(t, now, got[0].Time)
+
+	got = nil
+	f = newFake(backends.StateComplete, backends.StateComplete)
+	_, err = actions(f).RetryTask(ctx, &backends.RetryTaskParams{TaskID: 1, Now: now})
+	require.Error(t, err)
+	require.Empty(t, got, "a refused action writes and hands over nothing")
+	require.Empty(t, f.events)
 }
