@@ -1,12 +1,12 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
@@ -19,57 +19,60 @@ import (
 // without gaps: an operation rolled back to its savepoint takes its
 // sqlite_sequence update with it, so the next one reuses its numbers.
 
-// insertEventsSQL writes a run of events sharing one instant (?2) in one
-// statement: ?1 is a JSON array of the events' JSON, each stored as its
-// body, in array order, so the seqs of a run are consecutive.
-const insertEventsSQL = `INSERT INTO events (type, task_id, step_id, namespace, created_at, body)
-	SELECT value->>'type', value->>'task_id', value->>'step_id', coalesce(value->>'namespace', ''), ?2, value
-	  FROM json_each(?1) ORDER BY key`
+// eventsPerInsert bounds the rows of one INSERT: a write's events are
+// stored by one statement (more than this only for a large claim or
+// recovery), with plain parameters, not a JSON array, which SQLite would
+// have to parse again (most of the cost when it did).
+const eventsPerInsert = 16
+
+// insertEventsSQL[n] inserts n events; each n is one cached statement.
+var insertEventsSQL = func() []string {
+	out := make([]string, eventsPerInsert+1)
+	for n := 1; n <= eventsPerInsert; n++ {
+		out[n] = `INSERT INTO events (type, task_id, step_id, namespace, created_at, body) VALUES (?, ?, ?, ?, ?, ?)` +
+			strings.Repeat(`, (?, ?, ?, ?, ?, ?)`, n-1)
+	}
+	return out
+}()
 
 // appendEvents writes events in order and sets their Seq. Their Time is
 // stored at the store's precision (microseconds, UTC), so that what the
 // sink receives is what ListEvents returns.
 func appendEvents(ctx context.Context, tx querier, events []*backends.Event) error {
-	for start := 0; start < len(events); {
-		end := start + 1
-		for end < len(events) && events[end].Time.Equal(events[start].Time) {
-			end++
-		}
-		if err := appendRun(ctx, tx, events[start:end]); err != nil {
+	for len(events) > 0 {
+		n := min(len(events), eventsPerInsert)
+		if err := insertEvents(ctx, tx, events[:n]); err != nil {
 			return err
 		}
-		start = end
+		events = events[n:]
 	}
 	return nil
 }
 
-// appendRun writes events that share one instant.
-func appendRun(ctx context.Context, tx querier, events []*backends.Event) error {
-	at := micros(events[0].Time)
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for i, ev := range events {
-		ev.Time, ev.Seq = fromMicros(at), 0
-		b, err := json.Marshal(ev)
+// insertEvents writes at most eventsPerInsert events in one statement. One
+// writer, and rows inserted in order: their seqs are consecutive, the last
+// being the statement's last insert id.
+func insertEvents(ctx context.Context, tx querier, events []*backends.Event) error {
+	args := make([]any, 0, 6*len(events))
+	for _, ev := range events {
+		ev.Time, ev.Seq = fromMicros(micros(ev.Time)), 0
+		body, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("writing event %s of task %d: %w", ev.Type, ev.TaskID, err)
 		}
-		if i > 0 {
-			buf.WriteByte(',')
+		var stepID any
+		if ev.StepID != 0 {
+			stepID = ev.StepID
 		}
-		buf.Write(b)
+		args = append(args, string(ev.Type), ev.TaskID, stepID, ev.Namespace, micros(ev.Time), string(body))
 	}
-	buf.WriteByte(']')
-	res, err := tx.ExecContext(ctx, insertEventsSQL, buf.String(), at)
+	res, err := tx.ExecContext(ctx, insertEventsSQL[len(events)], args...)
 	if err != nil {
 		return fmt.Errorf("writing %d events: %w", len(events), err)
 	}
 	last, err := res.LastInsertId()
 	if err != nil {
 		return fmt.Errorf("writing %d events: %w", len(events), err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(events)) {
-		return fmt.Errorf("writing %d events: %d written (%v)", len(events), n, err)
 	}
 	first := last - int64(len(events)) + 1
 	for i, ev := range events {

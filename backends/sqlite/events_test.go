@@ -174,3 +174,34 @@ func TestListEventsPlans(t *testing.T) {
 		require.NotContains(t, plan, "TEMP B-TREE", "%+v", tc.q)
 	}
 }
+
+// A write with more events than one INSERT takes (a claim of 20 tasks:
+// 60 events) stores them in order, numbered without a gap, and hands them
+// all to its sink at once.
+func TestManyEventsInOneWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openFile(t, "?synchronous=normal")
+	const n = 20
+	for i := range n {
+		_, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w", WorkflowVersion: "0.1.0",
+			Steps: []backends.NewStep{{Name: fmt.Sprint("s", i), Handler: "builtin.noop", RetryLimit: 3}}, Now: eventsNow})
+		require.NoError(t, err)
+	}
+	var batches [][]*backends.Event
+	sinkCtx := backends.WithEventSink(ctx, func(evs []*backends.Event) { batches = append(batches, evs) })
+	cs, err := s.ClaimSteps(sinkCtx, &backends.ClaimStepsParams{Owner: "n", Limit: n, LeaseDuration: time.Minute, Now: eventsNow})
+	require.NoError(t, err)
+	require.Len(t, cs, n)
+	require.Len(t, batches, 1)
+	require.Len(t, batches[0], 3*n)
+	listed, err := s.ListEvents(ctx, &backends.EventQuery{After: n})
+	require.NoError(t, err)
+	require.Len(t, listed, 3*n)
+	for i, ev := range listed {
+		require.Equal(t, int64(n+i+1), ev.Seq)
+		require.Equal(t, batches[0][i].Seq, ev.Seq)
+		require.Equal(t, batches[0][i].Type, ev.Type)
+		require.Equal(t, cs[i/3].Step.TaskID, ev.TaskID, "event %d: per task, in claim order", i)
+	}
+}
