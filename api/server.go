@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
 )
@@ -117,6 +119,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
+	}
+	eng := cfg.Engine
+	if err := s.metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "taskerd_events_dropped_total",
+		Help: "Events an in-process subscriber (metrics, log lines, taskerd run's progress) could not take in time; the event log itself loses nothing.",
+	}, func() float64 { return float64(eng.DroppedEvents()) })); err != nil {
+		return nil, fmt.Errorf("registering the dropped-events counter: %w", err)
 	}
 	s.started = s.now()
 	s.registerRoutes()

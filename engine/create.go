@@ -188,21 +188,14 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 	}
 
 	w := e.gate.begin(p.Now)
-	task, created, err := e.store.CreateTask(ctx, p)
+	wctx, wrote := collect(ctx)
+	task, created, err := e.store.CreateTask(wctx, p)
 	if err != nil {
 		w.end(e.publish, nil)
 		return nil, false, fmt.Errorf("creating task of workflow %s: %w", wf.ID(), err)
 	}
-	var events []Event
-	if created {
-		events = []Event{{Type: EventTaskInitializeRequested, Time: p.Now, TaskID: task.ID}}
-		// A task whose every step was bypassed is finished at once.
-		if task.State == backends.StateComplete {
-			events = append(events, Event{Type: EventTaskCompleted, Time: p.Now, TaskID: task.ID})
-		}
-		events = stamp(events, task)
-		e.logLifecycle(events, task)
-	}
+	events := wrote.all()
+	e.logLifecycle(events, task)
 	w.end(e.publish, events)
 	if created {
 		e.Wake()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
+	"github.com/taskerd/taskerd/internal/eventlog"
 )
 
 // Defaults for Config.
@@ -68,6 +69,9 @@ type Config struct {
 	// RecoverBatch is how many expired leases one recovery pass handles
 	// (default 100).
 	RecoverBatch int
+	// Events, when set, hears of the events this node's writes commit (its
+	// readers then read the log); nil for none.
+	Events *eventlog.Hub
 }
 
 // Engine is one node's orchestrator. Its methods are safe for concurrent
@@ -88,6 +92,7 @@ type Engine struct {
 	recoverN   int
 
 	bus  *bus
+	hub  *eventlog.Hub
 	wake chan struct{}
 
 	// gate orders claims with the writes that may make steps ready: their
@@ -125,6 +130,7 @@ func New(cfg Config) (*Engine, error) {
 		poll:     cfg.SafetyPoll,
 		recoverN: cfg.RecoverBatch,
 		bus:      newBus(),
+		hub:      cfg.Events,
 		gate:     newGate(),
 		wake:     make(chan struct{}, 1),
 		running:  map[int64]*execution{},
@@ -215,4 +221,11 @@ func (e *Engine) Wake() {
 
 func (e *Engine) now() time.Time { return e.clock.Now() }
 
-func (e *Engine) publish(events ...Event) { e.bus.publish(events...) }
+// publish hands committed events to the in-process subscribers and tells
+// the hub how far the log now goes.
+func (e *Engine) publish(events ...Event) {
+	e.bus.publish(events...)
+	if e.hub != nil && len(events) > 0 {
+		e.hub.Notify(events[len(events)-1].Seq)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -42,18 +43,30 @@ const (
 	BackoffRequested   = backends.BackoffRequested
 )
 
-// stamp sets the task's workflow on events that lack it.
-func stamp(events []Event, t *backends.Task) []Event {
-	if t == nil {
-		return events
-	}
-	wf := t.Namespace + "/" + t.WorkflowName
-	for i := range events {
-		if events[i].Workflow == "" && events[i].TaskID == t.ID {
-			events[i].Workflow = wf
+// written collects the events a store call wrote: the store hands them to
+// the sink of the call's context once committed (backends.WithEventSink).
+type written struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// collect returns ctx with a sink that gathers into a new written.
+func collect(ctx context.Context) (context.Context, *written) {
+	w := &written{}
+	return backends.WithEventSink(ctx, func(evs []*backends.Event) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, ev := range evs {
+			w.events = append(w.events, *ev)
 		}
-	}
-	return events
+	}), w
+}
+
+// all returns what was collected, in Seq order.
+func (w *written) all() []Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events
 }
 
 // bus fans events out to subscribers without ever blocking the publisher:

@@ -23,7 +23,7 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, reason string) (*
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.CancelTask(ctx, &backends.CancelTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionCancel, "cancelling task %d")
 }
@@ -33,7 +33,7 @@ func (e *Engine) CancelStep(ctx context.Context, stepID int64, reason string) (*
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, 0, stepID, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.CancelStep(ctx, &backends.CancelStepParams{StepID: stepID, Reason: reason, Now: now})
 	}, actionCancel, "cancelling step %d")
 }
@@ -47,7 +47,7 @@ func (e *Engine) ResolveStep(ctx context.Context, stepID int64, results json.Raw
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, 0, stepID, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.ResolveStep(ctx, &backends.ResolveStepParams{StepID: stepID, Results: results, Reason: reason, Now: now})
 	}, actionResolve, "resolving step %d")
 }
@@ -57,7 +57,7 @@ func (e *Engine) ResolveTask(ctx context.Context, taskID int64, reason string) (
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.ResolveTask(ctx, &backends.ResolveTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionResolve, "resolving task %d")
 }
@@ -68,7 +68,7 @@ func (e *Engine) RetryStep(ctx context.Context, stepID int64, reason string) (*b
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, 0, stepID, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, 0, stepID, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.RetryStep(ctx, &backends.RetryStepParams{StepID: stepID, Reason: reason, Now: now})
 	}, actionRetry, "retrying step %d")
 }
@@ -78,7 +78,7 @@ func (e *Engine) RetryTask(ctx context.Context, taskID int64, reason string) (*b
 	if err := CheckReason(reason); err != nil {
 		return nil, err
 	}
-	return e.operate(ctx, taskID, 0, func(now time.Time) (*backends.Change, error) {
+	return e.operate(ctx, taskID, 0, func(ctx context.Context, now time.Time) (*backends.Change, error) {
 		return e.store.RetryTask(ctx, &backends.RetryTaskParams{TaskID: taskID, Reason: reason, Now: now})
 	}, actionRetry, "retrying task %d")
 }
@@ -120,35 +120,22 @@ const (
 // operate runs one operator action: the store's transaction, then its
 // events, then local cancellation and a wake-up. taskID or stepID names the
 // object (the other is 0); what describes the action for errors.
-func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(now time.Time) (*backends.Change, error), act action, what string) (*backends.Change, error) {
+func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(ctx context.Context, now time.Time) (*backends.Change, error), act action, what string) (*backends.Change, error) {
 	id := taskID
 	if stepID != 0 {
 		id = stepID
 	}
-	// The task's state before the action tells which task events the
-	// action caused (a finalize that leaves a task in error moved nothing).
-	// Read outside the transaction: another node may act meanwhile, which
-	// at worst mislabels a task event of a concurrent operator action.
-	var before backends.State
-	if taskID == 0 {
-		if s, err := e.store.GetStep(ctx, stepID); err == nil {
-			taskID = s.TaskID
-		}
-	}
-	if taskID != 0 {
-		if t, err := e.store.GetTask(ctx, taskID); err == nil {
-			before = t.State
-		}
-	}
-
 	w, now := e.gate.beginNow(e.now)
-	change, err := do(now)
+	wctx, wrote := collect(ctx)
+	change, err := do(wctx, now)
 	e.wakeDirty.Store(true)
 	if err != nil {
 		w.end(e.publish, nil)
 		return nil, fmt.Errorf(what+": %w", id, err)
 	}
-	w.end(e.publish, e.changeEvents(ctx, now, change, before, act))
+	events := wrote.all()
+	e.logLifecycle(events, change.Task)
+	w.end(e.publish, events)
 
 	if act == actionRetry {
 		e.retryHooks(change)
@@ -176,61 +163,4 @@ func (e *Engine) retryHooks(c *backends.Change) {
 			}
 		}
 	}
-}
-
-func (e *Engine) changeEvents(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {
-	if c == nil || c.Task == nil {
-		return nil
-	}
-	events := stamp(e.changeEventsOf(ctx, now, c, before, act), c.Task)
-	e.logLifecycle(events, c.Task)
-	return events
-}
-
-func (e *Engine) changeEventsOf(ctx context.Context, now time.Time, c *backends.Change, before backends.State, act action) []Event {
-	taskID := c.Task.ID
-	var events []Event
-	for _, s := range c.Steps {
-		ev := Event{Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
-		switch s.State {
-		case backends.StateCancelled:
-			ev.Type = EventStepCancelled
-		case backends.StateResolvedManually:
-			ev.Type = EventStepResolvedManually
-			ev.Results = s.Results
-		case backends.StatePending:
-			ev.Type = EventStepRetryRequested
-		default:
-			continue
-		}
-		events = append(events, ev)
-	}
-	if c.Decision != "" && c.Decision != backends.DecisionNone {
-		ev := Event{Type: EventTaskFinalized, Time: now, TaskID: taskID, Decision: c.Decision}
-		if ec, err := e.store.TaskExecutionContext(ctx, taskID, now); err == nil {
-			ev.ExecutionStatus = ec.ExecutionStatus
-		} else {
-			e.log.Error("reading execution context for workflow.task_finalized", "task_id", taskID, "err", err)
-		}
-		events = append(events, ev)
-	}
-	after := c.Task.State
-	if after == before {
-		return events
-	}
-	switch after {
-	case backends.StateCancelled:
-		events = append(events, Event{Type: EventTaskCancelled, Time: now, TaskID: taskID})
-	case backends.StateResolvedManually:
-		events = append(events, Event{Type: EventTaskResolvedManually, Time: now, TaskID: taskID})
-	case backends.StateComplete:
-		events = append(events, Event{Type: EventTaskCompleted, Time: now, TaskID: taskID})
-	case backends.StateError:
-		events = append(events, e.taskDecisionEvents(ctx, now, taskID, backends.DecisionError, before)...)
-	case backends.StatePending, backends.StateInProgress:
-		if before == backends.StateError && act == actionRetry {
-			events = append(events, Event{Type: EventTaskRetryRequested, Time: now, TaskID: taskID})
-		}
-	}
-	return events
 }

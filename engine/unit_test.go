@@ -94,24 +94,6 @@ func TestBusNeverBlocksAndCountsDrops(t *testing.T) {
 	require.False(t, open)
 }
 
-func TestBackoffEvent(t *testing.T) {
-	t.Parallel()
-	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := &backends.Step{ID: 1, TaskID: 2, Name: "x", Attempts: 2, RetryLimit: 3, State: backends.StateError,
-		BackoffBase: time.Second, BackoffMax: 30 * time.Second, LastFailureAt: &at, LastAttemptedAt: &at}
-	ev, ok := backoffEvent(at, s)
-	require.True(t, ok)
-	require.Equal(t, BackoffExponential, ev.BackoffKind)
-	require.Equal(t, 4.0, ev.BackoffSeconds)
-	require.Equal(t, at.Add(4*time.Second), *ev.NextRetryAt)
-
-	req := 120
-	s.BackoffRequestSeconds = &req
-	ev, _ = backoffEvent(at.Add(time.Second), s)
-	require.Equal(t, BackoffRequested, ev.BackoffKind)
-	require.Equal(t, 119.0, ev.BackoffSeconds)
-}
-
 func TestRealClockIsMicroseconds(t *testing.T) {
 	t.Parallel()
 	now := RealClock{}.Now()

@@ -309,7 +309,8 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 // before its parent ended.
 func (e *Engine) claim(ctx, base context.Context, limit, queued int) ([]*execution, time.Time, error) {
 	now := e.gate.startClaim(e.now)
-	claims, err := e.store.ClaimSteps(ctx, &backends.ClaimStepsParams{
+	cctx, wrote := collect(ctx)
+	claims, err := e.store.ClaimSteps(cctx, &backends.ClaimStepsParams{
 		Owner:         e.nodeID,
 		Limit:         limit,
 		Queued:        queued,
@@ -335,40 +336,7 @@ func (e *Engine) claim(ctx, base context.Context, limit, queued int) ([]*executi
 	}
 	e.mu.Unlock()
 
-	// Events, grouped by task in claim order.
-	var events []Event
-	var order []int64
-	byTask := map[int64][]*backends.Claim{}
-	for _, c := range claims {
-		if _, ok := byTask[c.Step.TaskID]; !ok {
-			order = append(order, c.Step.TaskID)
-		}
-		byTask[c.Step.TaskID] = append(byTask[c.Step.TaskID], c)
-	}
-	for _, taskID := range order {
-		cs := byTask[taskID]
-		names := make([]string, len(cs))
-		for i, c := range cs {
-			names[i] = c.Step.Name
-			if c.TaskStarted {
-				events = append(events, Event{Type: EventTaskStartRequested, Time: now, TaskID: taskID})
-			}
-		}
-		events = append(events, Event{Type: EventViableStepsDiscovered, Time: now, TaskID: taskID, StepNames: names})
-		for _, c := range cs {
-			s := c.Step
-			if c.Retry {
-				events = append(events, Event{Type: EventStepRetryRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit})
-			}
-			ev := Event{Type: EventStepExecutionRequested, Time: now, TaskID: taskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
-			if !c.ReadyAt.IsZero() {
-				ready := c.ReadyAt
-				ev.ReadyAt = &ready
-			}
-			events = append(events, ev)
-		}
-		events = stamp(events, cs[0].Task)
-	}
+	events := wrote.all()
 	e.gate.endClaim(e.publish, events)
 	return execs, now, nil
 }
@@ -479,16 +447,19 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			rr  *backends.RecordResult
 			err error
 		)
+		wctx, wrote := collect(base)
 		if failed {
-			rr, err = e.store.FailStep(base, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Now: now})
+			rr, err = e.store.FailStep(wctx, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Now: now})
 		} else {
-			rr, err = e.store.CompleteStep(base, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
+			rr, err = e.store.CompleteStep(wctx, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
 		}
 		if failed {
 			e.wakeDirty.Store(true) // once written: the claim loop asks again
 		}
 		if err == nil {
-			w.end(e.publish, e.resultEvents(base, now, rr, EventStepFailed))
+			events := wrote.all()
+			e.logLifecycle(events, rr.Task)
+			w.end(e.publish, events)
 			return
 		}
 		w.end(e.publish, nil)
@@ -631,101 +602,6 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	}
 }
 
-// resultEvents are the events of a step result or lease recovery: the
-// step's own, then finalize's, then the task's when finalize moved it.
-// failedType is step.failed, or step.lease_expired for a recovery.
-func (e *Engine) resultEvents(ctx context.Context, now time.Time, rr *backends.RecordResult, failedType EventType) []Event {
-	s := rr.Step
-	ev := Event{Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler, Attempt: s.Attempts, RetryLimit: s.RetryLimit}
-	var events []Event
-	switch s.State {
-	case backends.StateComplete:
-		ev.Type = EventStepCompleted
-		ev.Results = s.Results
-		if s.StartedAt != nil && s.LastAttemptedAt != nil {
-			ev.DurationMs = s.LastAttemptedAt.Sub(*s.StartedAt).Milliseconds()
-		}
-		events = append(events, ev)
-	case backends.StateError:
-		ev.Type = failedType
-		if len(s.Error) > 0 {
-			var se backends.StepError
-			if json.Unmarshal(s.Error, &se) == nil {
-				ev.Error = &se
-			}
-		}
-		ev.Retryable = s.Retryable && s.Attempts < s.RetryLimit
-		events = append(events, ev)
-		if ev.Retryable {
-			if b, ok := backoffEvent(now, s); ok {
-				events = append(events, b)
-			}
-		}
-	case backends.StateCancelled:
-		ev.Type = EventStepCancelled
-		events = append(events, ev)
-	}
-	events = append(events, Event{Type: EventTaskFinalized, Time: now, TaskID: s.TaskID, ExecutionStatus: rr.Context.ExecutionStatus, Decision: rr.Decision})
-	events = append(events, e.taskDecisionEvents(ctx, now, s.TaskID, rr.Decision, "")...)
-	events = stamp(events, rr.Task)
-	e.logLifecycle(events, rr.Task)
-	return events
-}
-
-// backoffEvent says how long a failed step waits before its retry may run:
-// the later of its exponential backoff and the one its handler asked for
-// (SEMANTICS §3 rules 6 and 7).
-func backoffEvent(now time.Time, s *backends.Step) (Event, bool) {
-	var next *time.Time
-	kind := ""
-	if s.LastFailureAt != nil {
-		t := s.LastFailureAt.Add(Backoff(s.BackoffBase, s.BackoffMax, s.Attempts))
-		next, kind = &t, BackoffExponential
-	}
-	if s.BackoffRequestSeconds != nil && s.LastAttemptedAt != nil {
-		t := s.LastAttemptedAt.Add(time.Duration(*s.BackoffRequestSeconds) * time.Second)
-		if next == nil || t.After(*next) {
-			next, kind = &t, BackoffRequested
-		}
-	}
-	if next == nil {
-		return Event{}, false
-	}
-	return Event{
-		Type: EventStepBackoff, Time: now, TaskID: s.TaskID, StepID: s.ID, StepName: s.Name, Handler: s.Handler,
-		Attempt: s.Attempts, RetryLimit: s.RetryLimit,
-		BackoffSeconds: max(next.Sub(now), 0).Seconds(), BackoffKind: kind, NextRetryAt: next,
-	}, true
-}
-
-// taskDecisionEvents are the task events of a finalize decision. before is
-// the task's state before the write when known ("" otherwise): a decision
-// of error for a task already in error moved nothing.
-func (e *Engine) taskDecisionEvents(ctx context.Context, now time.Time, taskID int64, d backends.FinalizeDecision, before backends.State) []Event {
-	switch d {
-	case backends.DecisionComplete:
-		return []Event{{Type: EventTaskCompleted, Time: now, TaskID: taskID}}
-	case backends.DecisionCancelled:
-		return []Event{{Type: EventTaskCancelled, Time: now, TaskID: taskID}}
-	case backends.DecisionError:
-		if before == backends.StateError {
-			return nil
-		}
-		ev := Event{Type: EventTaskFailed, Time: now, TaskID: taskID}
-		steps, err := e.store.ListSteps(ctx, taskID)
-		if err != nil {
-			e.log.Error("listing steps for task.failed", "task_id", taskID, "err", err)
-		}
-		for _, s := range steps {
-			if s.State == backends.StateError {
-				ev.StepNames = append(ev.StepNames, s.Name)
-			}
-		}
-		return []Event{ev}
-	}
-	return nil
-}
-
 // heartbeatLoop extends this node's leases every lease/3 and stops the
 // handlers whose lease was lost or whose cancel was requested.
 func (e *Engine) heartbeatLoop(ctx context.Context) {
@@ -796,7 +672,8 @@ func (e *Engine) heartbeat(ctx context.Context) {
 // hung), each with its finalize, and publishes what happened.
 func (e *Engine) recoverLeases(ctx context.Context) {
 	w, now := e.gate.beginNow(e.now)
-	rrs, err := e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	rctx, wrote := collect(ctx)
+	rrs, err := e.store.RecoverExpiredLeases(rctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
 	if len(rrs) > 0 {
 		e.wakeDirty.Store(true) // failures, with their backoffs
 	}
@@ -807,14 +684,18 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 		}
 		return
 	}
-	var events []Event
+	events := wrote.all()
+	logged := map[int64]bool{}
 	for _, rr := range rrs {
 		if rr.Step.State == backends.StatePending {
 			e.log.Info("released a step whose handler never started", "task_id", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts)
 		} else {
 			e.log.Warn("recovered a step whose lease expired", "task_id", rr.Step.TaskID, "step", rr.Step.Name, "attempt", rr.Step.Attempts, "state", rr.Step.State)
 		}
-		events = append(events, e.resultEvents(ctx, now, rr, EventStepLeaseExpired)...)
+		if !logged[rr.Task.ID] {
+			logged[rr.Task.ID] = true
+			e.logLifecycle(events, rr.Task)
+		}
 	}
 	w.end(e.publish, events)
 	if len(rrs) > 0 {

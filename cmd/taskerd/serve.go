@@ -24,6 +24,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/eventlog"
 	"github.com/taskerd/taskerd/plugin/host"
 	"github.com/taskerd/taskerd/policy"
 )
@@ -212,9 +213,12 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	}
 	defer closeAuth()
 
+	// The event log's readers (webhooks, the bus, the live stream) wake on
+	// this node's commits through the hub, and on other nodes' by its poll.
+	hub := eventlog.NewHub(store, 0)
 	eng, err := engine.New(engine.Config{
 		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
-		NodeID: f.nodeID, Logger: log, ShutdownGrace: max(f.grace, time.Nanosecond),
+		NodeID: f.nodeID, Logger: log, ShutdownGrace: max(f.grace, time.Nanosecond), Events: hub,
 	})
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -257,6 +261,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(runCtx) }()
+	go hub.Run(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpServer.Serve(ln) }()
 	// Scripts find the address here: the "taskerd serving" line's addr.
