@@ -50,6 +50,9 @@ func eventArgs(events []*backends.Event) ([]any, error) {
 		times                     = make([]time.Time, n)
 	)
 	for i, ev := range events {
+		// In UTC at microseconds, as the store returns every time: the
+		// caller's sink and a reader of the log get the same event.
+		ev.Time = ts(ev.Time)
 		body := *ev
 		body.Seq = 0 // the body is the event without its number
 		b, err := json.Marshal(&body)
@@ -57,7 +60,7 @@ func eventArgs(events []*backends.Event) ([]any, error) {
 			return nil, fmt.Errorf("encoding event %s of task %d: %w", ev.Type, ev.TaskID, err)
 		}
 		types[i], namespaces[i], bodies[i] = string(ev.Type), ev.Namespace, string(b)
-		taskIDs[i], times[i] = ev.TaskID, ts(ev.Time)
+		taskIDs[i], times[i] = ev.TaskID, ev.Time
 		if ev.StepID != 0 {
 			id := ev.StepID
 			stepIDs[i] = &id
