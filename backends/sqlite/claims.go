@@ -17,29 +17,30 @@ import (
 // the transaction, so it sees the write), backends.Decide, and the task
 // transitions of backends.FinalizePath. A finished task is left alone
 // (DecisionNone). It also returns the task's row as it stands after these
-// moves.
-func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, error) {
+// moves, and the task's state before them.
+func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, backends.State, error) {
 	ec, err := taskContext(ctx, tx, taskID, now)
 	if err != nil {
-		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+		return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
 	var anyCancelledIn int
 	task, err := scanTask(tx.QueryRowContext(ctx, finalizeStateSQL, taskID), &anyCancelledIn)
 	if err != nil {
-		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+		return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
+	before := task.State
 	if task.State.Finished() {
-		return ec, backends.DecisionNone, task, nil
+		return ec, backends.DecisionNone, task, before, nil
 	}
 	d := backends.Decide(ec, anyCancelledIn != 0)
 	meta := map[string]any{"decision": string(d), "execution_status": ec.ExecutionStatus}
 	for _, to := range backends.FinalizePath(task.State, d) {
 		if err := moveTask(ctx, tx, taskID, task.State, to, "finalize: "+ec.ExecutionStatus, meta, now); err != nil {
-			return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+			return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 		}
 		movedTask(task, to, now)
 	}
-	return ec, d, task, nil
+	return ec, d, task, before, nil
 }
 
 // movedTask applies to a task row read earlier in the transaction what
@@ -55,6 +56,7 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 	if p.Limit <= 0 {
 		return claims, nil
 	}
+	var events []*backends.Event
 	err := s.write(ctx, func(tx querier) error {
 		type pick struct {
 			stepID, taskID int64
@@ -141,11 +143,13 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 			t.Tags = slices.Clone(t.Tags)
 			c.Task = &t
 		}
-		return nil
+		events = backends.ClaimEvents(claims, p.Now)
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
 	}
+	notify(ctx, events)
 	return claims, nil
 }
 
@@ -245,7 +249,10 @@ func fencedStep(ctx context.Context, tx querier, stepID, token int64) (*backends
 // stored (what the handler returned), but Processed stays false, since the
 // results will never be used.
 func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
-	var res *backends.RecordResult
+	var (
+		res    *backends.RecordResult
+		events []*backends.Event
+	)
 	err := s.write(ctx, func(tx querier) error {
 		st, err := fencedStep(ctx, tx, p.StepID, p.LeaseToken)
 		if err != nil {
@@ -267,24 +274,35 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 		if err != nil {
 			return err
 		}
-		res, err = recordResult(ctx, tx, written, p.Now)
-		return err
+		if res, err = recordResult(ctx, tx, written, p.Now); err != nil {
+			return err
+		}
+		events = backends.RecordEvents(res, p.Events, p.Now, backends.EventStepFailed)
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
 	}
+	notify(ctx, events)
 	return res, nil
 }
 
 // recordResult finalizes after a step's write. st is the step's row as that
 // write returned it (finalize writes only the task), the task is the row
-// finalize read and moved.
+// finalize read and moved; a step's write never moves its task, so the
+// task's state before finalize is its state before the write.
 func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
-	ec, d, task, err := finalize(ctx, tx, st.TaskID, now)
+	ec, d, task, before, err := finalize(ctx, tx, st.TaskID, now)
 	if err != nil {
 		return nil, err
 	}
-	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
+	res := &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d, TaskBefore: before}
+	if task.State == backends.StateError && before != backends.StateError {
+		if res.ErrorSteps, err = errorStepNames(ctx, tx, task.ID); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 // FailStep implements backends.Store. When a cancel was requested while the
@@ -293,7 +311,10 @@ func recordResult(ctx context.Context, tx querier, st *backends.Step, now time.T
 // but LastFailureAt is not (it is the time the step last entered error) and
 // neither is the requested backoff.
 func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
-	var res *backends.RecordResult
+	var (
+		res    *backends.RecordResult
+		events []*backends.Event
+	)
 	err := s.write(ctx, func(tx querier) error {
 		st, err := fencedStep(ctx, tx, p.StepID, p.LeaseToken)
 		if err != nil {
@@ -303,12 +324,16 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (*back
 		if err != nil {
 			return err
 		}
-		res, err = recordResult(ctx, tx, written, p.Now)
-		return err
+		if res, err = recordResult(ctx, tx, written, p.Now); err != nil {
+			return err
+		}
+		events = backends.RecordEvents(res, p.Events, p.Now, backends.EventStepFailed)
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failing step %d: %w", p.StepID, err)
 	}
+	notify(ctx, events)
 	return res, nil
 }
 
@@ -343,6 +368,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 	if p.Limit <= 0 {
 		return out, nil
 	}
+	var events []*backends.Event
 	err := s.write(ctx, func(tx querier) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM steps
 			WHERE state = 'in_progress' AND lease_expires_at <= ?
@@ -389,11 +415,14 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				return err
 			}
 			out = append(out, res)
+			// A released step has none.
+			events = append(events, backends.RecordEvents(res, nil, p.Now, backends.EventStepLeaseExpired)...)
 		}
-		return nil
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovering expired leases: %w", err)
 	}
+	notify(ctx, events)
 	return out, nil
 }

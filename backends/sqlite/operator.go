@@ -85,6 +85,6 @@ func (t opTx) ReadBack(ctx context.Context, taskID int64, stepIDs []int64) (*bac
 }
 
 func (t opTx) Finalize(ctx context.Context, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, error) {
-	ec, d, _, err := finalize(ctx, t.q, taskID, now)
+	ec, d, _, _, err := finalize(ctx, t.q, taskID, now)
 	return ec, d, err
 }

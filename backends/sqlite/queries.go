@@ -138,6 +138,7 @@ var warmStatements = []string{
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), moveStepWithSQL(completeSet),
 	moveStepWithSQL(failSet), startStepSQL,
 	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
+	insertEventsSQL, errorStepNamesSQL,
 }
 
 // moveStepWithSQL is moveStepSQL that also writes the assignments in set

@@ -115,7 +115,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0006_api_keys.sql", name)
+	require.Equal(t, "0007_events.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -204,7 +204,10 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 // stored most_recent flag on every transition, kept exact, and no settings.
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
-	_, err := s.writer.Exec(`DROP TABLE api_key_events;
+	_, err := s.writer.Exec(`DROP TABLE event_dead_letters;
+		DROP TABLE event_cursors;
+		DROP TABLE events;
+		DROP TABLE api_key_events;
 		DROP TABLE api_keys;
 		DROP TABLE taskerd_settings;
 		DROP TABLE task_namespaces;

@@ -16,6 +16,7 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*
 	var (
 		task    *backends.Task
 		created bool
+		events  []*backends.Event
 	)
 	err := s.write(ctx, func(tx querier) error {
 		if p.IdempotencyKey != "" {
@@ -44,18 +45,25 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*
 		if len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
 			// Finalize cannot move a new task with steps and none bypassed
 			// (backendtest NewTaskNeedsNoFinalize): it stays pending.
-			task, err = getTask(ctx, tx, id)
-			return err
+			if task, err = getTask(ctx, tx, id); err != nil {
+				return err
+			}
+			events = backends.CreatedEvents(task, p.Now)
+			return appendEvents(ctx, tx, events)
 		}
 		// A task whose every step was bypassed is complete at once (pending
 		// -> in_progress -> complete); any other new task has a ready step
 		// or nothing at all, and finalize leaves it pending.
-		_, _, task, err = finalize(ctx, tx, id, p.Now)
-		return err
+		if _, _, task, _, err = finalize(ctx, tx, id, p.Now); err != nil {
+			return err
+		}
+		events = backends.CreatedEvents(task, p.Now)
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
 	}
+	notify(ctx, events)
 	return task, created, nil
 }
 
