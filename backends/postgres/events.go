@@ -273,12 +273,18 @@ func (s *Store) ListCursors(ctx context.Context) (_ []*backends.EventCursor, rer
 	return cs, nil
 }
 
-// AddDeadLetter implements backends.EventStore: a second letter for the
-// same cursor and event changes nothing.
+// AddDeadLetter implements backends.EventStore. One letter per cursor and
+// event: the same event given up on again by the same cursor (after a
+// replay) replaces its letter, as on SQLite.
 func (s *Store) AddDeadLetter(ctx context.Context, d *backends.DeadLetter) (rerr error) {
 	defer classifyErr(&rerr)
+	if d.Cursor == "" {
+		return errors.New("adding a dead letter: it needs a cursor")
+	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO event_dead_letters (cursor, seq, attempts, last_error, created_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cursor, seq) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (cursor, seq) DO UPDATE SET attempts = excluded.attempts, last_error = excluded.last_error,
+			created_at = excluded.created_at`,
 		d.Cursor, d.Seq, d.Attempts, d.LastError, ts(d.CreatedAt)); err != nil {
 		return fmt.Errorf("adding a dead letter of event cursor %q for event %d: %w", d.Cursor, d.Seq, err)
 	}

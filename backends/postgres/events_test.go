@@ -459,3 +459,21 @@ func TestEventCounterIsOneRow(t *testing.T) {
 	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM event_seq`).Scan(&rows))
 	require.Equal(t, 1, rows)
 }
+
+// A cursor gives up on an event again (after a replay): one letter, the
+// latest, as on SQLite.
+func TestDeadLetterGivenAgainReplacesIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.NoError(t, s.AddDeadLetter(ctx, &backends.DeadLetter{Cursor: "hook", Seq: 3, Attempts: 5, LastError: "HTTP 500", CreatedAt: now}))
+	require.NoError(t, s.AddDeadLetter(ctx, &backends.DeadLetter{Cursor: "hook", Seq: 3, Attempts: 2, LastError: "timeout", CreatedAt: now.Add(time.Hour)}))
+	ds, err := s.ListDeadLetters(ctx, "hook", 0)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, 2, ds[0].Attempts)
+	require.Equal(t, "timeout", ds[0].LastError)
+	require.True(t, now.Add(time.Hour).Equal(ds[0].CreatedAt))
+	require.Error(t, s.AddDeadLetter(ctx, &backends.DeadLetter{Seq: 3}), "a letter needs its cursor")
+}
