@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,4 +189,32 @@ func BenchmarkCreateTask10Steps(b *testing.B) {
 	s := pgtest.Open(b)
 	steps := backendtest.Chain(10)
 	timed(b, func() { backendtest.CreateTask(b, s, steps, benchNow) })
+}
+
+// BenchmarkCreateTaskConcurrent creates 1-step tasks from 4 clients at
+// once (the engine throughput benchmark's "single" shape, without the
+// engine) and reports tasks/s.
+func BenchmarkCreateTaskConcurrent(b *testing.B) {
+	s := pgtest.Open(b)
+	steps := backendtest.Chain(1)
+	const clients = 4
+	work := make(chan struct{}, b.N)
+	for range b.N {
+		work <- struct{}{}
+	}
+	close(work)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				backendtest.CreateTask(b, s, steps, benchNow)
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 }

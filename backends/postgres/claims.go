@@ -21,28 +21,35 @@ import (
 // backends.FinalizePath. A finished task is left alone (DecisionNone). It
 // returns the task's row as it stands after these moves.
 func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, error) {
+	ec, d, task, _, err := finalizeFrom(ctx, tx, taskID, now)
+	return ec, d, task, err
+}
+
+// finalizeFrom is finalize, which also returns the task's state before it.
+func finalizeFrom(ctx context.Context, tx querier, taskID int64, now time.Time) (_ backends.ExecutionContext, _ backends.FinalizeDecision, _ *backends.Task, before backends.State, _ error) {
 	var anyCancelled bool
 	task, err := scanTask(tx.QueryRow(ctx, `SELECT `+taskColumns+`,
 			EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
 		FROM tasks t WHERE id = $1 FOR NO KEY UPDATE`, taskID), &anyCancelled)
 	if err != nil {
-		return backends.ExecutionContext{}, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+		return backends.ExecutionContext{}, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
 	ec, err := taskContext(ctx, tx, taskID, now)
 	if err != nil {
-		return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+		return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}
+	before = task.State
 	if task.State.Finished() {
-		return ec, backends.DecisionNone, task, nil
+		return ec, backends.DecisionNone, task, before, nil
 	}
 	d := backends.Decide(ec, anyCancelled)
 	meta := map[string]any{"decision": string(d), "execution_status": ec.ExecutionStatus}
 	for _, to := range backends.FinalizePath(task.State, d) {
 		if task, err = moveTask(ctx, tx, taskID, task.State, to, "finalize: "+ec.ExecutionStatus, meta, now); err != nil {
-			return ec, "", nil, fmt.Errorf("finalizing task %d: %w", taskID, err)
+			return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 		}
 	}
-	return ec, d, task, nil
+	return ec, d, task, before, nil
 }
 
 // claimSQL picks the steps to claim: ready for execution by the rule of
@@ -158,14 +165,18 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_
 		return claims, nil
 	}
 	for attempt := 1; ; attempt++ {
-		var err error
-		claims, err = s.claimOnce(ctx, p)
+		var (
+			err    error
+			events []*backends.Event
+		)
+		claims, events, err = s.claimOnce(ctx, p)
 		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
 		}
+		sinkEvents(ctx, events)
 		return claims, nil
 	}
 }
@@ -173,12 +184,14 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_
 // claimOnce runs claimStepsSQL in a transaction of its own, after
 // keyLookupsSQL: its plan is made once per connection and kept, and a plan
 // made while the tables are small reads whole tables (the task lookups, a
-// sequential scan of tasks per candidate) long after they have grown. One
-// round trip: BEGIN, the settings, the claim and COMMIT go as one batch.
-func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (claims []*backends.Claim, err error) {
+// sequential scan of tasks per candidate) long after they have grown. Two
+// round trips: BEGIN, the settings and the claim go as one batch; a second
+// carries the claim's events (backends.ClaimEvents, built from its rows)
+// and COMMIT, or COMMIT alone when nothing was claimed.
+func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (claims []*backends.Claim, events []*backends.Event, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer conn.Release()
 	defer rollbackOnError(ctx, conn, &err)
@@ -187,21 +200,28 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (cl
 	b.Queue("BEGIN")
 	b.Queue(keyLookupsSQL)
 	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)), p.Limit-p.Queued)
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
-	defer br.Close()
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			return nil, err
+	err = func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
+		var err error
+		if claims, err = scanClaims(br.Query()); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return nil, nil, err
 	}
-	if claims, err = scanClaims(br.Query()); err != nil {
-		return nil, err
+	events = backends.ClaimEvents(claims, p.Now)
+	if err = commitWithEvents(ctx, conn, events); err != nil {
+		return nil, nil, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, err
-	}
-	return claims, br.Close()
+	return claims, events, nil
 }
 
 // scanClaims reads claimStepsSQL's rows.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/taskerd/taskerd/backends"
 )
@@ -25,3 +26,42 @@ func RecordTogether(ctx context.Context, s *Store, ps []backends.CompleteStepPar
 	}
 	return rrs, errs
 }
+
+// BatchItem is one result of RecordBatch: a completion, or a failure when
+// Fail is set.
+type BatchItem struct {
+	Complete *backends.CompleteStepParams
+	Fail     *backends.FailStepParams
+}
+
+// RecordBatch writes step results as one batch, as if their callers had
+// all queued at once, and returns each one's outcome and the events its
+// caller's sink would get.
+func RecordBatch(ctx context.Context, s *Store, items []BatchItem) ([]*backends.RecordResult, [][]*backends.Event, []error) {
+	batch := make([]*resultReq, len(items))
+	for i, it := range items {
+		if c := it.Complete; c != nil {
+			batch[i] = &resultReq{complete: true, stepID: c.StepID, token: c.LeaseToken, now: c.Now, results: `{}`, custom: c.Events}
+		} else {
+			f := it.Fail
+			errJSON, _ := json.Marshal(f.Error)
+			batch[i] = &resultReq{stepID: f.StepID, token: f.LeaseToken, now: f.Now, errJSON: string(errJSON),
+				retryable: f.Error.Retryable, kind: f.Error.Kind, custom: f.Events}
+		}
+		batch[i].done = make(chan resultResp, 1)
+	}
+	s.writeBatch(ctx, batch)
+	rrs, events, errs := make([]*backends.RecordResult, len(items)), make([][]*backends.Event, len(items)), make([]error, len(items))
+	for i, r := range batch {
+		resp := <-r.done
+		rrs[i], events[i], errs[i] = resp.rr, resp.events, resp.err
+	}
+	return rrs, events, errs
+}
+
+// AppendEventsSQL numbers and writes events (see events.go), for tests
+// that hold a writer's transaction open.
+const AppendEventsSQL = appendEventsSQL
+
+// EventArgs are AppendEventsSQL's arguments.
+func EventArgs(events []*backends.Event) ([]any, error) { return eventArgs(events) }

@@ -85,3 +85,13 @@ func (t opTx) Finalize(ctx context.Context, taskID int64, now time.Time) (backen
 	ec, d, _, err := finalize(ctx, t.q, taskID, now)
 	return ec, d, err
 }
+
+func (t opTx) ErrorStepNames(ctx context.Context, taskID int64) ([]string, error) {
+	return errorStepNames(ctx, t.q, taskID)
+}
+
+// AppendEvents is called by the operator flows last, right before the
+// commit (see events.go).
+func (t opTx) AppendEvents(ctx context.Context, events []*backends.Event) error {
+	return appendEvents(ctx, t.q, events)
+}

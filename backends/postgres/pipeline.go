@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taskerd/taskerd/backends"
@@ -17,10 +18,12 @@ import (
 //   - ClaimSteps is ONE statement (claimStepsSQL), in a transaction of its
 //     own sent with it in one batch: pick and lock, move the steps and
 //     write their transitions, start their pending tasks, return the rows
-//     with the parents' results.
+//     with the parents' results. A second batch carries the claim's events,
+//     built from those rows, and COMMIT.
 //   - CompleteStep and FailStep are written in batches, several workers'
 //     results in one transaction of two pipelines (results.go).
-//   - CreateTask without an idempotency key is one statement (createTaskSQL).
+//   - CreateTask without an idempotency key is one statement (createTaskSQL)
+//     and its event, in two round trips: the event needs the task's id.
 
 // retryableTx reports whether PostgreSQL aborted a transaction that may
 // simply be run again (a deadlock victim or a serialization failure).
@@ -65,8 +68,7 @@ SELECT ` + taskColumns + ` FROM task`
 
 // createTaskPipelined is CreateTask for a request without an idempotency
 // key and without bypassed steps, with at least one step (the common case):
-// createTaskSQL alone, in its own implicit transaction, so one round trip
-// and one commit.
+// createTaskSQL, then its events and COMMIT: two round trips, one commit.
 //
 // It does not finalize, because finalize cannot move such a task: every
 // step is pending with no attempt, so no step is complete (not
@@ -74,7 +76,7 @@ SELECT ` + taskColumns + ` FROM task`
 // cancelled, and backends.Decide then answers continue, which leaves a
 // pending task where it is. TestCreateNeedsNoFinalize in backendtest holds
 // the stores to that.
-func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, error) {
+func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (task *backends.Task, events []*backends.Event, err error) {
 	n := len(p.Steps)
 	var (
 		names, handlers, configs = make([]string, n), make([]string, n), make([]*string, n)
@@ -86,12 +88,12 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	positions := make(map[string]int32, n)
 	for i, ns := range p.Steps {
 		if _, dup := positions[ns.Name]; dup {
-			return nil, fmt.Errorf("step %q given twice", ns.Name)
+			return nil, nil, fmt.Errorf("step %q given twice", ns.Name)
 		}
 		for _, parent := range ns.Parents {
 			pos, ok := positions[parent]
 			if !ok {
-				return nil, fmt.Errorf("step %q depends on %q, which is not an earlier step", ns.Name, parent)
+				return nil, nil, fmt.Errorf("step %q depends on %q, which is not an earlier step", ns.Name, parent)
 			}
 			parents, children = append(parents, pos), append(children, int32(i))
 		}
@@ -115,8 +117,35 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	}
 	now := ts(p.Now)
 
-	return scanTask(s.pool.QueryRow(ctx, createTaskSQL, p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Release()
+	defer rollbackOnError(ctx, conn, &err)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(createTaskSQL, p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
 		p.SourceSystem, p.Reason, tags, now, nil, p.RequestHash, now,
 		names, handlers, configs, retryable, limits, bases, maxes, timeouts, skippable, unsatisfied,
-		parents, children))
+		parents, children)
+	err = func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if task, err = scanTask(br.QueryRow()); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return nil, nil, err
+	}
+	events = backends.CreatedEvents(task, p.Now)
+	if err = commitWithEvents(ctx, conn, events); err != nil {
+		return nil, nil, err
+	}
+	return task, events, nil
 }

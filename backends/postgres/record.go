@@ -20,7 +20,7 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 	if len(results) == 0 {
 		results = json.RawMessage(`{}`)
 	}
-	res, err := s.record(ctx, &resultReq{complete: true, stepID: p.StepID, token: p.LeaseToken, now: p.Now, results: string(results)})
+	res, err := s.record(ctx, &resultReq{complete: true, stepID: p.StepID, token: p.LeaseToken, now: p.Now, results: string(results), custom: p.Events})
 	if err != nil {
 		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
 	}
@@ -29,12 +29,19 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 
 // finalizeResult finalizes after a step's write inside a transaction. st is
 // the step's row as that write returned it (finalize writes only the task).
+// It names the task's steps in error when finalize moved it to error.
 func finalizeResult(ctx context.Context, tx querier, st *backends.Step, now time.Time) (*backends.RecordResult, error) {
-	ec, d, task, err := finalize(ctx, tx, st.TaskID, now)
+	ec, d, task, before, err := finalizeFrom(ctx, tx, st.TaskID, now)
 	if err != nil {
 		return nil, err
 	}
-	return &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d}, nil
+	rr := &backends.RecordResult{Step: st, Task: task, Context: ec, Decision: d, TaskBefore: before}
+	if task.State == backends.StateError && before != backends.StateError {
+		if rr.ErrorSteps, err = errorStepNames(ctx, tx, task.ID); err != nil {
+			return nil, err
+		}
+	}
+	return rr, nil
 }
 
 // FailStep implements backends.Store (failStepsSQL, written in a batch
@@ -51,7 +58,7 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (_ *ba
 		backoff = &b
 	}
 	res, err := s.record(ctx, &resultReq{stepID: p.StepID, token: p.LeaseToken, now: p.Now,
-		errJSON: string(errJSON), backoff: backoff, retryable: p.Error.Retryable, kind: p.Error.Kind})
+		errJSON: string(errJSON), backoff: backoff, retryable: p.Error.Retryable, kind: p.Error.Kind, custom: p.Events})
 	if err != nil {
 		return nil, fmt.Errorf("failing step %d: %w", p.StepID, err)
 	}
@@ -66,9 +73,12 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 	if p.Limit <= 0 {
 		return []*backends.RecordResult{}, nil
 	}
-	var out []*backends.RecordResult
+	var (
+		out    []*backends.RecordResult
+		events []*backends.Event
+	)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		out = []*backends.RecordResult{}
+		out, events = []*backends.RecordResult{}, nil
 		steps, err := querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps
 			WHERE state = 'in_progress' AND lease_expires_at <= $1
 			ORDER BY lease_expires_at, id LIMIT $2
@@ -90,7 +100,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				if err != nil {
 					return err
 				}
-				out = append(out, res)
+				out = append(out, res) // no events: nothing ran
 				continue
 			}
 			se := backends.StepError{
@@ -114,11 +124,13 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				return err
 			}
 			out = append(out, res)
+			events = append(events, backends.RecordEvents(res, nil, p.Now, backends.EventStepLeaseExpired)...)
 		}
-		return nil
+		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovering expired leases: %w", err)
 	}
+	sinkEvents(ctx, events)
 	return out, nil
 }

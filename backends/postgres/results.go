@@ -201,6 +201,8 @@ type resultReq struct {
 	backoff   *int32
 	retryable bool
 	kind      string
+	// custom: the handler's events, written before the step's own.
+	custom []backends.CustomEvent
 
 	done chan resultResp // capacity 1
 }
@@ -208,6 +210,9 @@ type resultReq struct {
 type resultResp struct {
 	rr  *backends.RecordResult
 	err error
+	// events: what the batch wrote for this request, numbered, for the
+	// caller's sink.
+	events []*backends.Event
 	// lead: not an answer; the caller now leads the batches.
 	lead bool
 }
@@ -221,8 +226,19 @@ type resultQueue struct {
 }
 
 // record writes r in a batch (see the top of this file) and returns its
-// outcome once the batch committed.
+// outcome once the batch committed, and hands r's events (and only r's) to
+// the sink of ctx.
 func (s *Store) record(ctx context.Context, r *resultReq) (*backends.RecordResult, error) {
+	resp := s.recordResp(ctx, r)
+	if resp.err != nil {
+		return nil, resp.err
+	}
+	sinkEvents(ctx, resp.events)
+	return resp.rr, nil
+}
+
+// recordResp is record without the sink.
+func (s *Store) recordResp(ctx context.Context, r *resultReq) resultResp {
 	q := &s.results
 	r.done = make(chan resultResp, 1)
 	q.mu.Lock()
@@ -231,7 +247,7 @@ func (s *Store) record(ctx context.Context, r *resultReq) (*backends.RecordResul
 		q.mu.Unlock()
 		// Answered by a leader's batch, or made leader by one.
 		if resp := <-r.done; !resp.lead {
-			return resp.rr, resp.err
+			return resp
 		}
 	} else {
 		q.leading = true
@@ -256,7 +272,7 @@ func (s *Store) record(ctx context.Context, r *resultReq) (*backends.RecordResul
 				q.leading = false
 			}
 			q.mu.Unlock()
-			return resp.rr, resp.err
+			return resp
 		default:
 			// r is still waiting behind maxResultBatch others.
 		}
@@ -426,6 +442,8 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 		d    backends.FinalizeDecision
 		path []backends.State
 		now  time.Time
+		// before: the task's state before the batch; after: once finalized.
+		before, after backends.State
 	}
 	finals := map[int64]*final{}
 	var order []int64 // tasks in batch order
@@ -438,14 +456,51 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 		if task == nil || ec.TaskID == 0 {
 			return nil, nil, fmt.Errorf("finalizing task %d: its row or context is missing", st.TaskID)
 		}
-		f := &final{d: backends.DecisionNone, now: r.now}
+		f := &final{d: backends.DecisionNone, now: r.now, before: task.State, after: task.State}
 		if !task.State.Finished() {
 			f.d = backends.Decide(ec, anyCancelled(ec))
 			f.path = backends.FinalizePath(task.State, f.d)
+			if len(f.path) > 0 {
+				f.after = f.path[len(f.path)-1]
+			}
 		}
 		finals[task.ID] = f
 		order = append(order, task.ID)
 	}
+
+	// The events of each request (backends.RecordEvents), from what the
+	// batch wrote and is about to write: the steps' rows, and their tasks
+	// as finalize leaves them. A task that goes to error names its steps
+	// in error (read here, after the moves: rare, so not in every batch).
+	var toError []int64
+	for _, id := range order {
+		if f := finals[id]; f.after == backends.StateError && f.before != backends.StateError {
+			toError = append(toError, id)
+		}
+	}
+	errorSteps, err := errorStepNamesOf(ctx, conn, toError)
+	if err != nil {
+		return nil, nil, err
+	}
+	rrs := make([]*backends.RecordResult, len(batch))
+	perReq := make([][]*backends.Event, len(batch))
+	var events []*backends.Event // the batch's, in batch order
+	for i, r := range batch {
+		st := moved[r.stepID]
+		if st == nil {
+			continue
+		}
+		f := finals[st.TaskID]
+		after := *tasks[st.TaskID]
+		after.State = f.after
+		rrs[i] = &backends.RecordResult{Step: st, Task: &after, Context: contexts[st.TaskID], Decision: f.d,
+			TaskBefore: f.before, ErrorSteps: errorSteps[st.TaskID]}
+		perReq[i] = backends.RecordEvents(rrs[i], r.custom, r.now, backends.EventStepFailed)
+		events = append(events, perReq[i]...)
+	}
+
+	// The finalize moves, then the events (numbered last: see events.go),
+	// then COMMIT.
 	b = &pgx.Batch{}
 	var moves []int64 // task of each queued move, in order
 	for _, id := range order {
@@ -461,6 +516,9 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 			from = to
 		}
 	}
+	if err := queueEvents(b, events); err != nil {
+		return nil, nil, err
+	}
 	b.Queue("COMMIT")
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
@@ -471,6 +529,9 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 				return fmt.Errorf("finalizing task %d: %w", id, err)
 			}
 			tasks[id] = t
+		}
+		if err := readEvents(br, events); err != nil {
+			return err
 		}
 		if _, err := br.Exec(); err != nil {
 			return err
@@ -494,9 +555,8 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 			answers[i] = resultResp{err: err}
 			continue
 		}
-		answers[i] = resultResp{rr: &backends.RecordResult{
-			Step: st, Task: tasks[st.TaskID], Context: contexts[st.TaskID], Decision: finals[st.TaskID].d,
-		}}
+		rrs[i].Task = tasks[st.TaskID] // the row as written
+		answers[i] = resultResp{rr: rrs[i], events: perReq[i]}
 	}
 	return answers, taskOf, nil
 }
@@ -517,4 +577,30 @@ func collect[T any](scan func(pgx.Row) (T, error)) func(pgx.Rows, error) ([]T, e
 		}
 		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
 	}
+}
+
+// errorStepNamesOf names the steps in error of each task, in position
+// order, as the transaction on q sees them.
+func errorStepNamesOf(ctx context.Context, q querier, taskIDs []int64) (map[int64][]string, error) {
+	if len(taskIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT task_id, array_agg(name ORDER BY position) FROM steps
+		WHERE task_id = ANY ($1::bigint[]) AND state = 'error' GROUP BY task_id`, taskIDs)
+	if err != nil {
+		return nil, fmt.Errorf("naming the steps in error: %w", err)
+	}
+	names := map[int64][]string{}
+	for rows.Next() {
+		var (
+			id int64
+			ns []string
+		)
+		if err := rows.Scan(&id, &ns); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names[id] = ns
+	}
+	return names, rows.Err()
 }

@@ -17,22 +17,24 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 	defer classifyErr(&rerr)
 	if p.IdempotencyKey == "" && len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
 		for attempt := 1; ; attempt++ {
-			task, err := s.createTaskPipelined(ctx, p)
+			task, events, err := s.createTaskPipelined(ctx, p)
 			if err != nil && attempt < maxTxAttempts && retryableTx(err) {
 				continue
 			}
 			if err != nil {
 				return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
 			}
+			sinkEvents(ctx, events)
 			return task, true, nil
 		}
 	}
 	var (
 		task    *backends.Task
 		created bool
+		events  []*backends.Event
 	)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		created = false
+		created, events = false, nil
 		if p.IdempotencyKey != "" {
 			existing, err := byIdempotencyKey(ctx, tx, p)
 			if err != nil || existing != nil {
@@ -51,7 +53,8 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 			return err
 		}
 		created = true
-		return nil
+		events = backends.CreatedEvents(task, p.Now)
+		return appendEvents(ctx, tx, events)
 	})
 	var pgErr interface{ SQLState() string }
 	if p.IdempotencyKey != "" && errors.As(err, &pgErr) && pgErr.SQLState() == "23505" {
@@ -62,13 +65,14 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 			if err == nil && existing == nil {
 				err = fmt.Errorf("idempotency key %q: conflict, but no task holds it", p.IdempotencyKey)
 			}
-			task, created = existing, false
+			task, created, events = existing, false, nil
 			return err
 		})
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
 	}
+	sinkEvents(ctx, events)
 	return task, created, nil
 }
 
