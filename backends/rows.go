@@ -96,6 +96,14 @@ const (
 	// plugin not configured there): not retryable, it blocks until an
 	// operator retries it.
 	ErrorKindHandlerMissing = "handler_missing"
+	// The handler emitted a custom event its step does not declare
+	// (events = [...] in its HCL), or one whose name no step can declare:
+	// a code bug, not retryable. None of the attempt's events is written.
+	ErrorKindUndeclaredEvent = "undeclared_event"
+	// The handler's custom events broke a limit (how many, how large) or a
+	// payload is not storable JSON: not retryable. None of the attempt's
+	// events is written.
+	ErrorKindInvalidEvent = "invalid_event"
 )
 
 // ReasonReleased is the reason of the transition in_progress -> pending of

@@ -5,6 +5,9 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/taskerd/taskerd/internal/customevent"
 )
 
 // MaxStepNameLength bounds a step name, in bytes. Names are stored with
@@ -21,6 +24,7 @@ var stepSchema = &hcl.BodySchema{
 		{Name: "timeout"},
 		{Name: "skippable"},
 		{Name: "description"},
+		{Name: "events"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "retry"}},
 }
@@ -75,6 +79,9 @@ func decodeStep(block *hcl.Block, w *Workflow) (*Step, hcl.Diagnostics) {
 		s.Description, more = evalString(attr)
 		diags = append(diags, more...)
 	}
+	if attr, ok := content.Attributes["events"]; ok {
+		diags = append(diags, s.decodeEvents(attr)...)
+	}
 	if attr, ok := content.Attributes["timeout"]; ok {
 		d, more := evalDuration(attr)
 		diags = append(diags, more...)
@@ -117,6 +124,40 @@ func (s *Step) decodeHandler(attr *hcl.Attribute) hcl.Diagnostics {
 			"There is no built-in handler %q. The built-in handlers are builtin.%s.", name, strings.Join(BuiltinHandlers, ", builtin."))}
 	}
 	return nil
+}
+
+// decodeEvents reads events = ["payment.captured", ...]: the custom event
+// names the step's handler may emit (customevent.ValidName: a dot, no
+// reserved prefix, letters, digits, _ - and .), each once.
+func (s *Step) decodeEvents(attr *hcl.Attribute) hcl.Diagnostics {
+	exprs, diags := hcl.ExprList(attr.Expr)
+	if diags.HasErrors() {
+		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid events",
+			"events must be a list of event names, e.g. events = [\"payment.captured\"].")}
+	}
+	seen := map[string]hcl.Range{}
+	for _, expr := range exprs {
+		v, more := expr.Value(nil)
+		if more.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+			diags = append(diags, errAt(expr.Range(), "Invalid event name",
+				"An event name is a string, e.g. events = [\"payment.captured\"]."))
+			continue
+		}
+		name := v.AsString()
+		if !customevent.ValidName(name) {
+			diags = append(diags, errAt(expr.Range(), "Invalid event name",
+				"%q is not a valid custom event name: %s.", name, customevent.NameRule(name)))
+			continue
+		}
+		if prev, dup := seen[name]; dup {
+			diags = append(diags, errAt(expr.Range(), "Duplicate event",
+				"Step %q already declares event %q at %s.", s.Name, name, at(prev)))
+			continue
+		}
+		seen[name] = expr.Range()
+		s.Events = append(s.Events, name)
+	}
+	return diags
 }
 
 // decodeDependsOn reads depends_on = [step.a, step.b] as traversals, never

@@ -82,6 +82,10 @@ type Step struct {
 	Retryable bool
 	Timeout   time.Duration
 	Skippable bool
+	// Events are the custom event names the step's handler may emit
+	// (events = [...]), in the order written; nil when it declares none. An
+	// attempt that emits any other fails (kind undeclared_event).
+	Events []string
 	// Level is the longest path from a root to this step; roots are 0.
 	Level int
 	// Index is the step's position in Workflow.Steps.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
+	"github.com/taskerd/taskerd/internal/customevent"
 )
 
 // Why a handler's context was cancelled (context.Cause).
@@ -360,8 +361,9 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 
 	s := x.claim.Step
 	var (
-		out   outcome
-		cause error
+		out    outcome
+		cause  error
+		events *customevent.Collector // the handler's custom events (Emit)
 	)
 	if e.waitForWorker(x) {
 		switch start, stopped := e.startHandler(base, x); {
@@ -373,6 +375,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			}
 			deadline := time.Now().Add(timeout)
 			hctx, stop := context.WithDeadlineCause(x.ctx, deadline, errStepTimeout)
+			hctx, events = collectEvents(hctx)
 			out = e.callHandler(x, hctx, deadline)
 			cause = context.Cause(hctx)
 			stop()
@@ -434,6 +437,14 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			}
 		}
 	}
+	var handlerErr *backends.StepError
+	if failed {
+		handlerErr = &stepErr
+	}
+	custom, refused := e.attemptEvents(x.claim, events, handlerErr)
+	if refused != nil {
+		failed, stepErr, backoff = true, *refused, nil
+	}
 	// What a handler said about its failure is stored as said, where every
 	// backend can hold it.
 	stepErr.Message, stepErr.Kind = backends.SanitizeText(stepErr.Message), backends.SanitizeText(stepErr.Kind)
@@ -449,9 +460,9 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 		)
 		wctx, wrote := collect(base)
 		if failed {
-			rr, err = e.store.FailStep(wctx, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Now: now})
+			rr, err = e.store.FailStep(wctx, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Events: custom, Now: now})
 		} else {
-			rr, err = e.store.CompleteStep(wctx, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Now: now})
+			rr, err = e.store.CompleteStep(wctx, &backends.CompleteStepParams{StepID: s.ID, LeaseToken: x.token, Results: result, Events: custom, Now: now})
 		}
 		if failed {
 			e.wakeDirty.Store(true) // once written: the claim loop asks again

@@ -23,6 +23,11 @@
 // kind handler_error; wrap it with Permanent, Retryable, RetryAfter or
 // WithKind to say otherwise.
 //
+// A handler may emit custom events with Emit(ctx, "payment.captured",
+// payload): names the step declares in its HCL (events = [...]), written
+// with the attempt's result. An undeclared or refused event fails the
+// attempt (kinds undeclared_event, invalid_event).
+//
 // A plugin must never write to stdout: go-plugin's handshake uses it. Log
 // with Logger (stderr); taskerd shows those lines in its own log under the
 // plugin's name.

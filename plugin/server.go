@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/taskerd/taskerd/internal/customevent"
 	pb "github.com/taskerd/taskerd/plugin/proto"
 )
 
@@ -130,15 +131,33 @@ func (s *server) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.Execut
 	for k, v := range in.ParentResultsJson {
 		req.ParentResults[k] = v
 	}
+	ctx, col := customevent.Collect(ctx)
 	result, err := call(ctx, h, req)
-	if err != nil {
-		return failureResponse(failureOf(err)), nil
+	events, refused := col.Close()
+	var resp *pb.ExecuteResponse
+	switch {
+	case refused != nil:
+		// The attempt fails whatever the handler said, with none of its
+		// events (the engine does the same for its built-in handlers).
+		msg := refused.Message
+		if err != nil {
+			msg += fmt.Sprintf(" (the handler failed too: %v)", err)
+		}
+		return failureResponse(&Failure{Err: errors.New(msg), Kind: refused.Kind}), nil
+	case err != nil:
+		resp = failureResponse(failureOf(err))
+	default:
+		out, err := encodeResult(result)
+		if err != nil {
+			resp = failureResponse(&Failure{Err: fmt.Errorf("handler %q returned a result that cannot be encoded as JSON: %w", in.Handler, err)})
+		} else {
+			resp = &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Success{Success: &pb.Success{ResultJson: out}}}
+		}
 	}
-	out, err := encodeResult(result)
-	if err != nil {
-		return failureResponse(&Failure{Err: fmt.Errorf("handler %q returned a result that cannot be encoded as JSON: %w", in.Handler, err)}), nil
+	for _, ev := range events {
+		resp.Events = append(resp.Events, &pb.Event{Name: ev.Name, PayloadJson: ev.Payload})
 	}
-	return &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Success{Success: &pb.Success{ResultJson: out}}}, nil
+	return resp, nil
 }
 
 // call runs the handler; a panic is a retryable failure, not a dead plugin.

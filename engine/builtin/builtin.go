@@ -59,15 +59,29 @@ func decodeConfig(req *engine.StepRequest, v any) error {
 	return nil
 }
 
-// Noop succeeds; its result is config.result if given, else {}.
+// Noop succeeds; its result is config.result if given, else {}. It first
+// emits the custom events of config.emit, in order (engine.Emit; the step
+// must declare them).
 //
-//	config = { result = { ok = true } }
-func Noop(_ context.Context, req *engine.StepRequest) (json.RawMessage, error) {
+//	config = {
+//	  result = { ok = true }
+//	  emit   = [{ name = "order.validated", payload = { id = 7 } }]
+//	}
+func Noop(ctx context.Context, req *engine.StepRequest) (json.RawMessage, error) {
 	var cfg struct {
 		Result json.RawMessage `json:"result"`
+		Emit   []struct {
+			Name    string          `json:"name"`
+			Payload json.RawMessage `json:"payload"`
+		} `json:"emit"`
 	}
 	if err := decodeConfig(req, &cfg); err != nil {
 		return nil, err
+	}
+	for _, ev := range cfg.Emit {
+		if err := engine.Emit(ctx, ev.Name, ev.Payload); err != nil {
+			return nil, engine.Permanent(fmt.Errorf("%s: emitting %q: %w", req.Handler, ev.Name, err))
+		}
 	}
 	return resultOrEmpty(cfg.Result), nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/customevent"
 )
 
 func TestBuiltinsMatchDefinition(t *testing.T) {
@@ -45,6 +46,26 @@ func TestNoop(t *testing.T) {
 	var f *engine.StepFailure
 	require.ErrorAs(t, err, &f)
 	require.False(t, f.Retryable)
+}
+
+func TestNoopEmits(t *testing.T) {
+	t.Parallel()
+	ctx, col := customevent.Collect(context.Background())
+	out, err := builtin.Noop(ctx, req(1, `{"emit": [{"name": "order.validated", "payload": {"id": 7}}, {"name": "order.noted"}]}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{}`, string(out))
+	events, refused := col.Close()
+	require.Nil(t, refused)
+	require.Equal(t, []backends.CustomEvent{
+		{Name: "order.validated", Payload: json.RawMessage(`{"id":7}`)},
+		{Name: "order.noted", Payload: json.RawMessage(`null`)},
+	}, events)
+
+	ctx, _ = customevent.Collect(context.Background())
+	_, err = builtin.Noop(ctx, req(1, `{"emit": [{"name": "step.completed"}]}`))
+	require.ErrorContains(t, err, `emitting "step.completed"`)
+	_, err = builtin.Noop(context.Background(), req(1, `{"emit": [{"name": "order.validated"}]}`))
+	require.ErrorIs(t, err, engine.ErrNoAttempt)
 }
 
 func TestEcho(t *testing.T) {

@@ -286,7 +286,9 @@ func (h pluginHandler) OperatorRetry() { h.p.ResetBackoff("operator retry") }
 // Execute runs one attempt of a step with the plugin's handler `handler`.
 // Failures are *engine.StepFailure values: the handler's own (message,
 // retryable, backoff, kind), plugin_crashed when the process died during
-// the call, timeout when ctx's deadline passed.
+// the call, timeout when ctx's deadline passed. The custom events the
+// handler emitted, with either outcome, are passed on with engine.Emit on
+// ctx (the engine's call carries the attempt's collector).
 func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRequest) (json.RawMessage, error) {
 	select {
 	case p.sem <- struct{}{}:
@@ -346,6 +348,19 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 			Retryable: true,
 			Kind:      backends.ErrorKindPluginCrashed,
 			Err:       err,
+		}
+	}
+	// The handler's custom events go to the engine's collector in ctx,
+	// which checks them (names, limits) as it does a built-in's; one it
+	// refuses fails the attempt there.
+	for _, ev := range resp.Events {
+		var payload json.RawMessage
+		if len(ev.PayloadJson) > 0 {
+			payload = ev.PayloadJson
+		}
+		if err := engine.Emit(ctx, ev.Name, payload); errors.Is(err, engine.ErrNoAttempt) {
+			p.log.Warn("plugin emitted custom events, but the call was not made by the engine; dropped", "handler", handler, "step", req.StepName, "events", len(resp.Events))
+			break
 		}
 	}
 	switch o := resp.Outcome.(type) {

@@ -371,7 +371,13 @@ type ExecuteResponse struct {
 	//
 	//	*ExecuteResponse_Success
 	//	*ExecuteResponse_Failure
-	Outcome       isExecuteResponse_Outcome `protobuf_oneof:"outcome"`
+	Outcome isExecuteResponse_Outcome `protobuf_oneof:"outcome"`
+	// The custom events the handler emitted during the attempt, in order,
+	// with either outcome. Each name must be declared by the step (events =
+	// [...] in its HCL) or the attempt fails with kind undeclared_event; at
+	// most 100 events, each payload at most 64 KiB, 1 MiB in all (else
+	// invalid_event). A host that predates events ignores them.
+	Events        []*Event `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +437,13 @@ func (x *ExecuteResponse) GetFailure() *Failure {
 	return nil
 }
 
+func (x *ExecuteResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type isExecuteResponse_Outcome interface {
 	isExecuteResponse_Outcome()
 }
@@ -447,6 +460,59 @@ func (*ExecuteResponse_Success) isExecuteResponse_Outcome() {}
 
 func (*ExecuteResponse_Failure) isExecuteResponse_Outcome() {}
 
+// Event is a custom event a handler emitted.
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                                  // e.g. "payment.captured"; not task., step. or workflow.
+	PayloadJson   []byte                 `protobuf:"bytes,2,opt,name=payload_json,json=payloadJson,proto3" json:"payload_json,omitempty"` // a JSON value; empty means null
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_stephandler_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_stephandler_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_stephandler_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Event) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Event) GetPayloadJson() []byte {
+	if x != nil {
+		return x.PayloadJson
+	}
+	return nil
+}
+
 type Success struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ResultJson    []byte                 `protobuf:"bytes,1,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"` // a JSON value
@@ -456,7 +522,7 @@ type Success struct {
 
 func (x *Success) Reset() {
 	*x = Success{}
-	mi := &file_stephandler_proto_msgTypes[7]
+	mi := &file_stephandler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +534,7 @@ func (x *Success) String() string {
 func (*Success) ProtoMessage() {}
 
 func (x *Success) ProtoReflect() protoreflect.Message {
-	mi := &file_stephandler_proto_msgTypes[7]
+	mi := &file_stephandler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +547,7 @@ func (x *Success) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Success.ProtoReflect.Descriptor instead.
 func (*Success) Descriptor() ([]byte, []int) {
-	return file_stephandler_proto_rawDescGZIP(), []int{7}
+	return file_stephandler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Success) GetResultJson() []byte {
@@ -503,7 +569,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_stephandler_proto_msgTypes[8]
+	mi := &file_stephandler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +581,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_stephandler_proto_msgTypes[8]
+	mi := &file_stephandler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +594,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_stephandler_proto_rawDescGZIP(), []int{8}
+	return file_stephandler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Failure) GetMessage() string {
@@ -590,11 +656,15 @@ const file_stephandler_proto_rawDesc = "" +
 	" \x01(\x03R\x10deadlineUnixNano\x1aD\n" +
 	"\x16ParentResultsJsonEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x8c\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xbe\x01\n" +
 	"\x0fExecuteResponse\x126\n" +
 	"\asuccess\x18\x01 \x01(\v2\x1a.taskerd.plugin.v1.SuccessH\x00R\asuccess\x126\n" +
-	"\afailure\x18\x02 \x01(\v2\x1a.taskerd.plugin.v1.FailureH\x00R\afailureB\t\n" +
-	"\aoutcome\"*\n" +
+	"\afailure\x18\x02 \x01(\v2\x1a.taskerd.plugin.v1.FailureH\x00R\afailure\x120\n" +
+	"\x06events\x18\x03 \x03(\v2\x18.taskerd.plugin.v1.EventR\x06eventsB\t\n" +
+	"\aoutcome\">\n" +
+	"\x05Event\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fpayload_json\x18\x02 \x01(\fR\vpayloadJson\"*\n" +
 	"\aSuccess\x12\x1f\n" +
 	"\vresult_json\x18\x01 \x01(\fR\n" +
 	"resultJson\"\x97\x01\n" +
@@ -621,7 +691,7 @@ func file_stephandler_proto_rawDescGZIP() []byte {
 	return file_stephandler_proto_rawDescData
 }
 
-var file_stephandler_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_stephandler_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_stephandler_proto_goTypes = []any{
 	(*DescribeRequest)(nil),   // 0: taskerd.plugin.v1.DescribeRequest
 	(*HandlerInfo)(nil),       // 1: taskerd.plugin.v1.HandlerInfo
@@ -630,26 +700,28 @@ var file_stephandler_proto_goTypes = []any{
 	(*ConfigureResponse)(nil), // 4: taskerd.plugin.v1.ConfigureResponse
 	(*ExecuteRequest)(nil),    // 5: taskerd.plugin.v1.ExecuteRequest
 	(*ExecuteResponse)(nil),   // 6: taskerd.plugin.v1.ExecuteResponse
-	(*Success)(nil),           // 7: taskerd.plugin.v1.Success
-	(*Failure)(nil),           // 8: taskerd.plugin.v1.Failure
-	nil,                       // 9: taskerd.plugin.v1.ExecuteRequest.ParentResultsJsonEntry
+	(*Event)(nil),             // 7: taskerd.plugin.v1.Event
+	(*Success)(nil),           // 8: taskerd.plugin.v1.Success
+	(*Failure)(nil),           // 9: taskerd.plugin.v1.Failure
+	nil,                       // 10: taskerd.plugin.v1.ExecuteRequest.ParentResultsJsonEntry
 }
 var file_stephandler_proto_depIdxs = []int32{
-	1, // 0: taskerd.plugin.v1.DescribeResponse.handlers:type_name -> taskerd.plugin.v1.HandlerInfo
-	9, // 1: taskerd.plugin.v1.ExecuteRequest.parent_results_json:type_name -> taskerd.plugin.v1.ExecuteRequest.ParentResultsJsonEntry
-	7, // 2: taskerd.plugin.v1.ExecuteResponse.success:type_name -> taskerd.plugin.v1.Success
-	8, // 3: taskerd.plugin.v1.ExecuteResponse.failure:type_name -> taskerd.plugin.v1.Failure
-	0, // 4: taskerd.plugin.v1.StepHandler.Describe:input_type -> taskerd.plugin.v1.DescribeRequest
-	3, // 5: taskerd.plugin.v1.StepHandler.Configure:input_type -> taskerd.plugin.v1.ConfigureRequest
-	5, // 6: taskerd.plugin.v1.StepHandler.Execute:input_type -> taskerd.plugin.v1.ExecuteRequest
-	2, // 7: taskerd.plugin.v1.StepHandler.Describe:output_type -> taskerd.plugin.v1.DescribeResponse
-	4, // 8: taskerd.plugin.v1.StepHandler.Configure:output_type -> taskerd.plugin.v1.ConfigureResponse
-	6, // 9: taskerd.plugin.v1.StepHandler.Execute:output_type -> taskerd.plugin.v1.ExecuteResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1,  // 0: taskerd.plugin.v1.DescribeResponse.handlers:type_name -> taskerd.plugin.v1.HandlerInfo
+	10, // 1: taskerd.plugin.v1.ExecuteRequest.parent_results_json:type_name -> taskerd.plugin.v1.ExecuteRequest.ParentResultsJsonEntry
+	8,  // 2: taskerd.plugin.v1.ExecuteResponse.success:type_name -> taskerd.plugin.v1.Success
+	9,  // 3: taskerd.plugin.v1.ExecuteResponse.failure:type_name -> taskerd.plugin.v1.Failure
+	7,  // 4: taskerd.plugin.v1.ExecuteResponse.events:type_name -> taskerd.plugin.v1.Event
+	0,  // 5: taskerd.plugin.v1.StepHandler.Describe:input_type -> taskerd.plugin.v1.DescribeRequest
+	3,  // 6: taskerd.plugin.v1.StepHandler.Configure:input_type -> taskerd.plugin.v1.ConfigureRequest
+	5,  // 7: taskerd.plugin.v1.StepHandler.Execute:input_type -> taskerd.plugin.v1.ExecuteRequest
+	2,  // 8: taskerd.plugin.v1.StepHandler.Describe:output_type -> taskerd.plugin.v1.DescribeResponse
+	4,  // 9: taskerd.plugin.v1.StepHandler.Configure:output_type -> taskerd.plugin.v1.ConfigureResponse
+	6,  // 10: taskerd.plugin.v1.StepHandler.Execute:output_type -> taskerd.plugin.v1.ExecuteResponse
+	8,  // [8:11] is the sub-list for method output_type
+	5,  // [5:8] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_stephandler_proto_init() }
@@ -661,14 +733,14 @@ func file_stephandler_proto_init() {
 		(*ExecuteResponse_Success)(nil),
 		(*ExecuteResponse_Failure)(nil),
 	}
-	file_stephandler_proto_msgTypes[8].OneofWrappers = []any{}
+	file_stephandler_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stephandler_proto_rawDesc), len(file_stephandler_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

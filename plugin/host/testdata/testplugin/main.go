@@ -24,6 +24,7 @@ func main() {
 		"block":      block,
 		"slow":       slow,
 		"fail":       fail,
+		"emit":       emit,
 	},
 		plugin.WithDescriptions(map[string]string{
 			"echo":       "returns what it was given",
@@ -160,4 +161,27 @@ func fail(_ context.Context, req *plugin.Request) (any, error) {
 		return nil, plugin.RetryAfter(err, time.Duration(cfg.RetryAfter)*time.Second)
 	}
 	return nil, err
+}
+
+// emit emits config.emit's events ({name, payload}), ignoring Emit's
+// errors (a refused event must fail the attempt anyway), then fails when
+// config.fail is set.
+func emit(ctx context.Context, req *plugin.Request) (any, error) {
+	var cfg struct {
+		Emit []struct {
+			Name    string          `json:"name"`
+			Payload json.RawMessage `json:"payload"`
+		} `json:"emit"`
+		Fail bool `json:"fail"`
+	}
+	if err := req.DecodeConfig(&cfg); err != nil {
+		return nil, plugin.Permanent(err)
+	}
+	for _, ev := range cfg.Emit {
+		_ = plugin.Emit(ctx, ev.Name, ev.Payload)
+	}
+	if cfg.Fail {
+		return nil, errors.New("emit failed as configured")
+	}
+	return map[string]int{"emitted": len(cfg.Emit)}, nil
 }
