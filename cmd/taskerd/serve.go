@@ -24,6 +24,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/eventlog"
 	"github.com/taskerd/taskerd/plugin/host"
 	"github.com/taskerd/taskerd/policy"
 )
@@ -225,8 +226,14 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	if err := metrics.Register(api.NewStoreCollector(store)); err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	// The hub wakes the API's event streams when the log grows: it polls
+	// the log's end for every node's writes.
+	hub := eventlog.NewHub(store, 0)
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	go hub.Run(hubCtx)
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
-		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics})
+		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -247,6 +254,9 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Event streams are never idle: end them when the server shuts down,
+	// or they would hold the shutdown to its deadline.
+	httpServer.RegisterOnShutdown(server.CloseStreams)
 
 	// Signals are ours from before the "serving" line: a SIGHUP sent as
 	// soon as the line appears must reload, not kill the process.
