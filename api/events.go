@@ -324,10 +324,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 
 	st := &stream{s: s, w: w, r: r, rc: http.NewResponseController(w), subject: SubjectFrom(r.Context()),
 		types: sr.types, query: sr.query, allowed: map[string]bool{}}
-	// The server's read and write timeouts are for requests, not for a
-	// response that lasts: lift them (a read deadline that passes cancels
-	// the request's context), and bound each write instead.
-	_ = st.rc.SetReadDeadline(time.Time{})
+	// The server's write timeout is for a response, not for a stream that
+	// lasts: each write gets a deadline of its own instead (flush). (Its
+	// read timeout ends with the request's reading: net/http lifts it.)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -397,3 +397,14 @@ func TestEventStreamEnds(t *testing.T) {
 	_, r := c.stream("")
 	require.Equal(t, http.StatusServiceUnavailable, r.status, "and a new one is refused while the log cannot be read")
 }
+
+// Without a hub, a stream polls the log.
+func TestEventStreamWithoutHub(t *testing.T) {
+	t.Parallel()
+	log := newFakeLog(storetest.SQLite(t))
+	c := newClient(t, log, options{noRun: true})
+	task := c.createTask(goodOrder)
+	s, _ := c.stream("")
+	log.append(taskEvent(backends.EventTaskCompleted, task))
+	require.Equal(t, "1", s.next().id)
+}
