@@ -82,6 +82,13 @@ type options struct {
 	noRun   bool // do not start the engine's workers
 	// storeTimeout is the server's StoreTimeout (0: the default).
 	storeTimeout time.Duration
+	// The event streams' settings (api.Config).
+	hub        api.EventNotifier
+	maxStreams int
+	heartbeat  time.Duration
+	recheck    time.Duration
+	// httpServer adjusts the test HTTP server before it starts.
+	httpServer func(*http.Server)
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -99,10 +106,17 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	if o.authz == nil {
 		o.authz = api.NoAuth{}
 	}
-	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout})
+	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
+		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck})
 	require.NoError(t, err)
-	srv := httptest.NewServer(server.Handler())
+	srv := httptest.NewUnstartedServer(server.Handler())
+	if o.httpServer != nil {
+		o.httpServer(srv.Config)
+	}
+	srv.Config.RegisterOnShutdown(server.CloseStreams)
+	srv.Start()
 	t.Cleanup(srv.Close)
+	t.Cleanup(server.CloseStreams) // first: Close waits for open streams
 	if !o.noRun {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

@@ -30,6 +30,7 @@ type Metrics struct {
 	httpDuration  *prometheus.HistogramVec
 	pluginCalls   *prometheus.HistogramVec
 	readyToRun    prometheus.Histogram
+	eventStreams  prometheus.Gauge
 }
 
 // NewMetrics registers taskerd's collectors and the Go runtime's.
@@ -66,7 +67,10 @@ func NewMetrics() *Metrics {
 		Name: "taskerd_step_ready_to_running_seconds", Help: "From a step becoming ready (created, parents done, backoff over) to its claim by this node.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 	})
-	reg.MustRegister(m.pluginCalls, m.readyToRun, m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
+	m.eventStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "taskerd_event_streams", Help: "Event streams (GET /v1/events) open on this node.",
+	})
+	reg.MustRegister(m.eventStreams, m.pluginCalls, m.readyToRun, m.tasksCreated, m.tasksFinished, m.steps, m.stepDuration,
 		m.httpRequests, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

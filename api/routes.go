@@ -23,11 +23,14 @@ func (s *Server) registerRoutes() {
 	}
 	s.handle("GET", "/v1/tasks/{id}/transitions", private, s.listTransitions)
 	s.handle("GET", "/v1/tasks/{id}/graph", private, s.taskGraphRoute)
+	s.handle("GET", "/v1/tasks/{id}/events", private, s.listTaskEvents)
 	s.handle("GET", "/v1/tasks/{id}/steps", private, s.listSteps)
 	s.handle("GET", "/v1/tasks/{id}/steps/{name}", private, s.showStep)
 	for _, verb := range []string{"cancel", "retry", "resolve"} {
 		s.handle("POST", "/v1/tasks/{id}/steps/{name}/"+verb, private, s.stepAction(verb))
 	}
+
+	s.handleStream("GET", "/v1/events", s.streamEvents)
 
 	s.handle("GET", "/v1/workflows", private, s.listWorkflows)
 	s.handle("GET", "/v1/workflows/{namespace}/{name}", private, s.showWorkflow)

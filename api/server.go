@@ -53,6 +53,23 @@ type Config struct {
 	Metrics *Metrics
 	// Clock defaults to the real time.
 	Now func() time.Time
+
+	// Hub wakes the event streams (GET /v1/events) when the event log
+	// grows: the node's *eventlog.Hub, which it runs (Hub.Run) and told of
+	// its own writes (Hub.Notify). Nil: each stream polls the log every
+	// DefaultStreamPoll.
+	Hub EventNotifier
+	// MaxStreams bounds the event streams open at once on this server
+	// (default DefaultMaxStreams); one more is a 503.
+	MaxStreams int
+	// StreamHeartbeat is the interval of a stream's ": ping" comment lines
+	// (default DefaultStreamHeartbeat).
+	StreamHeartbeat time.Duration
+	// StreamRecheck is how often a stream authenticates its request's
+	// credentials again and forgets the policy's decisions (default
+	// DefaultStreamRecheck): a revoked key or a changed policy takes
+	// effect on open streams within it.
+	StreamRecheck time.Duration
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -72,6 +89,8 @@ type Server struct {
 	mux    *http.ServeMux
 	routes []route
 	reqSeq atomic.Uint64
+
+	streams *streamLimits
 }
 
 // route is one endpoint. Public routes skip authentication (the liveness
@@ -80,7 +99,10 @@ type route struct {
 	method  string
 	pattern string // net/http pattern path, e.g. /v1/tasks/{id}
 	public  bool
-	handle  func(w http.ResponseWriter, r *http.Request) error
+	// stream: a long-lived response (an event stream), which bounds each
+	// of its database calls itself rather than the whole request.
+	stream bool
+	handle func(w http.ResponseWriter, r *http.Request) error
 }
 
 // New returns a server; it starts nothing (use Handler with an
@@ -127,6 +149,7 @@ func New(cfg Config) (*Server, error) {
 	}, func() float64 { return float64(eng.DroppedEvents()) })); err != nil {
 		return nil, fmt.Errorf("registering the dropped-events counter: %w", err)
 	}
+	s.streams = newStreamLimits(cfg)
 	s.started = s.now()
 	s.registerRoutes()
 	return s, nil
@@ -139,9 +162,17 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 func (s *Server) handle(method, pattern string, public bool, h func(w http.ResponseWriter, r *http.Request) error) {
-	rt := route{method: method, pattern: pattern, public: public, handle: h}
+	s.addRoute(route{method: method, pattern: pattern, public: public, handle: h})
+}
+
+// handleStream adds a route that streams its response (authenticated).
+func (s *Server) handleStream(method, pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	s.addRoute(route{method: method, pattern: pattern, stream: true, handle: h})
+}
+
+func (s *Server) addRoute(rt route) {
 	s.routes = append(s.routes, rt)
-	s.mux.Handle(method+" "+pattern, s.chain(rt))
+	s.mux.Handle(rt.method+" "+rt.pattern, s.chain(rt))
 }
 
 // Routes lists "METHOD /path" of every endpoint, for the OpenAPI check.
@@ -208,7 +239,7 @@ func (s *Server) chain(rt route) http.Handler {
 			}
 			r = r.WithContext(withSubject(r.Context(), subject))
 		}
-		if !rt.public {
+		if !rt.public && !rt.stream {
 			// Every store call of the route runs under this deadline: a
 			// database that is cut or frozen makes the request a 503, not
 			// a request that hangs. (Authentication, before it, has its

@@ -248,6 +248,13 @@ func (s *Server) loadTaskFor(r *http.Request, action, typ, step string) (*backen
 	if err != nil {
 		return nil, err
 	}
+	return s.authorizeTask(r, id, action, typ, step)
+}
+
+// authorizeTask reads task id and authorizes action on a resource of type
+// typ in it: 404 for a task that does not exist only to a subject the
+// policy allows the action without a namespace, 403 otherwise.
+func (s *Server) authorizeTask(r *http.Request, id int64, action, typ, step string) (*backends.Task, error) {
 	task, err := s.store.GetTask(r.Context(), id)
 	if errors.Is(err, backends.ErrNotFound) {
 		// Authorize before saying whether it exists, as for a task of a

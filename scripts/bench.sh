@@ -190,6 +190,7 @@ bench "PostgreSQL store" ./backends/postgres . 1000x 5x
 bench "Engine end to end: no-op steps, 16 workers" ./engine Throughput 20000x 50x
 bench "API: POST /v1/tasks of a 10-step workflow, 50 clients" ./api CreateTask 5000x 50x
 bench "API: GET /health/live, 50 clients (HTTP's floor)" ./api Liveness 20000x 50x
+bench "API: event stream delivery, commit to SSE client" ./api EventDelivery 2000x 20x
 bench "Daemon: idle memory of taskerd serve" ./cmd/taskerd ServeIdleRSS 3x 1x
 bench "Policy: one decision of the default policy" ./policy DecisionDefaultPolicy 20000x 50x
 bench "Plugins: Execute round trip and concurrency" ./plugin/host 'ExecuteRoundTrip|ExecuteConcurrent' 20000x 50x

@@ -229,8 +229,11 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	if err := metrics.Register(api.NewStoreCollector(store)); err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	go hub.Run(hubCtx)
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
-		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics})
+		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -251,6 +254,9 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Event streams are never idle: end them when the server shuts down,
+	// or they would hold the shutdown to its deadline.
+	httpServer.RegisterOnShutdown(server.CloseStreams)
 
 	// Signals are ours from before the "serving" line: a SIGHUP sent as
 	// soon as the line appears must reload, not kill the process.
@@ -261,7 +267,6 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(runCtx) }()
-	go hub.Run(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpServer.Serve(ln) }()
 	// Scripts find the address here: the "taskerd serving" line's addr.
