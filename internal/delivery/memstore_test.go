@@ -130,4 +130,3 @@ func (m *memStore) ListDeadLetters(_ context.Context, cursor string, limit int) 
 	}
 	return out, nil
 }
-

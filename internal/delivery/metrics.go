@@ -5,10 +5,10 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics count a node's deliveries, by sink (the cursor's name:
 // "webhook:NAME", "nats"). A nil *Metrics counts nothing.
 type Metrics struct {
-	deliveries  *prometheus.CounterVec
-	dead        *prometheus.CounterVec
-	lagEvents   *prometheus.GaugeVec
-	collectors  []prometheus.Collector
+	deliveries *prometheus.CounterVec
+	dead       *prometheus.CounterVec
+	lagEvents  *prometheus.GaugeVec
+	collectors []prometheus.Collector
 }
 
 // NewMetrics makes the collectors; register Collectors() in the node's
