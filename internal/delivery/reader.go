@@ -102,7 +102,7 @@ type Reader struct {
 
 var (
 	errLeaseLost   = errors.New("the cursor's lease was lost to another node")
-	errRepositined = errors.New("the cursor was moved (taskerd webhooks replay)")
+	errRepositioned = errors.New("the cursor was moved (taskerd webhooks replay)")
 )
 
 // NewReader checks o and applies its defaults.
@@ -151,7 +151,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		case errors.Is(err, errLeaseLost):
 			r.log.Warn("event delivery: lease lost; another node delivers now", "owner", r.o.Owner)
 			pause = 0
-		case errors.Is(err, errRepositined):
+		case errors.Is(err, errRepositioned):
 			r.log.Info("event delivery: cursor moved by an operator; delivering from its new position")
 			pause = 0
 		default:
@@ -204,7 +204,7 @@ func (r *Reader) acquire(ctx context.Context) error {
 
 // renew renews the lease when a third of it has passed. It notices a lease
 // taken by another node (errLeaseLost) and a cursor an operator moved
-// (errRepositined).
+// (errRepositioned).
 func (r *Reader) renew(ctx context.Context) error {
 	if time.Since(r.renewed) < r.renewEvery {
 		return nil
@@ -219,7 +219,7 @@ func (r *Reader) renew(ctx context.Context) error {
 	case !ok:
 		return errLeaseLost
 	case c.Seq != r.stored:
-		return errRepositined
+		return errRepositioned
 	}
 	r.renewed = now
 	return nil
