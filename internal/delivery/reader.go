@@ -101,7 +101,7 @@ type Reader struct {
 }
 
 var (
-	errLeaseLost   = errors.New("the cursor's lease was lost to another node")
+	errLeaseLost    = errors.New("the cursor's lease was lost to another node")
 	errRepositioned = errors.New("the cursor was moved (taskerd webhooks replay)")
 )
 
