@@ -1,7 +1,7 @@
 // Package config reads taskerd's daemon configuration, taskerd.hcl
 // (docs/configuration.md): listen address, database, workflow
 // directory, node id, workers, lease, the API's database deadline, plugins,
-// auth and policy.
+// auth, policy, webhooks and the events bus (events.go).
 //
 // It is its own package, rather than part of cmd/taskerd, because more
 // than one command reads it (run, serve, plugins list) and because its
@@ -66,6 +66,9 @@ type Config struct {
 	Plugins         []*Plugin
 	Auth            *Auth
 	Policy          *Policy
+	// Webhooks and Events send the event log out (config/events.go).
+	Webhooks []*Webhook
+	Events   *Events
 }
 
 // Plugin is one `plugin "NAME" { ... }` block.
@@ -206,6 +209,8 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "auth"},
 		{Type: "policy"},
+		{Type: "webhook", LabelNames: []string{"name"}},
+		{Type: "events"},
 	},
 }
 
@@ -297,6 +302,28 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			if p != nil {
 				c.Plugins = append(c.Plugins, p)
 			}
+		case "webhook":
+			if prev, dup := seen["webhook."+b.Labels[0]]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate webhook",
+					fmt.Sprintf("Webhook %q is configured twice. Previous definition was at %s.", b.Labels[0], prev.DefRange)))
+				continue
+			}
+			seen["webhook."+b.Labels[0]] = b
+			w, d := decodeWebhook(dir, b)
+			diags = append(diags, d...)
+			if w != nil {
+				c.Webhooks = append(c.Webhooks, w)
+			}
+		case "events":
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate events block",
+					fmt.Sprintf("Only one events block is allowed. Previous definition was at %s.", prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+			e, d := decodeEvents(b)
+			diags = append(diags, d...)
+			c.Events = e
 		case "auth", "policy":
 			if prev, dup := seen[b.Type]; dup {
 				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",

@@ -27,8 +27,17 @@ func TestStarterConfigNamesEverySetting(t *testing.T) {
 	_, err = config.Parse("taskerd.hcl", tmpl)
 	require.NoError(t, err)
 
-	src, err := os.ReadFile("../../config/config.go")
+	// Every file of the config package that declares settings.
+	files, err := filepath.Glob("../../config/*.go")
 	require.NoError(t, err)
+	var src []byte
+	for _, f := range files {
+		if !strings.HasSuffix(f, "_test.go") {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			src = append(src, b...)
+		}
+	}
 	var keys []string
 	for _, m := range regexp.MustCompile(`\{Name: "([a-z_0-9]+)"\}|\{Type: "([a-z_]+)"|hcl:"([a-z_0-9]+)[,"]`).FindAllStringSubmatch(string(src), -1) {
 		keys = append(keys, m[1]+m[2]+m[3])

@@ -101,7 +101,12 @@ waits up to --shutdown-grace for running steps, releases the leases of those
 still running, and exits 0. SIGHUP reloads the workflows in the background;
 a directory that does not load keeps the previous set and logs why. A
 SIGHUP during a reload asks for one more reload after it (any more are
-folded into that one), and a stop does not wait for a reload.`,
+folded into that one), and a stop does not wait for a reload. SIGHUP also
+re-reads the webhooks' secret files.
+
+Webhooks and events { nats } (see docs/webhooks.md) send the database's
+event log out, in order, at least once; "taskerd webhooks list" shows where
+each one is.`,
 		Example: `  taskerd serve --auth none
   taskerd serve --config /etc/taskerd/taskerd.hcl`,
 		Args: cobra.NoArgs,
@@ -237,6 +242,13 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	// The event log's durable readers (webhooks, NATS); the hub tells them
+	// when the log grew. Secret files are read now: a bad one refuses the
+	// start.
+	sinks, err := newEventSinks(f.cfg, store, hub, eng.NodeID(), metrics, log)
+	if err != nil {
+		return err
+	}
 	events, unsubscribe := eng.Subscribe(4096)
 	defer unsubscribe()
 	go server.Metrics().Consume(events)
@@ -267,6 +279,12 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
 	go func() { engineDone <- eng.Run(runCtx) }()
+	// The sinks outlive the engine's drain (its last events go out too) and
+	// stop when serve returns.
+	sinksCtx, stopSinks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSinks()
+	sinks.start(sinksCtx)
+	defer sinks.stop()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpServer.Serve(ln) }()
 	// Scripts find the address here: the "taskerd serving" line's addr.
@@ -282,6 +300,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reloads.request()
+				sinks.reloadSecrets()
 				plugins.ResetBackoff("SIGHUP") // a crashing plugin may have been fixed: relaunch it now
 				continue
 			}

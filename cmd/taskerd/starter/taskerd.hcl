@@ -55,3 +55,31 @@
 #   dir          = "./policy"        # *.rego files, relative to this file
 #   decision_log = "stderr"          # where decisions are logged: stderr, off or a file path
 # }
+
+# A webhook: each event of the database's event log that matches is POSTed
+# to url, one event a request, in order, signed with the secret of
+# secret_file (header Taskerd-Signature). A failing receiver is retried
+# with backoff; after max_attempts the event is a dead letter and the next
+# one goes. `taskerd webhooks list` shows where each webhook is.
+# webhook "orders" {
+#   url          = "https://hooks.example.com/taskerd"
+#   secret_file  = "webhook-orders.key"          # the signing secret, relative to this file
+#   events       = ["task.*", "step.failed"]     # event names, "PREFIX.*" or "*" (default every event)
+#   namespaces   = ["default"]                   # only tasks of these (default every namespace)
+#   max_attempts = 10                            # tries of one event before it is a dead letter
+#   timeout      = "10s"                         # of one POST
+#   backoff_base = "1s"                          # wait after the first failure, doubling...
+#   backoff_max  = "5m"                          # ...up to this
+#   from         = "end"                         # a new webhook starts at the log's end, or "beginning"
+# }
+
+# The same events on NATS JetStream, on subjects SUBJECT_PREFIX.TYPE, each
+# with its sequence number as message id (JetStream drops duplicates).
+# events {
+#   nats {
+#     url            = "nats://127.0.0.1:4222"
+#     subject_prefix = "taskerd.events"
+#     stream         = "TASKERD"                 # created if missing; omit to create the stream yourself
+#     max_attempts   = 10                        # tries of one event before it is a dead letter
+#   }
+# }
