@@ -17,28 +17,15 @@ import (
 
 // The event stream of workflows the engine runs, on each store's own log.
 
-// runHub runs a hub over store that polls often (the engine does not tell
-// it of its writes yet), until the test ends.
+// runHub runs a hub over store that polls often, until the test ends.
 func runHub(t *testing.T, store backends.Store) *eventlog.Hub {
 	t.Helper()
-	skipWithoutEventLog(t, store)
 	hub := eventlog.NewHub(store, 5*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return hub
-}
-
-// skipWithoutEventLog skips a test on a store whose event log is still
-// the placeholder of issue 16 (backends/*/events_todo.go, which the
-// stores' implementations delete): then this can never skip. TEMPORARY,
-// remove once both stores' logs are on main.
-func skipWithoutEventLog(t *testing.T, store backends.Store) {
-	t.Helper()
-	if _, err := store.ListEvents(context.Background(), &backends.EventQuery{}); err != nil && err.Error() == "event log not implemented yet" {
-		t.Skip("this store's event log is not implemented yet")
-	}
 }
 
 // untilType reads frames until one of type typ for task id.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,8 +20,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/taskerd/taskerd/backends/sqlite"
 )
 
 // webhookConfig writes a taskerd.hcl in dir with the database db and one
@@ -68,18 +65,6 @@ func TestWebhooksCLIRefusals(t *testing.T) {
 		r := runCLI(t, tt.args...)
 		assert.Equal(t, 2, r.code, "%v: %s", tt.args, r.stderr)
 		assert.Contains(t, r.stderr, tt.want, "%v", tt.args)
-	}
-}
-
-// requireEventLog skips the test while this branch's SQLite store has only
-// the event log's placeholder (until the store's implementation is merged).
-func requireEventLog(t *testing.T) {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), tempDB(t))
-	require.NoError(t, err)
-	defer s.Close()
-	if _, err := s.LastEventSeq(context.Background()); err != nil && strings.Contains(err.Error(), "not implemented yet") {
-		t.Skip("the SQLite event log is not implemented on this branch yet")
 	}
 }
 
@@ -170,7 +155,6 @@ func webhookListed(t *testing.T, cfg string) webhookView {
 // order. Then taskerd webhooks list and replay on the same database.
 func TestWebhookEventsSurviveSIGKILL(t *testing.T) {
 	t.Parallel()
-	requireEventLog(t)
 	bin := buildTaskerd(t)
 	dir := t.TempDir()
 	secret := []byte("kill-test-secret")

@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -57,11 +56,6 @@ func postgresEnv(t *testing.T) *logEnv {
 func storeEnv(t *testing.T, open func(t *testing.T) backends.Store) *logEnv {
 	s := open(t)
 	ctx := context.Background()
-	if _, err := s.LastEventSeq(ctx); err != nil && strings.Contains(err.Error(), "not implemented yet") {
-		// Only until the store's event log is merged (its placeholder
-		// says so); from then on these tests run.
-		t.Skip("this store's event log is not implemented on this branch yet")
-	}
 	return &logEnv{
 		store: s,
 		write: func(t *testing.T, ns string) int64 {
