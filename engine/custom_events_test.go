@@ -161,6 +161,18 @@ func TestEventsOfAFailedAttempt(t *testing.T) {
 		require.Equal(t, 2, charge.Attempts)
 		audit := []backends.CustomEvent{{Name: "payment.audit", Payload: json.RawMessage(`"tried"`)}}
 		require.Equal(t, [][]backends.CustomEvent{audit, audit}, rec.written(t, charge.ID, 2))
+
+		// In the log: each attempt's event just before the step's own.
+		evs, err := b.store.ListEvents(context.Background(), &backends.EventQuery{TaskID: task.ID})
+		require.NoError(t, err)
+		var charges []string
+		for _, ev := range evs {
+			if ev.StepName == "charge" && ev.Type != backends.EventStepExecutionRequested && ev.Type != backends.EventStepBackoff &&
+				ev.Type != backends.EventStepRetryRequested {
+				charges = append(charges, fmt.Sprintf("%s %d %s", ev.Type, ev.Attempt, ev.Payload))
+			}
+		}
+		require.Equal(t, []string{`payment.audit 1 "tried"`, "step.failed 1 ", `payment.audit 2 "tried"`, "step.completed 2 "}, charges)
 	})
 }
 
@@ -210,6 +222,11 @@ func TestUndeclaredEventFailsTheAttempt(t *testing.T) {
 				require.False(t, se.Retryable)
 				require.Contains(t, se.Message, tc.message)
 				require.Equal(t, [][]backends.CustomEvent{nil}, rec.written(t, charge.ID, 1), "none of the attempt's events is written")
+				evs, err := b.store.ListEvents(context.Background(), &backends.EventQuery{TaskID: task.ID})
+				require.NoError(t, err)
+				for _, ev := range evs {
+					require.False(t, backends.ValidCustomEventName(string(ev.Type)), "custom event %s in the log", ev.Type)
+				}
 				require.Equal(t, backends.StatePending, b.steps(task.ID)["ship"].State)
 			})
 		})
