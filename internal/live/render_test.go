@@ -340,7 +340,10 @@ func TestFollowUntilSettled(t *testing.T) {
 	// polls, only the notifications move it on.
 	n := notifying{&fakeSource{snaps: []Snapshot{running, cancelled}, changed: make(chan struct{})}}
 	done := make(chan error, 1)
-	go func() { _, err := Follow(context.Background(), n, New(&bytes.Buffer{}, Options{}), time.Hour); done <- err }()
+	go func() {
+		_, err := Follow(context.Background(), n, New(&bytes.Buffer{}, Options{}), time.Hour)
+		done <- err
+	}()
 	for notified := 0; ; notified++ {
 		select {
 		case n.changed <- struct{}{}:
