@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -175,4 +180,68 @@ func TestRunLiveViewOnATerminal(t *testing.T) {
 	require.Equal(t, 1, code, out)
 	assert.NotContains(t, out, "\x1b[", "--plain: the lines of a pipe")
 	assert.Contains(t, out, "— blocked after 1 of 3 attempts")
+}
+
+// The API source rides out a server that cannot answer for its patience,
+// giving the last state read with a note, and fails at once on an answer
+// that will not change (a 404), or on no answer before the first.
+func TestAPISourcePatience(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		status = http.StatusOK
+	)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if status != http.StatusOK {
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"error": {"code": "unavailable", "message": "the database does not answer"}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"id": 4, "workflow": "d/x", "version": "1", "status": "in_progress",
+			"steps": [{"name": "a", "status": "error", "attempts": 1, "retry_limit": 3,
+			           "error": {"message": "boom", "kind": "handler_error", "retryable": true},
+			           "readiness": {"permanently_blocked": false, "next_retry_at": "2030-01-01T00:00:00Z"}}]}`))
+	}))
+	defer ts.Close()
+	setStatus := func(s int) { mu.Lock(); status = s; mu.Unlock() }
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &apiSource{c: &apiClient{server: ts.URL, http: ts.Client()}, path: "/v1/tasks/4", patience: 30 * time.Second,
+		now: func() time.Time { return now }}
+	ctx := context.Background()
+
+	first, err := src.Snapshot(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "d/x@1", first.Workflow)
+	require.Len(t, first.Steps, 1)
+	assert.Equal(t, "handler_error", first.Steps[0].ErrorKind)
+	assert.Equal(t, "boom", first.Steps[0].ErrorMessage)
+	require.NotNil(t, first.Steps[0].NextRetryAt)
+	assert.False(t, first.Steps[0].Blocked)
+
+	setStatus(http.StatusServiceUnavailable)
+	now = now.Add(29 * time.Second)
+	snap, err := src.Snapshot(ctx)
+	require.NoError(t, err, "within its patience")
+	assert.Equal(t, first.Steps, snap.Steps)
+	assert.Contains(t, snap.Note, "no answer from the server since 00:00:00: retrying")
+	assert.Contains(t, snap.Note, "503 unavailable")
+
+	now = now.Add(time.Second)
+	_, err = src.Snapshot(ctx)
+	require.ErrorContains(t, err, "503 unavailable", "patience is over")
+
+	setStatus(http.StatusOK)
+	_, err = src.Snapshot(ctx)
+	require.NoError(t, err)
+	setStatus(http.StatusNotFound)
+	_, err = src.Snapshot(ctx)
+	var ee *exitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 2, ee.code, "a 404 is final")
+
+	fresh := &apiSource{c: &apiClient{server: "http://127.0.0.1:1", http: ts.Client()}, path: "/v1/tasks/4", patience: time.Hour, now: time.Now}
+	_, err = fresh.Snapshot(ctx)
+	require.ErrorContains(t, err, "cannot reach taskerd", "no patience before a first answer")
 }
