@@ -18,6 +18,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/live"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
@@ -94,10 +95,13 @@ func (n *node) close() {
 func taskOver(s backends.State) bool { return s.Finished() || s == backends.StateError }
 
 // follow runs the engine until the task is over, printing progress (or, with
-// asJSON, one JSON document at the end). The first Ctrl-C (or SIGTERM)
-// cancels the task and waits for its running steps to stop; a second one
-// quits at once. The exit code follows the task: 0 complete, 1 otherwise.
-func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, asJSON bool) error {
+// asJSON, one JSON document at the end). With a view, progress is that live
+// view (a terminal's), redrawn on the task's events and every liveRefresh,
+// instead of a line per event. The first Ctrl-C (or SIGTERM) cancels the
+// task and waits for its running steps to stop; a second one quits at once.
+// The exit code follows the task: 0 complete (or resolved manually), 1
+// otherwise.
+func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, asJSON bool, view *live.Renderer) error {
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	runErr := make(chan error, 1)
@@ -117,6 +121,29 @@ func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, 
 		return &exitError{code: 1, err: err}
 	}
 	p := newProgress(out, taskID, steps)
+	var (
+		refresh  <-chan time.Time
+		lastDraw time.Time
+	)
+	src := storeSource{store: n.store, taskID: taskID}
+	draw := func() error {
+		s, err := src.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		lastDraw = time.Now()
+		_ = view.Draw(s) // a terminal that went away is no reason to stop the task
+		return nil
+	}
+	if view != nil {
+		t := time.NewTicker(liveRefresh)
+		defer t.Stop()
+		refresh = t.C
+		if err := draw(); err != nil {
+			stop()
+			return &exitError{code: 1, err: err}
+		}
+	}
 
 	// The events say when the task is over; a slow poll is the safety net
 	// for a dropped event, and for a task that is over before it started.
@@ -153,15 +180,24 @@ func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, 
 	for !over {
 		select {
 		case ev := <-n.events:
-			if !asJSON {
+			switch {
+			case view != nil:
+				// Events come in bursts: draw at most every 50ms, the
+				// refresh catches up with the rest.
+				if ev.TaskID == taskID && time.Since(lastDraw) >= 50*time.Millisecond {
+					err = draw()
+				}
+			case !asJSON:
 				p.print(ev)
 			}
-			if ev.TaskID == taskID && (ev.Type == engine.EventTaskCompleted || ev.Type == engine.EventTaskFailed ||
+			if err == nil && ev.TaskID == taskID && (ev.Type == engine.EventTaskCompleted || ev.Type == engine.EventTaskFailed ||
 				ev.Type == engine.EventTaskCancelled || ev.Type == engine.EventStepCancelled) {
 				err = check()
 			}
 		case <-poll.C:
 			err = check()
+		case <-refresh:
+			err = draw()
 		case <-sigs:
 			if cancelling {
 				stop()
@@ -195,11 +231,18 @@ func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, 
 	for drained := false; !drained; {
 		select {
 		case ev := <-n.events:
-			if !asJSON {
+			if !asJSON && view == nil {
 				p.print(ev)
 			}
 		default:
 			drained = true
+		}
+	}
+	if view != nil {
+		err := draw()
+		_ = view.Close()
+		if err != nil {
+			return &exitError{code: 1, err: err}
 		}
 	}
 	report, err := n.report(ctx, taskID)
@@ -215,7 +258,7 @@ func (n *node) follow(ctx context.Context, taskID int64, out, stderr io.Writer, 
 	} else {
 		p.summary(report)
 	}
-	if report.Status != string(backends.StateComplete) {
+	if !taskSucceeded(report.Status) {
 		return &exitError{code: 1}
 	}
 	return nil

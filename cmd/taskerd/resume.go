@@ -39,7 +39,11 @@ workflow files; steps run by plugins need the plugins, from --config. Exit codes
 			if err != nil || taskID < 1 {
 				return usageErrorf("TASK_ID must be a positive whole number, not %q", args[0])
 			}
-			n, err := startNode(cmd.Context(), flags, definition.NewCatalog(nil), cmd.ErrOrStderr())
+			view, stderr := nodeView(cmd, flags)
+			if view != nil {
+				defer view.Close()
+			}
+			n, err := startNode(cmd.Context(), flags, definition.NewCatalog(nil), stderr)
 			if err != nil {
 				return err
 			}
@@ -54,7 +58,7 @@ workflow files; steps run by plugins need the plugins, from --config. Exit codes
 			if !flags.json {
 				fmt.Fprintf(cmd.OutOrStdout(), "task %d (%s/%s@%s) is %s: resuming\n", task.ID, task.Namespace, task.WorkflowName, task.WorkflowVersion, task.State)
 			}
-			return n.follow(cmd.Context(), task.ID, cmd.OutOrStdout(), cmd.ErrOrStderr(), flags.json)
+			return n.follow(cmd.Context(), task.ID, cmd.OutOrStdout(), stderr, flags.json, view)
 		},
 	}
 	flags.register(cmd)

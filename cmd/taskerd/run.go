@@ -26,6 +26,7 @@ type nodeFlags struct {
 	workers int
 	lease   time.Duration
 	json    bool
+	plain   bool
 	config  string
 
 	// --log-level and --log-format, as given and as read by check.
@@ -44,6 +45,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.workers, "workers", engine.DefaultWorkers, "steps executed at once")
 	cmd.Flags().DurationVar(&f.lease, "lease", engine.DefaultLeaseDuration, "lease of a running step; a step whose node stops heartbeating is recovered after this")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON document with the final state instead of progress lines")
+	cmd.Flags().BoolVar(&f.plain, "plain", false, "print progress as a line per event even on a terminal (instead of the live view)")
 	cmd.Flags().StringVar(&f.logLevelArg, "log-level", "info", "least severe log lines written to stderr: debug, info, warn or error (debug adds a line per handler start)")
 	cmd.Flags().StringVar(&f.logFormatArg, "log-format", "", "log lines on stderr: json or text (default text when stderr is a terminal, json otherwise)")
 }
@@ -91,8 +93,10 @@ func newRunCmd() *cobra.Command {
 		Long: `Load workflow definitions, create a task of one workflow and run the engine in
 this process until the task is complete, in error or cancelled.
 
-Progress is printed one line per event; --json prints one JSON document at the
-end instead. Ctrl-C cancels the task (running steps are told to stop, every
+On a terminal, progress is a live view: each step's state, attempt and
+elapsed time, updated in place under a progress bar. Elsewhere (a pipe, a
+file), or with --plain, it is printed one line per event; --json prints one
+JSON document at the end instead. Ctrl-C cancels the task (running steps are told to stop, every
 step that has not finished becomes cancelled) and exits 1.
 
 While it runs, the process is an engine node on the database: it also works on
@@ -104,7 +108,8 @@ its workflows directory is loaded when no FILE_OR_DIR is given. Every loaded
 workflow must then name only handlers that exist: built-ins or handlers of the
 configured plugins.
 
-Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
+Exit codes: 0 the task completed (or was resolved manually); 1 it ended in
+error or was cancelled;
 2 bad input (unknown workflow, invalid context, bad --db).`,
 		Example: `  taskerd run --config examples/plugins/taskerd.hcl -w ecommerce/order_fulfillment \
     --context @examples/plugins/order.json      # scripts/order-fulfillment.sh builds the plugins and does this
@@ -140,7 +145,11 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 			if err != nil {
 				return err
 			}
-			n, err := startNode(cmd.Context(), flags, catalog, cmd.ErrOrStderr())
+			view, stderr := nodeView(cmd, flags)
+			if view != nil {
+				defer view.Close()
+			}
+			n, err := startNode(cmd.Context(), flags, catalog, stderr)
 			if err != nil {
 				return err
 			}
@@ -160,7 +169,7 @@ Exit codes: 0 the task completed; 1 it ended in error or was cancelled;
 			if !flags.json {
 				fmt.Fprintf(cmd.OutOrStdout(), "task %d created: %s, %d steps\n", task.ID, wf.ID(), len(wf.Steps))
 			}
-			return n.follow(cmd.Context(), task.ID, cmd.OutOrStdout(), cmd.ErrOrStderr(), flags.json)
+			return n.follow(cmd.Context(), task.ID, cmd.OutOrStdout(), stderr, flags.json, view)
 		},
 	}
 	flags.register(cmd)

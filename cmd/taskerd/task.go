@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ the API's JSON for scripts.`,
 	cmd.PersistentFlags().StringVar(&c.server, "server", server, "taskerd API address")
 	cmd.PersistentFlags().StringVar(&c.token, "token", "", "bearer token (default $TASKERD_TOKEN)")
 	cmd.PersistentFlags().BoolVar(&c.asJSON, "json", false, "print the API's JSON")
-	cmd.AddCommand(c.createCmd(), c.listCmd(), c.showCmd())
+	cmd.AddCommand(c.createCmd(), c.listCmd(), c.showCmd(), c.watchCmd())
 	for _, verb := range []string{"cancel", "retry", "resolve"} {
 		cmd.AddCommand(c.actionCmd(verb))
 	}
@@ -254,10 +255,24 @@ type apiError struct {
 	} `json:"error"`
 }
 
+// callError is the error of a request that got no answer (status 0) or an
+// answer that is not a success; an exitError carries it.
+type callError struct {
+	status int
+	msg    string
+}
+
+func (e *callError) Error() string { return e.msg }
+
 // call sends a request and decodes a 2xx answer into into. An API error
 // becomes a one-line error: exit 2 when the request itself was wrong
 // (400, 404, 413, 422), exit 1 otherwise.
 func (c *apiClient) call(method, path string, body any, into any, header ...string) ([]byte, error) {
+	return c.callCtx(context.Background(), method, path, body, into, header...)
+}
+
+// callCtx is call, given up when ctx ends.
+func (c *apiClient) callCtx(ctx context.Context, method, path string, body any, into any, header ...string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -267,7 +282,7 @@ func (c *apiClient) call(method, path string, body any, into any, header ...stri
 		rd = bytes.NewReader(raw)
 	}
 	base := strings.TrimRight(c.server, "/")
-	req, err := http.NewRequest(method, base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, usageErrorf("--server %q: %s", c.server, err)
 	}
@@ -290,7 +305,7 @@ func (c *apiClient) call(method, path string, body any, into any, header ...stri
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, &exitError{code: 1, err: fmt.Errorf("cannot reach taskerd at %s: %s", base, err)}
+		return nil, &exitError{code: 1, err: &callError{msg: fmt.Sprintf("cannot reach taskerd at %s: %s", base, err)}}
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
@@ -313,7 +328,7 @@ func (c *apiClient) call(method, path string, body any, into any, header ...stri
 		case 401:
 			msg += " — " + tokenHint(token != "")
 		}
-		return nil, &exitError{code: code, err: fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, msg)}
+		return nil, &exitError{code: code, err: &callError{status: res.StatusCode, msg: fmt.Sprintf("%s %s: %d %s", method, path, res.StatusCode, msg)}}
 	}
 	if into != nil {
 		if err := json.Unmarshal(raw, into); err != nil {
@@ -363,12 +378,18 @@ type apiTask struct {
 }
 
 type apiStep struct {
-	Name       string          `json:"name"`
-	Handler    string          `json:"handler"`
-	Status     string          `json:"status"`
-	Attempts   int             `json:"attempts"`
-	RetryLimit int             `json:"retry_limit"`
-	Error      json.RawMessage `json:"error"`
+	Name            string          `json:"name"`
+	Handler         string          `json:"handler"`
+	Status          string          `json:"status"`
+	Attempts        int             `json:"attempts"`
+	RetryLimit      int             `json:"retry_limit"`
+	Error           json.RawMessage `json:"error"`
+	StartedAt       *time.Time      `json:"started_at"`
+	LastAttemptedAt *time.Time      `json:"last_attempted_at"`
+	Readiness       *struct {
+		PermanentlyBlocked bool       `json:"permanently_blocked"`
+		NextRetryAt        *time.Time `json:"next_retry_at"`
+	} `json:"readiness"`
 }
 
 func printTasks(w io.Writer, tasks []apiTask) {
