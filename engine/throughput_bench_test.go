@@ -17,6 +17,7 @@ import (
 	"github.com/taskerd/taskerd/backends/sqlite"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/eventlog"
 )
 
 // BenchmarkThroughput runs b.N no-op steps end to end on one node with 16
@@ -55,7 +56,34 @@ func BenchmarkThroughput(b *testing.B) {
 	for _, shape := range []string{"single", "linear10"} {
 		for _, be := range all {
 			b.Run(shape+"/"+be.name, func(b *testing.B) {
-				benchThroughput(b, shape, be.open)
+				benchThroughput(b, shape, be.open, false)
+			})
+		}
+	}
+}
+
+// BenchmarkThroughputWithReaders is BenchmarkThroughput with the event
+// log's readers at work on the same node: a webhook (to a local receiver
+// that answers 204) and one client of the live stream (GET /v1/events),
+// both of which must have received every event when the benchmark ends.
+// Compare with BenchmarkThroughput run alongside:
+//
+//	go test ./engine -run '^$' -bench 'Throughput' -benchtime 3000x
+func BenchmarkThroughputWithReaders(b *testing.B) {
+	all := map[string]func(b *testing.B) backends.Store{
+		"synchronous=normal": func(b *testing.B) backends.Store {
+			s, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "bench.db")+"?synchronous=normal")
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
+		"postgres": func(b *testing.B) backends.Store { return pgtest.Open(b, postgres.WithMaxConns(20)) },
+	}
+	for _, shape := range []string{"single", "linear10"} {
+		for _, name := range []string{"synchronous=normal", "postgres"} {
+			b.Run(shape+"/"+name, func(b *testing.B) {
+				benchThroughput(b, shape, all[name], true)
 			})
 		}
 	}
@@ -82,7 +110,7 @@ func benchWorkflow(steps int) string {
 	return sb.String()
 }
 
-func benchThroughput(b *testing.B, shape string, open func(b *testing.B) backends.Store) {
+func benchThroughput(b *testing.B, shape string, open func(b *testing.B) backends.Store, withReaders bool) {
 	stepsPerTask := 1
 	if shape == "linear10" {
 		stepsPerTask = 10
@@ -111,9 +139,15 @@ func benchThroughput(b *testing.B, shape string, open func(b *testing.B) backend
 	})); err != nil {
 		b.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg, Workers: 16})
+	hub := eventlog.NewHub(store, 0)
+	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg, Workers: 16, Events: hub})
 	if err != nil {
 		b.Fatal(err)
+	}
+	var readers *benchReaders
+	if withReaders {
+		readers = startBenchReaders(b, eng, hub)
+		defer readers.stop()
 	}
 	events, unsubscribe := eng.Subscribe(1 << 16)
 	defer unsubscribe()
@@ -163,6 +197,9 @@ func benchThroughput(b *testing.B, shape string, open func(b *testing.B) backend
 		case <-deadline:
 			b.Fatalf("%d of %d tasks complete after 5 minutes", done, tasks)
 		}
+	}
+	if readers != nil {
+		readers.waitFor(b, eng)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()

@@ -98,6 +98,8 @@ type Reader struct {
 	// or read it; pos is how far it has handled the log (pos >= stored:
 	// skipped events are written with the next delivery or batch).
 	stored, pos int64
+	// storedAt is when stored was last written.
+	storedAt time.Time
 }
 
 var (
@@ -226,7 +228,18 @@ func (r *Reader) renew(ctx context.Context) error {
 }
 
 // follow delivers the log from the cursor on, until it fails or ctx ends.
-func (r *Reader) follow(ctx context.Context) error {
+// What it delivered is written to the cursor at the end of each batch (and
+// at least every flushEvery within a long one), and once more when it
+// stops, so that a busy log costs a cursor write per batch, not per event;
+// a crash redelivers at most what was delivered since the last write.
+func (r *Reader) follow(ctx context.Context) (err error) {
+	defer func() {
+		if r.pos > r.stored && !errors.Is(err, errLeaseLost) && !errors.Is(err, errRepositioned) {
+			if ferr := r.flush(ctx); ferr != nil {
+				r.log.Warn("event delivery: recording the cursor on the way out", "seq", r.pos, "err", ferr)
+			}
+		}
+	}()
 	for {
 		if err := r.renew(ctx); err != nil {
 			return err
@@ -256,11 +269,9 @@ func (r *Reader) follow(ctx context.Context) error {
 				return err
 			}
 		}
-		// The skipped events at the batch's end.
-		if r.pos > r.stored {
-			if err := r.advance(ctx, r.pos); err != nil {
-				return err
-			}
+		// The delivered and skipped events of the batch.
+		if err := r.flush(ctx); err != nil {
+			return err
 		}
 		r.o.Metrics.lag(r.o.Cursor, r.o.Hub.Last()-r.pos)
 	}
@@ -275,8 +286,8 @@ func (r *Reader) wanted(ev *backends.Event) bool {
 }
 
 // deliver tries ev until it is delivered or its attempts run out (then it
-// is a dead letter), and advances the cursor past it. Later events wait:
-// that is the price of delivering in order.
+// is a dead letter), and moves the reader's position past it. Later events
+// wait: that is the price of delivering in order.
 func (r *Reader) deliver(ctx context.Context, ev *backends.Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -289,11 +300,11 @@ func (r *Reader) deliver(ctx context.Context, ev *backends.Event) error {
 		err := r.o.Sink.Deliver(ctx, ev, body)
 		if err == nil {
 			r.o.Metrics.delivered(r.o.Cursor)
-			// Even when serve is stopping: an event delivered and not
-			// recorded would be delivered again after the restart.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			return r.advance(actx, ev.Seq)
+			r.pos = ev.Seq
+			if time.Since(r.storedAt) >= flushEvery {
+				return r.flush(ctx)
+			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -311,7 +322,8 @@ func (r *Reader) deliver(ctx context.Context, ev *backends.Event) error {
 				return err
 			}
 			r.o.Metrics.deadLetter(r.o.Cursor)
-			return r.advance(ctx, ev.Seq)
+			r.pos = ev.Seq
+			return r.flush(ctx)
 		}
 		wait := r.backoff(attempt)
 		r.log.Warn("event delivery failed; retrying", "seq", ev.Seq, "type", ev.Type, "task_id", ev.TaskID,
@@ -333,6 +345,21 @@ func (r *Reader) backoff(n int) time.Duration {
 	return d
 }
 
+// flushEvery bounds how long a reader delivers without writing its cursor.
+const flushEvery = time.Second
+
+// flush writes the reader's position to its cursor when it moved, even
+// when serve is stopping (ctx done): an event delivered and not recorded
+// would be delivered again after the restart.
+func (r *Reader) flush(ctx context.Context) error {
+	if r.pos <= r.stored {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return r.advance(fctx, r.pos)
+}
+
 // advance writes the cursor at seq, fenced by the lease.
 func (r *Reader) advance(ctx context.Context, seq int64) error {
 	err := r.o.Store.AdvanceCursor(ctx, r.o.Cursor, r.o.Owner, seq, time.Now())
@@ -342,7 +369,7 @@ func (r *Reader) advance(ctx context.Context, seq int64) error {
 	if err != nil {
 		return err
 	}
-	r.stored, r.pos = seq, seq
+	r.stored, r.pos, r.storedAt = seq, seq, time.Now()
 	return nil
 }
 
