@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
@@ -82,6 +84,10 @@ type options struct {
 	noRun   bool // do not start the engine's workers
 	// storeTimeout is the server's StoreTimeout (0: the default).
 	storeTimeout time.Duration
+	// tracer traces the engine and the server (nil: off); logger is
+	// theirs (nil: discarded).
+	tracer trace.TracerProvider
+	logger *slog.Logger
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -91,7 +97,7 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	reg := engine.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
 	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg,
-		Workers: 4, SafetyPoll: 50 * time.Millisecond})
+		Workers: 4, SafetyPoll: 50 * time.Millisecond, TracerProvider: o.tracer, Logger: o.logger})
 	require.NoError(t, err)
 	if o.authn == nil {
 		o.authn = api.NoAuth{}
@@ -99,7 +105,8 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	if o.authz == nil {
 		o.authz = api.NoAuth{}
 	}
-	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout})
+	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
+		TracerProvider: o.tracer, Logger: o.logger})
 	require.NoError(t, err)
 	srv := httptest.NewServer(server.Handler())
 	t.Cleanup(srv.Close)

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
 )
@@ -68,6 +70,10 @@ type Config struct {
 	// RecoverBatch is how many expired leases one recovery pass handles
 	// (default 100).
 	RecoverBatch int
+	// TracerProvider, when set, traces each step attempt: a span "step
+	// NAME", child of its task's span, around the handler (docs/tracing.md).
+	// Nil (the default) traces nothing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Engine is one node's orchestrator. Its methods are safe for concurrent
@@ -86,6 +92,7 @@ type Engine struct {
 	grace      time.Duration
 	poll       time.Duration
 	recoverN   int
+	tracer     trace.Tracer // nil: tracing off
 
 	bus  *bus
 	wake chan struct{}
@@ -131,6 +138,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.registry == nil {
 		e.registry = NewRegistry()
+	}
+	if cfg.TracerProvider != nil {
+		e.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	if e.clock == nil {
 		e.clock = RealClock{}

@@ -55,3 +55,12 @@
 #   dir          = "./policy"        # *.rego files, relative to this file
 #   decision_log = "stderr"          # where decisions are logged: stderr, off or a file path
 # }
+
+# Tracing: OpenTelemetry spans over OTLP, off unless this block is here or
+# OTEL_EXPORTER_OTLP_ENDPOINT is set. What it leaves out comes from the
+# standard OTEL_* variables (headers, TLS, service name, sampler).
+# tracing {
+#   endpoint     = "http://localhost:4318"  # the collector's base URL (4317 for grpc)
+#   protocol     = "http/protobuf"          # or "grpc"
+#   sample_ratio = 1                        # share of new traces recorded, 0 to 1
+# }
