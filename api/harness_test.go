@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
@@ -89,6 +91,10 @@ type options struct {
 	recheck    time.Duration
 	// httpServer adjusts the test HTTP server before it starts.
 	httpServer func(*http.Server)
+	// tracer traces the engine and the server (nil: off); logger is
+	// theirs (nil: discarded).
+	tracer trace.TracerProvider
+	logger *slog.Logger
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -98,7 +104,7 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	reg := engine.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
 	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg,
-		Workers: 4, SafetyPoll: 50 * time.Millisecond})
+		Workers: 4, SafetyPoll: 50 * time.Millisecond, TracerProvider: o.tracer, Logger: o.logger})
 	require.NoError(t, err)
 	if o.authn == nil {
 		o.authn = api.NoAuth{}
@@ -107,7 +113,8 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 		o.authz = api.NoAuth{}
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
-		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck})
+		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck,
+		TracerProvider: o.tracer, Logger: o.logger})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(server.Handler())
 	if o.httpServer != nil {

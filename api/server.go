@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
@@ -70,6 +71,11 @@ type Config struct {
 	// DefaultStreamRecheck): a revoked key or a changed policy takes
 	// effect on open streams within it.
 	StreamRecheck time.Duration
+	// TracerProvider, when set, traces each request (a server span named
+	// after its route, child of the caller's traceparent) and each task
+	// created (docs/tracing.md). Nil (the default) traces nothing, at no
+	// cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -85,6 +91,7 @@ type Server struct {
 	metrics *Metrics
 	now     func() time.Time
 	started time.Time
+	tracer  trace.Tracer // nil: tracing off
 
 	mux    *http.ServeMux
 	routes []route
@@ -150,6 +157,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("registering the dropped-events counter: %w", err)
 	}
 	s.streams = newStreamLimits(cfg)
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	s.started = s.now()
 	s.registerRoutes()
 	return s, nil
@@ -204,20 +214,24 @@ func (s *Server) chain(rt route) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		ctx, span := s.startRequestSpan(ctx, r, rt, id)
 		r = r.WithContext(ctx)
+		// Deferred first, so run last: after the status is known, even if
+		// the handler's panic is passed on.
+		defer func() { endRequestSpan(span, sw.code()) }()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.Error("panic serving request", "request_id", id, "route", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				s.log.ErrorContext(ctx, "panic serving request", "request_id", id, "route", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if !sw.wrote {
 					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error; see the server log for request id %s", id))
 				}
 			}
 			took := time.Since(start)
 			s.metrics.observeHTTP(name, sw.code(), took)
-			s.log.Info("request", "request_id", id, "method", r.Method, "route", name, "path", r.URL.Path,
+			s.log.InfoContext(ctx, "request", "request_id", id, "method", r.Method, "route", name, "path", r.URL.Path,
 				"status", sw.code(), "took", took.Round(time.Microsecond), "remote", r.RemoteAddr)
 		}()
 		if r.Body != nil {
@@ -228,12 +242,12 @@ func (s *Server) chain(rt route) http.Handler {
 			if errors.Is(err, backends.ErrUnavailable) {
 				// The database could not say whether an API key is valid:
 				// refused, as a store outage is everywhere else (503).
-				s.log.Warn("authentication failed: database unavailable", "request_id", id, "route", name, "err", err)
+				s.log.WarnContext(ctx, "authentication failed: database unavailable", "request_id", id, "route", name, "err", err)
 				writeError(sw, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the database is unavailable; retry later"))
 				return
 			}
 			if err != nil || subject == nil {
-				s.log.Info("authentication failed", "request_id", id, "route", name, "err", err)
+				s.log.InfoContext(ctx, "authentication failed", "request_id", id, "route", name, "err", err)
 				writeError(sw, errorf(http.StatusUnauthorized, CodeUnauthorized, "authentication required"))
 				return
 			}
@@ -252,9 +266,9 @@ func (s *Server) chain(rt route) http.Handler {
 			e := fromError(err)
 			switch {
 			case e.Status == http.StatusServiceUnavailable:
-				s.log.Warn("request failed: database unavailable", "request_id", id, "route", name, "err", err)
+				s.log.WarnContext(ctx, "request failed: database unavailable", "request_id", id, "route", name, "err", err)
 			case e.Status >= 500:
-				s.log.Error("request failed", "request_id", id, "route", name, "err", err)
+				s.log.ErrorContext(ctx, "request failed", "request_id", id, "route", name, "err", err)
 			}
 			writeError(sw, e)
 		}
@@ -266,7 +280,7 @@ func (s *Server) authorize(r *http.Request, action string, res Resource) error {
 	req := &AuthzRequest{Subject: SubjectFrom(r.Context()), Action: action, Resource: res, Request: r}
 	d, err := s.authz.Authorize(r.Context(), req)
 	if err != nil {
-		s.log.Warn("authorization failed; denying", "request_id", RequestID(r.Context()), "action", action, "err", err)
+		s.log.WarnContext(r.Context(), "authorization failed; denying", "request_id", RequestID(r.Context()), "action", action, "err", err)
 		return errorf(http.StatusForbidden, CodeForbidden, "%s is not allowed", action)
 	}
 	if !d.Allow {

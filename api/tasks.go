@@ -118,6 +118,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.traceTask(r.Context(), task, created)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

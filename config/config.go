@@ -1,7 +1,7 @@
 // Package config reads taskerd's daemon configuration, taskerd.hcl
 // (docs/configuration.md): listen address, database, workflow
 // directory, node id, workers, lease, the API's database deadline, plugins,
-// auth, policy, webhooks and the events bus (events.go).
+// auth, policy, tracing, webhooks and the events bus (events.go).
 //
 // It is its own package, rather than part of cmd/taskerd, because more
 // than one command reads it (run, serve, plugins list) and because its
@@ -16,6 +16,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,6 +70,29 @@ type Config struct {
 	// Webhooks and Events send the event log out (config/events.go).
 	Webhooks []*Webhook
 	Events   *Events
+	// Tracing is the tracing block (nil without one): with it, serve
+	// exports OpenTelemetry traces (docs/tracing.md).
+	Tracing *Tracing
+}
+
+// Tracing protocols.
+const (
+	TracingGRPC = "grpc"
+	TracingHTTP = "http/protobuf"
+)
+
+// Tracing is the `tracing` block. Its presence turns tracing on; a field
+// left out is taken from the standard OTEL_* environment variables.
+type Tracing struct {
+	// Endpoint is the OTLP collector's base URL (http:// or https://), as
+	// OTEL_EXPORTER_OTLP_ENDPOINT; "" for the environment's or the default.
+	Endpoint string
+	// Protocol is TracingGRPC or TracingHTTP; "" for the environment's or
+	// http/protobuf.
+	Protocol string
+	// SampleRatio is the share of new traces sampled, 0 to 1; nil for the
+	// environment's OTEL_TRACES_SAMPLER, or 1.
+	SampleRatio *float64
 }
 
 // Plugin is one `plugin "NAME" { ... }` block.
@@ -211,6 +235,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "policy"},
 		{Type: "webhook", LabelNames: []string{"name"}},
 		{Type: "events"},
+		{Type: "tracing"},
 	},
 }
 
@@ -232,6 +257,12 @@ type authBody struct {
 type policyBody struct {
 	Dir         *string `hcl:"dir,optional"`
 	DecisionLog *string `hcl:"decision_log,optional"`
+}
+
+type tracingBody struct {
+	Endpoint    *string  `hcl:"endpoint,optional"`
+	Protocol    *string  `hcl:"protocol,optional"`
+	SampleRatio *float64 `hcl:"sample_ratio,optional"`
 }
 
 var (
@@ -324,6 +355,16 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			e, d := decodeEvents(b)
 			diags = append(diags, d...)
 			c.Events = e
+		case "tracing":
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate tracing block",
+					fmt.Sprintf("Only one tracing block is allowed. Previous definition was at %s.", prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+			t, d := decodeTracing(b)
+			diags = append(diags, d...)
+			c.Tracing = t
 		case "auth", "policy":
 			if prev, dup := seen[b.Type]; dup {
 				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
@@ -379,6 +420,42 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 		}
 	}
 	return c, diags
+}
+
+func decodeTracing(b *hcl.Block) (*Tracing, hcl.Diagnostics) {
+	var tb tracingBody
+	diags := gohcl.DecodeBody(b.Body, nil, &tb)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	t := &Tracing{SampleRatio: tb.SampleRatio}
+	attrs, _ := b.Body.JustAttributes()
+	at := func(name string) hcl.Range {
+		if a := attrs[name]; a != nil {
+			return a.Expr.Range()
+		}
+		return b.DefRange
+	}
+	if tb.Endpoint != nil {
+		t.Endpoint = *tb.Endpoint
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			diags = append(diags, errorAt(at("endpoint"), "Invalid tracing endpoint",
+				fmt.Sprintf("tracing.endpoint must be the collector's http:// or https:// URL, such as \"http://localhost:4318\", not %q.", t.Endpoint)))
+		}
+	}
+	if tb.Protocol != nil {
+		t.Protocol = *tb.Protocol
+		if t.Protocol != TracingGRPC && t.Protocol != TracingHTTP {
+			diags = append(diags, errorAt(at("protocol"), "Invalid tracing protocol",
+				fmt.Sprintf("tracing.protocol must be %q or %q, not %q.", TracingGRPC, TracingHTTP, t.Protocol)))
+		}
+	}
+	if r := t.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+		diags = append(diags, errorAt(at("sample_ratio"), "Invalid tracing sample_ratio",
+			fmt.Sprintf("tracing.sample_ratio must be a number from 0 to 1, not %v.", *r)))
+	}
+	return t, diags
 }
 
 func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {

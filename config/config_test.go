@@ -112,6 +112,21 @@ func TestDefaults(t *testing.T) {
 	require.True(t, none.BootstrapKey(), "no config: the bootstrap key is on")
 }
 
+func TestTracingBlock(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("taskerd.hcl", []byte("listen = \"x\"\n"))
+	require.NoError(t, err)
+	require.Nil(t, c.Tracing, "no block: tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT says otherwise")
+	c, err = config.Parse("taskerd.hcl", []byte("tracing {\n}\n"))
+	require.NoError(t, err)
+	require.Equal(t, &config.Tracing{}, c.Tracing, "an empty block turns tracing on, every setting from OTEL_*")
+	c, err = config.Parse("taskerd.hcl", []byte("tracing {\n  endpoint = \"http://collector:4317\"\n  protocol = \"grpc\"\n  sample_ratio = 0.25\n}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "http://collector:4317", c.Tracing.Endpoint)
+	require.Equal(t, config.TracingGRPC, c.Tracing.Protocol)
+	require.InDelta(t, 0.25, *c.Tracing.SampleRatio, 1e-9)
+}
+
 func TestAuthBootstrap(t *testing.T) {
 	t.Parallel()
 	c, err := config.Parse("taskerd.hcl", []byte("auth {\n  bootstrap = false\n}\n"))
@@ -163,6 +178,11 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"config references a variable", "plugin \"p\" {\n  path = \"p\"\n  sha256 = \"" + hash + "\"\n  config = { key = var.secret }\n}\n",
 			[]string{`taskerd.hcl:4:`, `Variables not allowed`}},
 		{"unknown authenticator", "auth {\n  authenticators = [\"jwt\"]\n}\n", []string{`taskerd.hcl:1:1: Unknown authenticator`, `"jwt"`}},
+		{"bad tracing endpoint", "tracing {\n  endpoint = \"localhost:4317\"\n}\n", []string{`taskerd.hcl:2:14: Invalid tracing endpoint`, `"localhost:4317"`}},
+		{"bad tracing protocol", "tracing {\n  protocol = \"udp\"\n}\n", []string{`taskerd.hcl:2:14: Invalid tracing protocol`, `"grpc" or "http/protobuf"`}},
+		{"bad tracing sample_ratio", "tracing {\n  sample_ratio = 1.5\n}\n", []string{`taskerd.hcl:2:18: Invalid tracing sample_ratio`}},
+		{"unknown tracing key", "tracing {\n  exporter = \"otlp\"\n}\n", []string{`taskerd.hcl:2:3: Unsupported argument`}},
+		{"duplicate tracing block", "tracing {\n}\ntracing {\n}\n", []string{`taskerd.hcl:3:1: Duplicate tracing block`}},
 		{"syntax error", "listen = \n", []string{`taskerd.hcl:1:`}},
 		// 100,000 brackets would exhaust the parser's stack (issue 14,
 		// item 3); the 99th is the 101st level.

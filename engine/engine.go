@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/internal/eventlog"
@@ -72,6 +74,10 @@ type Config struct {
 	// Events, when set, hears of the events this node's writes commit (its
 	// readers then read the log); nil for none.
 	Events *eventlog.Hub
+	// TracerProvider, when set, traces each step attempt: a span "step
+	// NAME", child of its task's span, around the handler (docs/tracing.md).
+	// Nil (the default) traces nothing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Engine is one node's orchestrator. Its methods are safe for concurrent
@@ -90,6 +96,7 @@ type Engine struct {
 	grace      time.Duration
 	poll       time.Duration
 	recoverN   int
+	tracer     trace.Tracer // nil: tracing off
 
 	bus  *bus
 	hub  *eventlog.Hub
@@ -137,6 +144,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.registry == nil {
 		e.registry = NewRegistry()
+	}
+	if cfg.TracerProvider != nil {
+		e.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	if e.clock == nil {
 		e.clock = RealClock{}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"log/slog"
 	"time"
 	"unicode/utf8"
@@ -34,7 +33,7 @@ func (e *Engine) logLifecycle(events []Event, t *backends.Task) {
 	if t == nil || len(events) == 0 {
 		return
 	}
-	ctx := context.Background()
+	ctx := e.taskLogContext(t) // with tracing on, the lines carry the task's trace_id
 	// Most writes (a step completing) log nothing: build the task's
 	// attributes only for a line that is written.
 	attrs := func(level slog.Level) []any {

@@ -376,8 +376,10 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			deadline := time.Now().Add(timeout)
 			hctx, stop := context.WithDeadlineCause(x.ctx, deadline, errStepTimeout)
 			hctx, events = collectEvents(hctx)
+			hctx, span := e.startAttemptSpan(hctx, x.claim)
 			out = e.callHandler(x, hctx, deadline)
 			cause = context.Cause(hctx)
+			endAttemptSpan(span, out, cause)
 			stop()
 		case stopped != nil:
 			cause, out = stopped, outcome{err: stopped}
@@ -585,12 +587,12 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	if req.ParentResults == nil {
 		req.ParentResults = map[string]json.RawMessage{}
 	}
-	e.log.Debug("step handler starting", "node", e.nodeID, "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
+	e.log.DebugContext(ctx, "step handler starting", "node", e.nodeID, "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
 	done := make(chan outcome, 1)
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				e.log.Error("step handler panicked", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "panic", r, "stack", string(debug.Stack()))
+				e.log.ErrorContext(ctx, "step handler panicked", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "panic", r, "stack", string(debug.Stack()))
 				done <- outcome{err: &StepFailure{Message: fmt.Sprintf("handler %s panicked: %v", s.Handler, r), Retryable: true}}
 			}
 		}()
@@ -608,7 +610,7 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	case out := <-done:
 		return out
 	case <-t.C:
-		e.log.Warn("step handler ignored its context; giving up on it", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(ctx))
+		e.log.WarnContext(ctx, "step handler ignored its context; giving up on it", "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "cause", context.Cause(ctx))
 		return outcome{err: context.Cause(ctx)}
 	}
 }

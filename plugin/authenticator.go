@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -163,10 +164,18 @@ func (s *authServer) Authenticate(ctx context.Context, in *pb.AuthenticateReques
 			req.Header[http.CanonicalHeaderKey(k)] = append(req.Header[http.CanonicalHeaderKey(k)], v.Values...)
 		}
 	}
+	ctx, span := s.opts.startHandlerSpan(ctx, handlerCall{spanName: "authenticate", attrs: []attribute.KeyValue{
+		attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", "taskerd.plugin.v1.Authenticator"),
+		attribute.String("rpc.method", "Authenticate"),
+	}})
 	res, err := s.call(ctx, req)
 	if err != nil {
+		endHandlerSpan(span, "error")
 		return nil, status.Error(codes.Unknown, err.Error())
 	}
+	span.SetAttributes(attribute.String("taskerd.auth.outcome", res.outcome.name()))
+	endHandlerSpan(span, "")
 	switch res.outcome {
 	case outcomeAuthenticated:
 		if res.err != nil {
@@ -201,4 +210,17 @@ func (s *authServer) call(ctx context.Context, req *AuthRequest) (res AuthResult
 		}
 	}()
 	return s.a.Authenticate(ctx, req)
+}
+
+// name is the outcome as the spans say it.
+func (o authOutcome) name() string {
+	switch o {
+	case outcomeAuthenticated:
+		return "authenticated"
+	case outcomeNotMine:
+		return "not_mine"
+	case outcomeRejected:
+		return "rejected"
+	}
+	return "unset"
 }

@@ -11,11 +11,13 @@ import (
 
 // logger writes JSON lines in the shape go-plugin's host reads from a
 // plugin's stderr (hclog's @level, @message, @timestamp); taskerd re-logs
-// each line at its level, with its attributes, under the plugin's name.
-var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+// each line at its level, with its attributes, under the plugin's name. A
+// line logged with a handler's ctx (InfoContext and the like) carries the
+// trace_id and span_id of the step attempt's trace.
+var logger = slog.New(logging.TraceHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
 	Level:       slog.LevelDebug,
 	ReplaceAttr: hclogShape,
-}))
+})))
 
 func hclogShape(groups []string, a slog.Attr) slog.Attr {
 	// A duration is written as "1.5s", as taskerd writes its own, not as
@@ -58,6 +60,8 @@ func hclogLevel(l slog.Level) string {
 }
 
 // Logger returns a logger writing to stderr; taskerd shows its lines in its
-// own log with the plugin's name. Never write to stdout in a plugin: the
-// go-plugin handshake uses it.
+// own log with the plugin's name. Log with a handler's ctx
+// (Logger().InfoContext(ctx, ...)) for the line to carry the trace_id and
+// span_id of the step attempt's trace, when taskerd traces. Never write to
+// stdout in a plugin: the go-plugin handshake uses it.
 func Logger() *slog.Logger { return logger }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HandlerFunc handles one attempt of a step. Its result is the step's
@@ -20,6 +22,9 @@ type ServeOption interface{ apply(*serveOptions) }
 type serveOptions struct {
 	descriptions map[string]string
 	configure    func(ctx context.Context, config json.RawMessage) error
+	// tracerProvider is the handlers' spans' provider; nil: the global
+	// one (tests set it).
+	tracerProvider trace.TracerProvider
 }
 
 type optionFunc func(*serveOptions)

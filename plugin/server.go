@@ -11,6 +11,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -27,6 +28,10 @@ const sdkName = "taskerd-go/1"
 // orphaned plugin would run forever.
 const parentPollInterval = 250 * time.Millisecond
 
+// tracingFlushTimeout bounds the export of a plugin's last spans when it
+// stops: taskerd kills a plugin 2 s after asking it to stop.
+const tracingFlushTimeout = 1500 * time.Millisecond
+
 func serve(h Handlers, o *serveOptions) {
 	servePlugins(pb.PluginSet(newServer(h, o)))
 }
@@ -34,8 +39,11 @@ func serve(h Handlers, o *serveOptions) {
 // servePlugins answers the handshake and serves set until taskerd stops
 // the plugin or goes away.
 func servePlugins(set goplugin.PluginSet) {
+	flush := setupTracing()
+	defer flush()
 	go watchParent(os.Getppid(), parentPollInterval, func() {
 		logger.Warn("taskerd went away; plugin exiting")
+		flush()
 		os.Exit(0)
 	})
 	goplugin.Serve(&goplugin.ServeConfig{
@@ -131,6 +139,15 @@ func (s *server) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.Execut
 	for k, v := range in.ParentResultsJson {
 		req.ParentResults[k] = v
 	}
+	ctx, span := s.opts.startHandlerSpan(ctx, handlerCall{spanName: "handler " + in.Handler, attrs: []attribute.KeyValue{
+		attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", "taskerd.plugin.v1.StepHandler"),
+		attribute.String("rpc.method", "Execute"),
+		attribute.String("taskerd.step.handler", in.Handler),
+		attribute.Int64("taskerd.task.id", in.TaskId),
+		attribute.String("taskerd.step.name", in.StepName),
+		attribute.Int("taskerd.step.attempt", int(in.Attempt)),
+	}})
 	ctx, col := customevent.Collect(ctx)
 	result, err := call(ctx, h, req)
 	events, refused := col.Close()
@@ -143,14 +160,21 @@ func (s *server) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.Execut
 		if err != nil {
 			msg += fmt.Sprintf(" (the handler failed too: %v)", err)
 		}
-		return failureResponse(&Failure{Err: errors.New(msg), Kind: refused.Kind}), nil
+		f := &Failure{Err: errors.New(msg), Kind: refused.Kind}
+		endHandlerSpan(span, f.Error())
+		return failureResponse(f), nil
 	case err != nil:
-		resp = failureResponse(failureOf(err))
+		f := failureOf(err)
+		endHandlerSpan(span, f.Error())
+		resp = failureResponse(f)
 	default:
 		out, err := encodeResult(result)
 		if err != nil {
-			resp = failureResponse(&Failure{Err: fmt.Errorf("handler %q returned a result that cannot be encoded as JSON: %w", in.Handler, err)})
+			f := &Failure{Err: fmt.Errorf("handler %q returned a result that cannot be encoded as JSON: %w", in.Handler, err)}
+			endHandlerSpan(span, f.Error())
+			resp = failureResponse(f)
 		} else {
+			endHandlerSpan(span, "")
 			resp = &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Success{Success: &pb.Success{ResultJson: out}}}
 		}
 	}

@@ -198,13 +198,13 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	for _, p := range cfg.StepHandlers() {
 		specs = append(specs, specOf(p))
 	}
-	return startSpecs(ctx, specs, cfg.Filename, logger)
+	return startSpecs(ctx, specs, cfg.Filename, host.Options{Logger: logger})
 }
 
 // startSpecs starts step-handler plugins; from names where they were
 // configured, for the error.
-func startSpecs(ctx context.Context, specs []host.Spec, from string, logger *slog.Logger) (*host.Host, error) {
-	h, err := host.Start(ctx, specs, host.Options{Logger: logger})
+func startSpecs(ctx context.Context, specs []host.Spec, from string, opts host.Options) (*host.Host, error) {
+	h, err := host.Start(ctx, specs, opts)
 	if err != nil {
 		return nil, &exitError{code: 1, err: fmt.Errorf("starting plugins from %s: %w", from, err)}
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -187,14 +189,27 @@ func TestRunContextFromFile(t *testing.T) {
 	require.Equal(t, "complete", decodeReport(t, r.stdout).Status)
 }
 
-// buildTaskerd compiles the CLI for tests that need a real process.
+// buildTaskerd returns the CLI compiled for tests that need a real
+// process: built once per test binary (as testPlugin is), since some thirty
+// tests each linking their own copy cost the package a minute.
 func buildTaskerd(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "taskerd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin, err := taskerdBinary()
+	require.NoError(t, err)
 	return bin
 }
+
+var taskerdBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "taskerd-cli-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "taskerd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building taskerd: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
 // startRun starts `taskerd run` as a process and returns it with a reader of
 // its stdout lines.

@@ -53,6 +53,8 @@ type serveFlags struct {
 
 	// logOut is stderr as serve's log lines see it (set by serve).
 	logOut *logOutput
+	// tracing is serve's tracing (set by serve; off unless configured).
+	tracing *serveTracing
 	// devPluginDir: --dev-plugin-dir.
 	devPluginDir string
 }
@@ -72,7 +74,13 @@ A workflow naming a handler no plugin provides is loaded as unavailable:
 listed, logged, its tasks refused. --config (default ./taskerd.hcl when it
 exists) reads a taskerd.hcl
 (listen, database, workflows, node_id, workers, lease, db_timeout,
-max_workflow_size, plugins, auth); flags override it.
+max_workflow_size, plugins, auth, policy, tracing); flags override it.
+
+Tracing: with a tracing block in the config, or OTEL_EXPORTER_OTLP_ENDPOINT
+set, serve exports OpenTelemetry traces over OTLP (a span per request, per
+task, per step attempt and per plugin call; the OTEL_* variables configure
+the exporter) and log lines carry trace_id; off otherwise
+(docs/tracing.md).
 
 A request whose database calls take longer than --db-timeout together (a
 database cut or frozen) answers 503 {"error":{"code":"unavailable"}} with
@@ -182,6 +190,14 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	if f.auth != "" && f.auth != "none" {
 		return usageErrorf("--auth %q: the only mode is none", f.auth)
 	}
+	// Before the plugins start (they get its environment), flushed after
+	// everything else has stopped.
+	tr, stopTracing, err := startTracing(cmd.Context(), f.cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	f.tracing = tr
 
 	// Everything that can refuse to start does so before the port opens.
 	explicitDir := changed("workflows") || (f.cfg != nil && f.cfg.Workflows != "")
@@ -197,7 +213,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	}
 	var plugins *host.Host
 	if len(specs) > 0 {
-		if plugins, err = startSpecs(ctx, specs, from, log); err != nil {
+		if plugins, err = startSpecs(ctx, specs, from, tr.hostOptions(log)); err != nil {
 			return err
 		}
 		defer plugins.Close()
@@ -224,6 +240,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	eng, err := engine.New(engine.Config{
 		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
 		NodeID: f.nodeID, Logger: log, ShutdownGrace: max(f.grace, time.Nanosecond), Events: hub,
+		TracerProvider: tr.tracerProvider(),
 	})
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -238,7 +255,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	defer stopHub()
 	go hub.Run(hubCtx)
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
-		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub})
+		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider()})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -483,7 +500,7 @@ func serveAuth(ctx context.Context, f *serveFlags, store backends.Store, metrics
 		for _, p := range f.cfg.AuthenticatorPlugins() {
 			specs = append(specs, specOf(p))
 		}
-		chain, err := host.StartAuthenticators(ctx, specs, f.cfg.Auth.Authenticators, host.AuthOptions{Options: host.Options{Logger: log}})
+		chain, err := host.StartAuthenticators(ctx, specs, f.cfg.Auth.Authenticators, host.AuthOptions{Options: f.tracing.hostOptions(log)})
 		if err != nil {
 			return fail(&exitError{code: 1, err: fmt.Errorf("%s: starting authenticators: %w", f.cfg.Filename, err)})
 		}

@@ -8,6 +8,7 @@
 package logging
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Formats of log lines.
@@ -34,13 +37,15 @@ func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
 }
 
 // NewHandler returns a handler writing lines of format (JSON or Text) to w,
-// from level up. Each record is one Write to w.
+// from level up. Each record is one Write to w. A record logged with a
+// context holding a span carries its trace_id and span_id
+// (TraceHandler).
 func NewHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: ReplaceAttr}
 	if format == Text {
-		return slog.NewTextHandler(w, opts)
+		return TraceHandler(slog.NewTextHandler(w, opts))
 	}
-	return slog.NewJSONHandler(w, opts)
+	return TraceHandler(slog.NewJSONHandler(w, opts))
 }
 
 // ParseLevel reads a --log-level: debug, info, warn or error.
@@ -105,3 +110,36 @@ func (s *Writer) Write(p []byte) (int, error) {
 
 // Wrote reports whether any line was written.
 func (s *Writer) Wrote() bool { return s.wrote.Load() }
+
+// Keys of the trace attributes a line carries when its context holds a
+// span (TraceHandler).
+const (
+	TraceIDKey = "trace_id"
+	SpanIDKey  = "span_id"
+)
+
+// TraceHandler wraps h: a record logged with a context that carries a
+// valid OpenTelemetry span context (InfoContext and the like) gets
+// trace_id and span_id attributes, which tie the line to its trace. A
+// record without one is passed on as it is.
+func TraceHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if ctx != nil {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			r = r.Clone()
+			r.AddAttrs(slog.String(TraceIDKey, sc.TraceID().String()), slog.String(SpanIDKey, sc.SpanID().String()))
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
+}

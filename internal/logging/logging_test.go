@@ -2,6 +2,7 @@ package logging_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskerd/taskerd/internal/logging"
 )
@@ -116,5 +118,37 @@ func TestWriterKeepsLinesWhole(t *testing.T) {
 	require.Len(t, lines, 400)
 	for _, l := range lines {
 		require.True(t, json.Valid([]byte(l)), "two handlers on one writer never interleave: %q", l)
+	}
+}
+
+// A line logged with a context holding a span carries its trace_id and
+// span_id; one without, or logged without its context, carries neither.
+func TestTraceIDs(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{logging.JSON, logging.Text} {
+		var buf bytes.Buffer
+		log := slog.New(logging.NewHandler(&buf, format, slog.LevelInfo)).With("node", "n1")
+		sc := trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:  trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		})
+		ctx := trace.ContextWithSpanContext(context.Background(), sc)
+		log.InfoContext(ctx, "traced", "k", 1)
+		log.InfoContext(context.Background(), "untraced")
+		log.Info("no context")
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		require.Len(t, lines, 3)
+		if format == logging.JSON {
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal([]byte(lines[0]), &rec))
+			require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", rec["trace_id"])
+			require.Equal(t, "00f067aa0ba902b7", rec["span_id"])
+			require.Equal(t, "n1", rec["node"])
+		} else {
+			require.Contains(t, lines[0], "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7")
+		}
+		for _, l := range lines[1:] {
+			require.NotContains(t, l, "trace_id")
+		}
 	}
 }

@@ -191,7 +191,9 @@ func (c *AuthChain) Authenticate(r *http.Request) (*api.Subject, error) {
 
 // ask calls one plugin: a subject (authenticated), nil and nil (not_mine),
 // or an *AuthError.
-func (c *AuthChain) ask(parent context.Context, p *Plugin, in *pb.AuthenticateRequest) (*api.Subject, error) {
+func (c *AuthChain) ask(parent context.Context, p *Plugin, in *pb.AuthenticateRequest) (sub *api.Subject, err error) {
+	parent, span := p.startAuthCall(parent)
+	defer func() { endAuthCall(span, sub, err) }()
 	ctx, cancel := context.WithTimeout(parent, c.opts.Timeout)
 	defer cancel()
 	fail := func(kind string, err error) error {

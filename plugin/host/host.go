@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskerd/taskerd/engine"
 )
 
@@ -66,6 +68,18 @@ type Options struct {
 	// a bad spell is repaired as quickly as the first one. 0 means
 	// DefaultHealthyPeriod.
 	HealthyPeriod time.Duration
+	// Env is the whole environment of every plugin process ("KEY=VALUE"),
+	// besides go-plugin's own variables: a plugin gets nothing else from
+	// the daemon's environment. serve gives the OTEL_* variables there
+	// while tracing is on (tracing.PluginEnv), so that plugins export
+	// their spans where taskerd does.
+	Env []string
+	// TracerProvider, when set, traces each call into a plugin (a client
+	// span, "plugin PLUGIN.HANDLER" or "authenticate PLUGIN") and sends
+	// its W3C trace context to the plugin in the call's gRPC metadata,
+	// where the SDK starts the handler's span under it (docs/tracing.md).
+	// Nil (the default) traces nothing and sends nothing.
+	TracerProvider trace.TracerProvider
 }
 
 func (o Options) withDefaults() Options {

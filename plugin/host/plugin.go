@@ -16,11 +16,14 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/tracing"
 	pb "github.com/taskerd/taskerd/plugin/proto"
 )
 
@@ -32,11 +35,12 @@ type HandlerInfo struct {
 
 // Plugin is one supervised plugin: at most one live process at a time.
 type Plugin struct {
-	spec Spec
-	kind pluginKind
-	opts Options
-	log  *slog.Logger
-	sem  chan struct{}
+	spec   Spec
+	kind   pluginKind
+	opts   Options
+	log    *slog.Logger
+	sem    chan struct{}
+	tracer trace.Tracer // nil: tracing off
 
 	handlers []HandlerInfo // learned at the first start; fixed after
 
@@ -96,6 +100,9 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if opts.TracerProvider != nil {
+		p.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	inst, handlers, err := p.launch(ctx)
 	if err != nil {
 		return nil, err
@@ -123,15 +130,23 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 	if p.kind == kindAuthenticator {
 		plugins, name = pb.AuthenticatorPluginSet(nil), pb.AuthenticatorPluginName
 	}
+	cmd := exec.Command(p.spec.Path)
+	cmd.Env = slices.Clone(p.opts.Env)
+	var dial []grpc.DialOption
+	if p.tracer != nil {
+		// Each call's trace context goes to the plugin in its metadata.
+		dial = append(dial, grpc.WithChainUnaryInterceptor(tracing.UnaryClientInterceptor))
+	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  pb.Handshake,
 		Plugins:          plugins,
-		Cmd:              exec.Command(p.spec.Path),
+		Cmd:              cmd,
+		GRPCDialOptions:  dial,
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		// The plugin gets no environment from taskerd: whatever secrets
-		// the daemon holds stay in the daemon.
+		// The plugin gets no environment from taskerd but Options.Env:
+		// whatever secrets the daemon holds stay in the daemon.
 		SkipHostEnv:  true,
 		StartTimeout: p.opts.StartTimeout,
 		Logger:       newHCLogger(p.log),
@@ -289,7 +304,9 @@ func (h pluginHandler) OperatorRetry() { h.p.ResetBackoff("operator retry") }
 // the call, timeout when ctx's deadline passed. The custom events the
 // handler emitted, with either outcome, are passed on with engine.Emit on
 // ctx (the engine's call carries the attempt's collector).
-func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRequest) (json.RawMessage, error) {
+func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRequest) (_ json.RawMessage, err error) {
+	ctx, span := p.startCall(ctx, handler, req)
+	defer func() { endCall(span, err) }()
 	select {
 	case p.sem <- struct{}{}:
 		defer func() { <-p.sem }()

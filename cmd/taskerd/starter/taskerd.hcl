@@ -83,3 +83,12 @@
 #     max_attempts   = 10                        # tries of one event before it is a dead letter
 #   }
 # }
+
+# Tracing: OpenTelemetry spans over OTLP, off unless this block is here or
+# OTEL_EXPORTER_OTLP_ENDPOINT is set. What it leaves out comes from the
+# standard OTEL_* variables (headers, TLS, service name, sampler).
+# tracing {
+#   endpoint     = "http://localhost:4318"  # the collector's base URL (4317 for grpc)
+#   protocol     = "http/protobuf"          # or "grpc"
+#   sample_ratio = 1                        # share of new traces recorded, 0 to 1
+# }

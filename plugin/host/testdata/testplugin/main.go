@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskerd/taskerd/plugin"
 )
 
@@ -25,6 +28,7 @@ func main() {
 		"slow":       slow,
 		"fail":       fail,
 		"emit":       emit,
+		"traced":     traced,
 	},
 		plugin.WithDescriptions(map[string]string{
 			"echo":       "returns what it was given",
@@ -184,4 +188,24 @@ func emit(ctx context.Context, req *plugin.Request) (any, error) {
 		return nil, errors.New("emit failed as configured")
 	}
 	return map[string]int{"emitted": len(cfg.Emit)}, nil
+}
+
+// traced reports the span its ctx carries (the SDK's span of the call,
+// started under the trace context taskerd sent) and its parent, and logs a
+// line with ctx (which carries the trace_id to taskerd's log).
+func traced(ctx context.Context, req *plugin.Request) (any, error) {
+	plugin.Logger().InfoContext(ctx, "traced called", "step", req.StepName)
+	sc := trace.SpanContextFromContext(ctx)
+	out := map[string]any{
+		"trace_id":      sc.TraceID().String(),
+		"span_id":       sc.SpanID().String(),
+		"sampled":       sc.IsSampled(),
+		"otel_endpoint": os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+	}
+	if ro, ok := trace.SpanFromContext(ctx).(sdktrace.ReadOnlySpan); ok {
+		out["recording"] = true
+		out["name"] = ro.Name()
+		out["parent_span_id"] = ro.Parent().SpanID().String()
+	}
+	return out, nil
 }
