@@ -5,66 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
 )
-
-// recordingStore keeps the custom events every step result was written
-// with, by step id and attempt.
-type recordingStore struct {
-	backends.Store
-	mu     sync.Mutex
-	events map[int64][][]backends.CustomEvent // step id -> per result write, in order
-}
-
-func newRecordingStore(s backends.Store) *recordingStore {
-	return &recordingStore{Store: s, events: map[int64][][]backends.CustomEvent{}}
-}
-
-func (r *recordingStore) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
-	rr, err := r.Store.CompleteStep(ctx, p)
-	if err == nil {
-		r.record(p.StepID, p.Events)
-	}
-	return rr, err
-}
-
-func (r *recordingStore) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
-	rr, err := r.Store.FailStep(ctx, p)
-	if err == nil {
-		r.record(p.StepID, p.Events)
-	}
-	return rr, err
-}
-
-func (r *recordingStore) record(stepID int64, events []backends.CustomEvent) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events[stepID] = append(r.events[stepID], events)
-}
-
-// written returns the custom events of each result write of the step,
-// once there were n of them (the wrapper records after the store call
-// returns, so after the task's state is visible).
-func (r *recordingStore) written(t *testing.T, stepID int64, n int) [][]backends.CustomEvent {
-	t.Helper()
-	var got [][]backends.CustomEvent
-	eventually(t, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		got = slices.Clone(r.events[stepID])
-		return len(got) >= n
-	}, "%d result writes of step %d", n, stepID)
-	return got
-}
 
 // emitConfig drives the test.emit handler: it emits each event, then fails
 // (retryable, once per attempt while attempt <= fail_attempts) or succeeds.
@@ -92,11 +42,11 @@ func emitHandler(ctx context.Context, req *engine.StepRequest) (json.RawMessage,
 	return json.RawMessage(`{"done":true}`), nil
 }
 
-func emitSetup(t *testing.T, open func(testing.TB) backends.Store, srcs ...string) (*testBundle, *recordingStore) {
+func emitSetup(t *testing.T, open func(testing.TB) backends.Store, srcs ...string) (*testBundle, *storetest.EventRecorder) {
 	t.Helper()
 	reg := builtin.NewRegistry()
 	require.NoError(t, reg.Register("test.emit", engine.HandlerFunc(emitHandler)))
-	rec := newRecordingStore(open(t))
+	rec := storetest.NewEventRecorder(open(t))
 	b := setup(t, rec, parseWorkflows(t, srcs...), withRegistry(reg))
 	return b, rec
 }
@@ -140,8 +90,8 @@ func TestDeclaredEventsGoWithTheResult(t *testing.T) {
 			{Name: "payment.captured", Payload: json.RawMessage(`{"amount":12,"currency":"EUR"}`)},
 			{Name: "payment.audit", Payload: json.RawMessage(`null`)},
 			{Name: "payment.captured", Payload: json.RawMessage(`[1,2]`)},
-		}}, rec.written(t, steps["charge"].ID, 1))
-		require.Equal(t, [][]backends.CustomEvent{nil}, rec.written(t, steps["ship"].ID, 1), "a step that emits nothing writes no events")
+		}}, rec.Written(t, steps["charge"].ID, 1))
+		require.Equal(t, [][]backends.CustomEvent{nil}, rec.Written(t, steps["ship"].ID, 1), "a step that emits nothing writes no events")
 	})
 }
 
@@ -160,7 +110,7 @@ func TestEventsOfAFailedAttempt(t *testing.T) {
 		charge := b.steps(task.ID)["charge"]
 		require.Equal(t, 2, charge.Attempts)
 		audit := []backends.CustomEvent{{Name: "payment.audit", Payload: json.RawMessage(`"tried"`)}}
-		require.Equal(t, [][]backends.CustomEvent{audit, audit}, rec.written(t, charge.ID, 2))
+		require.Equal(t, [][]backends.CustomEvent{audit, audit}, rec.Written(t, charge.ID, 2))
 
 		// In the log: each attempt's event just before the step's own.
 		evs, err := b.store.ListEvents(context.Background(), &backends.EventQuery{TaskID: task.ID})
@@ -221,7 +171,7 @@ func TestUndeclaredEventFailsTheAttempt(t *testing.T) {
 				require.Equal(t, tc.kind, se.Kind)
 				require.False(t, se.Retryable)
 				require.Contains(t, se.Message, tc.message)
-				require.Equal(t, [][]backends.CustomEvent{nil}, rec.written(t, charge.ID, 1), "none of the attempt's events is written")
+				require.Equal(t, [][]backends.CustomEvent{nil}, rec.Written(t, charge.ID, 1), "none of the attempt's events is written")
 				evs, err := b.store.ListEvents(context.Background(), &backends.EventQuery{TaskID: task.ID})
 				require.NoError(t, err)
 				for _, ev := range evs {
@@ -261,7 +211,7 @@ func TestEventsCheckedAgainstTheTasksVersion(t *testing.T) {
 		old := b.create("pay@1.0.0", "")
 		b.waitTask(old.ID, backends.StateComplete)
 		require.Equal(t, [][]backends.CustomEvent{{{Name: "payment.captured", Payload: json.RawMessage(`null`)}}},
-			rec.written(t, b.steps(old.ID)["charge"].ID, 1))
+			rec.Written(t, b.steps(old.ID)["charge"].ID, 1))
 
 		newer := b.create("pay", "")
 		b.waitTask(newer.ID, backends.StateError)
@@ -285,7 +235,7 @@ func TestEventsOfAnUnloadedVersionFailClosed(t *testing.T) {
 			}
 			return nil, nil
 		})))
-		rec := newRecordingStore(open(t))
+		rec := storetest.NewEventRecorder(open(t))
 		b := setup(t, rec, parseWorkflows(t, payment(`{}`)), withRegistry(reg))
 		b.start()
 		task := b.create("pay@1.0.0", "")
@@ -299,7 +249,7 @@ func TestEventsOfAnUnloadedVersionFailClosed(t *testing.T) {
 		require.Equal(t, backends.ErrorKindUndeclaredEvent, se.Kind)
 		require.False(t, se.Retryable)
 		require.Contains(t, se.Message, `step charge emitted event "payment.captured", but workflow default/pay@1.0.0, which its task runs, is not loaded on node`)
-		require.Equal(t, [][]backends.CustomEvent{nil}, rec.written(t, charge.ID, 1))
+		require.Equal(t, [][]backends.CustomEvent{nil}, rec.Written(t, charge.ID, 1))
 	})
 }
 

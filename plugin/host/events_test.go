@@ -1,13 +1,9 @@
 package host_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,50 +11,6 @@ import (
 	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/engine/builtin"
 )
-
-// recordingStore keeps the custom events each step result was written
-// with, by step id.
-type recordingStore struct {
-	backends.Store
-	mu     sync.Mutex
-	events map[int64][][]backends.CustomEvent
-}
-
-func (r *recordingStore) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
-	rr, err := r.Store.CompleteStep(ctx, p)
-	if err == nil {
-		r.record(p.StepID, p.Events)
-	}
-	return rr, err
-}
-
-func (r *recordingStore) FailStep(ctx context.Context, p *backends.FailStepParams) (*backends.RecordResult, error) {
-	rr, err := r.Store.FailStep(ctx, p)
-	if err == nil {
-		r.record(p.StepID, p.Events)
-	}
-	return rr, err
-}
-
-func (r *recordingStore) record(stepID int64, events []backends.CustomEvent) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events[stepID] = append(r.events[stepID], events)
-}
-
-// written waits for n result writes of the step (recorded after the store
-// call returned) and returns their events.
-func (r *recordingStore) written(t *testing.T, stepID int64, n int) [][]backends.CustomEvent {
-	t.Helper()
-	var got [][]backends.CustomEvent
-	eventually(t, 10*time.Second, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		got = slices.Clone(r.events[stepID])
-		return len(got) >= n
-	}, "%d result writes of step %d", n, stepID)
-	return got
-}
 
 const emitWF = `workflow "pay" {
   version = "1.2.0"
@@ -134,7 +86,7 @@ func TestPluginEvents(t *testing.T) {
 					b := startTestPlugin(t, nil)
 					reg := builtin.NewRegistry()
 					require.NoError(t, b.host.Register(reg))
-					rec := &recordingStore{events: map[int64][][]backends.CustomEvent{}}
+					rec := storetest.NewEventRecorder(nil)
 					open := func(t testing.TB) backends.Store {
 						rec.Store = sc.Open(t)
 						return rec
@@ -143,7 +95,7 @@ func TestPluginEvents(t *testing.T) {
 					id := e.create(t, "pay", `{}`)
 					charge := e.waitTask(t, id, tc.state)["charge"]
 					require.Equal(t, len(tc.written), charge.Attempts)
-					require.Equal(t, tc.written, rec.written(t, charge.ID, len(tc.written)))
+					require.Equal(t, tc.written, rec.Written(t, charge.ID, len(tc.written)))
 					if tc.kind != "" {
 						se := stepError(t, charge)
 						require.Equal(t, tc.kind, se.Kind)
