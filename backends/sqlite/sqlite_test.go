@@ -97,6 +97,7 @@ func TestPragmas(t *testing.T) {
 			require.Equal(t, "wal", pragmaOf(t, q, "journal_mode"))
 			require.Equal(t, "1", pragmaOf(t, q, "foreign_keys"))
 			require.Equal(t, "10000", pragmaOf(t, q, "busy_timeout"))
+			require.Equal(t, "2", pragmaOf(t, q, "temp_store"), "2 = MEMORY")
 		}
 		require.Equal(t, "1", pragmaOf(t, s.reader, "query_only"))
 		require.Equal(t, 1, s.writer.Stats().MaxOpenConnections)
@@ -105,6 +106,7 @@ func TestPragmas(t *testing.T) {
 	require.NoError(t, err)
 	defer mem.Close()
 	require.Equal(t, "1", pragmaOf(t, mem.writer, "foreign_keys"))
+	require.Equal(t, "2", pragmaOf(t, mem.writer, "temp_store"))
 	require.Same(t, mem.writer, mem.reader)
 }
 

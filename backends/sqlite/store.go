@@ -127,6 +127,9 @@ func (c dsnConfig) driverDSN(reader bool) string {
 		"_pragma=busy_timeout(10000)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=synchronous(" + c.synchronous + ")",
+		// Sorts and temporary tables stay in memory: the log's and the
+		// claim's are small, and a file for each costs syscalls.
+		"_pragma=temp_store(MEMORY)",
 	}
 	if !c.memory {
 		q = append(q, "_pragma=journal_mode(WAL)")
