@@ -12,71 +12,114 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// The event log (backends/events.go): each write appends the events of its
-// changes in its own transaction (appendEvents), and hands them to its
+// The event log (backends/events.go), one row per run of a task's events
+// (backends/eventrows.go, migration 0008): each write appends the events of
+// its changes in its own transaction (appendEvents), and hands them to its
 // ctx's sink once Store.write says the commit that holds them succeeded
-// (notify). With one writer, AUTOINCREMENT numbers them in commit order
-// without gaps: an operation rolled back to its savepoint takes its
-// sqlite_sequence update with it, so the next one reuses its numbers.
+// (notify). There is one writer, so numbering in commit order is counting:
+// the write transaction reads event_seq at its first event, counts on in
+// memory (eventSeq) and stores the count once, before its COMMIT. An
+// operation of a group commit rolled back to its savepoint gives its
+// numbers back (runGroup restores the count), so the next one reuses them
+// and the log has no gaps.
 
-// eventsPerInsert bounds the rows of one INSERT: a write's events are
-// stored by one statement (more than this only for a large claim or
-// recovery), with plain parameters, not a JSON array, which SQLite would
-// have to parse again (most of the cost when it did).
-const eventsPerInsert = 16
+// eventSeq is a write transaction's count of event numbers.
+type eventSeq struct {
+	loaded bool  // last was read from event_seq
+	last   int64 // the last number handed out
+	stored int64 // what event_seq holds
+}
 
-// insertEventsSQL[n] inserts n events; each n is one cached statement.
+const (
+	readEventSeqSQL  = `SELECT last FROM event_seq`
+	writeEventSeqSQL = `UPDATE event_seq SET last = ?`
+)
+
+// take hands out the next n numbers and returns the first.
+func (c *eventSeq) take(ctx context.Context, tx querier, n int) (int64, error) {
+	if !c.loaded {
+		if err := tx.QueryRowContext(ctx, readEventSeqSQL).Scan(&c.last); err != nil {
+			return 0, fmt.Errorf("reading the last event's seq: %w", err)
+		}
+		c.loaded, c.stored = true, c.last
+	}
+	first := c.last + 1
+	c.last += int64(n)
+	return first, nil
+}
+
+// save stores the count, if the transaction handed numbers out; the last
+// statement before COMMIT.
+func (c *eventSeq) save(ctx context.Context, tx querier) error {
+	if !c.loaded || c.last == c.stored {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, writeEventSeqSQL, c.last); err != nil {
+		return fmt.Errorf("storing the last event's seq: %w", err)
+	}
+	c.stored = c.last
+	return nil
+}
+
+// rowsPerInsert bounds the rows (runs) of one INSERT: a write's events are
+// stored by one statement (more only for a large claim or recovery), with
+// plain parameters, not a JSON array, which SQLite would have to parse
+// again.
+const rowsPerInsert = 8
+
+// insertEventsSQL[n] inserts n rows; each n is one cached statement.
 var insertEventsSQL = func() []string {
-	out := make([]string, eventsPerInsert+1)
-	for n := 1; n <= eventsPerInsert; n++ {
-		out[n] = `INSERT INTO events (type, task_id, step_id, namespace, created_at, body) VALUES (?, ?, ?, ?, ?, ?)` +
+	out := make([]string, rowsPerInsert+1)
+	for n := 1; n <= rowsPerInsert; n++ {
+		out[n] = `INSERT INTO events (seq, last_seq, task_id, namespace, created_at, body) VALUES (?, ?, ?, ?, ?, ?)` +
 			strings.Repeat(`, (?, ?, ?, ?, ?, ?)`, n-1)
 	}
 	return out
 }()
 
-// appendEvents writes events in order and sets their Seq. Their Time is
-// stored at the store's precision (microseconds, UTC), so that what the
-// sink receives is what ListEvents returns.
+// appendEvents writes events in order, in tx's write transaction, and sets
+// their Seq. Their Time is stored at the store's precision (microseconds,
+// UTC), so that what the sink receives is what ListEvents returns.
 func appendEvents(ctx context.Context, tx querier, events []*backends.Event) error {
-	for len(events) > 0 {
-		n := min(len(events), eventsPerInsert)
-		if err := insertEvents(ctx, tx, events[:n]); err != nil {
+	if len(events) == 0 {
+		return nil
+	}
+	wtx, ok := tx.(cachedTx)
+	if !ok || wtx.seq == nil {
+		return errors.New("sqlite: events are written only in a write transaction")
+	}
+	first, err := wtx.seq.take(ctx, tx, len(events))
+	if err != nil {
+		return err
+	}
+	for i, ev := range events {
+		ev.Time, ev.Seq = fromMicros(micros(ev.Time)), first+int64(i)
+	}
+	runs := backends.EventRuns(events)
+	for len(runs) > 0 {
+		n := min(len(runs), rowsPerInsert)
+		if err := insertRuns(ctx, tx, runs[:n]); err != nil {
 			return err
 		}
-		events = events[n:]
+		runs = runs[n:]
 	}
 	return nil
 }
 
-// insertEvents writes at most eventsPerInsert events in one statement. One
-// writer, and rows inserted in order: their seqs are consecutive, the last
-// being the statement's last insert id.
-func insertEvents(ctx context.Context, tx querier, events []*backends.Event) error {
-	args := make([]any, 0, 6*len(events))
-	for _, ev := range events {
-		ev.Time, ev.Seq = fromMicros(micros(ev.Time)), 0
-		body, err := json.Marshal(ev)
+// insertRuns writes at most rowsPerInsert runs, already numbered, in one
+// statement.
+func insertRuns(ctx context.Context, tx querier, runs [][]*backends.Event) error {
+	args := make([]any, 0, 6*len(runs))
+	for _, run := range runs {
+		body, err := backends.EncodeEventRun(run)
 		if err != nil {
-			return fmt.Errorf("writing event %s of task %d: %w", ev.Type, ev.TaskID, err)
+			return err
 		}
-		var stepID any
-		if ev.StepID != 0 {
-			stepID = ev.StepID
-		}
-		args = append(args, string(ev.Type), ev.TaskID, stepID, ev.Namespace, micros(ev.Time), string(body))
+		first, last := run[0], run[len(run)-1]
+		args = append(args, first.Seq, last.Seq, first.TaskID, first.Namespace, micros(first.Time), string(body))
 	}
-	res, err := tx.ExecContext(ctx, insertEventsSQL[len(events)], args...)
-	if err != nil {
-		return fmt.Errorf("writing %d events: %w", len(events), err)
-	}
-	last, err := res.LastInsertId()
-	if err != nil {
-		return fmt.Errorf("writing %d events: %w", len(events), err)
-	}
-	first := last - int64(len(events)) + 1
-	for i, ev := range events {
-		ev.Seq = first + int64(i)
+	if _, err := tx.ExecContext(ctx, insertEventsSQL[len(runs)], args...); err != nil {
+		return fmt.Errorf("writing the events of %d tasks: %w", len(runs), err)
 	}
 	return nil
 }
@@ -118,8 +161,8 @@ func (t opTx) AppendEvents(ctx context.Context, events []*backends.Event) error 
 
 // ListEvents implements backends.EventStore. Each combination of filters
 // has its own statement text, so that each is planned for its index
-// (events_task, events_namespace, or the seq order alone); namespaces are
-// one JSON array parameter.
+// (events_task for a task's, the primary key otherwise); namespaces are one
+// JSON array parameter.
 func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*backends.Event, error) {
 	query, args, err := listEventsSQL(q)
 	if err != nil {
@@ -134,18 +177,15 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*back
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				seq  int64
-				body string
+				first int64
+				body  []byte
 			)
-			if err := rows.Scan(&seq, &body); err != nil {
+			if err := rows.Scan(&first, &body); err != nil {
 				return err
 			}
-			ev := &backends.Event{}
-			if err := json.Unmarshal([]byte(body), ev); err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
+			if out, err = backends.AppendEventRows(out, q, first, body); err != nil {
+				return err
 			}
-			ev.Seq = seq
-			out = append(out, ev)
 		}
 		return rows.Err()
 	})
@@ -155,15 +195,16 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*back
 	return out, nil
 }
 
-// listEventsSQL is ListEvents' statement and its arguments.
+// listEventsSQL is ListEvents' statement and its arguments: the rows that
+// hold an event after q.After (the one holding After+1 may start before
+// it: it is the row with the greatest first seq up to After), at most
+// limit rows, since each holds at least one wanted event.
 func listEventsSQL(q *backends.EventQuery) (string, []any, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = backends.DefaultEventLimit
-	}
-	query, args := `SELECT seq, body FROM events WHERE seq > ?`, []any{q.After}
+	query := `SELECT seq, body FROM events
+		WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= ?1), 0) AND last_seq > ?1`
+	args := []any{q.After}
 	if q.TaskID != 0 {
-		query += ` AND task_id = ?`
+		query += ` AND task_id = ?2`
 		args = append(args, q.TaskID)
 	}
 	if len(q.Namespaces) > 0 {
@@ -171,17 +212,17 @@ func listEventsSQL(q *backends.EventQuery) (string, []any, error) {
 		if err != nil {
 			return "", nil, err
 		}
-		query += ` AND namespace IN (SELECT value FROM json_each(?))`
+		query += fmt.Sprintf(` AND namespace IN (SELECT value FROM json_each(?%d))`, len(args)+1)
 		args = append(args, string(ns))
 	}
-	return query + ` ORDER BY seq LIMIT ?`, append(args, limit), nil
+	return query + fmt.Sprintf(` ORDER BY seq LIMIT ?%d`, len(args)+1), append(args, q.LimitOrDefault()), nil
 }
 
 // LastEventSeq implements backends.EventStore.
 func (s *Store) LastEventSeq(ctx context.Context) (_ int64, rerr error) {
 	defer classifyErr(&rerr)
 	var seq int64
-	if err := s.rq().QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&seq); err != nil {
+	if err := s.rq().QueryRowContext(ctx, readEventSeqSQL).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("reading the last event's seq: %w", err)
 	}
 	return seq, nil

@@ -53,7 +53,8 @@ func TestEventsOfAFailedWriteReachNoSink(t *testing.T) {
 	require.NoError(t, err)
 	// The event insert of a doomed step's completion fails.
 	_, err = s.writer.Exec(`CREATE TRIGGER doom BEFORE INSERT ON events
-		WHEN NEW.type = 'step.completed' AND NEW.body->>'step_name' LIKE 'doomed%'
+		WHEN EXISTS (SELECT 1 FROM json_each(NEW.body)
+			WHERE value->>'type' = 'step.completed' AND value->>'step_name' LIKE 'doomed%')
 		BEGIN SELECT RAISE(ABORT, 'no room for this event'); END`)
 	require.NoError(t, err)
 
@@ -124,7 +125,7 @@ func TestEventsOfAFailedWriteReachNoSink(t *testing.T) {
 }
 
 // A task's events go with it (ON DELETE CASCADE); the numbers of deleted
-// events are never handed out again (AUTOINCREMENT).
+// events are never handed out again (event_seq counts on).
 func TestEventsGoWithTheirTask(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -155,7 +156,8 @@ func TestEventsGoWithTheirTask(t *testing.T) {
 }
 
 // ListEvents reads by its index: a task's events by events_task, the
-// whole log by seq; never a sort.
+// whole log by seq, the row holding After by the primary key; never a
+// sort.
 func TestListEventsPlans(t *testing.T) {
 	t.Parallel()
 	s, _ := openFile(t, "?synchronous=normal")
@@ -166,11 +168,13 @@ func TestListEventsPlans(t *testing.T) {
 		{backends.EventQuery{After: 5}, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"},
 		{backends.EventQuery{After: 5, TaskID: 3}, "SEARCH events USING INDEX events_task (task_id=? AND seq>?)"},
 		{backends.EventQuery{TaskID: 3, Namespaces: []string{"a"}}, "SEARCH events USING INDEX events_task (task_id=? AND seq>?)"},
+		{backends.EventQuery{After: 5, Namespaces: []string{"a"}}, "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"},
 	} {
 		query, args, err := listEventsSQL(&tc.q)
 		require.NoError(t, err)
 		plan := queryPlan(t, s, query, args...)
 		require.Contains(t, plan, tc.want, "%+v", tc.q)
+		require.Contains(t, plan, "SCALAR SUBQUERY 1\nSEARCH events USING INTEGER PRIMARY KEY (rowid<?)", "%+v", tc.q)
 		require.NotContains(t, plan, "TEMP B-TREE", "%+v", tc.q)
 	}
 }
@@ -204,4 +208,69 @@ func TestManyEventsInOneWrite(t *testing.T) {
 		require.Equal(t, batches[0][i].Type, ev.Type)
 		require.Equal(t, cs[i/3].Step.TaskID, ev.TaskID, "event %d: per task, in claim order", i)
 	}
+}
+
+// Migration 0008 turns each event of the old log (one row each, numbered
+// by AUTOINCREMENT) into a run of one: the log reads the same, and new
+// events are numbered after the old ones, even after the newest of them
+// went with their task.
+func TestMigration0008KeepsTheLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, path := openFile(t, "?synchronous=normal")
+	cs := createAndClaim(t, s, "a", "b", "c")
+	before, err := s.ListEvents(ctx, &backends.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, before, 3+3*3)
+
+	// Back to schema version 7: one row per event, as 0007 wrote them.
+	_, err = s.writer.Exec(`DROP TABLE events; DROP TABLE event_seq;
+		CREATE TABLE events (
+			seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL,
+			task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+			step_id INTEGER, namespace TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
+		CREATE INDEX events_task ON events (task_id, seq);
+		CREATE INDEX events_namespace ON events (namespace, seq);
+		DELETE FROM taskerd_schema_migrations WHERE version > 7`)
+	require.NoError(t, err)
+	for _, ev := range before {
+		body := *ev
+		body.Seq = 0
+		b, err := json.Marshal(&body)
+		require.NoError(t, err)
+		_, err = s.writer.Exec(`INSERT INTO events (seq, type, task_id, step_id, namespace, created_at, body) VALUES (?, ?, ?, NULLIF(?, 0), ?, ?, ?)`,
+			ev.Seq, string(ev.Type), ev.TaskID, ev.StepID, ev.Namespace, micros(ev.Time), string(b))
+		require.NoError(t, err)
+	}
+	// The newest task goes, and its events with it: AUTOINCREMENT still
+	// remembers their numbers.
+	_, err = s.writer.Exec(`DELETE FROM tasks WHERE id = ?`, cs[2].Step.TaskID)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s2, err := Open(ctx, "sqlite:"+path+"?synchronous=normal")
+	require.NoError(t, err)
+	defer s2.Close()
+	after, err := s2.ListEvents(ctx, &backends.EventQuery{})
+	require.NoError(t, err)
+	var kept []*backends.Event
+	for _, ev := range before {
+		if ev.TaskID != cs[2].Step.TaskID {
+			kept = append(kept, ev)
+		}
+	}
+	require.Equal(t, kept, after)
+	mid, err := s2.ListEvents(ctx, &backends.EventQuery{After: 4, Limit: 2})
+	require.NoError(t, err)
+	require.Equal(t, []int64{5, 6}, []int64{mid[0].Seq, mid[1].Seq})
+	last, err := s2.LastEventSeq(ctx)
+	require.NoError(t, err)
+	require.Equal(t, before[len(before)-1].Seq, last, "the deleted events' numbers are not handed out again")
+
+	_, err = s2.CompleteStep(ctx, &backends.CompleteStepParams{StepID: cs[0].Step.ID, LeaseToken: cs[0].Step.LeaseToken, Now: eventsNow})
+	require.NoError(t, err)
+	next, err := s2.ListEvents(ctx, &backends.EventQuery{After: last})
+	require.NoError(t, err)
+	require.NotEmpty(t, next)
+	require.Equal(t, last+1, next[0].Seq)
 }

@@ -139,6 +139,7 @@ var warmStatements = []string{
 	moveStepWithSQL(failSet), startStepSQL,
 	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
 	insertEventsSQL[1], insertEventsSQL[2], insertEventsSQL[3], insertEventsSQL[4], errorStepNamesSQL,
+	readEventSeqSQL, writeEventSeqSQL,
 }
 
 // moveStepWithSQL is moveStepSQL that also writes the assignments in set

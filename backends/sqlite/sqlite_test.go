@@ -117,7 +117,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0007_events.sql", name)
+	require.Equal(t, "0008_event_runs.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -209,6 +209,7 @@ func rewindTo0002(t *testing.T, s *Store) {
 	_, err := s.writer.Exec(`DROP TABLE event_dead_letters;
 		DROP TABLE event_cursors;
 		DROP TABLE events;
+		DROP TABLE event_seq;
 		DROP TABLE api_key_events;
 		DROP TABLE api_keys;
 		DROP TABLE taskerd_settings;

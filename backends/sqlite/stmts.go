@@ -129,11 +129,13 @@ func (c cachedDB) QueryRowContext(ctx context.Context, query string, args ...any
 // when its caller's context is cancelled: SQLite would answer an interrupted
 // write by rolling back the whole transaction, the other callers' work
 // included. (write does not start an operation whose context is already
-// done.)
+// done.) A write transaction also counts its event numbers (seq; nil in a
+// read transaction).
 type cachedTx struct {
 	tx       *sql.Tx
 	cache    *stmtCache
 	detached bool
+	seq      *eventSeq
 }
 
 func (c cachedTx) ctx(ctx context.Context) context.Context {

@@ -398,7 +398,8 @@ func (s *Store) runGroup(group []*writeOp) {
 		}
 		return
 	}
-	q := cachedTx{tx: tx, cache: s.writeStmts, detached: true}
+	seq := &eventSeq{}
+	q := cachedTx{tx: tx, cache: s.writeStmts, detached: true, seq: seq}
 	if len(group) == 1 {
 		// Alone: a plain transaction, no savepoint needed.
 		op := group[0]
@@ -410,6 +411,9 @@ func (s *Store) runGroup(group []*writeOp) {
 		err := op.fn(q)
 		if err == nil {
 			err = abandoned(op)
+		}
+		if err == nil {
+			err = seq.save(bg, q)
 		}
 		if err != nil {
 			tx.Rollback()
@@ -439,12 +443,14 @@ func (s *Store) runGroup(group []*writeOp) {
 			fail(err)
 			return
 		}
+		counted := *seq
 		opErr := op.fn(q)
 		if opErr == nil {
 			opErr = abandoned(op) // its caller is gone: roll it back
 		}
 		var err error
 		if opErr != nil {
+			*seq = counted // its event numbers go back with its writes
 			_, err = q.ExecContext(bg, rollbackToSavepointSQL)
 		}
 		if err == nil {
@@ -465,6 +471,10 @@ func (s *Store) runGroup(group []*writeOp) {
 			continue
 		}
 		ok = append(ok, op)
+	}
+	if err := seq.save(bg, q); err != nil {
+		fail(err)
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		for _, op := range ok {
