@@ -51,12 +51,14 @@ const (
 	streamWriteTimeout = 30 * time.Second
 )
 
-// EventNotifier wakes the event streams when the log grows; the node's
-// *eventlog.Hub is one. Changed returns a channel closed at the next
-// growth: a stream takes it before reading the log and waits on it when
-// the read found nothing.
+// EventNotifier wakes the event streams when the log grows, and reads it
+// for them; the node's *eventlog.Hub is one. Changed returns a channel
+// closed at the next growth: a stream takes it before reading the log and
+// waits on it when the read found nothing. ListEvents reads as the store
+// does (the hub serves the newest events from memory).
 type EventNotifier interface {
 	Changed() <-chan struct{}
+	ListEvents(ctx context.Context, q *backends.EventQuery) ([]*backends.Event, error)
 }
 
 // streamLimits are the server's event stream settings and its count of
@@ -410,7 +412,12 @@ func (st *stream) send() (full bool, err error) {
 	ctx, cancel := context.WithTimeout(st.r.Context(), s.timeout)
 	q := st.query
 	q.Limit = streamBatch
-	events, err := s.store.ListEvents(ctx, &q)
+	var events []*backends.Event
+	if s.streams.hub != nil {
+		events, err = s.streams.hub.ListEvents(ctx, &q)
+	} else {
+		events, err = s.store.ListEvents(ctx, &q)
+	}
 	cancel()
 	if err != nil {
 		if st.r.Context().Err() == nil {

@@ -10,7 +10,9 @@ package eventlog
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
@@ -19,9 +21,22 @@ import (
 // DefaultPoll is how often a Hub looks for events other nodes wrote.
 const DefaultPoll = 500 * time.Millisecond
 
-// Hub announces that the event log grew. This node's writes announce
-// themselves (Notify, as they commit); the writes of other nodes sharing
-// the database are found by polling the log's end (Run).
+// TailSize is how many of this node's latest events a Hub keeps in memory.
+const TailSize = 4096
+
+// Hub announces that the event log grew, and serves the readers' reads of
+// its newest part. This node's writes announce themselves (Publish, as they
+// commit); the writes of other nodes sharing the database are found by
+// polling the log's end (Run).
+//
+// The events this node published are kept in a tail (the last TailSize, by
+// seq), so that readers that keep up (the usual case: a webhook, a stream
+// client, each woken by every commit) read them from memory instead of
+// each running a query per commit. A read is served from the tail only
+// where it holds every seq in turn; at the first one it lacks (written by
+// another node, or not yet published by a concurrent commit of this one,
+// or long gone from the tail) the rest comes from the store. Events in the
+// tail are shared by every reader: nobody may change them.
 type Hub struct {
 	store backends.EventStore
 	poll  time.Duration
@@ -29,6 +44,9 @@ type Hub struct {
 	mu   sync.Mutex
 	last int64
 	ch   chan struct{}
+	tail [TailSize]*backends.Event // by seq % TailSize
+	// synced: last has been read from the store at least once.
+	synced atomic.Bool
 }
 
 // NewHub returns a hub over store that polls every poll (DefaultPoll when
@@ -38,6 +56,74 @@ func NewHub(store backends.EventStore, poll time.Duration) *Hub {
 		poll = DefaultPoll
 	}
 	return &Hub{store: store, poll: poll, ch: make(chan struct{})}
+}
+
+// Publish keeps committed events (with their Seq) in the tail and
+// announces them (Notify).
+func (h *Hub) Publish(events []*backends.Event) {
+	if len(events) == 0 {
+		return
+	}
+	h.mu.Lock()
+	last := h.last
+	for _, ev := range events {
+		h.tail[ev.Seq%TailSize] = ev
+		last = max(last, ev.Seq)
+	}
+	h.mu.Unlock()
+	h.Notify(last)
+}
+
+// ListEvents reads the log as backends.EventStore's ListEvents does: from
+// the tail as far as it holds the events in turn, then from the store.
+func (h *Hub) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*backends.Event, error) {
+	if !h.synced.Load() {
+		// The tail knows nothing written before the hub was made: learn
+		// where the log ends once (Run does too), so that a reader starting
+		// behind it reads the older part from the store.
+		seq, err := h.store.LastEventSeq(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.Notify(seq)
+		h.synced.Store(true)
+	}
+	limit := q.LimitOrDefault()
+	out, next, complete := h.fromTail(q, limit)
+	if complete {
+		return out, nil
+	}
+	rest := *q
+	rest.After, rest.Limit = next-1, limit-len(out)
+	more, err := h.store.ListEvents(ctx, &rest)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+// fromTail collects the events q selects from the tail, from q.After+1 on
+// while the tail holds each seq, up to limit. next is the first seq it did
+// not look at; complete says nothing is left for the store to add: the
+// limit was reached, or the tail held every seq up to the last one known.
+func (h *Hub) fromTail(q *backends.EventQuery, limit int) (out []*backends.Event, next int64, complete bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next = q.After + 1
+	for ; next <= h.last; next++ {
+		ev := h.tail[next%TailSize]
+		if ev == nil || ev.Seq != next {
+			return out, next, false
+		}
+		if (q.TaskID == 0 || ev.TaskID == q.TaskID) &&
+			(len(q.Namespaces) == 0 || slices.Contains(q.Namespaces, ev.Namespace)) {
+			out = append(out, ev)
+			if len(out) == limit {
+				return out, next + 1, true
+			}
+		}
+	}
+	return out, next, true
 }
 
 // Notify says that events up to seq are committed. Readers waiting on
@@ -78,6 +164,7 @@ func (h *Hub) Run(ctx context.Context) {
 	for {
 		if seq, err := h.store.LastEventSeq(ctx); err == nil {
 			h.Notify(seq)
+			h.synced.Store(true)
 		}
 		select {
 		case <-ctx.Done():
@@ -93,7 +180,7 @@ func (h *Hub) Run(ctx context.Context) {
 func (h *Hub) Next(ctx context.Context, q backends.EventQuery) ([]*backends.Event, error) {
 	for {
 		changed := h.Changed()
-		events, err := h.store.ListEvents(ctx, &q)
+		events, err := h.ListEvents(ctx, &q)
 		if err != nil || len(events) > 0 {
 			return events, err
 		}
