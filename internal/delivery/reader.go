@@ -41,7 +41,9 @@ const (
 	DefaultBackoffBase = time.Second
 	DefaultBackoffMax  = 5 * time.Minute
 	// DefaultBatch is how many events a reader reads at a time.
-	DefaultBatch = 100
+	DefaultBatch      = 100
+	DefaultFlushEvery = time.Second
+	DefaultFlushIdle  = 100 * time.Millisecond
 )
 
 // Options configure a Reader.
@@ -79,6 +81,10 @@ type Options struct {
 	// outlives the lease it started under.
 	Lease          time.Duration
 	AttemptTimeout time.Duration
+	// FlushEvery bounds how long the reader delivers without writing its
+	// cursor while the log keeps growing, FlushIdle the quiet after which
+	// it writes it (DefaultFlushEvery, DefaultFlushIdle when 0).
+	FlushEvery, FlushIdle time.Duration
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -126,6 +132,12 @@ func NewReader(o Options) (*Reader, error) {
 		o.Lease = DefaultLease
 	}
 	o.Lease = max(o.Lease, 2*o.AttemptTimeout)
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = DefaultFlushEvery
+	}
+	if o.FlushIdle <= 0 {
+		o.FlushIdle = DefaultFlushIdle
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -190,7 +202,7 @@ func (r *Reader) acquire(ctx context.Context) error {
 			return err
 		}
 		if ok {
-			r.held, r.renewed, r.stored, r.pos = true, now, c.Seq, c.Seq
+			r.held, r.renewed, r.stored, r.pos, r.storedAt = true, now, c.Seq, c.Seq, now
 			r.log.Info("event delivery: delivering", "owner", r.o.Owner, "after_seq", c.Seq)
 			return nil
 		}
@@ -228,10 +240,12 @@ func (r *Reader) renew(ctx context.Context) error {
 }
 
 // follow delivers the log from the cursor on, until it fails or ctx ends.
-// What it delivered is written to the cursor at the end of each batch (and
-// at least every flushEvery within a long one), and once more when it
-// stops, so that a busy log costs a cursor write per batch, not per event;
-// a crash redelivers at most what was delivered since the last write.
+// What it delivered is written to the cursor at most every FlushEvery while
+// the log keeps growing, once it has been quiet for FlushIdle, and once
+// more when it stops: a busy log costs a cursor write a second, not one
+// per event or per batch (a reader that keeps up reads a batch per commit,
+// so that would be a write per write). A crash redelivers at most what was
+// delivered since the last cursor write.
 func (r *Reader) follow(ctx context.Context) (err error) {
 	defer func() {
 		if r.pos > r.stored && !errors.Is(err, errLeaseLost) && !errors.Is(err, errRepositioned) {
@@ -244,8 +258,13 @@ func (r *Reader) follow(ctx context.Context) (err error) {
 		if err := r.renew(ctx); err != nil {
 			return err
 		}
-		// Wait for events no longer than the lease allows.
-		wctx, cancel := context.WithTimeout(ctx, r.renewEvery)
+		// Wait for events no longer than the lease allows, nor, with
+		// deliveries not yet recorded, than the quiet that records them.
+		wait := r.renewEvery
+		if r.pos > r.stored {
+			wait = min(wait, r.o.FlushIdle)
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		events, err := r.o.Hub.Next(wctx, backends.EventQuery{After: r.pos, Limit: DefaultBatch})
 		cancel()
 		if ctx.Err() != nil {
@@ -253,7 +272,12 @@ func (r *Reader) follow(ctx context.Context) (err error) {
 		}
 		if err != nil {
 			if wctx.Err() != nil {
-				continue // nothing new: renew and wait again
+				// Nothing new: record what was delivered, renew and wait
+				// again.
+				if err := r.flush(ctx); err != nil {
+					return err
+				}
+				continue
 			}
 			return err
 		}
@@ -269,9 +293,11 @@ func (r *Reader) follow(ctx context.Context) (err error) {
 				return err
 			}
 		}
-		// The delivered and skipped events of the batch.
-		if err := r.flush(ctx); err != nil {
-			return err
+		// The delivered and skipped events, once a second while busy.
+		if time.Since(r.storedAt) >= r.o.FlushEvery {
+			if err := r.flush(ctx); err != nil {
+				return err
+			}
 		}
 		r.o.Metrics.lag(r.o.Cursor, r.o.Hub.Last()-r.pos)
 	}
@@ -301,7 +327,7 @@ func (r *Reader) deliver(ctx context.Context, ev *backends.Event) error {
 		if err == nil {
 			r.o.Metrics.delivered(r.o.Cursor)
 			r.pos = ev.Seq
-			if time.Since(r.storedAt) >= flushEvery {
+			if time.Since(r.storedAt) >= r.o.FlushEvery {
 				return r.flush(ctx)
 			}
 			return nil
@@ -344,9 +370,6 @@ func (r *Reader) backoff(n int) time.Duration {
 	}
 	return d
 }
-
-// flushEvery bounds how long a reader delivers without writing its cursor.
-const flushEvery = time.Second
 
 // flush writes the reader's position to its cursor when it moved, even
 // when serve is stopping (ctx done): an event delivered and not recorded

@@ -268,6 +268,29 @@ func TestReaderRestartGoesOnFromTheCursor(t *testing.T) {
 	})
 }
 
+// A reader that keeps up does not write its cursor per batch: only once
+// the log is quiet (FlushIdle) or a while has passed (FlushEvery), and when
+// it stops.
+func TestReaderWritesItsCursorWhenQuietNotPerBatch(t *testing.T) {
+	eachLog(t, func(t *testing.T, env *logEnv) {
+		rec := newRecorder(nil)
+		r := start(t, env.store, Options{Sink: rec.sink("n1"), FromBeginning: true, FlushEvery: time.Hour, FlushIdle: time.Hour})
+		var want []int64
+		for range 5 {
+			want = append(want, env.write(t, "a"))
+			waitDelivered(t, rec, want) // one batch each
+		}
+		require.Zero(t, cursorSeq(t, env.store, "webhook:test"), "written while delivering")
+		r.stop(t)
+		require.Equal(t, want[len(want)-1], cursorSeq(t, env.store, "webhook:test"), "written when it stopped")
+
+		start(t, env.store, Options{Sink: rec.sink("n1"), FromBeginning: true, FlushEvery: time.Hour, FlushIdle: time.Millisecond})
+		want = append(want, env.write(t, "a"))
+		waitDelivered(t, rec, want)
+		waitCursor(t, env.store, "webhook:test", want[len(want)-1])
+	})
+}
+
 // Two nodes on one database: the lease holder delivers, each event once;
 // when it stops, the other takes over where it left off.
 func TestTwoNodesDeliverEachEventOnce(t *testing.T) {
