@@ -122,19 +122,7 @@ func errorStepNames(ctx context.Context, q querier, taskID int64) ([]string, err
 // range selects), events_task for a task's.
 func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*backends.Event, rerr error) {
 	defer classifyErr(&rerr)
-	limit := q.LimitOrDefault()
-	sql := `SELECT seq, body FROM events
-	WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= $1), 0) AND last_seq > $1`
-	args := []any{q.After, limit}
-	if q.TaskID != 0 {
-		args = append(args, q.TaskID)
-		sql += fmt.Sprintf(` AND task_id = $%d`, len(args))
-	}
-	if len(q.Namespaces) > 0 {
-		args = append(args, q.Namespaces)
-		sql += fmt.Sprintf(` AND namespace = ANY ($%d::text[])`, len(args))
-	}
-	sql += ` ORDER BY seq LIMIT $2`
+	sql, args := listEventsSQL(q)
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing events: %w", err)
@@ -157,6 +145,22 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*ba
 		return nil, fmt.Errorf("listing events: %w", err)
 	}
 	return events, nil
+}
+
+// listEventsSQL is ListEvents' statement for q, and its arguments.
+func listEventsSQL(q *backends.EventQuery) (string, []any) {
+	sql := `SELECT seq, body FROM events
+	WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= $1), 0) AND last_seq > $1`
+	args := []any{q.After, q.LimitOrDefault()}
+	if q.TaskID != 0 {
+		args = append(args, q.TaskID)
+		sql += fmt.Sprintf(` AND task_id = $%d`, len(args))
+	}
+	if len(q.Namespaces) > 0 {
+		args = append(args, q.Namespaces)
+		sql += fmt.Sprintf(` AND namespace = ANY ($%d::text[])`, len(args))
+	}
+	return sql + ` ORDER BY seq LIMIT $2`, args
 }
 
 // LastEventSeq implements backends.EventStore: the counter, which is the

@@ -78,3 +78,7 @@ func MigrateTo(ctx context.Context, dsn string, version int) ([]string, error) {
 	defer conn.Close(ctx)
 	return migrateTo(ctx, conn, version)
 }
+
+// ListEventsSQL is ListEvents' statement for q and its arguments, for plan
+// tests.
+func ListEventsSQL(q *backends.EventQuery) (string, []any) { return listEventsSQL(q) }
