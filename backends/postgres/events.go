@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,60 +12,60 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// The event log (migrations/0009_events.sql). Every write stores its events
-// with appendEventsSQL as the last statement before its COMMIT: the
-// numbers come from the one row of event_seq, whose lock the UPDATE holds
-// until the transaction ends. The next writer waits for that commit before
-// it numbers its own, so numbering order is commit order and a reader that
-// sees seq n sees everything below it. Being last keeps the lock's window
-// to the statement and the commit: the writers of the whole database pass
-// through it one at a time.
+// The event log (migrations/0009_events.sql, one row per run of a task's
+// events since 0010_event_runs.sql: see backends/eventrows.go). Every write
+// stores its events with appendEventsSQL as the last statement before its
+// COMMIT: the numbers come from the one row of event_seq, whose lock the
+// UPDATE holds until the transaction ends. The next writer waits for that
+// commit before it numbers its own, so numbering order is commit order and
+// a reader that sees seq n sees everything below it. Being last keeps the
+// lock's window to the statement and the commit: the writers of the whole
+// database pass through it one at a time.
 
-// appendEventsSQL numbers $1 events after event_seq.last and inserts them,
-// in one statement: $2 types, $3 task ids, $4 step ids (NULL for none), $5
-// namespaces, $6 instants, $7 bodies (parallel arrays, in order). It
-// returns the last number taken: the events are last-$1+1 .. last.
+// appendEventsSQL numbers $1 events after event_seq.last and inserts them
+// as runs (backends.EventRuns), in one statement: per run, $2 and $3 the
+// offsets of its first and last event within the write (from 1), $4 its
+// task, $5 its namespace, $6 its instant, $7 its body (parallel arrays, in
+// order). It returns the last number taken: the events are last-$1+1 ..
+// last.
 const appendEventsSQL = `WITH n AS (
 	UPDATE event_seq SET last = last + $1 RETURNING last
 ), ins AS (
-	INSERT INTO events (seq, type, task_id, step_id, namespace, created_at, body)
-	SELECT n.last - $1 + u.ord, u.type, u.task_id, u.step_id, u.namespace, u.created_at, u.body
-	  FROM n, unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
-		WITH ORDINALITY AS u(type, task_id, step_id, namespace, created_at, body, ord)
+	INSERT INTO events (seq, last_seq, task_id, namespace, created_at, body)
+	SELECT n.last - $1 + u.first_off, n.last - $1 + u.last_off, u.task_id, u.namespace, u.created_at, u.body
+	  FROM n, unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])
+		AS u(first_off, last_off, task_id, namespace, created_at, body)
 )
 SELECT last FROM n`
 
 // eventArgs are appendEventsSQL's arguments for events (none when there
 // are none: nothing to write, and no lock to take).
 func eventArgs(events []*backends.Event) ([]any, error) {
-	n := len(events)
-	if n == 0 {
+	if len(events) == 0 {
 		return nil, nil
 	}
-	var (
-		types, namespaces, bodies = make([]string, n), make([]string, n), make([]string, n)
-		taskIDs                   = make([]int64, n)
-		stepIDs                   = make([]*int64, n)
-		times                     = make([]time.Time, n)
-	)
-	for i, ev := range events {
+	for _, ev := range events {
 		// In UTC at microseconds, as the store returns every time: the
 		// caller's sink and a reader of the log get the same event.
 		ev.Time = ts(ev.Time)
-		body := *ev
-		body.Seq = 0 // the body is the event without its number
-		b, err := json.Marshal(&body)
-		if err != nil {
-			return nil, fmt.Errorf("encoding event %s of task %d: %w", ev.Type, ev.TaskID, err)
-		}
-		types[i], namespaces[i], bodies[i] = string(ev.Type), ev.Namespace, string(b)
-		taskIDs[i], times[i] = ev.TaskID, ev.Time
-		if ev.StepID != 0 {
-			id := ev.StepID
-			stepIDs[i] = &id
-		}
 	}
-	return []any{n, types, taskIDs, stepIDs, namespaces, times, bodies}, nil
+	runs := backends.EventRuns(events)
+	var (
+		firsts, lasts, taskIDs = make([]int64, len(runs)), make([]int64, len(runs)), make([]int64, len(runs))
+		namespaces, bodies     = make([]string, len(runs)), make([]string, len(runs))
+		times                  = make([]time.Time, len(runs))
+	)
+	var off int64
+	for i, run := range runs {
+		b, err := backends.EncodeEventRun(run)
+		if err != nil {
+			return nil, err
+		}
+		firsts[i], lasts[i] = off+1, off+int64(len(run))
+		off += int64(len(run))
+		taskIDs[i], namespaces[i], times[i], bodies[i] = run[0].TaskID, run[0].Namespace, run[0].Time, string(b)
+	}
+	return []any{len(events), firsts, lasts, taskIDs, namespaces, times, bodies}, nil
 }
 
 // numberEvents sets the Seq of events from the last number their
@@ -112,18 +111,47 @@ func errorStepNames(ctx context.Context, q querier, taskID int64) ([]string, err
 	return names, nil
 }
 
-// ListEvents implements backends.EventStore. Each filter that is set adds
-// its condition, so that each combination has a plan of its own: the
-// index on seq for a reader of everything, events_task for a task's,
-// events_namespace for a namespace's.
+// ListEvents implements backends.EventStore. The row holding the first
+// event after q.After is the one with the greatest seq at or below it (runs
+// do not overlap), so the rows to read start there, by the primary key, and
+// the ones whose last event is at or below q.After (that row, when After is
+// its last) are left out: every row read holds at least one wanted event,
+// and a limit on rows is enough. Each filter that is set adds its
+// condition, so that each combination has a plan of its own: the primary
+// key for a reader of everything or of namespaces (a filter on the rows the
+// range selects), events_task for a task's.
 func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*backends.Event, rerr error) {
 	defer classifyErr(&rerr)
-	limit := q.Limit
-	if limit <= 0 {
-		limit = backends.DefaultEventLimit
+	sql, args := listEventsSQL(q)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
 	}
-	sql := `SELECT seq, body FROM events WHERE seq > $1`
-	args := []any{q.After, limit}
+	defer rows.Close()
+	events := []*backends.Event{}
+	var (
+		seq  int64
+		body []byte
+	)
+	for rows.Next() {
+		if err := rows.Scan(&seq, &body); err != nil {
+			return nil, fmt.Errorf("listing events: %w", err)
+		}
+		if events, err = backends.AppendEventRows(events, q, seq, body); err != nil {
+			return nil, fmt.Errorf("listing events: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
+	}
+	return events, nil
+}
+
+// listEventsSQL is ListEvents' statement for q, and its arguments.
+func listEventsSQL(q *backends.EventQuery) (string, []any) {
+	sql := `SELECT seq, body FROM events
+	WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= $1), 0) AND last_seq > $1`
+	args := []any{q.After, q.LimitOrDefault()}
 	if q.TaskID != 0 {
 		args = append(args, q.TaskID)
 		sql += fmt.Sprintf(` AND task_id = $%d`, len(args))
@@ -132,33 +160,7 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*ba
 		args = append(args, q.Namespaces)
 		sql += fmt.Sprintf(` AND namespace = ANY ($%d::text[])`, len(args))
 	}
-	sql += ` ORDER BY seq LIMIT $2`
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing events: %w", err)
-	}
-	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*backends.Event, error) {
-		var (
-			seq  int64
-			body []byte
-		)
-		if err := r.Scan(&seq, &body); err != nil {
-			return nil, err
-		}
-		ev := &backends.Event{}
-		if err := json.Unmarshal(body, ev); err != nil {
-			return nil, fmt.Errorf("event %d: %w", seq, err)
-		}
-		ev.Seq = seq
-		return ev, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing events: %w", err)
-	}
-	if events == nil {
-		events = []*backends.Event{}
-	}
-	return events, nil
+	return sql + ` ORDER BY seq LIMIT $2`, args
 }
 
 // LastEventSeq implements backends.EventStore: the counter, which is the

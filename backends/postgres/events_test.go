@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -476,4 +477,98 @@ func TestDeadLetterGivenAgainReplacesIt(t *testing.T) {
 	require.Equal(t, "timeout", ds[0].LastError)
 	require.True(t, now.Add(time.Hour).Equal(ds[0].CreatedAt))
 	require.Error(t, s.AddDeadLetter(ctx, &backends.DeadLetter{Seq: 3}), "a letter needs its cursor")
+}
+
+// Migration 0010 turns each event of the old log (one row per event) into a
+// run of one: a reader gets the same events with the same numbers, from
+// any point and through any filter, the counter is where it was, and the
+// next write numbers after it, in the new layout.
+func TestEventRunsMigrationKeepsTheLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.NewEmptyDatabase(t)
+	applied, err := postgres.MigrateTo(ctx, dsn, 9)
+	require.NoError(t, err)
+	require.Len(t, applied, 9)
+	require.Equal(t, "0009_events.sql", applied[8])
+
+	// Two tasks and their events as 0009 stored them: each its own row,
+	// its body the event's JSON without its seq.
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 123000, time.UTC)
+	taskIn := func(ns string) int64 {
+		var id int64
+		require.NoError(t, conn.QueryRow(ctx, `INSERT INTO tasks (namespace, workflow_name, workflow_version, context,
+				requested_at, created_at, updated_at) VALUES ($1, 'wf', '1', '{}', $2, $2, $2) RETURNING id`, ns, now).Scan(&id))
+		return id
+	}
+	a, b := taskIn("alpha"), taskIn("beta")
+	old := []*backends.Event{
+		{Type: backends.EventTaskInitializeRequested, Time: now, TaskID: a, Namespace: "alpha", Workflow: "alpha/wf"},
+		{Type: backends.EventTaskInitializeRequested, Time: now, TaskID: b, Namespace: "beta", Workflow: "beta/wf"},
+		{Type: backends.EventStepExecutionRequested, Time: now, TaskID: a, Namespace: "alpha", Workflow: "alpha/wf", StepID: 7, StepName: "s"},
+		{Type: "x.custom", Time: now.Add(time.Second), TaskID: a, Namespace: "alpha", Workflow: "alpha/wf", Payload: json.RawMessage(`{"k":[1,2]}`)},
+	}
+	for i, ev := range old {
+		body, err := json.Marshal(ev)
+		require.NoError(t, err)
+		var step *int64
+		if ev.StepID != 0 {
+			step = &ev.StepID
+		}
+		_, err = conn.Exec(ctx, `INSERT INTO events (seq, type, task_id, step_id, namespace, created_at, body)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, i+1, string(ev.Type), ev.TaskID, step, ev.Namespace, ev.Time, string(body))
+		require.NoError(t, err)
+		ev.Seq = int64(i + 1)
+	}
+	_, err = conn.Exec(ctx, `UPDATE event_seq SET last = $1`, len(old))
+	require.NoError(t, err)
+
+	applied, err = postgres.Migrate(ctx, dsn)
+	require.NoError(t, err)
+	require.Equal(t, []string{"0010_event_runs.sql"}, applied)
+	var indexes []string
+	require.NoError(t, conn.QueryRow(ctx, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
+		WHERE tablename = 'events'`).Scan(&indexes))
+	require.Equal(t, []string{"events_pkey", "events_task"}, indexes)
+	var leftover bool
+	require.NoError(t, conn.QueryRow(ctx, `SELECT to_regclass('events_0009') IS NOT NULL`).Scan(&leftover))
+	require.False(t, leftover, "the old table is gone")
+
+	s, err := postgres.Open(ctx, dsn, postgres.WithoutMigrate())
+	require.NoError(t, err)
+	defer s.Close()
+	jsonOf := func(evs []*backends.Event) []string {
+		out := []string{}
+		for _, ev := range evs {
+			out = append(out, eventJSON(t, ev))
+		}
+		return out
+	}
+	list := func(q backends.EventQuery) []string {
+		t.Helper()
+		evs, err := s.ListEvents(ctx, &q)
+		require.NoError(t, err)
+		return jsonOf(evs)
+	}
+	require.Equal(t, jsonOf(old), list(backends.EventQuery{}))
+	require.Equal(t, jsonOf(old[1:3]), list(backends.EventQuery{After: 1, Limit: 2}))
+	require.Equal(t, jsonOf([]*backends.Event{old[0], old[2], old[3]}), list(backends.EventQuery{TaskID: a}))
+	require.Equal(t, jsonOf(old[1:2]), list(backends.EventQuery{Namespaces: []string{"beta"}}))
+	last, err := s.LastEventSeq(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(old)), last)
+
+	// A write after the migration numbers on.
+	var sunk sinkLog
+	_, err = s.CancelTask(sunk.ctx(ctx), &backends.CancelTaskParams{TaskID: b, Reason: "r", Now: now})
+	require.NoError(t, err)
+	require.NotEmpty(t, sunk.events)
+	for i, ev := range sunk.events {
+		require.Equal(t, int64(len(old)+1+i), ev.Seq)
+	}
+	require.Equal(t, jsonOf(sunk.events), list(backends.EventQuery{After: int64(len(old))}))
+	require.Equal(t, jsonOf(append(old[1:2:2], sunk.events...)), list(backends.EventQuery{TaskID: b}))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/taskerd/taskerd/backends"
 )
 
@@ -65,3 +67,18 @@ const AppendEventsSQL = appendEventsSQL
 
 // EventArgs are AppendEventsSQL's arguments.
 func EventArgs(events []*backends.Event) ([]any, error) { return eventArgs(events) }
+
+// MigrateTo migrates the database dsn names up to version, for the tests
+// of a migration.
+func MigrateTo(ctx context.Context, dsn string, version int) ([]string, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	return migrateTo(ctx, conn, version)
+}
+
+// ListEventsSQL is ListEvents' statement for q and its arguments, for plan
+// tests.
+func ListEventsSQL(q *backends.EventQuery) (string, []any) { return listEventsSQL(q) }

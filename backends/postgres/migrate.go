@@ -93,7 +93,13 @@ func Migrate(ctx context.Context, dsn string, opts ...Option) ([]string, error) 
 
 // migrate applies the missing migrations under the migration lock, each in
 // its own transaction together with its row in taskerd_schema_migrations.
-func migrate(ctx context.Context, conn *pgx.Conn) (applied []string, err error) {
+func migrate(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	return migrateTo(ctx, conn, 0)
+}
+
+// migrateTo is migrate up to version target (every migration when target is
+// 0): the tests of a migration build a database at the version before it.
+func migrateTo(ctx context.Context, conn *pgx.Conn, target int) (applied []string, err error) {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
 		return nil, fmt.Errorf("taking the migration lock: %w", err)
 	}
@@ -118,7 +124,10 @@ func migrate(ctx context.Context, conn *pgx.Conn) (applied []string, err error) 
 	if current > len(ms) {
 		return nil, newerSchemaError(current, len(ms))
 	}
-	for _, m := range ms[current:] {
+	if target == 0 || target > len(ms) {
+		target = len(ms)
+	}
+	for _, m := range ms[min(current, target):target] {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("applying migration %s: %w", m.Name, err)

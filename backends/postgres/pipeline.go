@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,7 +24,8 @@ import (
 //   - CompleteStep and FailStep are written in batches, several workers'
 //     results in one transaction of two pipelines (results.go).
 //   - CreateTask without an idempotency key is one statement (createTaskSQL)
-//     and its event, in two round trips: the event needs the task's id.
+//     and its event (createdEventsSQL, which takes the task's id from the
+//     statement before it), sent with BEGIN and COMMIT in one round trip.
 
 // retryableTx reports whether PostgreSQL aborted a transaction that may
 // simply be run again (a deadlock victim or a serialization failure).
@@ -66,9 +68,50 @@ const createTaskSQL = `WITH task AS (
 )
 SELECT ` + taskColumns + ` FROM task`
 
+// createdEventsSQL is appendEventsSQL for the events of the task that
+// createTaskSQL has just inserted on this connection, so that they can go
+// in the same round trip, before the task's id is known: they are one run
+// (one task's), whose body $4 has "task_id":0 where each event's id goes,
+// and the statement writes the id in, as the task's INSERT took it from
+// its sequence (currval is this session's, whatever other sessions take
+// meanwhile). $1 the number of events, $2 the namespace, $3 the instant.
+// Like appendEventsSQL, it is the last statement before the COMMIT.
+const createdEventsSQL = `WITH t AS (
+	SELECT currval(pg_get_serial_sequence('tasks', 'id')) AS id
+), n AS (
+	UPDATE event_seq SET last = last + $1 RETURNING last
+), ins AS (
+	INSERT INTO events (seq, last_seq, task_id, namespace, created_at, body)
+	SELECT n.last - $1 + 1, n.last, t.id, $2, $3, replace($4, '"task_id":0,', '"task_id":' || t.id || ',')
+	  FROM n, t
+)
+SELECT last FROM n`
+
+// createdEventArgs are createdEventsSQL's arguments for the events of a
+// task that is being created, with TaskID 0 (as CreatedEvents makes them
+// from a task without its id); none when their body does not hold the
+// placeholder once per event, which a JSON string cannot (its quotes are
+// escaped), but a raw JSON field of a future event type could.
+func createdEventArgs(events []*backends.Event) ([]any, error) {
+	for _, ev := range events {
+		ev.Time = ts(ev.Time) // as eventArgs does
+	}
+	body, err := backends.EncodeEventRun(events)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Count(body, []byte(`"task_id":0,`)) != len(events) {
+		return nil, nil
+	}
+	return []any{len(events), events[0].Namespace, events[0].Time, string(body)}, nil
+}
+
 // createTaskPipelined is CreateTask for a request without an idempotency
 // key and without bypassed steps, with at least one step (the common case):
-// createTaskSQL, then its events and COMMIT: two round trips, one commit.
+// BEGIN, createTaskSQL, its events and COMMIT in one round trip. The
+// events are built before the task exists, from the request: a new task
+// of this kind is pending, and its id is all they lack, which
+// createdEventsSQL fills in.
 //
 // It does not finalize, because finalize cannot move such a task: every
 // step is pending with no attempt, so no step is complete (not
@@ -116,6 +159,12 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 		taskCtx = json.RawMessage(`{}`)
 	}
 	now := ts(p.Now)
+	events = backends.CreatedEvents(&backends.Task{Namespace: p.Namespace, WorkflowName: p.WorkflowName,
+		State: backends.StatePending}, p.Now)
+	evArgs, err := createdEventArgs(events)
+	if err != nil {
+		return nil, nil, err
+	}
 
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -129,6 +178,10 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 		p.SourceSystem, p.Reason, tags, now, nil, p.RequestHash, now,
 		names, handlers, configs, retryable, limits, bases, maxes, timeouts, skippable, unsatisfied,
 		parents, children)
+	if evArgs != nil {
+		b.Queue(createdEventsSQL, evArgs...)
+		b.Queue("COMMIT")
+	}
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
@@ -138,14 +191,28 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 		if task, err = scanTask(br.QueryRow()); err != nil {
 			return err
 		}
+		if evArgs != nil {
+			if err := readEvents(br, events); err != nil {
+				return err
+			}
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		return br.Close()
 	}()
 	if err != nil {
 		return nil, nil, err
 	}
-	events = backends.CreatedEvents(task, p.Now)
-	if err = commitWithEvents(ctx, conn, events); err != nil {
-		return nil, nil, err
+	for _, ev := range events {
+		ev.TaskID = task.ID
+	}
+	if evArgs == nil {
+		// The events' body could not take the id in SQL: write them once
+		// it is known, in a second round trip.
+		if err = commitWithEvents(ctx, conn, events); err != nil {
+			return nil, nil, err
+		}
 	}
 	return task, events, nil
 }

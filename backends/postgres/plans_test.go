@@ -2,9 +2,12 @@ package postgres_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -161,4 +164,48 @@ func TestPlansMadeYoungStayCheap(t *testing.T) {
 	// among the 20,000 tasks; 305,067 with them) and 273,282 for the 9
 	// results; now 9, 326 and 448, most of it the 9 steps' writes.
 	p.assertHotPathCheap()
+}
+
+// A reader of the log finds its first row by the primary key and reads on
+// in seq order without a sort, whichever filters it sets: the plans a
+// pooled connection keeps (generic ones) over a log of 50,000 runs.
+func TestEventListPlansUseTheKeys(t *testing.T) {
+	t.Parallel()
+	p := newPlanProbe(t)
+	p.exec(`INSERT INTO tasks (namespace, workflow_name, workflow_version, context, requested_at, created_at, updated_at)
+		SELECT 'ns' || (g % 5), 'wf', '1', '{}', $1, $1, $1 FROM generate_series(1, 2000) g`, benchNow)
+	p.exec(`INSERT INTO events (seq, last_seq, task_id, namespace, created_at, body)
+		SELECT g * 3 + 1, g * 3 + 3, t.first + g % 2000, 'ns' || (g % 5), $1, '[]'
+		  FROM generate_series(0, 49999) g, (SELECT min(id) AS first FROM tasks) t`, benchNow)
+	p.exec(`ANALYZE events`)
+	p.genericPlans()
+	// EXPLAIN of the statement itself would plan it for the values given
+	// (a custom plan); EXPLAIN EXECUTE of a prepared one shows the generic
+	// plan the pool keeps (the values, constants here, do not change it).
+	for i, c := range []struct {
+		name, execute string
+		q             backends.EventQuery
+		index         string
+	}{
+		{"everything", `(100, 100)`, backends.EventQuery{After: 100}, "events_pkey"},
+		{"a task's", `(100, 100, 5)`, backends.EventQuery{After: 100, TaskID: 5}, "events_task"},
+		{"namespaces'", `(100, 100, '{ns1}')`, backends.EventQuery{After: 100, Namespaces: []string{"ns1"}}, "events_pkey"},
+	} {
+		sql, _ := postgres.ListEventsSQL(&c.q)
+		name := pgx.Identifier{"list_events_" + strconv.Itoa(i)}.Sanitize()
+		p.exec(`PREPARE ` + name + ` AS ` + sql)
+		rows, err := p.s.Pool().Query(p.ctx, `EXPLAIN EXECUTE `+name+c.execute)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			plan = append(plan, line)
+		}
+		require.NoError(t, rows.Err())
+		text := strings.Join(plan, "\n")
+		assert.Contains(t, text, "Index Only Scan Backward using events_pkey", "%s: the row holding After, by the key\n%s", c.name, text)
+		assert.Contains(t, text, "Index Scan using "+c.index+" on events ", "%s\n%s", c.name, text)
+		assert.NotContains(t, text, "Sort", "%s: rows read in seq order\n%s", c.name, text)
+	}
 }
