@@ -35,16 +35,20 @@ func EventRuns(events []*Event) [][]*Event {
 // their Time to its own precision first, so that what its sink hands out
 // is what it will read back.
 func EncodeEventRun(run []*Event) ([]byte, error) {
-	bodies := make([]Event, len(run))
+	b := make([]byte, 0, 256*len(run))
+	b = append(b, '[')
 	for i, ev := range run {
-		bodies[i] = *ev
-		bodies[i].Seq = 0
+		if i > 0 {
+			b = append(b, ',')
+		}
+		body := *ev
+		body.Seq = 0
+		var err error
+		if b, err = body.AppendJSON(b); err != nil {
+			return nil, fmt.Errorf("encoding the events of task %d: %w", run[0].TaskID, err)
+		}
 	}
-	b, err := json.Marshal(bodies)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the events of task %d: %w", run[0].TaskID, err)
-	}
-	return b, nil
+	return append(b, ']'), nil
 }
 
 // DecodeEventRun reads a stored run whose first event is first, numbering
