@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -452,15 +451,15 @@ func (st *stream) frame(ev *backends.Event) error {
 	st.buf.WriteString("\nevent: ")
 	st.buf.WriteString(string(ev.Type))
 	st.buf.WriteString("\ndata: ")
-	// The encoder's JSON is one line (a results document is compacted),
-	// and its newline ends the data line.
-	enc := json.NewEncoder(&st.buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
+	// An event's JSON is one line (a results document is compacted), not
+	// HTML-escaped (nothing here is HTML).
+	data, err := ev.AppendJSONUnescaped(st.buf.AvailableBuffer())
+	if err != nil {
 		st.buf.Truncate(mark)
 		return err
 	}
-	st.buf.WriteString("\n")
+	st.buf.Write(data)
+	st.buf.WriteString("\n\n")
 	return nil
 }
 

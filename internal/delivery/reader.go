@@ -15,7 +15,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -315,7 +314,7 @@ func (r *Reader) wanted(ev *backends.Event) bool {
 // is a dead letter), and moves the reader's position past it. Later events
 // wait: that is the price of delivering in order.
 func (r *Reader) deliver(ctx context.Context, ev *backends.Event) error {
-	body, err := json.Marshal(ev)
+	body, err := ev.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("encoding event %d: %w", ev.Seq, err)
 	}
