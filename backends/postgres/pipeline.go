@@ -106,20 +106,9 @@ func createdEventArgs(events []*backends.Event) ([]any, error) {
 	return []any{len(events), events[0].Namespace, events[0].Time, string(body)}, nil
 }
 
-// createTaskPipelined is CreateTask for a request without an idempotency
-// key and without bypassed steps, with at least one step (the common case):
-// BEGIN, createTaskSQL, its events and COMMIT in one round trip. The
-// events are built before the task exists, from the request: a new task
-// of this kind is pending, and its id is all they lack, which
-// createdEventsSQL fills in.
-//
-// It does not finalize, because finalize cannot move such a task: every
-// step is pending with no attempt, so no step is complete (not
-// all_complete), none is in error (not blocked_by_failures) and none is
-// cancelled, and backends.Decide then answers continue, which leaves a
-// pending task where it is. TestCreateNeedsNoFinalize in backendtest holds
-// the stores to that.
-func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (task *backends.Task, events []*backends.Event, err error) {
+// createTaskArgs are createTaskSQL's arguments for p, whose steps it
+// checks (unique names, parents before children).
+func createTaskArgs(p *backends.CreateTaskParams) ([]any, error) {
 	n := len(p.Steps)
 	var (
 		names, handlers, configs = make([]string, n), make([]string, n), make([]*string, n)
@@ -131,12 +120,12 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	positions := make(map[string]int32, n)
 	for i, ns := range p.Steps {
 		if _, dup := positions[ns.Name]; dup {
-			return nil, nil, fmt.Errorf("step %q given twice", ns.Name)
+			return nil, fmt.Errorf("step %q given twice", ns.Name)
 		}
 		for _, parent := range ns.Parents {
 			pos, ok := positions[parent]
 			if !ok {
-				return nil, nil, fmt.Errorf("step %q depends on %q, which is not an earlier step", ns.Name, parent)
+				return nil, fmt.Errorf("step %q depends on %q, which is not an earlier step", ns.Name, parent)
 			}
 			parents, children = append(parents, pos), append(children, int32(i))
 		}
@@ -159,6 +148,30 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 		taskCtx = json.RawMessage(`{}`)
 	}
 	now := ts(p.Now)
+	return []any{p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
+		p.SourceSystem, p.Reason, tags, now, nil, p.RequestHash, now,
+		names, handlers, configs, retryable, limits, bases, maxes, timeouts, skippable, unsatisfied,
+		parents, children}, nil
+}
+
+// createTaskPipelined is CreateTask for a request without an idempotency
+// key and without bypassed steps, with at least one step (the common case):
+// BEGIN, createTaskSQL, its events and COMMIT in one round trip. The
+// events are built before the task exists, from the request: a new task
+// of this kind is pending, and its id is all they lack, which
+// createdEventsSQL fills in.
+//
+// It does not finalize, because finalize cannot move such a task: every
+// step is pending with no attempt, so no step is complete (not
+// all_complete), none is in error (not blocked_by_failures) and none is
+// cancelled, and backends.Decide then answers continue, which leaves a
+// pending task where it is. TestCreateNeedsNoFinalize in backendtest holds
+// the stores to that.
+func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskParams) (task *backends.Task, events []*backends.Event, err error) {
+	args, err := createTaskArgs(p)
+	if err != nil {
+		return nil, nil, err
+	}
 	events = backends.CreatedEvents(&backends.Task{Namespace: p.Namespace, WorkflowName: p.WorkflowName,
 		State: backends.StatePending}, p.Now)
 	evArgs, err := createdEventArgs(events)
@@ -174,10 +187,7 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	defer rollbackOnError(ctx, conn, &err)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(createTaskSQL, p.Namespace, p.WorkflowName, p.WorkflowVersion, string(taskCtx), p.Initiator,
-		p.SourceSystem, p.Reason, tags, now, nil, p.RequestHash, now,
-		names, handlers, configs, retryable, limits, bases, maxes, timeouts, skippable, unsatisfied,
-		parents, children)
+	b.Queue(createTaskSQL, args...)
 	if evArgs != nil {
 		b.Queue(createdEventsSQL, evArgs...)
 		b.Queue("COMMIT")
