@@ -82,3 +82,27 @@ func MigrateTo(ctx context.Context, dsn string, version int) ([]string, error) {
 // ListEventsSQL is ListEvents' statement for q and its arguments, for plan
 // tests.
 func ListEventsSQL(q *backends.EventQuery) (string, []any) { return listEventsSQL(q) }
+
+// CreateTogether writes creations as one batch, as if their callers had
+// all queued at once, and returns each one's outcome in order.
+func CreateTogether(ctx context.Context, s *Store, ps []*backends.CreateTaskParams) ([]*backends.Task, [][]*backends.Event, []error) {
+	batch := make([]*createReq, len(ps))
+	for i, p := range ps {
+		batch[i] = &createReq{ctx: ctx, p: p, done: make(chan createResp, 1)}
+	}
+	s.writeCreationBatch(batch)
+	tasks, events, errs := make([]*backends.Task, len(ps)), make([][]*backends.Event, len(ps)), make([]error, len(ps))
+	for i, r := range batch {
+		resp := <-r.done
+		tasks[i], events[i], errs[i] = resp.task, resp.events, resp.err
+	}
+	return tasks, events, errs
+}
+
+// CreationQueue says how many creations wait for a batch and whether one
+// is being written.
+func CreationQueue(s *Store) (waiting int, writing bool) {
+	s.creations.mu.Lock()
+	defer s.creations.mu.Unlock()
+	return len(s.creations.waiting), s.creations.running
+}

@@ -24,6 +24,8 @@ type Store struct {
 
 	// Step results waiting to be written in a batch (results.go).
 	results resultQueue
+	// Task creations waiting to be written in a batch (creations.go).
+	creations createQueue
 
 	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
 	// RetryTask, over opTx (operator.go).

@@ -16,17 +16,14 @@ import (
 func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_ *backends.Task, _ bool, rerr error) {
 	defer classifyErr(&rerr)
 	if p.IdempotencyKey == "" && len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
-		for attempt := 1; ; attempt++ {
-			task, events, err := s.createTaskPipelined(ctx, p)
-			if err != nil && attempt < maxTxAttempts && retryableTx(err) {
-				continue
-			}
-			if err != nil {
-				return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
-			}
-			sinkEvents(ctx, events)
-			return task, true, nil
+		// Written in a batch with the creations that arrive meanwhile
+		// (creations.go).
+		task, events, err := s.createBatched(ctx, p)
+		if err != nil {
+			return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
 		}
+		sinkEvents(ctx, events)
+		return task, true, nil
 	}
 	var (
 		task    *backends.Task
