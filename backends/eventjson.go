@@ -24,13 +24,16 @@ func (ev *Event) MarshalJSON() ([]byte, error) {
 
 // AppendJSON appends ev's JSON to b, HTML-safe (<, > and & escaped, as
 // json.Marshal does).
-func (ev *Event) AppendJSON(b []byte) ([]byte, error) { return ev.appendJSON(b, true) }
+func (ev *Event) AppendJSON(b []byte) ([]byte, error) { return ev.appendJSON(b, true, false) }
 
 // AppendJSONUnescaped appends ev's JSON to b with <, > and & as they are
 // (as a json.Encoder with SetEscapeHTML(false) writes it).
-func (ev *Event) AppendJSONUnescaped(b []byte) ([]byte, error) { return ev.appendJSON(b, false) }
+func (ev *Event) AppendJSONUnescaped(b []byte) ([]byte, error) { return ev.appendJSON(b, false, false) }
 
-func (ev *Event) appendJSON(b []byte, html bool) ([]byte, error) {
+// appendJSON appends ev's JSON; without the fields a stored run shares
+// (timestamp, task_id, namespace, workflow: eventrows.go) when unshared is
+// set.
+func (ev *Event) appendJSON(b []byte, html, unshared bool) ([]byte, error) {
 	var err error
 	str := func(b []byte, s string) []byte { return appendJSONString(b, s, html) }
 	opt := func(b []byte, key, s string) []byte {
@@ -47,14 +50,16 @@ func (ev *Event) appendJSON(b []byte, html bool) ([]byte, error) {
 	}
 	b = append(b, `"type":`...)
 	b = str(b, string(ev.Type))
-	b = append(b, `,"timestamp":`...)
-	if b, err = appendJSONTime(b, ev.Time); err != nil {
-		return nil, err
+	if !unshared {
+		b = append(b, `,"timestamp":`...)
+		if b, err = appendJSONTime(b, ev.Time); err != nil {
+			return nil, err
+		}
+		b = append(b, `,"task_id":`...)
+		b = strconv.AppendInt(b, ev.TaskID, 10)
+		b = opt(b, `,"namespace":`, ev.Namespace)
+		b = opt(b, `,"workflow":`, ev.Workflow)
 	}
-	b = append(b, `,"task_id":`...)
-	b = strconv.AppendInt(b, ev.TaskID, 10)
-	b = opt(b, `,"namespace":`, ev.Namespace)
-	b = opt(b, `,"workflow":`, ev.Workflow)
 	b = appendOptInt(b, `,"step_id":`, ev.StepID)
 	b = opt(b, `,"step_name":`, ev.StepName)
 	b = opt(b, `,"handler":`, ev.Handler)

@@ -1,6 +1,7 @@
 package backends
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -41,9 +42,38 @@ func TestEventRunRoundTrip(t *testing.T) {
 	require.Equal(t, &want1, got[1])
 
 	_, err = DecodeEventRun(5, []byte(`{"type":"task.completed"}`))
-	require.ErrorContains(t, err, "event 5")
+	require.ErrorContains(t, err, "event 5: a row without events")
+	_, err = DecodeEventRun(5, []byte(`[]`))
+	require.ErrorContains(t, err, "event 5: a row without events")
 	_, err = DecodeEventRun(5, []byte(`[{"type":"task.completed"},null]`))
 	require.ErrorContains(t, err, "event 6: null")
+}
+
+// A run's events share the write's instant and their task (as every run
+// the builders make does): the body says those once, and reads back the
+// same events.
+func TestSharedEventRun(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 10, 0, 0, 123000, time.UTC)
+	run := []*Event{
+		{Type: EventTaskStartRequested, Time: now, TaskID: 7, Namespace: "ns<&>", Workflow: "ns<&>/w"},
+		{Type: EventViableStepsDiscovered, Time: now, TaskID: 7, Namespace: "ns<&>", Workflow: "ns<&>/w", StepNames: []string{"a"}},
+		{Type: EventStepExecutionRequested, Time: now, TaskID: 7, Namespace: "ns<&>", Workflow: "ns<&>/w", StepID: 3, StepName: "a", ReadyAt: &now},
+	}
+	body, err := EncodeEventRun(run)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(body), `"timestamp"`), "said once: %s", body)
+	require.Equal(t, 1, strings.Count(string(body), `"workflow"`), "said once: %s", body)
+	got, err := DecodeEventRun(10, body)
+	require.NoError(t, err)
+	for i, ev := range run {
+		want := *ev
+		want.Seq = int64(10 + i)
+		require.Equal(t, &want, got[i])
+	}
+	mixed, err := EncodeEventRun([]*Event{run[0], {Type: EventTaskCompleted, Time: now.Add(time.Microsecond), TaskID: 7}})
+	require.NoError(t, err)
+	require.Equal(t, byte('['), mixed[0], "events that differ are stored whole")
 }
 
 // Rows selected by last seq above After, in order: AppendEventRows keeps

@@ -90,8 +90,10 @@ SELECT last FROM n`
 // createdEventArgs are createdEventsSQL's arguments for the events of a
 // task that is being created, with TaskID 0 (as CreatedEvents makes them
 // from a task without its id); none when their body does not hold the
-// placeholder once per event, which a JSON string cannot (its quotes are
-// escaped), but a raw JSON field of a future event type could.
+// placeholder exactly where the task's id goes (once, when the run says
+// what its events share once; else once per event), which a JSON string
+// cannot (its quotes are escaped), but a raw JSON field of a future event
+// type could.
 func createdEventArgs(events []*backends.Event) ([]any, error) {
 	for _, ev := range events {
 		ev.Time = ts(ev.Time) // as eventArgs does
@@ -100,7 +102,11 @@ func createdEventArgs(events []*backends.Event) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if bytes.Count(body, []byte(`"task_id":0,`)) != len(events) {
+	want := len(events)
+	if body[0] == '{' {
+		want = 1
+	}
+	if bytes.Count(body, []byte(`"task_id":0,`)) != want {
 		return nil, nil
 	}
 	return []any{len(events), events[0].Namespace, events[0].Time, string(body)}, nil

@@ -53,7 +53,7 @@ func TestEventsOfAFailedWriteReachNoSink(t *testing.T) {
 	require.NoError(t, err)
 	// The event insert of a doomed step's completion fails.
 	_, err = s.writer.Exec(`CREATE TRIGGER doom BEFORE INSERT ON events
-		WHEN EXISTS (SELECT 1 FROM json_each(NEW.body)
+		WHEN EXISTS (SELECT 1 FROM json_each(NEW.body, '$.events')
 			WHERE value->>'type' = 'step.completed' AND value->>'step_name' LIKE 'doomed%')
 		BEGIN SELECT RAISE(ABORT, 'no room for this event'); END`)
 	require.NoError(t, err)
