@@ -27,8 +27,9 @@ import (
 // commit of a write to the moment an SSE client over real HTTP has read
 // the event. Each of b.N writes creates a task (one event,
 // task.initialize_requested) through the store, with the sink a node
-// gives its writes: it stamps the commit time and tells the hub, as the
-// engine does. The next write waits until every client has read the last
+// gives its writes: it stamps the commit time and publishes the events to
+// the hub (which keeps them for the streams to read), as the engine does.
+// The next write waits until every client has read the last
 // one (a closed loop: the figure is delivery, not queueing). "1stream"
 // has one client, "16streams" sixteen, each reading every event; p50-ms
 // and p99-ms are over every (event, client) pair.
@@ -108,7 +109,7 @@ func benchDelivery(b *testing.B, store backends.Store, streams int) {
 			committed[ev.Seq] = at
 		}
 		mu.Unlock()
-		hub.Notify(events[len(events)-1].Seq)
+		hub.Publish(events)
 	})
 	steps := []backends.NewStep{{Name: "a", Handler: "builtin.noop", RetryLimit: 1}}
 	latencies := make([]time.Duration, 0, b.N*streams)
