@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -194,16 +193,7 @@ func TestEventListPlansUseTheKeys(t *testing.T) {
 		sql, _ := postgres.ListEventsSQL(&c.q)
 		name := pgx.Identifier{"list_events_" + strconv.Itoa(i)}.Sanitize()
 		p.exec(`PREPARE ` + name + ` AS ` + sql)
-		rows, err := p.s.Pool().Query(p.ctx, `EXPLAIN EXECUTE `+name+c.execute)
-		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			plan = append(plan, line)
-		}
-		require.NoError(t, rows.Err())
-		text := strings.Join(plan, "\n")
+		text := explain(t, p.ctx, p.s, `EXPLAIN EXECUTE `+name+c.execute)
 		assert.Contains(t, text, "Index Only Scan Backward using events_pkey", "%s: the row holding After, by the key\n%s", c.name, text)
 		assert.Contains(t, text, "Index Scan using "+c.index+" on events ", "%s\n%s", c.name, text)
 		assert.NotContains(t, text, "Sort", "%s: rows read in seq order\n%s", c.name, text)

@@ -159,7 +159,15 @@ func TestClaimPlanUsesPartialIndex(t *testing.T) {
 	s := pgtest.Open(t)
 	seedTasks(t, s, 20_000, 5, backends.StateComplete, backends.StateComplete)
 	seedTasks(t, s, 10, 5, backends.StateInProgress, backends.StatePending)
-	rows, err := s.Pool().Query(ctx, `EXPLAIN `+postgres.ClaimSQL, time.Now(), 4)
+	plan := explain(t, ctx, s, `EXPLAIN `+postgres.ClaimSQL, time.Now(), 4)
+	require.Contains(t, plan, "steps_claimable", plan)
+}
+
+// explain runs an EXPLAIN statement and returns its plan's lines as one
+// text.
+func explain(t *testing.T, ctx context.Context, s *postgres.Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.Pool().Query(ctx, query, args...)
 	require.NoError(t, err)
 	var plan []string
 	for rows.Next() {
@@ -168,7 +176,7 @@ func TestClaimPlanUsesPartialIndex(t *testing.T) {
 		plan = append(plan, line)
 	}
 	require.NoError(t, rows.Err())
-	require.Contains(t, strings.Join(plan, "\n"), "steps_claimable", strings.Join(plan, "\n"))
+	return strings.Join(plan, "\n")
 }
 
 // The store's connections run without JIT: a generic plan's estimates can
