@@ -21,16 +21,24 @@ import (
 // DefaultPoll is how often a Hub looks for events other nodes wrote.
 const DefaultPoll = 500 * time.Millisecond
 
-// TailSize is how many of this node's latest events a Hub keeps in memory.
-const TailSize = 4096
+// The tail's bounds: at most TailSize of this node's latest events, at
+// most TailBytes of them (an event's size is about its JSON's), and none
+// larger than TailEventBytes (a step's results may be megabytes: readers
+// read such an event from the store). An edge node's memory holds the
+// tail whatever its steps return.
+const (
+	TailSize       = 4096
+	TailBytes      = 4 << 20
+	TailEventBytes = 64 << 10
+)
 
 // Hub announces that the event log grew, and serves the readers' reads of
 // its newest part. This node's writes announce themselves (Publish, as they
 // commit); the writes of other nodes sharing the database are found by
 // polling the log's end (Run).
 //
-// The events this node published are kept in a tail (the last TailSize, by
-// seq), so that readers that keep up (the usual case: a webhook, a stream
+// The events this node published are kept in a tail (the last ones, by
+// seq, within the bounds above), so that readers that keep up (the usual case: a webhook, a stream
 // client, each woken by every commit) read them from memory instead of
 // each running a query per commit. A read is served from the tail only
 // where it holds every seq in turn; at the first one it lacks (written by
@@ -44,7 +52,11 @@ type Hub struct {
 	mu   sync.Mutex
 	last int64
 	ch   chan struct{}
-	tail [TailSize]*backends.Event // by seq % TailSize
+	tail [TailSize]tailSlot // by seq % TailSize
+	// tailBytes is the size of the events in tail; oldest is where
+	// eviction looks next (no event below it is kept).
+	tailBytes int
+	oldest    int64
 	// synced: last has been read from the store at least once.
 	synced atomic.Bool
 }
@@ -58,6 +70,25 @@ func NewHub(store backends.EventStore, poll time.Duration) *Hub {
 	return &Hub{store: store, poll: poll, ch: make(chan struct{})}
 }
 
+// tailSlot is one event kept in the tail, with its size.
+type tailSlot struct {
+	ev   *backends.Event
+	size int
+}
+
+// eventSize approximates ev's size in memory by what it holds of variable
+// length.
+func eventSize(ev *backends.Event) int {
+	n := 256 + len(ev.Results) + len(ev.Payload) + len(ev.Namespace) + len(ev.Workflow) + len(ev.StepName) + len(ev.Handler)
+	if ev.Error != nil {
+		n += len(ev.Error.Message)
+	}
+	for _, name := range ev.StepNames {
+		n += len(name)
+	}
+	return n
+}
+
 // Publish keeps committed events (with their Seq) in the tail and
 // announces them (Notify).
 func (h *Hub) Publish(events []*backends.Event) {
@@ -67,11 +98,35 @@ func (h *Hub) Publish(events []*backends.Event) {
 	h.mu.Lock()
 	last := h.last
 	for _, ev := range events {
-		h.tail[ev.Seq%TailSize] = ev
 		last = max(last, ev.Seq)
+		h.keep(ev)
 	}
 	h.mu.Unlock()
 	h.Notify(last)
+}
+
+// keep puts ev in the tail, in place of whatever held its slot, and drops
+// the oldest events while the tail is over TailBytes. An event too large to
+// keep leaves its slot empty: readers read it from the store.
+func (h *Hub) keep(ev *backends.Event) {
+	slot := &h.tail[ev.Seq%TailSize]
+	h.tailBytes -= slot.size
+	*slot = tailSlot{}
+	if h.oldest == 0 || ev.Seq < h.oldest {
+		h.oldest = ev.Seq
+	}
+	if size := eventSize(ev); size <= TailEventBytes {
+		*slot = tailSlot{ev: ev, size: size}
+		h.tailBytes += size
+	}
+	for h.tailBytes > TailBytes {
+		old := &h.tail[h.oldest%TailSize]
+		if old.ev != nil && old.ev.Seq == h.oldest {
+			h.tailBytes -= old.size
+			*old = tailSlot{}
+		}
+		h.oldest++
+	}
 }
 
 // ListEvents reads the log as backends.EventStore's ListEvents does: from
@@ -111,7 +166,7 @@ func (h *Hub) fromTail(q *backends.EventQuery, limit int) (out []*backends.Event
 	defer h.mu.Unlock()
 	next = q.After + 1
 	for ; next <= h.last; next++ {
-		ev := h.tail[next%TailSize]
+		ev := h.tail[next%TailSize].ev
 		if ev == nil || ev.Seq != next {
 			return out, next, false
 		}

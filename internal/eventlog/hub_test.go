@@ -2,8 +2,10 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,4 +213,41 @@ func TestListEventsBehindTheTail(t *testing.T) {
 	got, err = h.ListEvents(context.Background(), &backends.EventQuery{After: last - 2})
 	require.NoError(t, err)
 	require.Equal(t, []int64{last - 1, last}, seqsOf(got))
+}
+
+// The tail holds no event larger than TailEventBytes and no more than
+// TailBytes in all; what it lets go is read from the store, and reads are
+// the same.
+func TestTailIsBoundedInBytes(t *testing.T) {
+	log := &memLog{}
+	h := NewHub(log, time.Hour)
+	big := log.addEvents(1, 1)
+	big[0].Results = json.RawMessage(`"` + strings.Repeat("x", TailEventBytes) + `"`)
+	h.Publish(big)
+	require.Nil(t, h.tail[big[0].Seq%TailSize].ev, "too large to keep")
+
+	const n = 2 * TailBytes / (32 << 10)
+	for range n {
+		evs := log.addEvents(2, 1)
+		evs[0].Results = json.RawMessage(`"` + strings.Repeat("y", 32<<10) + `"`)
+		h.Publish(evs)
+		require.LessOrEqual(t, h.tailBytes, TailBytes)
+	}
+	kept := 0
+	for _, s := range h.tail {
+		if s.ev != nil {
+			kept++
+		}
+	}
+	require.Positive(t, kept)
+	require.Less(t, kept, n, "the oldest went")
+
+	ctx := context.Background()
+	for _, after := range []int64{0, 1, n / 2, n - 3} {
+		got, err := h.ListEvents(ctx, &backends.EventQuery{After: after, Limit: 5})
+		require.NoError(t, err)
+		want, err := log.ListEvents(ctx, &backends.EventQuery{After: after, Limit: 5})
+		require.NoError(t, err)
+		require.Equal(t, seqsOf(want), seqsOf(got), "after %d", after)
+	}
 }
