@@ -3,7 +3,6 @@ package backends
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -11,8 +10,9 @@ import (
 // come grouped by task (ClaimEvents and the other builders keep a task's
 // events together), and one task's consecutive events get consecutive Seqs,
 // so a store writes each run as one row: its first Seq, its last Seq, the
-// task and namespace readers filter on, and the events as one JSON array
-// without their Seqs (event i of a row is first+i). One row instead of
+// task, namespace and instant of its first event (readers filter on the
+// first two), and the events' JSON without their Seqs (event i of a row
+// is first+i; EncodeEventRun). One row instead of
 // three per claimed step is most of what the log costs a write; a reader
 // finds the row holding any Seq by the primary key (the row with the
 // greatest first Seq at or below it).
@@ -32,17 +32,29 @@ func EventRuns(events []*Event) [][]*Event {
 	return runs
 }
 
+// EventRow is a stored run as a store reads it back: its first Seq, the
+// columns it was written with (the first event's task, namespace and
+// instant) and its body.
+type EventRow struct {
+	First     int64
+	TaskID    int64
+	Namespace string
+	Time      time.Time
+	Body      []byte
+}
+
 // EncodeEventRun is a run's stored body, its events without their Seqs.
-// What every event of a run shares (the write's instant, the task, its
-// namespace and workflow: always, for the runs the builders make) is
-// written once: {"timestamp":…,"task_id":…,"namespace":…,"workflow":…,
-// "events":[…]}, each event without those four, a third of a claim's
-// bytes. A run whose events differ in them is a plain JSON array of the
-// events. The events are encoded as they are; a store sets their Time to
-// its own precision first, so that what its sink hands out is what it
-// will read back.
+// When every event of the run shares the write's instant, the task, its
+// namespace and workflow (always, for the runs the builders make), those
+// are not repeated: the row's columns hold the first three, and the body
+// is {"workflow":…,"events":[…]}, each event without the four (a third
+// of a claim's bytes, and the writer pays for bytes in WAL pages). A run
+// whose events differ in them is a plain JSON array of the whole events.
+// The events are encoded as they are; a store sets their Time to its own
+// precision first, so that what its sink hands out is what it will read
+// back.
 func EncodeEventRun(run []*Event) ([]byte, error) {
-	b := make([]byte, 0, 160*len(run)+128)
+	b := make([]byte, 0, 160*len(run)+64)
 	first := run[0]
 	shared := true
 	for _, ev := range run[1:] {
@@ -52,17 +64,8 @@ func EncodeEventRun(run []*Event) ([]byte, error) {
 			break
 		}
 	}
-	var err error
 	if shared {
-		b = append(b, `{"timestamp":`...)
-		if b, err = appendJSONTime(b, first.Time); err != nil {
-			return nil, fmt.Errorf("encoding the events of task %d: %w", first.TaskID, err)
-		}
-		b = append(b, `,"task_id":`...)
-		b = strconv.AppendInt(b, first.TaskID, 10)
-		b = append(b, `,"namespace":`...)
-		b = appendJSONString(b, first.Namespace, true)
-		b = append(b, `,"workflow":`...)
+		b = append(b, `{"workflow":`...)
 		b = appendJSONString(b, first.Workflow, true)
 		b = append(b, `,"events":`...)
 	}
@@ -73,6 +76,7 @@ func EncodeEventRun(run []*Event) ([]byte, error) {
 		}
 		body := *ev
 		body.Seq = 0
+		var err error
 		if b, err = body.appendJSON(b, true, shared); err != nil {
 			return nil, fmt.Errorf("encoding the events of task %d: %w", first.TaskID, err)
 		}
@@ -84,52 +88,49 @@ func EncodeEventRun(run []*Event) ([]byte, error) {
 	return b, nil
 }
 
-// sharedRun is the stored form of a run whose events share their instant
-// and task (EncodeEventRun).
+// sharedRun is the body of a run whose events share their instant and task
+// (EncodeEventRun).
 type sharedRun struct {
-	Time      time.Time `json:"timestamp"`
-	TaskID    int64     `json:"task_id"`
-	Namespace string    `json:"namespace"`
-	Workflow  string    `json:"workflow"`
-	Events    []*Event  `json:"events"`
+	Workflow string   `json:"workflow"`
+	Events   []*Event `json:"events"`
 }
 
-// DecodeEventRun reads a stored run whose first event is first, numbering
-// its events from there.
-func DecodeEventRun(first int64, body []byte) ([]*Event, error) {
+// DecodeEventRun reads a stored run, numbering its events from its first
+// Seq.
+func DecodeEventRun(r EventRow) ([]*Event, error) {
 	var run []*Event
-	if len(body) > 0 && body[0] == '{' {
+	if len(r.Body) > 0 && r.Body[0] == '{' {
 		var sr sharedRun
-		if err := json.Unmarshal(body, &sr); err != nil {
-			return nil, fmt.Errorf("event %d: %w", first, err)
+		if err := json.Unmarshal(r.Body, &sr); err != nil {
+			return nil, fmt.Errorf("event %d: %w", r.First, err)
 		}
 		for _, ev := range sr.Events {
 			if ev != nil {
-				ev.Time, ev.TaskID, ev.Namespace, ev.Workflow = sr.Time, sr.TaskID, sr.Namespace, sr.Workflow
+				ev.Time, ev.TaskID, ev.Namespace, ev.Workflow = r.Time, r.TaskID, r.Namespace, sr.Workflow
 			}
 		}
 		run = sr.Events
-	} else if err := json.Unmarshal(body, &run); err != nil {
-		return nil, fmt.Errorf("event %d: %w", first, err)
+	} else if err := json.Unmarshal(r.Body, &run); err != nil {
+		return nil, fmt.Errorf("event %d: %w", r.First, err)
 	}
 	if len(run) == 0 {
-		return nil, fmt.Errorf("event %d: a row without events", first)
+		return nil, fmt.Errorf("event %d: a row without events", r.First)
 	}
 	for i, ev := range run {
 		if ev == nil {
-			return nil, fmt.Errorf("event %d: null in its row", first+int64(i))
+			return nil, fmt.Errorf("event %d: null in its row", r.First+int64(i))
 		}
-		ev.Seq = first + int64(i)
+		ev.Seq = r.First + int64(i)
 	}
 	return run, nil
 }
 
-// AppendEventRows appends to out the events of rows read in Seq order (each
-// row's first Seq and body) that come after q.After, up to q's limit. A
-// store selects the rows whose last Seq is above q.After, at most the limit
-// of them (each holds at least one wanted event), and gives them here.
-func AppendEventRows(out []*Event, q *EventQuery, first int64, body []byte) ([]*Event, error) {
-	run, err := DecodeEventRun(first, body)
+// AppendEventRows appends to out the events of a row read in Seq order that
+// come after q.After, up to q's limit. A store selects the rows whose last
+// Seq is above q.After, at most the limit of them (each holds at least one
+// wanted event), and gives them here.
+func AppendEventRows(out []*Event, q *EventQuery, r EventRow) ([]*Event, error) {
+	run, err := DecodeEventRun(r)
 	if err != nil {
 		return out, err
 	}

@@ -129,15 +129,13 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*ba
 	}
 	defer rows.Close()
 	events := []*backends.Event{}
-	var (
-		seq  int64
-		body []byte
-	)
 	for rows.Next() {
-		if err := rows.Scan(&seq, &body); err != nil {
+		var r backends.EventRow
+		if err := rows.Scan(&r.First, &r.TaskID, &r.Namespace, &r.Time, &r.Body); err != nil {
 			return nil, fmt.Errorf("listing events: %w", err)
 		}
-		if events, err = backends.AppendEventRows(events, q, seq, body); err != nil {
+		r.Time = ts(r.Time)
+		if events, err = backends.AppendEventRows(events, q, r); err != nil {
 			return nil, fmt.Errorf("listing events: %w", err)
 		}
 	}
@@ -149,7 +147,7 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) (_ []*ba
 
 // listEventsSQL is ListEvents' statement for q, and its arguments.
 func listEventsSQL(q *backends.EventQuery) (string, []any) {
-	sql := `SELECT seq, body FROM events
+	sql := `SELECT seq, task_id, namespace, created_at, body FROM events
 	WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= $1), 0) AND last_seq > $1`
 	args := []any{q.After, q.LimitOrDefault()}
 	if q.TaskID != 0 {

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,29 +70,26 @@ SELECT ` + taskColumns + ` FROM task`
 // createdEventsSQL is appendEventsSQL for the events of the task that
 // createTaskSQL has just inserted on this connection, so that they can go
 // in the same round trip, before the task's id is known: they are one run
-// (one task's), whose body $4 has "task_id":0 where each event's id goes,
-// and the statement writes the id in, as the task's INSERT took it from
-// its sequence (currval is this session's, whatever other sessions take
-// meanwhile). $1 the number of events, $2 the namespace, $3 the instant.
-// Like appendEventsSQL, it is the last statement before the COMMIT.
-const createdEventsSQL = `WITH t AS (
-	SELECT currval(pg_get_serial_sequence('tasks', 'id')) AS id
-), n AS (
+// (one task's), and its row takes the id from the task's sequence (currval
+// is this session's, whatever other sessions take meanwhile); the body $4
+// does not hold it (EncodeEventRun leaves what a run's events share to the
+// row's columns). $1 the number of events, $2 the namespace, $3 the
+// instant. Like appendEventsSQL, it is the last statement before the
+// COMMIT.
+const createdEventsSQL = `WITH n AS (
 	UPDATE event_seq SET last = last + $1 RETURNING last
 ), ins AS (
 	INSERT INTO events (seq, last_seq, task_id, namespace, created_at, body)
-	SELECT n.last - $1 + 1, n.last, t.id, $2, $3, replace($4, '"task_id":0,', '"task_id":' || t.id || ',')
-	  FROM n, t
+	SELECT n.last - $1 + 1, n.last, currval(pg_get_serial_sequence('tasks', 'id')), $2, $3, $4
+	  FROM n
 )
 SELECT last FROM n`
 
 // createdEventArgs are createdEventsSQL's arguments for the events of a
 // task that is being created, with TaskID 0 (as CreatedEvents makes them
-// from a task without its id); none when their body does not hold the
-// placeholder exactly where the task's id goes (once, when the run says
-// what its events share once; else once per event), which a JSON string
-// cannot (its quotes are escaped), but a raw JSON field of a future event
-// type could.
+// from a task without its id); none when their body would hold the task's
+// id (a run whose events differ in what a run shares: a created task's
+// never do), which then has to wait for it.
 func createdEventArgs(events []*backends.Event) ([]any, error) {
 	for _, ev := range events {
 		ev.Time = ts(ev.Time) // as eventArgs does
@@ -102,11 +98,7 @@ func createdEventArgs(events []*backends.Event) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := len(events)
-	if body[0] == '{' {
-		want = 1
-	}
-	if bytes.Count(body, []byte(`"task_id":0,`)) != want {
+	if body[0] != '{' {
 		return nil, nil
 	}
 	return []any{len(events), events[0].Namespace, events[0].Time, string(body)}, nil

@@ -177,13 +177,14 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*back
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				first int64
-				body  []byte
+				r       backends.EventRow
+				created int64
 			)
-			if err := rows.Scan(&first, &body); err != nil {
+			if err := rows.Scan(&r.First, &r.TaskID, &r.Namespace, &created, &r.Body); err != nil {
 				return err
 			}
-			if out, err = backends.AppendEventRows(out, q, first, body); err != nil {
+			r.Time = fromMicros(created)
+			if out, err = backends.AppendEventRows(out, q, r); err != nil {
 				return err
 			}
 		}
@@ -200,7 +201,7 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*back
 // it: it is the row with the greatest first seq up to After), at most
 // limit rows, since each holds at least one wanted event.
 func listEventsSQL(q *backends.EventQuery) (string, []any, error) {
-	query := `SELECT seq, body FROM events
+	query := `SELECT seq, task_id, namespace, created_at, body FROM events
 		WHERE seq >= coalesce((SELECT max(seq) FROM events WHERE seq <= ?1), 0) AND last_seq > ?1`
 	args := []any{q.After}
 	if q.TaskID != 0 {
