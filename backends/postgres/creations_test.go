@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +107,66 @@ func TestQueuedCreationReturnsAtItsDeadlineAndIsNotWritten(t *testing.T) {
 	var n int
 	require.NoError(t, direct.Pool().QueryRow(ctx, `SELECT count(*) FROM tasks`).Scan(&n))
 	require.Equal(t, 1, n, "only the first creation was written")
+}
+
+// Many callers creating at once, some giving up on the way: every caller
+// gets one answer; each success is a task of its own, written once; a
+// caller that gave up may or may not have its task written (its batch may
+// have been under way), and nothing else is; the log has no gap.
+func TestConcurrentCreationsEachAnsweredOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	const callers = 60
+	type answer struct {
+		task *backends.Task
+		err  error
+	}
+	answers := make(chan answer, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if i%5 == 0 {
+				cancel() // gave up before or while queued
+			}
+			p := oneStepTask(time.Now().UTC())
+			p.Reason = fmt.Sprint("caller ", i)
+			task, _, err := s.CreateTask(cctx, p)
+			answers <- answer{task, err}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	ids := map[int64]bool{}
+	failed := 0
+	for a := range answers {
+		if a.err != nil {
+			require.ErrorIs(t, a.err, context.Canceled)
+			failed++
+			continue
+		}
+		require.False(t, ids[a.task.ID], "task %d answered twice", a.task.ID)
+		ids[a.task.ID] = true
+	}
+	require.Equal(t, callers, len(ids)+failed, "one answer per caller")
+	require.LessOrEqual(t, failed, callers/5)
+
+	var written int
+	require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM tasks`).Scan(&written))
+	require.GreaterOrEqual(t, written, len(ids))
+	require.LessOrEqual(t, written, len(ids)+failed, "only the callers' tasks")
+	evs, err := s.ListEvents(ctx, &backends.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, evs, written, "one event per task written")
+	for i, ev := range evs {
+		require.Equal(t, int64(i+1), ev.Seq, "no gap")
+	}
+	for id := range ids {
+		_, err := s.GetTask(ctx, id)
+		require.NoError(t, err)
+	}
 }
