@@ -188,7 +188,7 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 	}
 
 	w := e.gate.begin(p.Now)
-	wctx, wrote := collect(ctx)
+	wctx, wrote := e.collect(ctx)
 	task, created, err := e.store.CreateTask(wctx, p)
 	if err != nil {
 		w.end(e.publish, nil)

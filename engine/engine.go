@@ -231,15 +231,8 @@ func (e *Engine) Wake() {
 
 func (e *Engine) now() time.Time { return e.clock.Now() }
 
-// publish hands committed events to the in-process subscribers and to the
-// hub, which keeps them for the log's readers and wakes them.
+// publish hands committed events to the in-process subscribers (the hub
+// has them already: collect).
 func (e *Engine) publish(events ...Event) {
 	e.bus.publish(events...)
-	if e.hub != nil && len(events) > 0 {
-		kept := make([]*backends.Event, len(events))
-		for i := range events {
-			kept[i] = &events[i] // events is this call's: nothing changes it after
-		}
-		e.hub.Publish(kept)
-	}
 }

@@ -50,10 +50,18 @@ type written struct {
 	events []Event
 }
 
-// collect returns ctx with a sink that gathers into a new written.
-func collect(ctx context.Context) (context.Context, *written) {
+// collect returns ctx with a sink that gathers into a new written, and
+// hands the events to the hub as soon as they are committed: the log's
+// readers go by seq, not by the order in which the gate publishes to
+// subscribers (gate.go), and a claim's events held back there would
+// otherwise be a gap in the hub's tail that sends every reader to the
+// database.
+func (e *Engine) collect(ctx context.Context) (context.Context, *written) {
 	w := &written{}
 	return backends.WithEventSink(ctx, func(evs []*backends.Event) {
+		if e.hub != nil {
+			e.hub.Publish(evs)
+		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for _, ev := range evs {

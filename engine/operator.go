@@ -126,7 +126,7 @@ func (e *Engine) operate(ctx context.Context, taskID, stepID int64, do func(ctx 
 		id = stepID
 	}
 	w, now := e.gate.beginNow(e.now)
-	wctx, wrote := collect(ctx)
+	wctx, wrote := e.collect(ctx)
 	change, err := do(wctx, now)
 	e.wakeDirty.Store(true)
 	if err != nil {

@@ -310,7 +310,7 @@ func (e *Engine) releaseLeases(leases []backends.Lease) {
 // before its parent ended.
 func (e *Engine) claim(ctx, base context.Context, limit, queued int) ([]*execution, time.Time, error) {
 	now := e.gate.startClaim(e.now)
-	cctx, wrote := collect(ctx)
+	cctx, wrote := e.collect(ctx)
 	claims, err := e.store.ClaimSteps(cctx, &backends.ClaimStepsParams{
 		Owner:         e.nodeID,
 		Limit:         limit,
@@ -460,7 +460,7 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 			rr  *backends.RecordResult
 			err error
 		)
-		wctx, wrote := collect(base)
+		wctx, wrote := e.collect(base)
 		if failed {
 			rr, err = e.store.FailStep(wctx, &backends.FailStepParams{StepID: s.ID, LeaseToken: x.token, Error: stepErr, BackoffSeconds: backoff, Events: custom, Now: now})
 		} else {
@@ -685,7 +685,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 // hung), each with its finalize, and publishes what happened.
 func (e *Engine) recoverLeases(ctx context.Context) {
 	w, now := e.gate.beginNow(e.now)
-	rctx, wrote := collect(ctx)
+	rctx, wrote := e.collect(ctx)
 	rrs, err := e.store.RecoverExpiredLeases(rctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
 	if len(rrs) > 0 {
 		e.wakeDirty.Store(true) // failures, with their backoffs
