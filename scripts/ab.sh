@@ -82,8 +82,10 @@ END {
 	for (i = 1; i <= k; i++) {
 		b = order[i]
 		if (!((("new") SUBSEP b) in runs)) continue
+		# the old row of the same name, or else of the same shape and store
 		base = b; sub(/WithReaders/, "", base)
-		o = runs["old" SUBSEP base]; nw = runs["new" SUBSEP b]
+		o = runs["old" SUBSEP b]; if (o == "") o = runs["old" SUBSEP base]
+		nw = runs["new" SUBSEP b]
 		change = o == "" ? "" : sprintf("%+.0f%%", 100 * (median(nw) / median(o) - 1))
 		gsub(/^ /, "", o); gsub(/^ /, "", nw); gsub(/ /, " · ", o); gsub(/ /, " · ", nw)
 		printf "| `%s` | %s | %s | %s |\n", b, o, nw, change
