@@ -164,21 +164,16 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_
 	if p.Limit <= 0 {
 		return claims, nil
 	}
-	for attempt := 1; ; attempt++ {
-		var (
-			err    error
-			events []*backends.Event
-		)
+	var events []*backends.Event
+	err := retrying(func() (err error) {
 		claims, events, err = s.claimOnce(ctx, p)
-		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
-		}
-		sinkEvents(ctx, events)
-		return claims, nil
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming steps for %s: %w", p.Owner, err)
 	}
+	sinkEvents(ctx, events)
+	return claims, nil
 }
 
 // claimOnce runs claimStepsSQL in a transaction of its own, after

@@ -163,12 +163,10 @@ func (s *Store) writeCreationBatch(batch []*createReq) {
 		events [][]*backends.Event
 		err    error
 	)
-	for attempt := 1; ; attempt++ {
+	err = retrying(func() (err error) {
 		tasks, events, err = s.createTasks(ctx, live)
-		if err == nil || attempt >= maxTxAttempts || !retryableTx(err) {
-			break
-		}
-	}
+		return err
+	})
 	if err != nil {
 		// Each on its own, so that each caller gets its own creation's
 		// error and not a neighbour's.
@@ -185,14 +183,12 @@ func (s *Store) writeCreationBatch(batch []*createReq) {
 
 // createTaskPipelinedRetrying is createTaskPipelined, run again when
 // PostgreSQL aborted it as a deadlock victim or serialization failure.
-func (s *Store) createTaskPipelinedRetrying(ctx context.Context, p *backends.CreateTaskParams) (*backends.Task, []*backends.Event, error) {
-	for attempt := 1; ; attempt++ {
-		task, events, err := s.createTaskPipelined(ctx, p)
-		if err != nil && attempt < maxTxAttempts && retryableTx(err) {
-			continue
-		}
-		return task, events, err
-	}
+func (s *Store) createTaskPipelinedRetrying(ctx context.Context, p *backends.CreateTaskParams) (task *backends.Task, events []*backends.Event, err error) {
+	err = retrying(func() (err error) {
+		task, events, err = s.createTaskPipelined(ctx, p)
+		return err
+	})
+	return task, events, err
 }
 
 // createTasks writes several creations in one transaction, in two round

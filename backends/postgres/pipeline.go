@@ -33,6 +33,18 @@ func retryableTx(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
+// retrying runs fn, and again while PostgreSQL aborts it as retryableTx
+// says, up to maxTxAttempts in all; fn must set its results afresh on each
+// run. It returns fn's last error.
+func retrying(fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || attempt >= maxTxAttempts || !retryableTx(err) {
+			return err
+		}
+	}
+}
+
 // createTaskSQL inserts a task, its first transition, its namespace (when
 // new), all its steps and edges in one statement: steps come as parallel arrays (one element per
 // step, in position order), edges as pairs of positions. $1–$11 the task,

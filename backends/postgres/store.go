@@ -220,15 +220,7 @@ const maxTxAttempts = 5
 // deadlock or a serialization failure, so it must only set its results, not
 // accumulate them across calls.
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, s.pool, fn)
-		var pgErr *pgconn.PgError
-		if attempt < maxTxAttempts && errors.As(err, &pgErr) &&
-			(pgErr.Code == "40P01" || pgErr.Code == "40001") {
-			continue
-		}
-		return err
-	}
+	return retrying(func() error { return pgx.BeginFunc(ctx, s.pool, fn) })
 }
 
 // querier is what both the pool and a transaction offer, so that reads run
