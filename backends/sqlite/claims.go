@@ -58,25 +58,28 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 	}
 	var events []*backends.Event
 	err := s.write(ctx, func(tx querier) error {
-		type pick struct {
-			stepID, taskID int64
-			state          backends.State
-			nextRetryAt    sql.NullInt64
-		}
-		var picks []pick
+		// Each pick carries what the claim needs of the step's row as it
+		// stands, so that the claim reads no row of it again.
+		var picks []*backends.Step
+		var retryAt []sql.NullInt64
 		rows, err := tx.QueryContext(ctx, claimSQL, sql.Named("now", micros(p.Now)), sql.Named("limit", p.Limit))
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var pk pick
-			var state string
-			if err := rows.Scan(&pk.stepID, &pk.taskID, &state, &pk.nextRetryAt); err != nil {
+			var (
+				st          backends.Step
+				state       string
+				nextRetryAt sql.NullInt64
+				updated     int64
+			)
+			if err := rows.Scan(&st.ID, &st.TaskID, &state, &nextRetryAt, &st.Name, &st.Attempts, &st.LeaseToken, &updated); err != nil {
 				rows.Close()
 				return err
 			}
-			pk.state = backends.State(state)
-			picks = append(picks, pk)
+			st.State, st.UpdatedAt = backends.State(state), fromMicros(updated)
+			picks = append(picks, &st)
+			retryAt = append(retryAt, nextRetryAt)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -86,13 +89,9 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		expires := p.Now.Add(p.LeaseDuration)
 		// Each task's row, read once and kept as this transaction moves it.
 		tasks := map[int64]*backends.Task{}
-		for i, pk := range picks {
-			st, err := getStep(ctx, tx, pk.stepID)
-			if err != nil {
-				return err
-			}
+		for i, st := range picks {
 			c := &backends.Claim{Retry: st.State == backends.StateError, ReadyAt: st.UpdatedAt}
-			if t := nullTime(pk.nextRetryAt); t != nil && t.After(c.ReadyAt) {
+			if t := nullTime(retryAt[i]); t != nil && t.After(c.ReadyAt) {
 				c.ReadyAt = *t
 			}
 			meta := map[string]any{"owner": p.Owner, "attempt": st.Attempts + 1, "lease_token": st.LeaseToken + 1}
@@ -112,12 +111,12 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 				claimSet, startedAt, p.Owner, micros(expires)); err != nil {
 				return err
 			}
-			task := tasks[pk.taskID]
+			task := tasks[st.TaskID]
 			if task == nil {
-				if task, err = getTask(ctx, tx, pk.taskID); err != nil {
+				if task, err = getTask(ctx, tx, st.TaskID); err != nil {
 					return err
 				}
-				tasks[pk.taskID] = task
+				tasks[st.TaskID] = task
 			}
 			if task.State == backends.StatePending {
 				if err := moveTask(ctx, tx, task.ID, backends.StatePending, backends.StateInProgress,
@@ -253,25 +252,30 @@ func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams
 		res    *backends.RecordResult
 		events []*backends.Event
 	)
+	results := p.Results
+	if len(results) == 0 {
+		results = json.RawMessage(`{}`)
+	}
 	err := s.write(ctx, func(tx querier) error {
-		st, err := fencedStep(ctx, tx, p.StepID, p.LeaseToken)
+		// One fenced write: the step's row is not read first.
+		written, err := scanStep(tx.QueryRowContext(ctx, completeStepSQL, micros(p.Now), string(results), p.StepID, p.LeaseToken))
+		if errors.Is(err, sql.ErrNoRows) {
+			// Not written: say why, as fencedStep does.
+			_, err = fencedStep(ctx, tx, p.StepID, p.LeaseToken)
+			if err == nil {
+				err = fmt.Errorf("step %d: not in_progress under token %d: %w", p.StepID, p.LeaseToken, backends.ErrLeaseLost)
+			}
+			return err
+		}
 		if err != nil {
 			return err
 		}
-		results := p.Results
-		if len(results) == 0 {
-			results = json.RawMessage(`{}`)
+		reason := "completed"
+		if written.State == backends.StateCancelled {
+			reason = "cancelled while running"
 		}
-		to, reason := backends.StateComplete, "completed"
-		if st.CancelRequested {
-			to, reason = backends.StateCancelled, "cancelled while running"
-		}
-		meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken}
-		now := micros(p.Now)
-		processed := boolInt(to == backends.StateComplete)
-		written, err := moveStepWith(ctx, tx, st, to, reason, meta, p.Now,
-			completeSet, now, string(results), processed, processed, now)
-		if err != nil {
+		meta := map[string]any{"attempt": written.Attempts, "lease_token": written.LeaseToken}
+		if err := recordMove(ctx, tx, written, backends.StateInProgress, reason, meta, p.Now); err != nil {
 			return err
 		}
 		if res, err = recordResult(ctx, tx, written, p.Now); err != nil {

@@ -48,10 +48,10 @@ func readyIDs(t *testing.T, s *Store, query string, now time.Time) []int64 {
 	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
-		var id, taskID int64
-		var state string
+		var id, taskID, attempts, token, updated int64
+		var state, name string
 		var nextRetryAt sql.NullInt64
-		require.NoError(t, rows.Scan(&id, &taskID, &state, &nextRetryAt))
+		require.NoError(t, rows.Scan(&id, &taskID, &state, &nextRetryAt, &name, &attempts, &token, &updated))
 		ids = append(ids, id)
 	}
 	require.NoError(t, rows.Err())

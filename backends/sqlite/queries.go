@@ -107,9 +107,10 @@ var (
 		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
 		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
 		    AND t.state IN ('pending', 'in_progress')`,
-		`SELECT step_id, task_id, state, next_retry_at FROM step_readiness
-		  WHERE ready_for_execution
-		  ORDER BY task_id, position
+		`SELECT r.step_id, r.task_id, r.state, r.next_retry_at, st.name, st.attempts, st.lease_token, st.updated_at
+		   FROM step_readiness r JOIN steps st ON st.id = r.step_id
+		  WHERE r.ready_for_execution
+		  ORDER BY r.task_id, r.position
 		  LIMIT (SELECT @limit)`)
 
 	// NextWakeup: the earliest future next_retry_at of a step that only
@@ -135,7 +136,7 @@ var (
 var warmStatements = []string{
 	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
 	insertTaskTransitionSQL, insertStepTransitionSQL,
-	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), moveStepWithSQL(completeSet),
+	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), completeStepSQL,
 	moveStepWithSQL(failSet), startStepSQL,
 	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
 	insertEventsSQL[1], insertEventsSQL[2], insertEventsSQL[3], insertEventsSQL[4], errorStepNamesSQL,
@@ -189,9 +190,21 @@ const (
 	// move (moveStepWith appends them to the UPDATE of moveStepWithSQL).
 	claimSet = `attempts = attempts + 1, started_at = ?, backoff_request_seconds = NULL,
 		cancel_requested = 0, lease_owner = ?, lease_expires_at = ?, lease_token = lease_token + 1`
-	completeSet = `last_attempted_at = ?, results = ?, processed = ?,
-		processed_at = CASE WHEN ? THEN ? ELSE processed_at END,
-		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0`
+
+	// completeStepSQL is CompleteStep's one write to the step, fenced by
+	// its WHERE (?3 the step, ?4 the lease token): a stale token writes
+	// nothing. A cancel requested while the step ran makes it cancelled
+	// instead (SET reads the row as it was): its results and
+	// last_attempted_at are still stored, but processed stays false, since
+	// the results will never be used. ?1 is the instant, ?2 the results.
+	completeStepSQL = `UPDATE steps SET
+		state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'complete' END,
+		updated_at = ?1, last_attempted_at = ?1, results = ?2,
+		processed = NOT cancel_requested,
+		processed_at = CASE WHEN cancel_requested THEN processed_at ELSE ?1 END,
+		lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0
+		WHERE id = ?3 AND state = 'in_progress' AND lease_token = ?4
+		RETURNING ` + stepColumns
 	failSet = `last_attempted_at = ?, error = ?,
 		last_failure_at = CASE WHEN ? THEN ? ELSE last_failure_at END,
 		backoff_request_seconds = ?,

@@ -267,17 +267,31 @@ func moveStepWith(ctx context.Context, tx querier, s *backends.Step, to backends
 			return nil, fmt.Errorf("moving %s to %s: %w", backends.StepObject(s), to, err)
 		}
 	}
-	if err := insertTransition(ctx, tx, s.TaskID, s.ID, s.State, to, reason, meta, now); err != nil {
+	moved := *s
+	moved.State = to
+	if err := recordMove(ctx, tx, &moved, s.State, reason, meta, now); err != nil {
 		return nil, err
-	}
-	// Keep the children's unsatisfied_parents exact (migration 0002): this
-	// is the only place a step enters complete or resolved_manually, and
-	// neither state is ever left.
-	if to.Satisfies() {
-		if _, err := tx.ExecContext(ctx, satisfyChildrenSQL, s.ID); err != nil {
-			return nil, fmt.Errorf("moving %s to %s: counting its children's parents: %w", backends.StepObject(s), to, err)
-		}
 	}
 	s.State = to
 	return written, nil
+}
+
+// recordMove writes what follows a step's move from `from` to s.State,
+// whichever statement moved it: its transition and, when it entered
+// complete or resolved_manually, its children's count of unsatisfied
+// parents.
+func recordMove(ctx context.Context, tx querier, s *backends.Step, from backends.State, reason string,
+	meta map[string]any, now time.Time) error {
+	if err := insertTransition(ctx, tx, s.TaskID, s.ID, from, s.State, reason, meta, now); err != nil {
+		return err
+	}
+	// Keep the children's unsatisfied_parents exact (migration 0002):
+	// moveStepWith and CompleteStep are the only places a step enters
+	// complete or resolved_manually, and neither state is ever left.
+	if s.State.Satisfies() {
+		if _, err := tx.ExecContext(ctx, satisfyChildrenSQL, s.ID); err != nil {
+			return fmt.Errorf("moving %s to %s: counting its children's parents: %w", backends.StepObject(s), s.State, err)
+		}
+	}
+	return nil
 }
