@@ -4,25 +4,33 @@
 # built first, then run in turn, ROUNDS times, and the median of each
 # benchmark printed as a markdown table with every run's figure.
 #
-#   scripts/ab.sh [-r ROUNDS] [-n BENCHTIME] [-b BENCH] OLD [NEW]
+#   scripts/ab.sh [-r ROUNDS] [-n BENCHTIME] [-b BENCH] [-m METRIC] [-t] OLD [NEW]
 #
 # OLD and NEW are git revisions (NEW defaults to the working tree, as it
 # is). BENCH is the -test.bench pattern for OLD (default: BenchmarkThroughput
 # on SQLite `normal` and PostgreSQL); NEW also runs BENCH_NEW when set (for
 # example BenchmarkThroughputWithReaders, which OLD may not have), and its
 # rows are compared with OLD's row of the same shape and store. ROUNDS
-# defaults to 5, BENCHTIME to 5000x. PostgreSQL comes from
-# TASKERD_TEST_POSTGRES_DSN as for the tests.
+# defaults to 5, BENCHTIME to 5000x. METRIC is the unit compared
+# (default steps/s; cpu-us/step, the CPU time per step, moves far less with
+# the machine's other load, and is lower when better). -t builds OLD with
+# the working tree's engine benchmark files, for a metric OLD's did not
+# report yet. PostgreSQL comes from TASKERD_TEST_POSTGRES_DSN as for the
+# tests.
 set -euo pipefail
 
 rounds=5
 benchtime=5000x
 bench='^BenchmarkThroughput$/.*/(synchronous=normal|postgres)$'
-while getopts "r:n:b:h" opt; do
+metric=steps/s
+treebench=
+while getopts "r:n:b:m:th" opt; do
 	case "$opt" in
 	r) rounds=$OPTARG ;;
 	n) benchtime=$OPTARG ;;
 	b) bench=$OPTARG ;;
+	m) metric=$OPTARG ;;
+	t) treebench=1 ;;
 	*)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 2
@@ -31,7 +39,7 @@ while getopts "r:n:b:h" opt; do
 done
 shift $((OPTIND - 1))
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-	echo "usage: scripts/ab.sh [-r ROUNDS] [-n BENCHTIME] [-b BENCH] OLD [NEW]" >&2
+	echo "usage: scripts/ab.sh [-r ROUNDS] [-n BENCHTIME] [-b BENCH] [-m METRIC] [-t] OLD [NEW]" >&2
 	exit 2
 fi
 old=$1
@@ -46,6 +54,9 @@ build() { # build NAME REV: the engine's test binary of REV ("" for the working 
 	if [ -n "$2" ]; then
 		git -C "$root" worktree add --detach -q "$work/$1" "$2"
 		dir=$work/$1
+		if [ -n "$treebench" ]; then
+			cp "$root"/engine/*_bench_test.go "$dir/engine/"
+		fi
 	fi
 	(cd "$dir" && go test -c -o "$work/$1.test" ./engine)
 }
@@ -53,9 +64,9 @@ echo "building $old and ${new:-the working tree}..." >&2
 build old "$old"
 build new "$new"
 
-run() { # run NAME PATTERN: one round, "NAME BENCHMARK STEPS/S" per line
+run() { # run NAME PATTERN: one round, "NAME BENCHMARK VALUE" per line
 	(cd "$root/engine" && "$work/$1.test" -test.run '^$' -test.bench "$2" -test.benchtime "$benchtime") |
-		awk -v v="$1" '/^Benchmark/ { for (i = 2; i <= NF; i++) if ($(i) == "steps/s") print v, $1, $(i - 1) }'
+		awk -v v="$1" -v m="$metric" '/^Benchmark/ { for (i = 2; i <= NF; i++) if ($(i) == m) print v, $1, $(i - 1) }'
 }
 for r in $(seq "$rounds"); do
 	echo "round $r of $rounds..." >&2
@@ -69,7 +80,7 @@ done
 echo
 echo "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $rounds rounds of -test.benchtime $benchtime, $(date -u +%Y-%m-%d)"
 echo
-echo "| benchmark | $old, steps/s | ${new:-working tree}, steps/s | median change |"
+echo "| benchmark | $old, $metric | ${new:-working tree}, $metric | median change |"
 echo "| --- | --- | --- | --- |"
 awk '
 function median(list,   n, a, i, j, t) {

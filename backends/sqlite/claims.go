@@ -19,12 +19,15 @@ import (
 // (DecisionNone). It also returns the task's row as it stands after these
 // moves, and the task's state before them.
 func finalize(ctx context.Context, tx querier, taskID int64, now time.Time) (backends.ExecutionContext, backends.FinalizeDecision, *backends.Task, backends.State, error) {
-	ec, err := taskContext(ctx, tx, taskID, now)
-	if err != nil {
-		return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
+	var (
+		ec             backends.ExecutionContext
+		anyCancelledIn int
+	)
+	row := tx.QueryRowContext(ctx, finalizeSQL, sql.Named("task_id", taskID), sql.Named("now", micros(now)))
+	task, err := scanTask(prefixed{row, contextDest(&ec)}, &anyCancelledIn)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = backends.ErrNotFound
 	}
-	var anyCancelledIn int
-	task, err := scanTask(tx.QueryRowContext(ctx, finalizeStateSQL, taskID), &anyCancelledIn)
 	if err != nil {
 		return ec, "", nil, "", fmt.Errorf("finalizing task %d: %w", taskID, err)
 	}

@@ -78,6 +78,16 @@ var (
 		`SELECT id, state FROM tasks WHERE id = @task_id`,
 		`SELECT `+contextColumns+` FROM execution_context`)
 
+	// finalize's inputs in one statement: the task's execution context
+	// (taskContextSQL's), its row (its state, and the row the caller
+	// returns) and whether any of its steps is cancelled (backends.Decide).
+	finalizeSQL = withContext(
+		`SELECT * FROM steps WHERE task_id = @task_id`,
+		`SELECT id, state FROM tasks WHERE id = @task_id`,
+		`SELECT `+contextColumns+`, `+taskColumns+`,
+		        EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
+		   FROM execution_context JOIN tasks t ON t.id = execution_context.task_id`)
+
 	taskContextsSQL = withContext(
 		`SELECT * FROM steps WHERE task_id IN (SELECT value FROM json_each(@ids))`,
 		`SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(@ids))`,
@@ -134,7 +144,7 @@ var (
 // warmStatements are prepared on the writer when the store opens, for use
 // inside write transactions (see stmtCache).
 var warmStatements = []string{
-	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeStateSQL,
+	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeSQL,
 	insertTaskTransitionSQL, insertStepTransitionSQL,
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), completeStepSQL,
 	moveStepWithSQL(failSet), startStepSQL,
@@ -160,11 +170,6 @@ const (
 	getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`
 	getStepSQL = `SELECT ` + stepColumns + ` FROM steps WHERE id = ?`
 
-	// finalize's other inputs: the task (its state, and the row the caller
-	// returns) and whether any of its steps is cancelled (backends.Decide).
-	finalizeStateSQL = `SELECT ` + taskColumns + `,
-		EXISTS (SELECT 1 FROM steps WHERE task_id = t.id AND state = 'cancelled')
-		FROM tasks t WHERE id = ?`
 
 	// A transition is numbered after its object's last (sort_key from 1),
 	// found by a seek in transitions_task_sort_key or

@@ -117,11 +117,25 @@ func (s *Store) StepReadinessBatch(ctx context.Context, taskIDs []int64, now tim
 
 func scanContext(sc scanner) (backends.ExecutionContext, error) {
 	var ec backends.ExecutionContext
-	err := sc.Scan(&ec.TaskID, &ec.TotalSteps, &ec.PendingSteps, &ec.InProgressSteps, &ec.CompletedSteps,
-		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.WaitingSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
-		&ec.HealthStatus, &ec.CompletionPercentage)
+	err := sc.Scan(contextDest(&ec)...)
 	return ec, err
 }
+
+// contextDest is where contextColumns are scanned to.
+func contextDest(ec *backends.ExecutionContext) []any {
+	return []any{&ec.TaskID, &ec.TotalSteps, &ec.PendingSteps, &ec.InProgressSteps, &ec.CompletedSteps,
+		&ec.FailedSteps, &ec.ReadySteps, &ec.BlockedSteps, &ec.WaitingSteps, &ec.ExecutionStatus, &ec.RecommendedAction,
+		&ec.HealthStatus, &ec.CompletionPercentage}
+}
+
+// prefixed scans a row whose first columns go to head, and the rest to
+// what its Scan is given: one row read by two scan functions.
+type prefixed struct {
+	sc   scanner
+	head []any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.sc.Scan(append(p.head, dest...)...) }
 
 // TaskExecutionContext implements backends.Store (SEMANTICS §4, sql/context.sql).
 func (s *Store) TaskExecutionContext(ctx context.Context, taskID int64, now time.Time) (_ *backends.ExecutionContext, rerr error) {
