@@ -61,10 +61,12 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 	}
 	var events []*backends.Event
 	err := s.write(ctx, func(tx querier) error {
-		// Each pick carries what the claim needs of the step's row as it
-		// stands, so that the claim reads no row of it again.
+		// Each pick carries what the claim needs of the step's row and of
+		// its task's as they stand, so that the claim reads neither again.
 		var picks []*backends.Step
 		var retryAt []sql.NullInt64
+		// Each task's row, kept as this transaction moves it.
+		tasks := map[int64]*backends.Task{}
 		rows, err := tx.QueryContext(ctx, claimSQL, sql.Named("now", micros(p.Now)), sql.Named("limit", p.Limit))
 		if err != nil {
 			return err
@@ -76,13 +78,15 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 				nextRetryAt sql.NullInt64
 				updated     int64
 			)
-			if err := rows.Scan(&st.ID, &st.TaskID, &state, &nextRetryAt, &st.Name, &st.Attempts, &st.LeaseToken, &updated); err != nil {
+			task, err := scanTask(prefixed{rows, []any{&st.ID, &st.TaskID, &state, &nextRetryAt, &st.Name, &st.Attempts, &st.LeaseToken, &updated}})
+			if err != nil {
 				rows.Close()
 				return err
 			}
 			st.State, st.UpdatedAt = backends.State(state), fromMicros(updated)
 			picks = append(picks, &st)
 			retryAt = append(retryAt, nextRetryAt)
+			tasks[task.ID] = task
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -90,8 +94,6 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		}
 
 		expires := p.Now.Add(p.LeaseDuration)
-		// Each task's row, read once and kept as this transaction moves it.
-		tasks := map[int64]*backends.Task{}
 		for i, st := range picks {
 			c := &backends.Claim{Retry: st.State == backends.StateError, ReadyAt: st.UpdatedAt}
 			if t := nullTime(retryAt[i]); t != nil && t.After(c.ReadyAt) {
@@ -115,12 +117,6 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 				return err
 			}
 			task := tasks[st.TaskID]
-			if task == nil {
-				if task, err = getTask(ctx, tx, st.TaskID); err != nil {
-					return err
-				}
-				tasks[st.TaskID] = task
-			}
 			if task.State == backends.StatePending {
 				if err := moveTask(ctx, tx, task.ID, backends.StatePending, backends.StateInProgress,
 					"first claim", map[string]any{"owner": p.Owner}, p.Now); err != nil {

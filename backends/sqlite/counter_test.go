@@ -47,11 +47,16 @@ func readyIDs(t *testing.T, s *Store, query string, now time.Time) []int64 {
 	require.NoError(t, err)
 	defer rows.Close()
 	var ids []int64
+	cols, err := rows.Columns()
+	require.NoError(t, err)
 	for rows.Next() {
-		var id, taskID, attempts, token, updated int64
-		var state, name string
-		var nextRetryAt sql.NullInt64
-		require.NoError(t, rows.Scan(&id, &taskID, &state, &nextRetryAt, &name, &attempts, &token, &updated))
+		// The step's id is the first column; the rest is for the claim.
+		var id int64
+		dest := []any{&id}
+		for range cols[1:] {
+			dest = append(dest, new(any))
+		}
+		require.NoError(t, rows.Scan(dest...))
 		ids = append(ids, id)
 	}
 	require.NoError(t, rows.Err())

@@ -51,3 +51,8 @@ func TestNextWakeupQueryUsesPartialIndex(t *testing.T) {
 	t.Log("next wakeup plan:\n" + plan)
 	require.Contains(t, plan, "SCAN s USING INDEX steps_claimable")
 }
+
+func TestQualifiedPrefixesEveryColumn(t *testing.T) {
+	require.Equal(t, "tk.id, coalesce(tk.idempotency_key, ''), tk.state",
+		qualified("tk", "id, coalesce(idempotency_key, ''), state"))
+}

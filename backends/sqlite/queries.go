@@ -32,6 +32,25 @@ func withContext(candidateSteps, contextTasks, body string) string {
 		stripComments(readinessCTEs) + ",\n" + stripComments(contextCTEs) + "\n" + body
 }
 
+// qualified prefixes each column of a column list (taskColumns,
+// stepColumns) with alias, inside a coalesce(...) too.
+func qualified(alias, columns string) string {
+	var out []string
+	for _, c := range strings.Split(columns, ",") {
+		c = strings.TrimSpace(c)
+		if rest, ok := strings.CutPrefix(c, "coalesce("); ok {
+			out = append(out, "coalesce("+alias+"."+rest)
+			continue
+		}
+		if strings.HasPrefix(c, "'") || strings.HasSuffix(c, ")") {
+			out = append(out, c) // a literal, or the tail of a coalesce
+			continue
+		}
+		out = append(out, alias+"."+c)
+	}
+	return strings.Join(out, ", ")
+}
+
 // stripComments drops whole-line "--" comments, which are for readers of the
 // .sql files, and trims the text so fragments join cleanly.
 func stripComments(sql string) string {
@@ -117,8 +136,9 @@ var (
 		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
 		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
 		    AND t.state IN ('pending', 'in_progress')`,
-		`SELECT r.step_id, r.task_id, r.state, r.next_retry_at, st.name, st.attempts, st.lease_token, st.updated_at
-		   FROM step_readiness r JOIN steps st ON st.id = r.step_id
+		`SELECT r.step_id, r.task_id, r.state, r.next_retry_at, st.name, st.attempts, st.lease_token, st.updated_at,
+		        `+qualified("tk", taskColumns)+`
+		   FROM step_readiness r JOIN steps st ON st.id = r.step_id JOIN tasks tk ON tk.id = r.task_id
 		  WHERE r.ready_for_execution
 		  ORDER BY r.task_id, r.position
 		  LIMIT (SELECT @limit)`)
@@ -148,7 +168,7 @@ var warmStatements = []string{
 	insertTaskTransitionSQL, insertStepTransitionSQL,
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), completeStepSQL,
 	moveStepWithSQL(failSet), startStepSQL,
-	parentResultsSQL, savepointSQL, rollbackToSavepointSQL, releaseSavepointSQL,
+	parentResultsSQL, savepointSQL, rollbackToSavepointSQL,
 	insertEventsSQL[1], insertEventsSQL[2], insertEventsSQL[3], insertEventsSQL[4], errorStepNamesSQL,
 	readEventSeqSQL, writeEventSeqSQL,
 }
@@ -165,11 +185,9 @@ const (
 	// Each operation of a grouped write transaction (Store.write).
 	savepointSQL           = `SAVEPOINT op`
 	rollbackToSavepointSQL = `ROLLBACK TO op`
-	releaseSavepointSQL    = `RELEASE op`
 
 	getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`
 	getStepSQL = `SELECT ` + stepColumns + ` FROM steps WHERE id = ?`
-
 
 	// A transition is numbered after its object's last (sort_key from 1),
 	// found by a seek in transitions_task_sort_key or

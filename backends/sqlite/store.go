@@ -448,13 +448,14 @@ func (s *Store) runGroup(group []*writeOp) {
 		if opErr == nil {
 			opErr = abandoned(op) // its caller is gone: roll it back
 		}
+		// The savepoint is never released: each operation's nests in the
+		// one before, ROLLBACK TO names the innermost (this operation's),
+		// and COMMIT releases them all. A RELEASE per operation would be
+		// one more statement on the writer for nothing.
 		var err error
 		if opErr != nil {
 			*seq = counted // its event numbers go back with its writes
 			_, err = q.ExecContext(bg, rollbackToSavepointSQL)
-		}
-		if err == nil {
-			_, err = q.ExecContext(bg, releaseSavepointSQL)
 		}
 		if err != nil {
 			// The transaction is broken (SQLite may roll back a whole
