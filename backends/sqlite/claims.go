@@ -247,47 +247,13 @@ func fencedStep(ctx context.Context, tx querier, stepID, token int64) (*backends
 // stored (what the handler returned), but Processed stays false, since the
 // results will never be used.
 func (s *Store) CompleteStep(ctx context.Context, p *backends.CompleteStepParams) (*backends.RecordResult, error) {
-	var (
-		res    *backends.RecordResult
-		events []*backends.Event
-	)
-	results := p.Results
-	if len(results) == 0 {
-		results = json.RawMessage(`{}`)
-	}
-	err := s.write(ctx, func(tx querier) error {
-		// One fenced write: the step's row is not read first.
-		written, err := scanStep(tx.QueryRowContext(ctx, completeStepSQL, micros(p.Now), string(results), p.StepID, p.LeaseToken))
-		if errors.Is(err, sql.ErrNoRows) {
-			// Not written: say why, as fencedStep does.
-			_, err = fencedStep(ctx, tx, p.StepID, p.LeaseToken)
-			if err == nil {
-				err = fmt.Errorf("step %d: not in_progress under token %d: %w", p.StepID, p.LeaseToken, backends.ErrLeaseLost)
-			}
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		reason := "completed"
-		if written.State == backends.StateCancelled {
-			reason = "cancelled while running"
-		}
-		meta := map[string]any{"attempt": written.Attempts, "lease_token": written.LeaseToken}
-		if err := recordMove(ctx, tx, written, backends.StateInProgress, reason, meta, p.Now); err != nil {
-			return err
-		}
-		if res, err = recordResult(ctx, tx, written, p.Now); err != nil {
-			return err
-		}
-		events = backends.RecordEvents(res, p.Events, p.Now, backends.EventStepFailed)
-		return appendEvents(ctx, tx, events)
-	})
+	c := newCompletion(p)
+	err := s.submit(ctx, &writeOp{ctx: ctx, complete: c, fn: func(tx querier) error { return c.run(ctx, tx) }})
 	if err != nil {
 		return nil, fmt.Errorf("completing step %d: %w", p.StepID, err)
 	}
-	notify(ctx, events)
-	return res, nil
+	notify(ctx, c.events)
+	return c.res, nil
 }
 
 // recordResult finalizes after a step's write. st is the step's row as that

@@ -47,6 +47,11 @@ type Store struct {
 	closeOnce sync.Once
 	// health is the writer's last write-path failure (WriteHealth).
 	health writeHealth
+	// completionSets lets a group write its completions as sets
+	// (completions.go); tests turn it off to compare. setsWritten counts
+	// the sets written (by the writer alone), for tests.
+	completionSets bool
+	setsWritten    int
 
 	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
 	// RetryTask, over opTx (operator.go).
@@ -190,6 +195,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		s.readStmts = newStmtCache(s.reader)
 	}
 	s.writes, s.quit, s.loopDone = make(chan *writeOp), make(chan struct{}), make(chan struct{})
+	s.completionSets = true
 	go s.writeLoop()
 	if err := s.writeStmts.warm(ctx, warmStatements); err != nil {
 		s.Close()
@@ -291,6 +297,137 @@ type writeOp struct {
 	ctx  context.Context
 	fn   func(tx querier) error
 	done chan error // buffered: the loop never waits for the caller
+	// complete is set when the operation is a step completion (fn writes
+	// it alone), which a group may write with others (completions.go).
+	complete *completion
+}
+
+// groupRun is the state of one group's transaction (runGroup).
+type groupRun struct {
+	s   *Store
+	q   cachedTx
+	seq *eventSeq
+	ok  []*writeOp // done, waiting for the commit
+	// broken is set when the transaction cannot go on: every operation of
+	// the group fails with it.
+	broken error
+}
+
+// one runs one operation in its own savepoint. An operation that fails is
+// rolled back to it and answered at once.
+func (g *groupRun) one(op *writeOp) {
+	bg := context.Background()
+	if err := op.ctx.Err(); err != nil {
+		g.s.answer(op, err)
+		return
+	}
+	if _, err := g.q.ExecContext(bg, savepointSQL); err != nil {
+		g.broken = fmt.Errorf("write transaction: %w", err)
+		g.s.answer(op, g.broken)
+		return
+	}
+	counted := *g.seq
+	opErr := op.fn(g.q)
+	if opErr == nil {
+		opErr = abandoned(op) // its caller is gone: roll it back
+	}
+	if opErr == nil {
+		g.ok = append(g.ok, op)
+		return
+	}
+	// The savepoint is never released: each operation's nests in the one
+	// before, ROLLBACK TO names the innermost (this operation's), and
+	// COMMIT releases them all. A RELEASE per operation would be one more
+	// statement on the writer for nothing.
+	*g.seq = counted // its event numbers go back with its writes
+	if _, err := g.q.ExecContext(bg, rollbackToSavepointSQL); err != nil {
+		g.broken = fmt.Errorf("write transaction: %w", errors.Join(opErr, err))
+		g.s.answer(op, g.broken)
+		return
+	}
+	g.s.answer(op, opErr) // rolled back to its savepoint: nothing of it is written
+}
+
+// completions writes a run of completion operations: as sets where it can,
+// else one at a time (completions.go).
+func (g *groupRun) completions(ops []*writeOp) {
+	var live []*writeOp
+	for _, op := range ops {
+		if err := op.ctx.Err(); err != nil {
+			g.s.answer(op, err)
+			continue
+		}
+		live = append(live, op)
+	}
+	taskOf := map[int64]int64{}
+	if g.set(live, taskOf) || g.broken != nil {
+		return
+	}
+	// Completions of one task, or a lost lease: chunks of completions of
+	// distinct tasks, in order, each tried once as a set, then one at a
+	// time.
+	byStep := make(map[*completion]*writeOp, len(live))
+	cs := make([]*completion, len(live))
+	for i, op := range live {
+		cs[i], byStep[op.complete] = op.complete, op
+	}
+	for _, chunk := range splitChunks(cs, taskOf) {
+		cops := make([]*writeOp, len(chunk))
+		for i, c := range chunk {
+			cops[i] = byStep[c]
+		}
+		if len(cops) >= 2 && len(chunk) < len(live) && g.set(cops, map[int64]int64{}) {
+			continue
+		}
+		for _, op := range cops {
+			if g.broken != nil {
+				g.s.answer(op, g.broken)
+				continue
+			}
+			g.one(op)
+		}
+	}
+}
+
+// set writes completion operations (two or more) as one set under one
+// savepoint, and says whether it did; when not, nothing of it is written
+// and taskOf has the task of each step found.
+func (g *groupRun) set(ops []*writeOp, taskOf map[int64]int64) bool {
+	if len(ops) < 2 {
+		return false
+	}
+	bg := context.Background()
+	if _, err := g.q.ExecContext(bg, savepointSQL); err != nil {
+		g.broken = fmt.Errorf("write transaction: %w", err)
+		for _, op := range ops {
+			g.s.answer(op, g.broken)
+		}
+		return false
+	}
+	counted := *g.seq
+	cs := make([]*completion, len(ops))
+	for i, op := range ops {
+		cs[i] = op.complete
+	}
+	err := completeSet(bg, g.q, cs, taskOf)
+	for _, op := range ops {
+		if err == nil {
+			err = abandoned(op)
+		}
+	}
+	if err == nil {
+		g.ok = append(g.ok, ops...)
+		g.s.setsWritten++
+		return true
+	}
+	*g.seq = counted
+	if _, rerr := g.q.ExecContext(bg, rollbackToSavepointSQL); rerr != nil {
+		g.broken = fmt.Errorf("write transaction: %w", errors.Join(err, rerr))
+		for _, op := range ops {
+			g.s.answer(op, g.broken)
+		}
+	}
+	return false
 }
 
 // write runs fn as one atomic write operation: all of its writes are
@@ -320,10 +457,15 @@ type writeOp struct {
 // classified: backends.ErrUnavailable for SQLite failing to write, the
 // caller's deadline and a closed store.
 func (s *Store) write(ctx context.Context, fn func(tx querier) error) error {
+	return s.submit(ctx, &writeOp{ctx: ctx, fn: fn})
+}
+
+// submit is write for an operation built by the caller.
+func (s *Store) submit(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return classify(err)
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	op.done = make(chan error, 1)
 	select {
 	case s.writes <- op:
 	case <-s.quit:
@@ -423,55 +565,39 @@ func (s *Store) runGroup(group []*writeOp) {
 		s.answer(op, tx.Commit())
 		return
 	}
-	var ok []*writeOp // done, waiting for the commit
+	g := &groupRun{s: s, q: q, seq: seq}
+	for i := 0; i < len(group); {
+		// A run of completions is written as sets (completions.go).
+		j := i
+		for j < len(group) && group[j].complete != nil {
+			j++
+		}
+		if j-i >= 2 && s.completionSets {
+			g.completions(group[i:j])
+			i = j
+		} else {
+			g.one(group[i])
+			i++
+		}
+		if g.broken != nil {
+			// The transaction is broken (SQLite may roll back a whole
+			// transaction on some errors): nothing of the group is written.
+			for _, rest := range group[i:] {
+				s.answer(rest, g.broken)
+			}
+			tx.Rollback()
+			for _, op := range g.ok {
+				s.answer(op, g.broken)
+			}
+			return
+		}
+	}
+	ok := g.ok
 	fail := func(err error) {
 		tx.Rollback()
 		for _, op := range ok {
 			s.answer(op, err)
 		}
-	}
-	for i, op := range group {
-		if err := op.ctx.Err(); err != nil {
-			s.answer(op, err)
-			continue
-		}
-		if _, err := q.ExecContext(bg, savepointSQL); err != nil {
-			err = fmt.Errorf("write transaction: %w", err)
-			for _, rest := range group[i:] {
-				s.answer(rest, err)
-			}
-			fail(err)
-			return
-		}
-		counted := *seq
-		opErr := op.fn(q)
-		if opErr == nil {
-			opErr = abandoned(op) // its caller is gone: roll it back
-		}
-		// The savepoint is never released: each operation's nests in the
-		// one before, ROLLBACK TO names the innermost (this operation's),
-		// and COMMIT releases them all. A RELEASE per operation would be
-		// one more statement on the writer for nothing.
-		var err error
-		if opErr != nil {
-			*seq = counted // its event numbers go back with its writes
-			_, err = q.ExecContext(bg, rollbackToSavepointSQL)
-		}
-		if err != nil {
-			// The transaction is broken (SQLite may roll back a whole
-			// transaction on some errors): nothing of the group is written.
-			err = fmt.Errorf("write transaction: %w", errors.Join(opErr, err))
-			for _, rest := range group[i:] {
-				s.answer(rest, err)
-			}
-			fail(err)
-			return
-		}
-		if opErr != nil {
-			s.answer(op, opErr) // rolled back to its savepoint: nothing of it is written
-			continue
-		}
-		ok = append(ok, op)
 	}
 	if err := seq.save(bg, q); err != nil {
 		fail(err)
