@@ -65,8 +65,9 @@ and kept). TASKERD_DATABASE is not read. A database that already holds
 tasks (or a SQLite file of another program) is refused (exit 2) unless
 --force.
 
---duration D runs for D instead of --tasks, 4 clients creating tasks as
-it goes (keeping about 2,000 steps waiting), then waits for those tasks.
+--duration D runs for D instead of --tasks, creating tasks as it goes (4
+clients keeping about 2,000 steps waiting; fanout-50 one at a time;
+api-create at --rate), then waits for those tasks.
 A progress bar is drawn on stderr when it is a terminal. --json prints
 one JSON object on stdout instead of the table.
 
@@ -204,7 +205,8 @@ func benchPluginSpec() (*host.Spec, error) {
 
 // printBench writes the result as a small table for people.
 func printBench(w io.Writer, r *bench.Result) error {
-	created := map[string]string{"before": "created before the run", "live": "created while it runs by 4 clients", "api": "created by POST /v1/tasks"}[r.Created]
+	created := map[string]string{"before": "created before the run", "live": "created while it runs by 4 clients",
+		"serial": "run one at a time", "api": "created by POST /v1/tasks"}[r.Created]
 	fmt.Fprintf(w, "taskerd bench %s: %s\n", r.Scenario, r.Where)
 	fmt.Fprintf(w, "%s of %s (%s, %s), %s; %d workers, %d cores\n\n",
 		plural(r.Tasks, "task"), plural(r.StepsPerTask, "step"), plural(r.Steps, "step"), plural(r.Attempts, "handler call"), created, r.Workers, r.Cores)

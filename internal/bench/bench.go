@@ -48,8 +48,8 @@ type Options struct {
 	Workers int
 	// Duration, when > 0, runs the scenario for that long, creating tasks
 	// as it goes (4 clients keeping a backlog of about 2,000 steps;
-	// api-create at Rate), instead of Tasks; the tasks created by then are
-	// waited for.
+	// fanout-50 one at a time; api-create at Rate), instead of Tasks; the
+	// tasks created by then are waited for.
 	Duration time.Duration
 	// Rate is api-create's offered rate, requests per second; 0 is
 	// DefaultRate.
@@ -257,6 +257,13 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 			}
 			r.track.closeCreation()
 		})
+	case r.sc.created == createdSerial:
+		creators.Go(func() {
+			if err := r.serial(runCtx, deadline); err != nil {
+				createErr <- err
+			}
+			r.track.closeCreation()
+		})
 	case r.o.Duration > 0:
 		for range clients {
 			creators.Go(func() {
@@ -386,6 +393,30 @@ func (r *runner) createBefore(ctx context.Context, n int, slots bool) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// serial creates the tasks one at a time, each once the previous one
+// finished: r.o.Tasks of them, or under a Duration until deadline.
+func (r *runner) serial(ctx context.Context, deadline time.Time) error {
+	for i := 0; ; i++ {
+		if r.o.Duration > 0 && !time.Now().Before(deadline) || r.o.Duration == 0 && i == r.o.Tasks {
+			return nil
+		}
+		id, err := r.create(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.track.add(id)
+		if _, err := r.eng.WaitTask(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // feed creates tasks until deadline, while fewer than the backlog are

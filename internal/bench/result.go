@@ -25,7 +25,8 @@ type Result struct {
 	Synchronous string `json:"synchronous,omitempty"`
 	Where       string `json:"where"`
 	// Created says when the tasks were created: "before" the engine
-	// started, "live" by 4 clients while it ran, or over the "api".
+	// started, "live" by 4 clients while it ran, "serial" (one at a time,
+	// each once the previous one finished), or over the "api".
 	Created string `json:"created"`
 	Workers int    `json:"workers"`
 	Cores   int    `json:"cores"`
