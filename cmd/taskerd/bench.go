@@ -240,6 +240,7 @@ func printBench(w io.Writer, r *bench.Result) error {
 	}
 	row("ready->running", r.ReadyToRunning)
 	row("step overhead", r.StepOverhead)
+	row("  to commit", r.StepOverheadCommitted)
 	row("exec-context query", r.ExecContext)
 	if r.Scenario == "fanout-50" {
 		row("root->last branch", r.FanoutSpread)

@@ -127,6 +127,7 @@ func checkBench(t *testing.T, res *bench.Result, sc string, tasks int) {
 	// backoff.
 	ordered("ready->running", res.ReadyToRunning, attempts)
 	ordered("step overhead", res.StepOverhead, res.Steps)
+	ordered("step overhead to commit", res.StepOverheadCommitted, res.Steps)
 	ordered("exec-context query", res.ExecContext, 0)
 	if sc == "fanout-50" {
 		ordered("fanout spread", res.FanoutSpread, res.Tasks)

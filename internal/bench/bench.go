@@ -643,6 +643,10 @@ type tracker struct {
 	changed chan struct{}
 	slots   chan struct{} // the backlog under a Duration; nil otherwise
 	rnd     *rand.Rand
+
+	// committed is when each step's step.completed event arrived.
+	committedMu sync.Mutex
+	committed   map[int64]time.Time
 }
 
 type taskFailure struct {
@@ -651,7 +655,7 @@ type taskFailure struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{ours: map[int64]bool{}, early: map[int64]backends.EventType{}, changed: make(chan struct{}, 1),
+	return &tracker{ours: map[int64]bool{}, early: map[int64]backends.EventType{}, changed: make(chan struct{}, 1), committed: map[int64]time.Time{},
 		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }
 
@@ -729,6 +733,13 @@ func (t *tracker) lastFinish() time.Time {
 	return t.last
 }
 
+func (t *tracker) committedAt(step int64) (time.Time, bool) {
+	t.committedMu.Lock()
+	defer t.committedMu.Unlock()
+	at, ok := t.committed[step]
+	return at, ok
+}
+
 func (t *tracker) allIDs() []int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -747,6 +758,12 @@ func (t *tracker) randomID() (int64, bool) {
 func (t *tracker) consume(events <-chan engine.Event) {
 	for ev := range events {
 		switch ev.Type {
+		case engine.EventStepCompleted:
+			// Events reach subscribers once committed: this is when the
+			// step's result was recorded for good.
+			t.committedMu.Lock()
+			t.committed[ev.StepID] = time.Now()
+			t.committedMu.Unlock()
 		case engine.EventTaskCompleted, engine.EventTaskFailed, engine.EventTaskCancelled, engine.EventTaskResolvedManually:
 			t.finished(ev.TaskID, ev.Type)
 		}

@@ -53,8 +53,14 @@ type Result struct {
 	// result recorded; a retry's backoff over) to its handler starting.
 	ReadyToRunning *Percentiles `json:"ready_to_running_ms"`
 	// StepOverhead: from the step becoming ready (for its last attempt)
-	// to its result recorded, minus its handler's time.
+	// to its result recorded (the step's processed_at, the moment the
+	// engine had the handler's outcome, before the write), minus its
+	// handler's time.
 	StepOverhead *Percentiles `json:"step_overhead_ms"`
+	// StepOverheadCommitted is StepOverhead up to the result's commit
+	// instead (when its step.completed event reached the bench): the
+	// write's own time included.
+	StepOverheadCommitted *Percentiles `json:"step_overhead_committed_ms"`
 	// ExecContext: the execution-context query (TaskExecutionContext) of
 	// random tasks of the run, timed while it ran; nil when none was.
 	ExecContext *Percentiles `json:"exec_context_query_ms"`
@@ -117,10 +123,10 @@ func round(f float64, digits int) float64 {
 
 // taskSample is what one task read back contributes.
 type taskSample struct {
-	ready, overhead []time.Duration
-	spread          *time.Duration
-	complete        int
-	attempts        int
+	ready, overhead, committed []time.Duration
+	spread                     *time.Duration
+	complete                   int
+	attempts                   int
 }
 
 // analyze reads the run's tasks back and computes the result.
@@ -163,10 +169,11 @@ func (r *runner) analyze(ctx context.Context, end time.Time, httpRes *HTTPResult
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var ready, overhead, spread []time.Duration
+	var ready, overhead, committed, spread []time.Duration
 	for _, s := range samples {
 		ready = append(ready, s.ready...)
 		overhead = append(overhead, s.overhead...)
+		committed = append(committed, s.committed...)
 		if s.spread != nil {
 			spread = append(spread, *s.spread)
 		}
@@ -176,6 +183,7 @@ func (r *runner) analyze(ctx context.Context, end time.Time, httpRes *HTTPResult
 	res.AnalyzedTasks = len(pick)
 	res.ReadyToRunning = percentiles(ready)
 	res.StepOverhead = percentiles(overhead)
+	res.StepOverheadCommitted = percentiles(committed)
 	res.FanoutSpread = percentiles(spread)
 	r.ctxMu.Lock()
 	res.ExecContext = percentiles(r.ctxSamples)
@@ -237,6 +245,9 @@ func (r *runner) analyzeTask(ctx context.Context, id int64) (taskSample, error) 
 		}
 		if s.ProcessedAt != nil {
 			ts.overhead = append(ts.overhead, s.ProcessedAt.Sub(ready)-last.took)
+		}
+		if at, ok := r.track.committedAt(s.ID); ok {
+			ts.committed = append(ts.committed, at.Sub(ready)-last.took)
 		}
 		if len(def.parents) == 1 && def.parents[0] == "root" && last.start.After(lastBranch) {
 			lastBranch = last.start
