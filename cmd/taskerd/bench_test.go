@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestBenchScenarios(t *testing.T) {
 				dsn = pgtest.NewDatabase(t)
 			}
 			for _, sc := range bench.Scenarios() {
-				args := []string{"bench", "--scenario", sc, "--tasks", "6", "--json"}
+				args := []string{"bench", "--scenario", sc, "--tasks", strconv.Itoa(benchTasks), "--json"}
 				if dsn != "" {
 					args = append(args, "--db", dsn)
 				}
