@@ -35,6 +35,10 @@ type Spec struct {
 	Name string
 	// Path is the plugin's executable.
 	Path string
+	// Args are the arguments the executable is started with (none by
+	// default): taskerd bench starts its own binary as a plugin with a
+	// hidden subcommand. The checksum is still Path's file's.
+	Args []string
 	// SHA256 is the expected hex SHA-256 of the executable: required,
 	// unless Dev.
 	SHA256 string

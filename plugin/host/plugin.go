@@ -130,7 +130,7 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 	if p.kind == kindAuthenticator {
 		plugins, name = pb.AuthenticatorPluginSet(nil), pb.AuthenticatorPluginName
 	}
-	cmd := exec.Command(p.spec.Path)
+	cmd := exec.Command(p.spec.Path, p.spec.Args...)
 	cmd.Env = slices.Clone(p.opts.Env)
 	var dial []grpc.DialOption
 	if p.tracer != nil {
