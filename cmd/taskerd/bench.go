@@ -36,6 +36,8 @@ type benchFlags struct {
 	rate     float64
 	json     bool
 	force    bool
+	// cpuProfile is --cpuprofile's file ("" for none).
+	cpuProfile string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -88,6 +90,7 @@ database or the plugin failed, Ctrl-C); 2 bad flags or a refused database.`,
 	fl.DurationVar(&f.duration, "duration", 0, "run for this long instead of --tasks, creating tasks as it goes")
 	fl.Float64Var(&f.rate, "rate", bench.DefaultRate, "api-create: POST /v1/tasks offered per second (open loop)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object instead of the table")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed run to this file (go tool pprof)")
 	fl.BoolVar(&f.force, "force", false, "run on a database that already holds tasks (or another program's SQLite file)")
 	return cmd
 }
@@ -136,6 +139,14 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	defer stop()
 
 	opts := bench.Options{Scenario: f.scenario, Tasks: f.tasks, Workers: f.workers, Duration: f.duration, Rate: f.rate}
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return usageErrorf("--cpuprofile: %s", err)
+		}
+		defer out.Close()
+		opts.CPUProfile = out
+	}
 	if f.scenario == "plugin-1" {
 		spec, err := benchPluginSpec()
 		if err != nil {

@@ -24,9 +24,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -54,6 +56,10 @@ type Options struct {
 	// Rate is api-create's offered rate, requests per second; 0 is
 	// DefaultRate.
 	Rate float64
+	// CPUProfile, when set, receives a CPU profile (runtime/pprof) of the
+	// timed part of the run: from the engine's start to the last task
+	// finished, not the creation of tasks before it nor the analysis.
+	CPUProfile io.Writer
 	// Plugin is plugin-1's plugin: an executable serving a handler "noop"
 	// that returns at once. Its Name is set to PluginName.
 	Plugin *host.Spec
@@ -227,6 +233,18 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	runDone := make(chan error, 1)
+	profiling := false
+	if r.o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(r.o.CPUProfile); err != nil {
+			return nil, fmt.Errorf("starting the CPU profile: %w", err)
+		}
+		profiling = true
+		defer func() {
+			if profiling {
+				pprof.StopCPUProfile()
+			}
+		}()
+	}
 	r.start = time.Now()
 	if r.o.Duration > 0 {
 		deadline = r.start.Add(r.o.Duration)
@@ -305,6 +323,10 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 
 	waitErr := r.wait(ctx, runDone, createErr, dropped)
 	end := r.track.lastFinish()
+	if profiling {
+		pprof.StopCPUProfile()
+		profiling = false
+	}
 	cancel()
 	creators.Wait()
 	stopHelpers()
