@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -263,26 +262,6 @@ func scanClaims(rows pgx.Rows, err error) ([]*backends.Claim, error) {
 type scanFunc func(dest ...any) error
 
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
-
-// StartStep implements backends.Store: one fenced UPDATE, its own
-// transaction. A cancel requested meanwhile leaves started_at alone (the
-// handler will not start).
-func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (_ bool, rerr error) {
-	defer classifyErr(&rerr)
-	var cancelRequested bool
-	err := s.pool.QueryRow(ctx, `UPDATE steps SET lease_expires_at = $1,
-			started_at = CASE WHEN cancel_requested THEN started_at ELSE $2 END
-		WHERE id = $3 AND state = 'in_progress' AND lease_owner = $4 AND lease_token = $5
-		RETURNING cancel_requested`,
-		ts(p.Now.Add(p.LeaseDuration)), ts(p.Now), p.StepID, p.Owner, p.LeaseToken).Scan(&cancelRequested)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = fmt.Errorf("step %d (token %d of %s): %w", p.StepID, p.LeaseToken, p.Owner, backends.ErrLeaseLost)
-	}
-	if err != nil {
-		return false, fmt.Errorf("starting step %d: %w", p.StepID, err)
-	}
-	return cancelRequested, nil
-}
 
 // ExtendLeases implements backends.Store, in one statement. A lease is
 // current while its step is in_progress under the same owner and token; a

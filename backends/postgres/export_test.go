@@ -18,13 +18,12 @@ var ClaimSQL, KeyLookupsSQL = claimSQL, keyLookupsSQL
 func RecordTogether(ctx context.Context, s *Store, ps []backends.CompleteStepParams) ([]*backends.RecordResult, []error) {
 	batch := make([]*resultReq, len(ps))
 	for i, p := range ps {
-		batch[i] = &resultReq{complete: true, stepID: p.StepID, token: p.LeaseToken, now: p.Now, results: `{}`, done: make(chan resultResp, 1)}
+		batch[i] = &resultReq{complete: true, stepID: p.StepID, token: p.LeaseToken, now: p.Now, results: `{}`}
 	}
 	s.writeBatch(ctx, batch)
 	rrs, errs := make([]*backends.RecordResult, len(ps)), make([]error, len(ps))
 	for i, r := range batch {
-		resp := <-r.done
-		rrs[i], errs[i] = resp.rr, resp.err
+		rrs[i], errs[i] = r.resp.rr, r.resp.err
 	}
 	return rrs, errs
 }
@@ -50,13 +49,11 @@ func RecordBatch(ctx context.Context, s *Store, items []BatchItem) ([]*backends.
 			batch[i] = &resultReq{stepID: f.StepID, token: f.LeaseToken, now: f.Now, errJSON: string(errJSON),
 				retryable: f.Error.Retryable, kind: f.Error.Kind, custom: f.Events}
 		}
-		batch[i].done = make(chan resultResp, 1)
 	}
 	s.writeBatch(ctx, batch)
 	rrs, events, errs := make([]*backends.RecordResult, len(items)), make([][]*backends.Event, len(items)), make([]error, len(items))
 	for i, r := range batch {
-		resp := <-r.done
-		rrs[i], events[i], errs[i] = resp.rr, resp.events, resp.err
+		rrs[i], events[i], errs[i] = r.resp.rr, r.resp.events, r.resp.err
 	}
 	return rrs, events, errs
 }
@@ -105,4 +102,19 @@ func CreationQueue(s *Store) (waiting int, writing bool) {
 	s.creations.mu.Lock()
 	defer s.creations.mu.Unlock()
 	return len(s.creations.waiting), s.creations.running
+}
+
+// StartTogether writes step starts as one batch, as if their callers had
+// all queued at once, and returns each one's outcome in order.
+func StartTogether(ctx context.Context, s *Store, ps []backends.StartStepParams) ([]bool, []error) {
+	batch := make([]*startReq, len(ps))
+	for i := range ps {
+		batch[i] = &startReq{p: &ps[i]}
+	}
+	s.writeStarts(ctx, batch)
+	cancels, errs := make([]bool, len(ps)), make([]error, len(ps))
+	for i, r := range batch {
+		cancels[i], errs[i] = r.cancelRequested, r.err
+	}
+	return cancels, errs
 }

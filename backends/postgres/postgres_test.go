@@ -270,3 +270,56 @@ func TestBatchWithTwoResultsOfOneTask(t *testing.T) {
 	}
 	require.Equal(t, 1, completions, "a is completed once")
 }
+
+// Starts written together: each caller gets its own outcome (a stale token
+// or a second start of one step is lease lost; a step whose cancel was
+// requested is not started), as when each was written alone.
+func TestStartsTogetherEachGetTheirOwnOutcome(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, name := range []string{"one", "two", "three"} {
+		_, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: name, WorkflowVersion: "1",
+			Steps: []backends.NewStep{{Name: "a", Handler: "h", RetryLimit: 1, BackoffBase: time.Second, BackoffMax: time.Second, Timeout: time.Minute}}, Now: now})
+		require.NoError(t, err)
+	}
+	// All three claimed into places that wait for a worker: not started.
+	claims, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 3, Queued: 3, LeaseDuration: time.Minute, Now: now})
+	require.NoError(t, err)
+	require.Len(t, claims, 3)
+	for _, c := range claims {
+		require.Nil(t, c.Step.StartedAt)
+	}
+	_, err = s.CancelTask(ctx, &backends.CancelTaskParams{TaskID: claims[2].Step.TaskID, Reason: "test", Now: now})
+	require.NoError(t, err)
+
+	at := now.Add(time.Second)
+	start := func(c *backends.Claim, token int64) backends.StartStepParams {
+		return backends.StartStepParams{StepID: c.Step.ID, Owner: "n", LeaseToken: token, LeaseDuration: time.Minute, Now: at}
+	}
+	cancels, errs := postgres.StartTogether(ctx, s, []backends.StartStepParams{
+		start(claims[0], claims[0].Step.LeaseToken),
+		start(claims[1], claims[1].Step.LeaseToken-1), // stale
+		start(claims[2], claims[2].Step.LeaseToken),
+		start(claims[0], claims[0].Step.LeaseToken), // the same start again
+	})
+	require.NoError(t, errs[0])
+	require.False(t, cancels[0])
+	require.ErrorIs(t, errs[1], backends.ErrLeaseLost)
+	require.NoError(t, errs[2])
+	require.True(t, cancels[2], "its task was cancelled: the handler must not start")
+	require.NoError(t, errs[3], "a second start under the same token is the same start")
+
+	for i, want := range []*time.Time{&at, nil, nil} {
+		st, err := s.GetStep(ctx, claims[i].Step.ID)
+		require.NoError(t, err)
+		if want == nil {
+			require.Nil(t, st.StartedAt, "step %d", i)
+			continue
+		}
+		require.NotNil(t, st.StartedAt, "step %d", i)
+		require.True(t, want.Equal(*st.StartedAt), "step %d started at %s", i, st.StartedAt)
+		require.True(t, at.Add(time.Minute).Equal(*st.LeaseExpiresAt))
+	}
+}

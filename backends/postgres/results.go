@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,8 +23,9 @@ import (
 //     written leads: it takes every result waiting (up to maxResultBatch),
 //     writes them in one transaction, answers each caller, and goes on
 //     with whatever queued meanwhile until its own result is answered; then
-//     it hands the lead to the oldest waiting caller. No goroutine runs in
-//     the background, and a lone result waits for nobody.
+//     it hands the lead to the oldest waiting caller (ledBatches). No
+//     goroutine runs in the background, and a lone result waits for
+//     nobody.
 //   - The transaction is two pipelines. The first: BEGIN; the fenced moves
 //     of all the batch's steps, one statement per kind (completeStepsSQL,
 //     failStepsSQL); the lock of their tasks in id order (lockTasksSQL); and,
@@ -204,7 +203,7 @@ type resultReq struct {
 	// custom: the handler's events, written before the step's own.
 	custom []backends.CustomEvent
 
-	done chan resultResp // capacity 1
+	resp resultResp // the outcome, set by the batch that wrote it
 }
 
 type resultResp struct {
@@ -213,16 +212,6 @@ type resultResp struct {
 	// events: what the batch wrote for this request, numbered, for the
 	// caller's sink.
 	events []*backends.Event
-	// lead: not an answer; the caller now leads the batches.
-	lead bool
-}
-
-// resultQueue is the results waiting for a batch, and whether a caller is
-// leading (writing batches).
-type resultQueue struct {
-	mu      sync.Mutex
-	waiting []*resultReq
-	leading bool
 }
 
 // record writes r in a batch (see the top of this file) and returns its
@@ -239,47 +228,11 @@ func (s *Store) record(ctx context.Context, r *resultReq) (*backends.RecordResul
 
 // recordResp is record without the sink.
 func (s *Store) recordResp(ctx context.Context, r *resultReq) resultResp {
-	q := &s.results
-	r.done = make(chan resultResp, 1)
-	q.mu.Lock()
-	q.waiting = append(q.waiting, r)
-	if q.leading {
-		q.mu.Unlock()
-		// Answered by a leader's batch, or made leader by one.
-		if resp := <-r.done; !resp.lead {
-			return resp
-		}
-	} else {
-		q.leading = true
-		q.mu.Unlock()
-	}
-	// The batch is written for every caller in it: one caller giving up
-	// must not fail the others'.
-	bctx := context.WithoutCancel(ctx)
-	for {
-		q.mu.Lock()
-		n := min(len(q.waiting), maxResultBatch)
-		batch := slices.Clone(q.waiting[:n])
-		q.waiting = slices.Delete(q.waiting, 0, n)
-		q.mu.Unlock()
-		s.writeBatch(bctx, batch)
-		select {
-		case resp := <-r.done:
-			q.mu.Lock()
-			if len(q.waiting) > 0 {
-				q.waiting[0].done <- resultResp{lead: true}
-			} else {
-				q.leading = false
-			}
-			q.mu.Unlock()
-			return resp
-		default:
-			// r is still waiting behind maxResultBatch others.
-		}
-	}
+	s.results.do(ctx, r, maxResultBatch, s.writeBatch)
+	return r.resp
 }
 
-// writeBatch writes the batch and answers every request in it.
+// writeBatch writes the batch and sets the outcome of every request in it.
 func (s *Store) writeBatch(ctx context.Context, batch []*resultReq) {
 	// A step given twice (a stale duplicate, say) is matched by the moves
 	// to one request only: each copy goes in a round of its own.
@@ -294,7 +247,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*resultReq) {
 		switch {
 		case err == nil:
 			for i, r := range batch {
-				r.done <- answers[i]
+				r.resp = answers[i]
 			}
 			return
 		case errors.Is(err, errSameTask):
@@ -313,7 +266,7 @@ func (s *Store) writeBatch(ctx context.Context, batch []*resultReq) {
 			}
 			return
 		default:
-			batch[0].done <- resultResp{err: err}
+			batch[0].resp = resultResp{err: err}
 			return
 		}
 	}

@@ -23,7 +23,8 @@ type Store struct {
 	pool *pgxpool.Pool
 
 	// Step results waiting to be written in a batch (results.go).
-	results resultQueue
+	results ledBatches[*resultReq]
+	starts  ledBatches[*startReq]
 	// Task creations waiting to be written in a batch (creations.go).
 	creations createQueue
 
