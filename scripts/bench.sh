@@ -5,12 +5,15 @@
 #   scripts/bench.sh [--quick] [OUTPUT.md]
 #
 # 1. the machine: cores, CPU model, memory, Go and PostgreSQL versions, load;
-# 2. the yardstick: PostgreSQL's own pgbench, select-only (-S) and simple
+# 2. the yardsticks: PostgreSQL's own pgbench, select-only (-S) and simple
 #    update (-N), 16 clients, in a scratch database this script creates and
-#    drops, so that figures from different machines can be compared;
+#    drops, and the disk's flush rate (pg_test_fsync), so that figures from
+#    different machines can be compared;
 # 3. the benchmarks: definitions, both stores, the engine end to end, the
 #    API, the daemon's memory, the policy decision, plugins and
-#    authenticators; each section names the exact `go test` command.
+#    authenticators; each section names the exact `go test` command;
+# 4. every scenario of `taskerd bench` on SQLite (normal and full) and
+#    PostgreSQL, a table per store (needs jq).
 #
 # The markdown goes to OUTPUT.md (written as the run goes) or to stdout;
 # progress and the benchmarks' own output go to stderr. It exits non-zero
@@ -116,6 +119,25 @@ else
 fi
 drop_yardstick
 
+# The disk's flush rate: what a commit with synchronous=full (SQLite) or
+# synchronous_commit=on (PostgreSQL, same disk here) waits for.
+fsync_secs=2
+[ "$quick" = 1 ] && fsync_secs=1
+fsync_file=$(mktemp -p "${TMPDIR:-/tmp}" taskerd-fsync.XXXXXX)
+pg_test_fsync=$(command -v pg_test_fsync || ls /usr/lib/postgresql/*/bin/pg_test_fsync 2>/dev/null | tail -1)
+if [ -n "$pg_test_fsync" ]; then
+	note "yardstick: $pg_test_fsync on $(dirname "$fsync_file")"
+	fsync_log=$("$pg_test_fsync" -s "$fsync_secs" -f "$fsync_file" 2>&1)
+	echo "$fsync_log" >&2
+	fdatasync=$(echo "$fsync_log" | awk '/one 8kB write/ { on = 1 } on && /fdatasync/ { printf "%.0f", $2; exit }')
+	emit "| command | flushes/s |" "| --- | --- |" \
+		"| \`pg_test_fsync -s $fsync_secs -f $(dirname "$fsync_file")/...\` (fdatasync of one 8 kB write, the disk of \`TMPDIR\`) | ${fdatasync:-FAILED} |" ""
+	[ -z "$fdatasync" ] && failed=1
+else
+	emit "**No pg_test_fsync here**: the disk's flush rate was not measured." ""
+fi
+rm -f "$fsync_file"
+
 # ---------------------------------------------------------------- benchmarks
 
 # table turns `go test -bench` output into markdown rows: one per benchmark
@@ -198,6 +220,67 @@ bench "Plugins: start" ./plugin/host PluginStart 200x 3x
 bench "Authenticators: RS256 JWT against a bare round trip" ./examples/plugins/jwt Authenticate 3000x 20x
 
 [ -n "$gocpu" ] && emit "The CPU as Go's benchmarks name it: $gocpu." ""
+
+# ---------------------------------------------------------------- taskerd bench
+
+# Every scenario of `taskerd bench`, one table per store, with the default
+# 16 workers and, for the no-op scenarios, 128 (no-op steps are waited for
+# in round trips, not executed: more of them in flight is more throughput,
+# until the machine's CPU is the limit).
+taskerd_bin=$(mktemp -d)/taskerd
+bench_db=taskerd_bench_scenarios_$$
+note "taskerd bench: building $taskerd_bin"
+if ! go build -o "$taskerd_bin" ./cmd/taskerd >&2 || ! command -v jq >/dev/null; then
+	emit "## taskerd bench" "" "**Could not run** (the build failed, or jq is missing): see stderr." ""
+	failed=1
+else
+	emit "## taskerd bench" "" \
+		"Every scenario on each store (docs/cli.md says what each does and what each column means)," \
+		"one run each; the PostgreSQL runs use a database this script creates and drops. Times in ms." ""
+	pgdsn="postgres://$PGUSER@$PGHOST:$PGPORT/$bench_db?sslmode=disable"
+	dropdb --if-exists "$bench_db" >/dev/null 2>&1
+	createdb "$bench_db" >&2 2>&1 || failed=1
+	for store in "sqlite:?synchronous=normal" "sqlite:?synchronous=full" "$pgdsn"; do
+		case "$store" in
+		sqlite:*normal) name="SQLite, synchronous=normal (a throwaway file)" ;;
+		sqlite:*full) name="SQLite, synchronous=full (a throwaway file)" ;;
+		*) name="PostgreSQL (a schema of its own in a scratch database)" ;;
+		esac
+		emit "### $name" "" \
+			"| command | steps/s | tasks/s | ready→running p50 / p95 / p99 | overhead to commit p50 / p99 | exec-context p50 | peak RSS MiB | more |" \
+			"| --- | --- | --- | --- | --- | --- | --- | --- |"
+		# Runs of several seconds each; api-create at 20/s is an idle node
+		# (ready->running and overhead of a lone step).
+		for run in "noop-1 --tasks 20000" "noop-1 --tasks 20000 --workers 128" "noop-1-live --tasks 10000" \
+			"linear-10 --tasks 2000" "linear-10 --tasks 2000 --workers 128" "fanout-50 --tasks 100 --workers 48" \
+			"plugin-1 --tasks 10000" "plugin-1 --tasks 10000 --workers 128" "retry --tasks 5000" \
+			"api-create --tasks 5000 --rate 500" "api-create --tasks 200 --rate 20"; do
+			read -r -a args <<<"$run"
+			if [ "$quick" = 1 ]; then
+				for i in "${!args[@]}"; do [ "${args[$i]}" = --tasks ] && args[i + 1]=20; done
+			fi
+			shown_db=$store
+			[ "$store" = "$pgdsn" ] && shown_db='postgres://...'
+			cmd=("$taskerd_bin" bench --scenario "${args[@]}" --db "$store" --json)
+			note "taskerd bench: ${cmd[*]}"
+			if json=$("${cmd[@]}" 2>/dev/null); then
+				row=$(echo "$json" | jq -r '
+					def f: if . == null then "n/a" elif . >= 100 then (. * 10 | round / 10 | tostring) else (. * 100 | round / 100 | tostring) end;
+					def more: if .scenario == "fanout-50" then "root → last branch started p50 \(.fanout_spread_ms.p50 | f)"
+						elif .scenario == "api-create" then "\(.http.achieved_rate | f) req/s of \(.http.offered_rate) offered, HTTP p50 \(.http.latency_ms.p50 | f), p99 \(.http.latency_ms.p99 | f), \(.http.errors) errors"
+						elif .scenario == "retry" then "\(.attempts) handler calls"
+						else "" end;
+					"\(.steps_per_s | f) | \(.tasks_per_s | f) | \(.ready_to_running_ms.p50 | f) / \(.ready_to_running_ms.p95 | f) / \(.ready_to_running_ms.p99 | f) | \(.step_overhead_committed_ms.p50 | f) / \(.step_overhead_committed_ms.p99 | f) | \(.exec_context_query_ms.p50 | f) | \(.peak_rss_mib | f) | \(more)"')
+				emit "| \`taskerd bench --scenario ${args[*]} --db '$shown_db'\` | $row |"
+			else
+				emit "| \`taskerd bench --scenario ${args[*]}\` | **FAILED** | | | | | | |"
+				failed=1
+			fi
+		done
+		emit "" "Load average after: $(load)." ""
+	done
+	dropdb --if-exists "$bench_db" >/dev/null 2>&1
+fi
 
 if [ "$failed" != 0 ]; then
 	note "some commands failed: see their sections"
