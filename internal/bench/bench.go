@@ -27,8 +27,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
