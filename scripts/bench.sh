@@ -129,7 +129,7 @@ if [ -n "$pg_test_fsync" ]; then
 	note "yardstick: $pg_test_fsync on $(dirname "$fsync_file")"
 	fsync_log=$("$pg_test_fsync" -s "$fsync_secs" -f "$fsync_file" 2>&1)
 	echo "$fsync_log" >&2
-	fdatasync=$(echo "$fsync_log" | awk '/one 8kB write/ { on = 1 } on && /fdatasync/ { printf "%.0f", $2; exit }')
+	fdatasync=$(echo "$fsync_log" | awk '/one 8kB write/ { on = 1 } on && $1 == "fdatasync" { printf "%.0f", $2; exit }')
 	emit "| command | flushes/s |" "| --- | --- |" \
 		"| \`pg_test_fsync -s $fsync_secs -f $(dirname "$fsync_file")/...\` (fdatasync of one 8 kB write, the disk of \`TMPDIR\`) | ${fdatasync:-FAILED} |" ""
 	[ -z "$fdatasync" ] && failed=1
