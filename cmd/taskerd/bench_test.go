@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -175,6 +179,29 @@ func TestBenchDuration(t *testing.T) {
 	checkBench(t, res, "linear-10", 0)
 	assert.Positive(t, res.Tasks)
 	assert.GreaterOrEqual(t, res.ElapsedS, 0.3)
+}
+
+// --cpuprofile writes a CPU profile of the run that go tool pprof reads:
+// gzip-compressed protocol buffers naming the engine's functions.
+func TestBenchCPUProfile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	r := runCLI(t, "bench", "--scenario", "noop-1", "--tasks", "300", "--json", "--cpuprofile", path)
+	require.Equal(t, 0, r.code, r.stderr)
+	checkBench(t, decodeBench(t, r.stdout), "noop-1", 300)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(raw), 2)
+	require.Equal(t, []byte{0x1f, 0x8b}, raw[:2], "not a gzip stream")
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	require.NoError(t, err)
+	body, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.Contains(t, string(body), "github.com/taskerd/taskerd/engine", "the profile names no engine function")
+
+	r = runCLI(t, "bench", "--tasks", "10", "--cpuprofile", filepath.Join(t.TempDir(), "missing", "cpu.prof"))
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--cpuprofile")
 }
 
 // A database that already holds tasks is refused (exit 2, one line naming
