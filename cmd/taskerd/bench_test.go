@@ -182,13 +182,14 @@ func TestBenchDuration(t *testing.T) {
 }
 
 // --cpuprofile writes a CPU profile of the run that go tool pprof reads:
-// gzip-compressed protocol buffers naming the engine's functions.
+// gzip-compressed protocol buffers of CPU samples naming taskerd's
+// functions.
 func TestBenchCPUProfile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "cpu.prof")
-	r := runCLI(t, "bench", "--scenario", "noop-1", "--tasks", "300", "--json", "--cpuprofile", path)
+	r := runCLI(t, "bench", "--scenario", "noop-1", "--tasks", "2000", "--json", "--cpuprofile", path)
 	require.Equal(t, 0, r.code, r.stderr)
-	checkBench(t, decodeBench(t, r.stdout), "noop-1", 300)
+	checkBench(t, decodeBench(t, r.stdout), "noop-1", 2000)
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Greater(t, len(raw), 2)
@@ -197,7 +198,9 @@ func TestBenchCPUProfile(t *testing.T) {
 	require.NoError(t, err)
 	body, err := io.ReadAll(zr)
 	require.NoError(t, err)
-	require.Contains(t, string(body), "github.com/taskerd/taskerd/engine", "the profile names no engine function")
+	for _, want := range []string{"samples", "cpu", "nanoseconds", "github.com/taskerd/taskerd/"} {
+		require.Contains(t, string(body), want, "not a CPU profile of taskerd")
+	}
 
 	r = runCLI(t, "bench", "--tasks", "10", "--cpuprofile", filepath.Join(t.TempDir(), "missing", "cpu.prof"))
 	require.Equal(t, 2, r.code)
