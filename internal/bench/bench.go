@@ -424,14 +424,10 @@ func (r *runner) serial(ctx context.Context, deadline time.Time) error {
 		if r.o.Duration > 0 && !time.Now().Before(deadline) || r.o.Duration == 0 && i == r.o.Tasks {
 			return nil
 		}
-		id, err := r.create(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		id, err := r.createTracked(ctx)
+		if id == 0 {
 			return err
 		}
-		r.track.add(id)
 		if _, err := r.eng.WaitTask(ctx, id); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -458,15 +454,25 @@ func (r *runner) feed(ctx context.Context, deadline time.Time) error {
 			<-r.track.slots
 			return nil
 		}
-		id, err := r.create(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if id, err := r.createTracked(ctx); id == 0 {
 			return err
 		}
-		r.track.add(id)
 	}
+}
+
+// createTracked creates one task and tracks it, and returns its id; 0 when
+// none was created, with the error, or nil when ctx ended (the run is
+// over, which is no failure).
+func (r *runner) createTracked(ctx context.Context) (int64, error) {
+	id, err := r.create(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		return 0, err
+	}
+	r.track.add(id)
+	return id, nil
 }
 
 // wait waits for every task created to finish, or a reason to give up.
