@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -44,7 +45,7 @@ func TestConcurrentMigrators(t *testing.T) {
 	for names := range applied {
 		all = append(all, names...)
 	}
-	require.ElementsMatch(t, []string{"0001_tables.sql", "0002_functions.sql", "0003_settings.sql", "0004_next_wakeup.sql", "0005_task_namespaces.sql", "0006_task_state_lookups.sql", "0007_context_waiting_cancelled.sql", "0008_api_keys.sql", "0009_events.sql", "0010_event_runs.sql"}, all, "each migration applied once")
+	require.ElementsMatch(t, []string{"0001_tables.sql", "0002_functions.sql", "0003_settings.sql", "0004_next_wakeup.sql", "0005_task_namespaces.sql", "0006_task_state_lookups.sql", "0007_context_waiting_cancelled.sql", "0008_api_keys.sql", "0009_events.sql", "0010_event_runs.sql", "0011_hot_leases.sql"}, all, "each migration applied once")
 	s, err := postgres.Open(ctx, dsn, postgres.WithoutMigrate())
 	require.NoError(t, err)
 	s.Close()
@@ -59,7 +60,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	dsn := s.Pool().Config().ConnString()
 	for _, opts := range [][]postgres.Option{nil, {postgres.WithoutMigrate()}} {
 		_, err = postgres.Open(ctx, dsn, opts...)
-		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (10): upgrade taskerd")
+		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (11): upgrade taskerd")
 	}
 }
 
@@ -322,4 +323,45 @@ func TestStartsTogetherEachGetTheirOwnOutcome(t *testing.T) {
 		require.True(t, want.Equal(*st.StartedAt), "step %d started at %s", i, st.StartedAt)
 		require.True(t, at.Add(time.Minute).Equal(*st.LeaseExpiresAt))
 	}
+}
+
+// A step's start and its heartbeats change only its lease (migration
+// 0011): PostgreSQL writes them as HOT updates, with no new index entry.
+func TestLeaseWritesAreHOTUpdates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pgtest.Open(t)
+	dsn := s.Pool().Config().ConnString()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	_, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "default", WorkflowName: "w", WorkflowVersion: "1",
+		Steps: []backends.NewStep{{Name: "a", Handler: "h", RetryLimit: 1, BackoffBase: time.Second, BackoffMax: time.Second, Timeout: time.Minute}}, Now: now})
+	require.NoError(t, err)
+	claims, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "n", Limit: 1, Queued: 1, LeaseDuration: time.Minute, Now: now})
+	require.NoError(t, err)
+	require.Len(t, claims, 1)
+	c := claims[0]
+	_, err = s.StartStep(ctx, &backends.StartStepParams{StepID: c.Step.ID, Owner: "n", LeaseToken: c.Step.LeaseToken, LeaseDuration: time.Minute, Now: now})
+	require.NoError(t, err)
+	const heartbeats = 3
+	for i := range heartbeats {
+		st, err := s.ExtendLeases(ctx, &backends.ExtendLeasesParams{Owner: "n", Leases: []backends.Lease{{StepID: c.Step.ID, Token: c.Step.LeaseToken}},
+			LeaseDuration: time.Minute, Now: now.Add(time.Duration(i+1) * time.Second)})
+		require.NoError(t, err)
+		require.False(t, st[0].Lost)
+	}
+	// A backend reports its statistics when it exits at the latest.
+	require.NoError(t, s.Close())
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	// The claim, the start and the heartbeats.
+	const updates = 2 + heartbeats
+	var n, hot int64
+	require.Eventually(t, func() bool {
+		require.NoError(t, conn.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE relname = 'steps' AND schemaname = current_schema()`).Scan(&n, &hot))
+		return n >= updates
+	}, 15*time.Second, 50*time.Millisecond, "the statistics of the store's updates did not arrive")
+	require.Equal(t, int64(updates), n)
+	require.Equal(t, int64(updates-1), hot, "all but the claim (which changes state) are HOT updates")
 }
