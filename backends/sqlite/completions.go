@@ -233,15 +233,16 @@ func setSQL(cache *sync.Map, n int, build func(int) string) string {
 const satisfyChildrenOfSQL = `UPDATE steps SET unsatisfied_parents = unsatisfied_parents - 1
 	WHERE id IN (SELECT child_step_id FROM edges WHERE parent_step_id IN (SELECT value FROM json_each(?1)))`
 
-// splitChunks splits completions, in order, into chunks of consecutive
-// completions of distinct tasks: a chunk ends before a second completion of
-// one of its tasks. taskOf gives the task of each step; a step not in it
-// (its lease was lost) is a chunk of its own, where it fails as it would
-// alone. Written chunk after chunk, the completions keep their order, so
-// each sees exactly what it would see written one at a time.
-func splitChunks(cs []*completion, taskOf map[int64]int64) [][]*completion {
-	var chunks [][]*completion
-	var cur []*completion
+// splitChunks splits completion operations, in order, into chunks of
+// consecutive completions of distinct tasks: a chunk ends before a second
+// completion of one of its tasks. taskOf gives the task of each step; a
+// step not in it (its lease was lost) is a chunk of its own, where it
+// fails as it would alone. Written chunk after chunk, the completions keep
+// their order, so each sees exactly what it would see written one at a
+// time.
+func splitChunks(ops []*writeOp, taskOf map[int64]int64) [][]*writeOp {
+	var chunks [][]*writeOp
+	var cur []*writeOp
 	in := map[int64]bool{}
 	flush := func() {
 		if len(cur) > 0 {
@@ -249,17 +250,17 @@ func splitChunks(cs []*completion, taskOf map[int64]int64) [][]*completion {
 		}
 		cur, in = nil, map[int64]bool{}
 	}
-	for _, c := range cs {
-		task, ok := taskOf[c.p.StepID]
+	for _, op := range ops {
+		task, ok := taskOf[op.complete.p.StepID]
 		if !ok {
 			flush()
-			chunks = append(chunks, []*completion{c})
+			chunks = append(chunks, []*writeOp{op})
 			continue
 		}
 		if in[task] {
 			flush()
 		}
-		cur = append(cur, c)
+		cur = append(cur, op)
 		in[task] = true
 	}
 	flush()

@@ -366,17 +366,8 @@ func (g *groupRun) completions(ops []*writeOp) {
 	// Completions of one task, or a lost lease: chunks of completions of
 	// distinct tasks, in order, each tried once as a set, then one at a
 	// time.
-	byStep := make(map[*completion]*writeOp, len(live))
-	cs := make([]*completion, len(live))
-	for i, op := range live {
-		cs[i], byStep[op.complete] = op.complete, op
-	}
-	for _, chunk := range splitChunks(cs, taskOf) {
-		cops := make([]*writeOp, len(chunk))
-		for i, c := range chunk {
-			cops[i] = byStep[c]
-		}
-		if len(cops) >= 2 && len(chunk) < len(live) && g.set(cops, map[int64]int64{}) {
+	for _, cops := range splitChunks(live, taskOf) {
+		if len(cops) >= 2 && len(cops) < len(live) && g.set(cops, map[int64]int64{}) {
 			continue
 		}
 		for _, op := range cops {
