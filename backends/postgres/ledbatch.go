@@ -8,7 +8,7 @@ import (
 
 // ledBatches writes requests in batches led by their callers, with no
 // goroutine of its own: the first caller to find no batch being written
-// leads. It takes every request waiting (up to max), writes them in one
+// leads. It takes every request waiting (up to most), writes them in one
 // go, and goes on with whatever queued meanwhile until its own request is
 // written; then it hands the lead to the oldest waiting caller. A lone
 // request waits for nobody. Step results (results.go) and step starts
@@ -30,7 +30,7 @@ type ledReq[R any] struct {
 // the whole batch and leave each request's outcome in the request itself;
 // it runs with a context that no caller's cancellation ends, since the
 // batch is written for every caller in it.
-func (q *ledBatches[R]) do(ctx context.Context, req R, max int, write func(ctx context.Context, batch []R)) {
+func (q *ledBatches[R]) do(ctx context.Context, req R, most int, write func(ctx context.Context, batch []R)) {
 	me := &ledReq[R]{req: req, done: make(chan bool, 1)}
 	q.mu.Lock()
 	q.waiting = append(q.waiting, me)
@@ -46,7 +46,7 @@ func (q *ledBatches[R]) do(ctx context.Context, req R, max int, write func(ctx c
 	bctx := context.WithoutCancel(ctx)
 	for {
 		q.mu.Lock()
-		n := min(len(q.waiting), max)
+		n := min(len(q.waiting), most)
 		batch := slices.Clone(q.waiting[:n])
 		q.waiting = slices.Delete(q.waiting, 0, n)
 		q.mu.Unlock()
@@ -73,6 +73,6 @@ func (q *ledBatches[R]) do(ctx context.Context, req R, max int, write func(ctx c
 			q.mu.Unlock()
 			return
 		}
-		// req is still waiting behind max others.
+		// req is still waiting behind most others.
 	}
 }

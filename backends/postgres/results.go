@@ -278,8 +278,8 @@ var errSameTask = errors.New("two results of one task in a batch")
 // splitRounds splits a batch into rounds holding at most one request per
 // key, keeping arrival order among the requests of a key; requests without
 // a key conflict with nothing.
-func splitRounds(batch []*resultReq, key func(*resultReq) (int64, bool)) [][]*resultReq {
-	var rounds [][]*resultReq
+func splitRounds[R any](batch []R, key func(R) (int64, bool)) [][]R {
+	var rounds [][]R
 	seen := map[int64]int{} // key -> requests of it placed so far
 	for _, r := range batch {
 		k := 0

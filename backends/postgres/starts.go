@@ -13,7 +13,7 @@ import (
 // and with claims made ahead of the workers that is one call per step,
 // which written alone was one commit per step, two thirds of a node's
 // transactions on the noop-1 benchmark. A batch is one fenced UPDATE of all
-// its steps; a step given twice goes in a batch of its own, and a batch
+// its steps; a step given twice goes in a round of its own, and a batch
 // that fails is written again one start at a time, so that each caller
 // gets its own error.
 
@@ -52,15 +52,12 @@ func (s *Store) StartStep(ctx context.Context, p *backends.StartStepParams) (_ b
 
 // writeStarts writes a batch of starts and sets each one's outcome.
 func (s *Store) writeStarts(ctx context.Context, batch []*startReq) {
-	// A step given twice matches one row: each copy in a batch of its own.
-	seen := make(map[int64]bool, len(batch))
-	for i, r := range batch {
-		if seen[r.p.StepID] {
-			s.writeStarts(ctx, batch[:i])
-			s.writeStarts(ctx, batch[i:])
-			return
+	// A step given twice matches one row: each copy in a round of its own.
+	if rounds := splitRounds(batch, func(r *startReq) (int64, bool) { return r.p.StepID, true }); len(rounds) > 1 {
+		for _, round := range rounds {
+			s.writeStarts(ctx, round)
 		}
-		seen[r.p.StepID] = true
+		return
 	}
 	err := retrying(func() error { return s.writeStartsOnce(ctx, batch) })
 	if err == nil {
