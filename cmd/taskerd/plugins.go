@@ -41,7 +41,8 @@ step-handler plugins whose checksum matches) the handlers it serves, learnt by
 starting it and asking. A plugin whose checksum does not match is never
 started.
 
-Exit codes: 0 every plugin is usable; 1 at least one is not.`,
+Exit codes: 0 every plugin is usable; 1 at least one is not (a checksum that
+does not match, a missing file, a step-handler plugin that cannot start).`,
 		Example: "  taskerd plugins list --config /etc/taskerd/taskerd.hcl",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +60,9 @@ Exit codes: 0 every plugin is usable; 1 at least one is not.`,
 			bad := 0
 			for _, p := range cfg.Plugins {
 				status, handlers := inspectPlugin(cmd.Context(), p)
-				if !strings.HasPrefix(status, "ok") {
+				// A plugin that does not start (say its interpreter is
+				// missing) is no more usable than one with another hash.
+				if !strings.HasPrefix(status, "ok") || strings.HasPrefix(handlers, cannotStart) {
 					bad++
 				}
 				path := p.Path
@@ -142,7 +145,7 @@ func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers stri
 	}
 	h, err := host.Start(ctx, []host.Spec{specOf(p)}, host.Options{})
 	if err != nil {
-		return status, "cannot start: " + err.Error()
+		return status, cannotStart + err.Error()
 	}
 	defer h.Close()
 	var names []string
@@ -151,6 +154,9 @@ func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers stri
 	}
 	return status, strings.Join(names, ", ")
 }
+
+// cannotStart begins the HANDLERS of a plugin that did not start.
+const cannotStart = "cannot start: "
 
 func newPluginsHashCmd() *cobra.Command {
 	var write string

@@ -158,4 +158,12 @@ func TestPluginsListScriptPlugin(t *testing.T) {
 	again, err := os.ReadFile(argsFile)
 	require.NoError(t, err)
 	require.Equal(t, got, again, "not started")
+
+	// No interpreter: the checksum is right, but the plugin is not usable.
+	noNode := filepath.Join(dir, "nonode.hcl")
+	require.NoError(t, os.WriteFile(noNode, fmt.Appendf(nil, "plugin \"shipping\" {\n  command = \"taskerd-no-such-node\"\n  path = %q\n  sha256 = %q\n}\n", script, actual), 0o644))
+	r = runCLI(t, "plugins", "list", "--config", noNode)
+	require.Equal(t, 1, r.code, r.stdout)
+	require.Contains(t, r.stdout, `cannot start: plugin "shipping": cannot start its script `+script+`: interpreter "taskerd-no-such-node"`)
+	require.Contains(t, r.stderr, "1 of 1 plugins cannot be used")
 }

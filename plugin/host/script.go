@@ -110,31 +110,37 @@ func isFile(path string) (bool, error) {
 // elsewhere keeps its checksum, while changing a byte of either file, or
 // running another script of the project, changes it.
 func ScriptSHA256(path string) (string, error) {
+	sum, _, err := scriptSHA256(path)
+	return sum, err
+}
+
+// scriptSHA256 is ScriptSHA256, and the lockfile it covers.
+func scriptSHA256(path string) (sum, lockfile string, err error) {
 	script, lockfile, err := ScriptFiles(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	name, err := filepath.Rel(filepath.Dir(lockfile), script)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	name = filepath.ToSlash(name)
 	if strings.ContainsAny(name, "\n\r") {
-		return "", fmt.Errorf("script %q: a line break in its name", script)
+		return "", "", fmt.Errorf("script %q: a line break in its name", script)
 	}
 	scriptSum, err := FileSHA256(script)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	lockSum, err := FileSHA256(lockfile)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	manifest := scriptManifest +
 		"script " + scriptSum + " " + name + "\n" +
 		"lockfile " + lockSum + " " + packageLock + "\n"
-	sum := sha256.Sum256([]byte(manifest))
-	return hex.EncodeToString(sum[:]), nil
+	digest := sha256.Sum256([]byte(manifest))
+	return hex.EncodeToString(digest[:]), lockfile, nil
 }
 
 // interpreter resolves a script plugin's Command to the absolute path of
@@ -155,12 +161,11 @@ func (s *Spec) interpreter() (string, error) {
 // verifyScript checks a script plugin's checksum before its process is
 // started: a *ChecksumError when it is not the configured one.
 func (s *Spec) verifyScript() error {
-	actual, err := ScriptSHA256(s.Path)
+	actual, lockfile, err := scriptSHA256(s.Path)
 	if err != nil {
 		return fmt.Errorf("plugin %q: refusing to start script %s: cannot compute its checksum: %w", s.Name, s.Path, err)
 	}
 	if actual != s.SHA256 {
-		_, lockfile, _ := ScriptFiles(s.Path)
 		return &ChecksumError{Plugin: s.Name, Path: s.Path, Lockfile: lockfile, Expected: s.SHA256, Actual: actual}
 	}
 	return nil
