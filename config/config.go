@@ -98,11 +98,21 @@ type Tracing struct {
 // Plugin is one `plugin "NAME" { ... }` block.
 type Plugin struct {
 	Name string
-	// Path is the executable, resolved against the config file's directory
-	// and made absolute.
+	// Path is the executable, or a script plugin's entry script, resolved
+	// against the config file's directory and made absolute.
 	Path string
-	// SHA256 is the expected hex SHA-256 of the executable, lower case
-	// (may be empty when Dev).
+	// Command, when set (command = "node"), makes the plugin a script
+	// plugin: the process is Command run with Path and then Args as its
+	// arguments. A bare name is looked up in the daemon's PATH when the
+	// plugin starts; a path is resolved against the config file's
+	// directory and made absolute.
+	Command string
+	// Args are the process's arguments (after the script, for a script
+	// plugin); the checksum does not cover them.
+	Args []string
+	// SHA256 is the expected hex SHA-256 of the executable or, for a
+	// script plugin, of its script and lockfile (host.ScriptSHA256), lower
+	// case (may be empty when Dev).
 	SHA256 string
 	// Dev (dev = true) skips the checksum: for a plugin under development,
 	// rebuilt again and again. Refused in a file whose auth block asks for
@@ -241,6 +251,8 @@ var rootSchema = &hcl.BodySchema{
 
 type pluginBody struct {
 	Path           string         `hcl:"path"`
+	Command        *string        `hcl:"command,optional"`
+	Args           []string       `hcl:"args,optional"`
 	SHA256         *string        `hcl:"sha256,optional"`
 	Dev            *bool          `hcl:"dev,optional"`
 	Kind           *string        `hcl:"kind,optional"`
@@ -475,6 +487,21 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 	if pb.Dev != nil {
 		p.Dev = *pb.Dev
 	}
+	p.Args = pb.Args
+	if pb.Command != nil {
+		at := b.DefRange
+		if attrs, _ := b.Body.JustAttributes(); attrs["command"] != nil {
+			at = attrs["command"].Expr.Range()
+		}
+		cmd, d := pluginCommand(dir, name, *pb.Command, at)
+		diags = append(diags, d...)
+		p.Command = cmd
+	}
+	// What the checksum is of, and the command that prints it, for errors.
+	sumOf, hashCmd := "the executable's SHA-256", "taskerd plugins hash PATH"
+	if p.Command != "" {
+		sumOf, hashCmd = "the SHA-256 of the script and its package-lock.json", "taskerd plugins hash --script PATH"
+	}
 	if !pluginNameRE.MatchString(name) || name == "builtin" {
 		diags = append(diags, errorAt(b.LabelRanges[0], "Invalid plugin name",
 			fmt.Sprintf("Plugin name %q: use lower-case letters, digits and _, starting with a letter (and not \"builtin\", which names taskerd's own handlers).", name)))
@@ -495,10 +522,10 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 		// A dev plugin's checksum is not checked: none is needed.
 	case pb.SHA256 == nil:
 		diags = append(diags, errorAt(b.DefRange, "Missing sha256",
-			fmt.Sprintf("Plugin %q has no sha256: write the 64 hex digits of the executable's SHA-256 (taskerd plugins hash --write FILE fills them in), or dev = true while developing it.", name)))
+			fmt.Sprintf("Plugin %q has no sha256: write the 64 hex digits of %s (taskerd plugins hash --write FILE fills them in), or dev = true while developing it.", name, sumOf)))
 	case !sha256RE.MatchString(p.SHA256):
 		diags = append(diags, errorAt(b.DefRange, "Invalid sha256",
-			fmt.Sprintf("Plugin %q: sha256 must be the 64 hex digits of the executable's SHA-256 (taskerd plugins hash PATH prints it), not %q.", name, *pb.SHA256)))
+			fmt.Sprintf("Plugin %q: sha256 must be the 64 hex digits of %s (%s prints it), not %q.", name, sumOf, hashCmd, *pb.SHA256)))
 	}
 	if pb.Kind != nil {
 		p.Kind = *pb.Kind
@@ -518,6 +545,34 @@ func decodePlugin(dir string, b *hcl.Block) (*Plugin, hcl.Diagnostics) {
 	diags = append(diags, d...)
 	p.Config = cfg
 	return p, diags
+}
+
+// pluginCommand checks a plugin's command (at r in the file): one program,
+// a bare name for PATH or a path, relative ones resolved against dir.
+func pluginCommand(dir, name, cmd string, r hcl.Range) (string, hcl.Diagnostics) {
+	bad := func(why string) (string, hcl.Diagnostics) {
+		return "", hcl.Diagnostics{errorAt(r, "Invalid plugin command", fmt.Sprintf("Plugin %q: %s", name, why))}
+	}
+	switch {
+	case strings.TrimSpace(cmd) == "":
+		return bad("command is empty: name the interpreter that runs the script (command = \"node\"), or leave command out for a plugin that is an executable.")
+	case strings.ContainsRune(cmd, 0):
+		return bad(fmt.Sprintf("command %q holds a NUL byte.", cmd))
+	}
+	if !strings.ContainsRune(cmd, '/') && !strings.ContainsRune(cmd, filepath.Separator) {
+		// A name for PATH: spaces mean arguments were written into it.
+		if strings.ContainsAny(cmd, " \t\n\r") {
+			return bad(fmt.Sprintf("command %q is one program's name or path; give its arguments in args (the script is path).", cmd))
+		}
+		return cmd, nil
+	}
+	if !filepath.IsAbs(cmd) {
+		cmd = filepath.Join(dir, cmd)
+	}
+	if abs, err := filepath.Abs(cmd); err == nil {
+		cmd = abs
+	}
+	return cmd, nil
 }
 
 // exprJSON evaluates an HCL value (no variables or functions) to JSON; a

@@ -228,3 +228,83 @@ func TestDevPlugin(t *testing.T) {
 	require.Equal(t, 3, c.Plugins[0].SHA256Range.Start.Line)
 	require.Equal(t, 12, c.Plugins[0].SHA256Range.Start.Column)
 }
+
+// A script plugin: command is the interpreter, path the script (relative
+// to the file), args come after it.
+func TestScriptPlugin(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("/etc/taskerd/taskerd.hcl", []byte(`
+plugin "orders" {
+  command = "node"
+  path    = "plugins/orders/dist/main.js"
+  args    = ["--max-old-space-size=256", "x"]
+  sha256  = "`+hash+`"
+}
+plugin "local_node" {
+  command = "runtime/bin/node"
+  path    = "main.js"
+  sha256  = "`+hash+`"
+}
+plugin "abs_node" {
+  command = "/usr/local/bin/node"
+  path    = "/srv/main.js"
+  dev     = true
+}
+plugin "binary" {
+  path   = "bin/binary"
+  args   = ["serve"]
+  sha256 = "`+hash+`"
+}
+`))
+	require.NoError(t, err)
+	require.Len(t, c.Plugins, 4)
+	orders := c.Plugins[0]
+	require.Equal(t, "node", orders.Command, "a bare name is looked up in PATH when the plugin starts")
+	require.Equal(t, "/etc/taskerd/plugins/orders/dist/main.js", orders.Path)
+	require.Equal(t, []string{"--max-old-space-size=256", "x"}, orders.Args)
+	require.Equal(t, "/etc/taskerd/runtime/bin/node", c.Plugins[1].Command, "a relative path is the config file's")
+	require.Nil(t, c.Plugins[1].Args)
+	require.Equal(t, "/usr/local/bin/node", c.Plugins[2].Command)
+	require.Empty(t, c.Plugins[3].Command, "no command: an executable")
+	require.Equal(t, []string{"serve"}, c.Plugins[3].Args)
+}
+
+func TestScriptPluginErrors(t *testing.T) {
+	t.Parallel()
+	block := func(attrs string) string {
+		return "plugin \"p\" {\n  path = \"main.js\"\n" + attrs + "}\n"
+	}
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{"empty command", block("  command = \"\"\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:3:13: Invalid plugin command`, `command is empty`}},
+		{"blank command", block("  command = \"  \"\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:3:13: Invalid plugin command`, `command is empty`}},
+		{"arguments in command", block("  command = \"node --inspect\"\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:3:13: Invalid plugin command`, `"node --inspect"`, `give its arguments in args`}},
+		{"command not a string", block("  command = [\"node\"]\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:3:13: Unsuitable value type`}},
+		{"args not a list", block("  command = \"node\"\n  args = \"--inspect\"\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:4:11: Unsuitable value type`, `list of string required`}},
+		{"args with a null", block("  command = \"node\"\n  args = [null]\n  sha256 = \"" + hash + "\"\n"),
+			[]string{`taskerd.hcl:4:10: Unsuitable value type`, `null value is not allowed`}},
+		{"script sha256 required", block("  command = \"node\"\n"),
+			[]string{`taskerd.hcl:1:1: Missing sha256`, `the SHA-256 of the script and its package-lock.json`, `taskerd plugins hash --write`}},
+		{"script sha256 malformed", block("  command = \"node\"\n  sha256 = \"abc\"\n"),
+			[]string{`taskerd.hcl:1:1: Invalid sha256`, `taskerd plugins hash --script PATH prints it`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("taskerd.hcl", []byte(tt.src))
+			var ce *config.Error
+			require.True(t, errors.As(err, &ce), "got %v", err)
+			for _, w := range tt.want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}

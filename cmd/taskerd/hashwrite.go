@@ -19,7 +19,8 @@ import (
 
 // writeHashes is `taskerd plugins hash --write FILE`: it sets the sha256
 // of every plugin block of the daemon config FILE to the SHA-256 of the
-// executable its path names, rewriting FILE in place with its comments and
+// executable its path names (or, for a block with a command, a script
+// plugin, to host.ScriptSHA256 of its script and lockfile), rewriting FILE in place with its comments and
 // layout kept byte for byte (only the sha256 values change, or a sha256
 // line is added after the path line), and prints each change. Nothing is written when
 // nothing changes, or when a plugin's executable cannot be read (every such
@@ -70,7 +71,21 @@ func writeHashes(out io.Writer, path string) error {
 		if !filepath.IsAbs(exe) {
 			exe = filepath.Join(dir, exe)
 		}
-		sum, err := host.FileSHA256(exe)
+		// A block with a command is a script plugin: its checksum is the
+		// script's and its lockfile's. A null command is no command, as
+		// for the config.
+		hash := host.FileSHA256
+		if a, ok := b.Body.Attributes["command"]; ok {
+			cv, d := a.Expr.Value(nil)
+			switch {
+			case d.HasErrors() || !cv.IsKnown() || (!cv.IsNull() && !cv.Type().Equals(cty.String)):
+				problems = append(problems, fmt.Sprintf("%s: plugin %q: command is not a constant string", where, name))
+				continue
+			case !cv.IsNull():
+				hash = host.ScriptSHA256
+			}
+		}
+		sum, err := hash(exe)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				err = fmt.Errorf("%s does not exist (build it first)", exe)

@@ -23,7 +23,7 @@ const defaultConfig = "taskerd.hcl"
 func newPluginsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugins",
-		Short: "List the configured plugins, or print a plugin binary's checksum",
+		Short: "List the configured plugins, or print a plugin's checksum",
 	}
 	cmd.AddCommand(newPluginsListCmd(), newPluginsHashCmd())
 	return cmd
@@ -34,12 +34,15 @@ func newPluginsListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--config taskerd.hcl]",
 		Short: "Print each configured plugin: path, checksum status and handlers",
-		Long: `Read the daemon config and, for each plugin, print its name, kind, path, whether
-the binary's SHA-256 matches the configured one, and (for step-handler plugins
-whose checksum matches) the handlers it serves, learnt by starting it and
-asking. A plugin whose checksum does not match is never started.
+		Long: `Read the daemon config and, for each plugin, print its name, kind, path (after
+its command, for a script plugin), whether its SHA-256 (the binary's, or a
+script plugin's script and lockfile's) matches the configured one, and (for
+step-handler plugins whose checksum matches) the handlers it serves, learnt by
+starting it and asking. A plugin whose checksum does not match is never
+started.
 
-Exit codes: 0 every plugin is usable; 1 at least one is not.`,
+Exit codes: 0 every plugin is usable; 1 at least one is not (a checksum that
+does not match, a missing file, a step-handler plugin that cannot start).`,
 		Example: "  taskerd plugins list --config /etc/taskerd/taskerd.hcl",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,10 +60,16 @@ Exit codes: 0 every plugin is usable; 1 at least one is not.`,
 			bad := 0
 			for _, p := range cfg.Plugins {
 				status, handlers := inspectPlugin(cmd.Context(), p)
-				if !strings.HasPrefix(status, "ok") {
+				// A plugin that does not start (say its interpreter is
+				// missing) is no more usable than one with another hash.
+				if !strings.HasPrefix(status, "ok") || strings.HasPrefix(handlers, cannotStart) {
 					bad++
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Kind, p.Path, status, handlers)
+				path := p.Path
+				if p.Command != "" {
+					path = p.Command + " " + p.Path
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Kind, path, status, handlers)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -110,10 +119,15 @@ func configDefault() string {
 	return defaultConfig
 }
 
-// inspectPlugin checks one plugin's binary and, for a step handler whose
-// checksum matches, starts it to learn its handlers.
+// inspectPlugin checks one plugin's binary, or script and lockfile, and,
+// for a step handler whose checksum matches, starts it to learn its
+// handlers.
 func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers string) {
-	actual, err := host.FileSHA256(p.Path)
+	sum, what := host.FileSHA256, "binary"
+	if p.Command != "" {
+		sum, what = host.ScriptSHA256, "script+lockfile"
+	}
+	actual, err := sum(p.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "missing", "-"
@@ -122,7 +136,7 @@ func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers stri
 	case p.Dev:
 		status = "ok (dev: not checked)"
 	case actual != p.SHA256:
-		return "MISMATCH (binary is " + actual + ")", "-"
+		return "MISMATCH (" + what + " is " + actual + ")", "-"
 	default:
 		status = "ok"
 	}
@@ -131,7 +145,7 @@ func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers stri
 	}
 	h, err := host.Start(ctx, []host.Spec{specOf(p)}, host.Options{})
 	if err != nil {
-		return status, "cannot start: " + err.Error()
+		return status, cannotStart + err.Error()
 	}
 	defer h.Close()
 	var names []string
@@ -141,28 +155,43 @@ func inspectPlugin(ctx context.Context, p *config.Plugin) (status, handlers stri
 	return status, strings.Join(names, ", ")
 }
 
+// cannotStart begins the HANDLERS of a plugin that did not start.
+const cannotStart = "cannot start: "
+
 func newPluginsHashCmd() *cobra.Command {
 	var write string
+	var script bool
 	cmd := &cobra.Command{
-		Use:   "hash PATH | hash --write taskerd.hcl",
-		Short: "Print the sha256 line of a plugin binary, or update every plugin's sha256 in a config",
+		Use:   "hash [--script] PATH | hash --write taskerd.hcl",
+		Short: "Print the sha256 line of a plugin, or update every plugin's sha256 in a config",
 		Long: `With PATH, print the sha256 line of that plugin executable, to paste into
 its plugin block.
 
-With --write FILE, compute the SHA-256 of the executable each plugin block of
-the daemon config FILE names (its path, relative to FILE) and write it into
-the block's sha256, adding the attribute when missing. The file is rewritten
+With --script PATH, PATH is the entry script of a script plugin (a plugin
+block with a command, such as node): print the sha256 line of the script and
+its lockfile, the package-lock.json beside the nearest package.json from the
+script's directory upwards (docs/plugins.md says how it is computed). The
+files it covers are named on stderr.
+
+With --write FILE, compute the checksum of each plugin block of the daemon
+config FILE (of the executable its path names, relative to FILE, or of the
+script and its lockfile for a block with a command) and write it into the
+block's sha256, adding the attribute when missing. The file is rewritten
 in place, keeping its comments and layout, atomically (a temporary file
 renamed over it, with the same mode); each change is printed. When an
-executable is missing or unreadable, every such plugin is listed and the
-file is left unchanged (exit 2).`,
+executable or script is missing or unreadable, or a script has no lockfile,
+every such plugin is listed and the file is left unchanged (exit 2).`,
 		Example: `  go build -o plugins/orders ./examples/plugins/orders
   taskerd plugins hash plugins/orders
+  taskerd plugins hash --script plugins/shipping/dist/main.js
   taskerd plugins hash --write taskerd.hcl`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("write") {
 				if len(args) != 0 {
 					return usageErrorf("plugins hash --write FILE takes no PATH; see 'taskerd plugins hash --help'")
+				}
+				if script {
+					return usageErrorf("plugins hash --write FILE takes no --script: each block's command says whether it is a script; see 'taskerd plugins hash --help'")
 				}
 				return nil
 			}
@@ -175,6 +204,19 @@ file is left unchanged (exit 2).`,
 			if cmd.Flags().Changed("write") {
 				return writeHashes(cmd.OutOrStdout(), write)
 			}
+			if script {
+				path, lockfile, err := host.ScriptFiles(args[0])
+				if err != nil {
+					return usageErrorf("%s", err)
+				}
+				sum, err := host.ScriptSHA256(path)
+				if err != nil {
+					return usageErrorf("%s", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "sha256 = %q\n", sum)
+				fmt.Fprintf(cmd.ErrOrStderr(), "(of the script %s and its lockfile %s)\n", path, lockfile)
+				return nil
+			}
 			sum, err := host.FileSHA256(args[0])
 			if err != nil {
 				return usageErrorf("%s", err)
@@ -184,11 +226,12 @@ file is left unchanged (exit 2).`,
 		},
 	}
 	cmd.Flags().StringVar(&write, "write", "", "update the sha256 of every plugin block of this daemon config in place")
+	cmd.Flags().BoolVar(&script, "script", false, "PATH is a script plugin's entry script: hash it with its package-lock.json")
 	return cmd
 }
 
 func specOf(p *config.Plugin) host.Spec {
-	return host.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Dev: p.Dev, Config: p.Config, MaxConcurrency: p.MaxConcurrency}
+	return host.Spec{Name: p.Name, Path: p.Path, Command: p.Command, Args: p.Args, SHA256: p.SHA256, Dev: p.Dev, Config: p.Config, MaxConcurrency: p.MaxConcurrency}
 }
 
 // startPlugins starts the config's step-handler plugins. Authenticator

@@ -33,14 +33,24 @@ const (
 type Spec struct {
 	// Name is the PLUGIN of PLUGIN.HANDLER.
 	Name string
-	// Path is the plugin's executable.
+	// Path is the plugin's executable or, for a script plugin (Command
+	// set), its entry script.
 	Path string
+	// Command, when set, makes the plugin a script plugin: the process is
+	// Command (a program name, looked up in the daemon's PATH each time
+	// the plugin is launched, or a path), run with the arguments
+	// [Path, Args...]: node for the TypeScript SDK. Its checksum is then
+	// ScriptSHA256's, of the script and its lockfile, not the
+	// interpreter's.
+	Command string
 	// Args are the arguments the executable is started with (none by
-	// default): taskerd bench starts its own binary as a plugin with a
-	// hidden subcommand. The checksum is still Path's file's.
+	// default), after the script for a script plugin: taskerd bench starts
+	// its own binary as a plugin with a hidden subcommand. The checksum
+	// does not cover them.
 	Args []string
-	// SHA256 is the expected hex SHA-256 of the executable: required,
-	// unless Dev.
+	// SHA256 is the expected hex SHA-256 of the executable (FileSHA256),
+	// or of a script plugin's script and lockfile (ScriptSHA256): required,
+	// unless Dev. It is verified before every launch, restarts included.
 	SHA256 string
 	// Dev starts the executable without verifying its checksum (SHA256 is
 	// ignored), for a plugin being rebuilt again and again during
@@ -171,7 +181,11 @@ func (s *Spec) check() error {
 		return fmt.Errorf("plugin name %q: want lower-case letters, digits and _ (and not \"builtin\")", s.Name)
 	case s.Path == "":
 		return fmt.Errorf("plugin %q: no path", s.Name)
+	case s.Command != "" && (strings.TrimSpace(s.Command) == "" || strings.ContainsRune(s.Command, 0)):
+		return fmt.Errorf("plugin %q: command %q is not a program name or path", s.Name, s.Command)
 	case s.Dev:
+	case s.SHA256 == "" && s.Command != "":
+		return fmt.Errorf("plugin %q: no sha256: every plugin's checksum is required (taskerd plugins hash --script %s)", s.Name, s.Path)
 	case s.SHA256 == "":
 		return fmt.Errorf("plugin %q: no sha256: every plugin's checksum is required (taskerd plugins hash %s)", s.Name, s.Path)
 	case !sha256RE.MatchString(strings.ToLower(s.SHA256)):
@@ -246,14 +260,24 @@ func FileSHA256(path string) (string, error) {
 	return hex.EncodeToString(sum.Sum(nil)), nil
 }
 
-// ChecksumError is returned when a plugin's executable is not the one the
-// configuration trusts: the plugin was not started.
+// ChecksumError is returned when a plugin's executable, or a script
+// plugin's script and lockfile, is not the one the configuration trusts:
+// the plugin was not started.
 type ChecksumError struct {
-	Plugin, Path     string
+	// Path is the executable, or the script of a script plugin.
+	Plugin, Path string
+	// Lockfile is a script plugin's lockfile (ScriptFiles); "" for an
+	// executable.
+	Lockfile string
+	// Actual is the checksum found: FileSHA256's, or ScriptSHA256's.
 	Expected, Actual string
 }
 
 func (e *ChecksumError) Error() string {
+	if e.Lockfile != "" {
+		return fmt.Sprintf("plugin %q: refusing to start script %s: the sha256 of the script and its lockfile %s is %s, the configuration expects %s",
+			e.Plugin, e.Path, e.Lockfile, e.Actual, e.Expected)
+	}
 	return fmt.Sprintf("plugin %q: refusing to start %s: its sha256 is %s, the configuration expects %s",
 		e.Plugin, e.Path, e.Actual, e.Expected)
 }

@@ -89,6 +89,13 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 	if abs, err := filepath.Abs(s.Path); err == nil {
 		s.Path = abs
 	}
+	// A relative interpreter path ("bin/node") is the working directory's,
+	// now; a bare name is looked up in PATH at each launch.
+	if strings.ContainsRune(s.Command, filepath.Separator) || strings.ContainsRune(s.Command, '/') {
+		if abs, err := filepath.Abs(s.Command); err == nil {
+			s.Command = abs
+		}
+	}
 	p := &Plugin{
 		spec:    s,
 		kind:    kind,
@@ -108,7 +115,11 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 		return nil, err
 	}
 	p.cur, p.handlers, p.delay = inst, handlers, opts.RestartMin
-	p.log.Info("plugin started", "path", s.Path, "pid", inst.pid, "handlers", handlerNames(handlers))
+	if s.Command != "" {
+		p.log.Info("plugin started", "command", s.Command, "path", s.Path, "pid", inst.pid, "handlers", handlerNames(handlers))
+	} else {
+		p.log.Info("plugin started", "path", s.Path, "pid", inst.pid, "handlers", handlerNames(handlers))
+	}
 	go p.supervise()
 	return p, nil
 }
@@ -116,10 +127,26 @@ func startPlugin(ctx context.Context, s Spec, opts Options, kind pluginKind) (*P
 // launch starts one process: verify, handshake, Describe, Configure.
 func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 	var secure *goplugin.SecureConfig
-	if p.spec.Dev {
+	exe, args := p.spec.Path, p.spec.Args
+	if p.spec.Command != "" {
+		interp, err := p.spec.interpreter()
+		if err != nil {
+			return nil, nil, err
+		}
+		exe, args = interp, append([]string{p.spec.Path}, p.spec.Args...)
+	}
+	switch {
+	case p.spec.Dev:
 		p.log.Warn("DEV PLUGIN: starting it WITHOUT verifying its checksum (dev = true); for development only, never in production",
 			"path", p.spec.Path)
-	} else {
+	case p.spec.Command != "":
+		// go-plugin's SecureConfig would hash the interpreter (the
+		// command's executable): the script and its lockfile are checked
+		// here instead, before the process exists.
+		if err := p.spec.verifyScript(); err != nil {
+			return nil, nil, err
+		}
+	default:
 		sum, err := hex.DecodeString(p.spec.SHA256)
 		if err != nil {
 			return nil, nil, fmt.Errorf("plugin %q: sha256: %w", p.spec.Name, err)
@@ -130,7 +157,7 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 	if p.kind == kindAuthenticator {
 		plugins, name = pb.AuthenticatorPluginSet(nil), pb.AuthenticatorPluginName
 	}
-	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	cmd := exec.Command(exe, args...)
 	cmd.Env = slices.Clone(p.opts.Env)
 	var dial []grpc.DialOption
 	if p.tracer != nil {
@@ -221,8 +248,12 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 // Name is the plugin's name (the PLUGIN of PLUGIN.HANDLER).
 func (p *Plugin) Name() string { return p.spec.Name }
 
-// Path is the plugin's executable.
+// Path is the plugin's executable, or a script plugin's script.
 func (p *Plugin) Path() string { return p.spec.Path }
+
+// Command is a script plugin's interpreter as configured (Spec.Command),
+// or "" for a plugin that is an executable.
+func (p *Plugin) Command() string { return p.spec.Command }
 
 // Handlers lists the plugin's handlers, sorted by name.
 func (p *Plugin) Handlers() []HandlerInfo { return slices.Clone(p.handlers) }
