@@ -125,14 +125,21 @@ func typedInfoOf(h HandlerFunc) (typedInfo, bool) {
 }
 
 // ResultSchema returns the JSON Schema of the result of h, a handler that
-// Typed built (SchemaOf its Out), or false for any other handler. A plugin
-// can print it for its HCL, e.g. from a test (see docs/plugins-go.md).
+// Typed built, or false for any other handler: SchemaOf its Out, but for a
+// pointer Out that of what it points to, since taskerd records a null
+// result as {} (a schema allowing null would promise what no step result
+// is). A plugin can print it for its HCL, e.g. from a test (see
+// docs/plugins-go.md).
 func ResultSchema(h HandlerFunc) (json.RawMessage, bool, error) {
 	info, ok := typedInfoOf(h)
 	if !ok {
 		return nil, false, nil
 	}
-	s, err := schemaOfType(info.out)
+	out := info.out
+	for out.Kind() == reflect.Pointer {
+		out = out.Elem()
+	}
+	s, err := schemaOfType(out)
 	return s, true, err
 }
 

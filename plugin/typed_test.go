@@ -125,6 +125,11 @@ func TestResultSchemaOnlyForTyped(t *testing.T) {
 	require.True(t, ok)
 	require.Contains(t, string(in), `"limits"`)
 
+	s, ok, err = ResultSchema(Typed(func(context.Context, *Request, struct{}) (**chargeResult, error) { return nil, nil }))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Contains(t, string(s), `"type":"object"`, "a pointer result's schema is its target's: null is recorded as {}")
+
 	_, ok, err = ResultSchema(func(context.Context, *Request) (any, error) { return nil, nil })
 	require.NoError(t, err)
 	require.False(t, ok)
