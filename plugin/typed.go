@@ -47,9 +47,14 @@ const KindInvalidInput = "invalid_input"
 // error is classified as any handler's: wrap it with Permanent, Retryable,
 // RetryAfter or WithKind.
 //
-// Describe reports the JSON Schema of Out (SchemaOf) as the handler's
-// result schema, shown by taskerd; it is not checked by taskerd unless a
-// step's HCL declares it (result_schema).
+// Describe reports the JSON Schema of Out (ResultSchema) as the handler's
+// result schema; taskerd checks results only against the result_schema a
+// step declares in its HCL.
+//
+// Call Typed once per handler, when building Handlers: each call registers
+// the handler it returns (for ResultSchema and Describe) for the life of
+// the process. A HandlerFunc that wraps a Typed one is a plain handler to
+// ResultSchema.
 func Typed[In, Out any](fn func(ctx context.Context, req *Request, in In) (Out, error)) HandlerFunc {
 	h := HandlerFunc(func(ctx context.Context, req *Request) (any, error) {
 		var in In
