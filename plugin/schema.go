@@ -75,6 +75,15 @@ func implements(t, iface reflect.Type) bool {
 }
 
 func (g *schemaGen) of(t reflect.Type) (schema, error) {
+	if t.Kind() == reflect.Pointer {
+		// Before the marshaler checks: *T has T's methods, and a nil one
+		// is written as null whatever its methods say.
+		inner, err := g.of(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return nullable(inner), nil
+	}
 	switch {
 	case t == timeType:
 		return schema{"type": "string", "format": "date-time"}, nil
@@ -98,12 +107,6 @@ func (g *schemaGen) of(t reflect.Type) (schema, error) {
 		return schema{"type": "string"}, nil
 	case reflect.Interface:
 		return schema{}, nil
-	case reflect.Pointer:
-		inner, err := g.of(t.Elem())
-		if err != nil {
-			return nil, err
-		}
-		return nullable(inner), nil
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 && !implements(t.Elem(), jsonMarshalerType) && !implements(t.Elem(), textMarshalerType) {
 			return schema{"type": []any{"string", "null"}, "contentEncoding": "base64"}, nil

@@ -135,6 +135,8 @@ func TestSchemaOfScalarsAndPointers(t *testing.T) {
 		{SchemaOf[*json.RawMessage], `{}`},
 		{SchemaOf[*[]int], `{"type":["array","null"],"items":{"type":"integer"}}`},
 		{SchemaOf[time.Time], `{"type":"string","format":"date-time"}`},
+		{SchemaOf[*time.Time], `{"type":["string","null"],"format":"date-time"}`},
+		{SchemaOf[*schemaLevel], `{"type":["string","null"]}`},
 	} {
 		raw, err := tc.got()
 		require.NoError(t, err)
