@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -177,4 +178,19 @@ func TestCallContextRefusesBadRequests(t *testing.T) {
 	require.ErrorContains(t, err, "encoding the config")
 	_, err = plugintest.CallContext(context.Background(), nil, plugintest.Request{})
 	require.ErrorContains(t, err, "the handler is nil")
+}
+
+func TestCallCapturesLogsWithTheHandlersCtx(t *testing.T) {
+	t.Parallel()
+	out := plugintest.Call(t, func(ctx context.Context, _ *plugin.Request) (any, error) {
+		l := plugin.Logger().With("order_id", "A-1").WithGroup("gw")
+		l.DebugContext(ctx, "calling", "try", 1)
+		l.WarnContext(ctx, "slow", slog.Duration("took", 2*time.Second))
+		plugin.Logger().Info("no ctx: to stderr, not captured")
+		return nil, nil
+	}, plugintest.Request{})
+	require.Equal(t, []plugintest.Log{
+		{Level: slog.LevelDebug, Message: "calling", Attrs: map[string]any{"order_id": "A-1", "gw.try": int64(1)}},
+		{Level: slog.LevelWarn, Message: "slow", Attrs: map[string]any{"order_id": "A-1", "gw.took": 2 * time.Second}},
+	}, out.Logs)
 }
