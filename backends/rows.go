@@ -91,7 +91,7 @@ const (
 	ErrorKindLeaseExpired  = "lease_expired"  // the node running it stopped heartbeating
 	ErrorKindPluginCrashed = "plugin_crashed" // the plugin process died during the call
 	ErrorKindCancelled     = "cancelled"      // an operator cancelled the step while it ran
-	ErrorKindInvalidResult = "invalid_result" // the handler's result cannot be stored (not JSON, NUL, bad UTF-8)
+	ErrorKindInvalidResult = "invalid_result" // the handler's result cannot be stored (not JSON, NUL, bad UTF-8), or does not match the step's result_schema
 	// The step's handler is not registered on the node that claimed it (a
 	// plugin not configured there): not retryable, it blocks until an
 	// operator retries it.

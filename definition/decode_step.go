@@ -25,6 +25,7 @@ var stepSchema = &hcl.BodySchema{
 		{Name: "skippable"},
 		{Name: "description"},
 		{Name: "events"},
+		{Name: "result_schema"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "retry"}},
 }
@@ -81,6 +82,11 @@ func decodeStep(block *hcl.Block, w *Workflow) (*Step, hcl.Diagnostics) {
 	}
 	if attr, ok := content.Attributes["events"]; ok {
 		diags = append(diags, s.decodeEvents(attr)...)
+	}
+	if attr, ok := content.Attributes["result_schema"]; ok {
+		raw, sch, more := compileSchemaAttr(attr, `{ type = "object", required = ["payment_id"] }`)
+		diags = append(diags, more...)
+		s.ResultSchema, s.resultSchema = raw, sch
 	}
 	if attr, ok := content.Attributes["timeout"]; ok {
 		d, more := evalDuration(attr)

@@ -2,6 +2,7 @@ package definition
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
@@ -151,39 +152,52 @@ func decodeWorkflow(block *hcl.Block) (*Workflow, hcl.Diagnostics) {
 // invalid schema is caught when the file is read, not when the first task is
 // created.
 func (w *Workflow) decodeContextSchema(attr *hcl.Attribute) hcl.Diagnostics {
+	raw, sch, diags := compileSchemaAttr(attr, `{ type = "object", required = ["order_id"] }`)
+	if sch != nil {
+		w.ContextSchema, w.schema = raw, sch
+	}
+	return diags
+}
+
+// compileSchemaAttr compiles an attribute holding a JSON Schema (draft
+// 2020-12 unless it says otherwise), an HCL object; example is one for the
+// message when it is not an object. It returns nil and no diagnostics for
+// a null value.
+func compileSchemaAttr(attr *hcl.Attribute, example string) (json.RawMessage, *jsonschema.Schema, hcl.Diagnostics) {
 	raw, diags := evalJSON(attr)
 	if diags.HasErrors() || raw == nil {
-		return diags
+		return nil, nil, diags
 	}
+	summary := "Invalid " + attr.Name
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid context_schema", "%s.", err)}
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), summary, "%s.", err)}
 	}
 	if _, ok := doc.(map[string]any); !ok {
-		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid context_schema",
-			"context_schema must be an object, e.g. { type = \"object\", required = [\"order_id\"] }.")}
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), summary,
+			"%s must be an object, e.g. %s.", attr.Name, example)}
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	// A workflow file is self-contained: a $ref to another document is not
 	// fetched from disk or the network.
-	c.UseLoader(refuseLoader{})
-	const url = "taskerd:///context_schema.json"
+	c.UseLoader(refuseLoader{attr: attr.Name})
+	url := "taskerd:///" + attr.Name + ".json"
 	if err := c.AddResource(url, doc); err != nil {
-		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid context_schema", "%s.", err)}
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), summary, "%s.", err)}
 	}
 	sch, err := c.Compile(url)
 	if err != nil {
-		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid context_schema", "%s", schemaError(err))}
+		return nil, nil, hcl.Diagnostics{errAt(attr.Expr.Range(), summary, "%s", schemaError(err))}
 	}
-	w.ContextSchema, w.schema = raw, sch
-	return nil
+	return raw, sch, nil
 }
 
-type refuseLoader struct{}
+// refuseLoader refuses every document but the schema being compiled.
+type refuseLoader struct{ attr string }
 
-func (refuseLoader) Load(url string) (any, error) {
-	return nil, fmt.Errorf("context_schema may only refer to itself; %s is not loaded", url)
+func (l refuseLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("%s may only refer to itself; %s is not loaded", l.attr, url)
 }
 
 // schemaError makes the compiler's message readable without the internal URL.

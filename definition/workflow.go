@@ -86,6 +86,11 @@ type Step struct {
 	// (events = [...]), in the order written; nil when it declares none. An
 	// attempt that emits any other fails (kind undeclared_event).
 	Events []string
+	// ResultSchema is the JSON Schema the step's results must conform to
+	// (result_schema = {...}), as JSON, or nil when the step declares none.
+	// The engine fails an attempt whose result does not (ValidateResult).
+	ResultSchema json.RawMessage
+	resultSchema *jsonschema.Schema
 	// Level is the longest path from a root to this step; roots are 0.
 	Level int
 	// Index is the step's position in Workflow.Steps.
@@ -183,6 +188,18 @@ func (w *Workflow) ValidateContext(context any) error {
 		return nil
 	}
 	return w.schema.Validate(context)
+}
+
+// ValidateResult checks a step's result (a value decoded from JSON, e.g.
+// with jsonschema.UnmarshalJSON) against the step's result_schema. It
+// returns nil when the step has no schema or the result conforms, and
+// otherwise a *jsonschema.ValidationError whose BasicOutput lists each
+// violation with its JSON pointer.
+func (s *Step) ValidateResult(result any) error {
+	if s.resultSchema == nil {
+		return nil
+	}
+	return s.resultSchema.Validate(result)
 }
 
 // Ref identifies a workflow in a request: namespace/name, optionally @version.

@@ -62,19 +62,11 @@ func (e *Engine) attemptEvents(c *backends.Claim, col *customevent.Collector, ha
 	if refused != nil {
 		return fail(refused.Kind, fmt.Sprintf("step %s (handler %s): %s", s.Name, s.Handler, refused.Message))
 	}
-	wfID := fmt.Sprintf("%s/%s@%s", t.Namespace, t.WorkflowName, t.WorkflowVersion)
+	wfID := workflowID(t)
 	var declared []string
-	ref := definition.Ref{Namespace: t.Namespace, Name: t.WorkflowName}
-	v, err := definition.ParseVersion(t.WorkflowVersion)
-	if err == nil {
-		ref.Version = &v
-		var wf *definition.Workflow
-		wf, err = e.Catalog().Lookup(ref)
-		if err == nil {
-			if st := wf.Step(s.Name); st != nil {
-				declared = st.Events
-			}
-		}
+	st, err := e.stepDefinition(c)
+	if st != nil {
+		declared = st.Events
 	}
 	if err != nil {
 		// Fail closed: what the step may emit is unknown here.
@@ -94,6 +86,27 @@ func (e *Engine) attemptEvents(c *backends.Claim, col *customevent.Collector, ha
 			s.Name, s.Handler, quoteNames(undeclared), wfID, declaredNames(declared)))
 	}
 	return events, nil
+}
+
+// workflowID is the namespace/name@version of the workflow t runs.
+func workflowID(t *backends.Task) string {
+	return fmt.Sprintf("%s/%s@%s", t.Namespace, t.WorkflowName, t.WorkflowVersion)
+}
+
+// stepDefinition is the definition of the claimed step in the workflow
+// version its task runs, as loaded now: an error when that version is not
+// loaded, nil and no error when it has no such step.
+func (e *Engine) stepDefinition(c *backends.Claim) (*definition.Step, error) {
+	t := c.Task
+	v, err := definition.ParseVersion(t.WorkflowVersion)
+	if err != nil {
+		return nil, err
+	}
+	wf, err := e.Catalog().Lookup(definition.Ref{Namespace: t.Namespace, Name: t.WorkflowName, Version: &v})
+	if err != nil {
+		return nil, err
+	}
+	return wf.Step(c.Step.Name), nil
 }
 
 func names(events []backends.CustomEvent) []string {

@@ -437,6 +437,8 @@ func (e *Engine) execute(base context.Context, x *execution, wg *sync.WaitGroup)
 				Retryable: true,
 				Kind:      backends.ErrorKindInvalidResult,
 			}
+		} else if f := e.checkResult(x.claim, result); f != nil {
+			failed, stepErr = true, *f
 		}
 	}
 	var handlerErr *backends.StepError

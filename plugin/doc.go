@@ -18,6 +18,18 @@
 //		return map[string]any{"charged": true}, nil
 //	}
 //
+// Typed adapts a handler that takes its input as a Go value (decoded from
+// the task context, then the step config over it) and returns a Go value:
+//
+//	plugin.Handlers{"charge": plugin.Typed(charge)}
+//
+//	func charge(ctx context.Context, req *plugin.Request, in ChargeInput) (Charge, error)
+//
+// SchemaOf gives the JSON Schema of what encoding/json writes for a type,
+// and ResultSchema that of a Typed handler's result: what a step declares
+// as its result_schema in HCL for taskerd to check. Package plugintest
+// runs a handler in a unit test. docs/plugins-go.md is the guide.
+//
 // A handler's ctx is cancelled when taskerd cancels the step or its task, or
 // when the step's deadline passes. A plain error is a retryable failure of
 // kind handler_error; wrap it with Permanent, Retryable, RetryAfter or

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskerd/taskerd/internal/customevent"
+	"github.com/taskerd/taskerd/plugin/internal/sdkbridge"
 	pb "github.com/taskerd/taskerd/plugin/proto"
 )
 
@@ -31,6 +32,17 @@ const parentPollInterval = 250 * time.Millisecond
 // tracingFlushTimeout bounds the export of a plugin's last spans when it
 // stops: taskerd kills a plugin 2 s after asking it to stop.
 const tracingFlushTimeout = 1500 * time.Millisecond
+
+func init() {
+	// plugintest runs handlers through the same Execute as a served plugin.
+	sdkbridge.Execute = func(ctx context.Context, h any, in *pb.ExecuteRequest) (*pb.ExecuteResponse, error) {
+		hf, ok := h.(HandlerFunc)
+		if !ok {
+			return nil, fmt.Errorf("plugintest: %T is not a plugin.HandlerFunc", h)
+		}
+		return newServer(Handlers{in.Handler: hf}, &serveOptions{}).Execute(ctx, in)
+	}
+}
 
 func serve(h Handlers, o *serveOptions) {
 	servePlugins(pb.PluginSet(newServer(h, o)))
@@ -83,7 +95,15 @@ func newServer(h Handlers, o *serveOptions) *server {
 func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	resp := &pb.DescribeResponse{Sdk: sdkName}
 	for _, name := range sortedKeys(s.handlers) {
-		resp.Handlers = append(resp.Handlers, &pb.HandlerInfo{Name: name, Description: s.opts.descriptions[name]})
+		info := &pb.HandlerInfo{Name: name, Description: s.opts.descriptions[name]}
+		switch schema, ok, err := ResultSchema(s.handlers[name]); {
+		case err != nil:
+			// Informative only: the handler still serves, without it.
+			logger.Warn("handler's result type has no JSON Schema; Describe reports none", slog.String("handler", name), slog.String("err", err.Error()))
+		case ok:
+			info.ResultSchema = string(schema)
+		}
+		resp.Handlers = append(resp.Handlers, info)
 	}
 	return resp, nil
 }

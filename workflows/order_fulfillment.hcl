@@ -91,5 +91,22 @@ workflow "order_fulfillment" {
     depends_on  = [step.process_payment]
     config      = { template = "order_confirmation" }
     skippable   = true
+    # What the handler returns: plugin.ResultSchema of the Typed handler, as
+    # printed by examples/plugins/orders' TestSendConfirmationResultSchemaInHCL
+    # (JSON is HCL object syntax). A result that does not match fails the
+    # attempt (kind invalid_result).
+    result_schema = {
+      "$schema": "https://json-schema.org/draft/2020-12/schema",
+      "type": "object",
+      "properties": {
+        "message_id": {"type": "string"},
+        "order_id": {"type": "string"},
+        "payment_id": {"type": "string"},
+        "subject": {"type": "string"},
+        "template": {"type": "string"},
+        "to": {"type": "string"}
+      },
+      "required": ["message_id", "order_id", "to", "template", "subject", "payment_id"]
+    }
   }
 }

@@ -378,3 +378,16 @@ func TestRelaunchVerifiesChecksumWithCappedBackoff(t *testing.T) {
 	_, err = p.Execute(context.Background(), "echo", stepRequest("s", nil))
 	require.NoError(t, err)
 }
+
+// A plugin's result schemas come through Describe; one that is not JSON is
+// dropped, and the plugin still starts.
+func TestDescribeResultSchemas(t *testing.T) {
+	t.Parallel()
+	b := startTestPlugin(t, func(s *host.Spec) { s.Path, s.SHA256 = bareEchoPath, bareEchoSum })
+	hs := b.p.Handlers()
+	require.Len(t, hs, 2)
+	require.Equal(t, "raw", hs[0].Name)
+	require.JSONEq(t, `{"type":"object"}`, string(hs[0].ResultSchema))
+	require.Equal(t, "unschemed", hs[1].Name)
+	require.Nil(t, hs[1].ResultSchema)
+}

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,14 @@ import (
 type HandlerInfo struct {
 	Name        string
 	Description string
+	// ResultSchema is the JSON Schema of the handler's results the plugin
+	// reports (plugin.Typed does), or nil. Informative: a step's result is
+	// checked against the result_schema of its HCL, not this.
+	ResultSchema json.RawMessage
+}
+
+func (h HandlerInfo) equal(o HandlerInfo) bool {
+	return h.Name == o.Name && h.Description == o.Description && bytes.Equal(h.ResultSchema, o.ResultSchema)
 }
 
 // Plugin is one supervised plugin: at most one live process at a time.
@@ -232,7 +241,12 @@ func (p *Plugin) launch(ctx context.Context) (*instance, []HandlerInfo, error) {
 		if h.Name == "" || strings.Contains(h.Name, ".") {
 			return fail(fmt.Errorf("plugin %q: Describe returned an invalid handler name %q", p.spec.Name, h.Name))
 		}
-		handlers = append(handlers, HandlerInfo{Name: h.Name, Description: h.Description})
+		hi := HandlerInfo{Name: h.Name, Description: h.Description}
+		// A schema that is not JSON is dropped rather than passed on.
+		if h.ResultSchema != "" && json.Valid([]byte(h.ResultSchema)) {
+			hi.ResultSchema = json.RawMessage(h.ResultSchema)
+		}
+		handlers = append(handlers, hi)
 	}
 	slices.SortFunc(handlers, func(a, b HandlerInfo) int { return strings.Compare(a.Name, b.Name) })
 	if _, err := stub.Configure(cctx, &pb.ConfigureRequest{ConfigJson: p.spec.Config}); err != nil {
@@ -603,7 +617,7 @@ func (p *Plugin) relaunch() *instance {
 			p.log.Error("restarting plugin failed", "err", err, "next_try_in", p.RestartDelay())
 			continue
 		}
-		if !slices.Equal(handlers, p.handlers) {
+		if !slices.EqualFunc(handlers, p.handlers, HandlerInfo.equal) {
 			p.log.Warn("restarted plugin describes other handlers; keeping the ones learned at start", "handlers", handlerNames(handlers))
 		}
 		p.mu.Lock()

@@ -66,9 +66,13 @@ func (*DescribeRequest) Descriptor() ([]byte, []int) {
 }
 
 type HandlerInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the HANDLER of PLUGIN.HANDLER
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the HANDLER of PLUGIN.HANDLER
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The JSON Schema (draft 2020-12) of the handler's result, as JSON text;
+	// empty when the plugin does not say. Informative: taskerd checks a
+	// result only against the result_schema the step declares in its HCL.
+	ResultSchema  string `protobuf:"bytes,3,opt,name=result_schema,json=resultSchema,proto3" json:"result_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +117,13 @@ func (x *HandlerInfo) GetName() string {
 func (x *HandlerInfo) GetDescription() string {
 	if x != nil {
 		return x.Description
+	}
+	return ""
+}
+
+func (x *HandlerInfo) GetResultSchema() string {
+	if x != nil {
+		return x.ResultSchema
 	}
 	return ""
 }
@@ -630,10 +641,11 @@ var File_stephandler_proto protoreflect.FileDescriptor
 const file_stephandler_proto_rawDesc = "" +
 	"\n" +
 	"\x11stephandler.proto\x12\x11taskerd.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"C\n" +
+	"\x0fDescribeRequest\"h\n" +
 	"\vHandlerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"`\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
+	"\rresult_schema\x18\x03 \x01(\tR\fresultSchema\"`\n" +
 	"\x10DescribeResponse\x12:\n" +
 	"\bhandlers\x18\x01 \x03(\v2\x1e.taskerd.plugin.v1.HandlerInfoR\bhandlers\x12\x10\n" +
 	"\x03sdk\x18\x02 \x01(\tR\x03sdk\"3\n" +

@@ -14,7 +14,7 @@ func main() {
 		"reserve_inventory": s.ReserveInventory,
 		"charge_payment":    s.ChargePayment,
 		"create_shipment":   s.CreateShipment,
-		"send_confirmation": s.SendConfirmation,
+		"send_confirmation": plugin.Typed(s.SendConfirmation),
 	},
 		plugin.WithDescriptions(map[string]string{
 			"validate_cart":     "Check the order in the task context and price it from the catalogue",

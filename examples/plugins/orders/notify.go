@@ -31,55 +31,66 @@ type Notification struct {
 	PaymentID string `json:"payment_id"`
 }
 
-// NotifyConfig is send_confirmation's step config.
-type NotifyConfig struct {
-	// Template is the e-mail to send; default order_confirmation.
-	Template string `json:"template"`
+// NotifyInput is what send_confirmation needs: plugin.Typed fills it from
+// the task context (the order) and then the step config (template,
+// payment_step); a config key that is not one of its fields fails the step
+// (kind invalid_input).
+type NotifyInput struct {
+	OrderID       string `json:"order_id"`
+	CustomerEmail string `json:"customer_email"`
+	// Template is the e-mail to send; default order_confirmation (a
+	// pointer, so that an empty one set on purpose is told from none).
+	Template *string `json:"template"`
 	// PaymentStep is the parent whose result is the charge; default
 	// process_payment.
 	PaymentStep string `json:"payment_step"`
 }
 
-// SendConfirmation is orders.send_confirmation: it e-mails the customer
-// that the order is paid. A mail domain under .invalid bounces (permanent,
-// kind undeliverable); GreylistDomain defers the first attempt (retryable,
-// asking for GreylistBackoff).
-func (s *Service) SendConfirmation(_ context.Context, req *plugin.Request) (any, error) {
-	cfg := NotifyConfig{Template: "order_confirmation", PaymentStep: "process_payment"}
-	if err := stepConfig(req, &cfg); err != nil {
-		return nil, err
+// SendConfirmation is orders.send_confirmation, served as
+// plugin.Typed(s.SendConfirmation): it e-mails the customer that the order
+// is paid. A mail domain under .invalid bounces (permanent, kind
+// undeliverable); GreylistDomain defers the first attempt (retryable,
+// asking for GreylistBackoff). Its result's schema is the result_schema of
+// the step in workflows/order_fulfillment.hcl.
+func (s *Service) SendConfirmation(ctx context.Context, req *plugin.Request, in NotifyInput) (*Notification, error) {
+	template := "order_confirmation"
+	if in.Template != nil {
+		template = *in.Template
 	}
-	if cfg.Template == "" {
+	if template == "" {
 		return nil, permanent(KindInvalidConfig, "config of step %q: template cannot be empty", req.StepName)
 	}
-	o, err := decodeOrder(req)
-	if err != nil {
-		return nil, err
+	paymentStep := in.PaymentStep
+	if paymentStep == "" {
+		paymentStep = "process_payment"
+	}
+	if in.OrderID == "" {
+		return nil, permanent(KindInvalidCart, "the task context has no order_id")
 	}
 	var charge Charge
-	if err := parent(req, cfg.PaymentStep, &charge); err != nil {
+	if err := parent(req, paymentStep, &charge); err != nil {
 		return nil, err
 	}
-	if charge.OrderID != o.OrderID || charge.Status != "captured" {
-		return nil, permanent(KindNotCaptured, "order %s: the result of step %q is not a captured payment for it", o.OrderID, cfg.PaymentStep)
+	if charge.OrderID != in.OrderID || charge.Status != "captured" {
+		return nil, permanent(KindNotCaptured, "order %s: the result of step %q is not a captured payment for it", in.OrderID, paymentStep)
 	}
-	addr, err := mail.ParseAddress(o.CustomerEmail)
+	addr, err := mail.ParseAddress(in.CustomerEmail)
 	if err != nil {
-		return nil, permanent(KindUndeliverable, "order %s: customer_email is not an e-mail address", o.OrderID)
+		return nil, permanent(KindUndeliverable, "order %s: customer_email is not an e-mail address", in.OrderID)
 	}
 	to := maskEmail(addr.Address)
 	if err := deliver(addr.Address, req.Attempt); err != nil {
-		return nil, fmt.Errorf("order %s: e-mail to %s: %w", o.OrderID, to, err)
+		return nil, fmt.Errorf("order %s: e-mail to %s: %w", in.OrderID, to, err)
 	}
 	n := &Notification{
-		MessageID: derivedID("msg", o.OrderID, cfg.Template),
-		OrderID:   o.OrderID,
+		MessageID: derivedID("msg", in.OrderID, template),
+		OrderID:   in.OrderID,
 		To:        to,
-		Template:  cfg.Template,
-		Subject:   fmt.Sprintf("Order %s confirmed: %s", o.OrderID, charge.Amount),
+		Template:  template,
+		Subject:   fmt.Sprintf("Order %s confirmed: %s", in.OrderID, charge.Amount),
 		PaymentID: charge.PaymentID,
 	}
-	plugin.Logger().Info("confirmation sent", "order_id", o.OrderID, "message_id", n.MessageID, "to", to)
+	plugin.Logger().InfoContext(ctx, "confirmation sent", "order_id", in.OrderID, "message_id", n.MessageID, "to", to)
 	return n, nil
 }
 

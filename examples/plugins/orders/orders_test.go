@@ -11,7 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/plugin"
+	"github.com/taskerd/taskerd/plugin/plugintest"
 )
 
 // orderJSON is a valid order: three MUGs (two lines, merged) and a sticker
@@ -95,7 +97,7 @@ func fulfil(t *testing.T, s *Service, ctx json.RawMessage) map[string]json.RawMe
 		{"reserve_inventory", s.ReserveInventory, []string{"validate_order"}},
 		{"process_payment", s.ChargePayment, []string{"validate_order"}},
 		{"ship_order", s.CreateShipment, []string{"reserve_inventory", "process_payment"}},
-		{"send_confirmation", s.SendConfirmation, []string{"process_payment"}},
+		{"send_confirmation", plugin.Typed(s.SendConfirmation), []string{"process_payment"}},
 	}
 	for _, st := range steps {
 		parents := map[string]json.RawMessage{}
@@ -515,9 +517,13 @@ func TestCreateShipment(t *testing.T) {
 	}
 }
 
+// TestSendConfirmation runs the Typed handler with plugintest, as taskerd
+// would through the plugin: input decoding, failure classification and
+// logs included.
 func TestSendConfirmation(t *testing.T) {
 	t.Parallel()
 	s := New()
+	h := plugin.Typed(s.SendConfirmation)
 	charge := fulfil(t, s, order(t, nil))["process_payment"]
 	withEmail := func(e string) json.RawMessage {
 		return order(t, func(o map[string]any) { o["customer_email"] = e })
@@ -526,32 +532,50 @@ func TestSendConfirmation(t *testing.T) {
 		name    string
 		ctx     json.RawMessage
 		attempt int
-		config  string
-		check   func(t *testing.T, n *Notification, err error)
+		config  any
+		check   func(t *testing.T, out *plugintest.Outcome)
 	}{
-		{name: "bounce", ctx: withEmail("bob@shop.invalid"), check: func(t *testing.T, _ *Notification, err error) {
-			requirePermanent(t, err, KindUndeliverable)
-			require.EqualError(t, err, "order A-1: e-mail to b…@shop.invalid: bounced: no mail server for shop.invalid")
+		{name: "sent", check: func(t *testing.T, out *plugintest.Outcome) {
+			n := plugintest.Decode[Notification](t, out)
+			require.Equal(t, Notification{
+				MessageID: derivedID("msg", "A-1", "order_confirmation"), OrderID: "A-1", To: "a…@example.com",
+				Template: "order_confirmation", Subject: "Order A-1 confirmed: EUR 47.91", PaymentID: n.PaymentID,
+			}, n)
+			require.Regexp(t, `^pay_[0-9a-f]{16}$`, n.PaymentID)
+			require.Len(t, out.Logs, 1)
+			require.Equal(t, "confirmation sent", out.Logs[0].Message)
+			require.Equal(t, n.MessageID, out.Logs[0].Attrs["message_id"])
 		}},
-		{name: "greylisted first", ctx: withEmail("Carol@Greylisted.example"), attempt: 1, check: func(t *testing.T, _ *Notification, err error) {
-			requireRetryable(t, err, "", GreylistBackoff)
-			require.ErrorContains(t, err, "C…@Greylisted.example: greylisted")
+		{name: "bounce", ctx: withEmail("bob@shop.invalid"), check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, &plugintest.Failure{Message: "order A-1: e-mail to b…@shop.invalid: bounced: no mail server for shop.invalid",
+				Kind: KindUndeliverable}, out.Failure)
 		}},
-		{name: "greylisted then accepted", ctx: withEmail("carol@greylisted.example"), attempt: 2, check: func(t *testing.T, n *Notification, err error) {
-			require.NoError(t, err)
-			require.Equal(t, "c…@greylisted.example", n.To)
+		{name: "greylisted first", ctx: withEmail("Carol@Greylisted.example"), attempt: 1, check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, &plugintest.Failure{Message: "order A-1: e-mail to C…@Greylisted.example: greylisted: try again later",
+				Retryable: true, Backoff: GreylistBackoff, Kind: "handler_error"}, out.Failure)
 		}},
-		{name: "another template", config: `{"template": "order_paid"}`, check: func(t *testing.T, n *Notification, err error) {
-			require.NoError(t, err)
+		{name: "greylisted then accepted", ctx: withEmail("carol@greylisted.example"), attempt: 2, check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, "c…@greylisted.example", plugintest.Decode[Notification](t, out).To)
+		}},
+		{name: "another template", config: map[string]any{"template": "order_paid"}, check: func(t *testing.T, out *plugintest.Outcome) {
+			n := plugintest.Decode[Notification](t, out)
 			require.Equal(t, "order_paid", n.Template)
 			require.Equal(t, derivedID("msg", "A-1", "order_paid"), n.MessageID)
 		}},
-		{name: "empty template", config: `{"template": ""}`, check: func(t *testing.T, _ *Notification, err error) {
-			requirePermanent(t, err, KindInvalidConfig)
+		{name: "empty template", config: map[string]any{"template": ""}, check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, KindInvalidConfig, out.Failure.Kind)
+			require.False(t, out.Failure.Retryable)
 		}},
-		{name: "multi-byte first letter", ctx: withEmail("émile@example.com"), check: func(t *testing.T, n *Notification, err error) {
-			require.NoError(t, err)
-			require.Equal(t, "é…@example.com", n.To)
+		{name: "unknown config key", config: map[string]any{"templat": "x"}, check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, plugin.KindInvalidInput, out.Failure.Kind)
+			require.False(t, out.Failure.Retryable)
+			require.Contains(t, out.Failure.Message, `unknown field "templat"`)
+		}},
+		{name: "no order", ctx: json.RawMessage(`{"customer_email": "a@example.com"}`), check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, KindInvalidCart, out.Failure.Kind)
+		}},
+		{name: "multi-byte first letter", ctx: withEmail("émile@example.com"), check: func(t *testing.T, out *plugintest.Outcome) {
+			require.Equal(t, "é…@example.com", plugintest.Decode[Notification](t, out).To)
 		}},
 	}
 	for _, tc := range cases {
@@ -561,16 +585,29 @@ func TestSendConfirmation(t *testing.T) {
 			if ctx == nil {
 				ctx = order(t, nil)
 			}
-			res, err := call(t, s.SendConfirmation, &plugin.Request{StepName: "send_confirmation", Context: ctx, Attempt: tc.attempt,
-				Config: json.RawMessage(tc.config), ParentResults: map[string]json.RawMessage{"process_payment": charge}})
-			var n *Notification
-			if err == nil {
-				n = &Notification{}
-				require.NoError(t, json.Unmarshal(res, n))
-			}
-			tc.check(t, n, err)
+			tc.check(t, plugintest.Call(t, h, plugintest.Request{
+				StepName: "send_confirmation", Context: ctx, Attempt: tc.attempt, Config: tc.config,
+				Parents: map[string]any{"process_payment": charge},
+			}))
 		})
 	}
+}
+
+// The result_schema that workflows/order_fulfillment.hcl declares for
+// send_confirmation is the schema of what the handler returns: the test
+// that keeps the HCL in step with the Go type.
+func TestSendConfirmationResultSchemaInHCL(t *testing.T) {
+	t.Parallel()
+	want, ok, err := plugin.ResultSchema(plugin.Typed(New().SendConfirmation))
+	require.NoError(t, err)
+	require.True(t, ok)
+	ws, _, diags := definition.Load("../../../workflows/order_fulfillment.hcl")
+	require.False(t, diags.HasErrors(), diags.Error())
+	require.Len(t, ws, 1)
+	step := ws[0].Step("send_confirmation")
+	require.NotNil(t, step)
+	require.JSONEq(t, string(want), string(step.ResultSchema),
+		"paste the schema printed below into the step's result_schema:\n%s", want)
 }
 
 func TestConfigure(t *testing.T) {

@@ -16,7 +16,11 @@ type echo struct {
 }
 
 func (echo) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
-	return &pb.DescribeResponse{Handlers: []*pb.HandlerInfo{{Name: "raw"}}}, nil
+	// The result schemas are for plugin/host's tests of Describe.
+	return &pb.DescribeResponse{Handlers: []*pb.HandlerInfo{
+		{Name: "raw", ResultSchema: `{"type":"object"}`},
+		{Name: "unschemed", ResultSchema: `{not json`},
+	}}, nil
 }
 
 func (echo) Configure(context.Context, *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
