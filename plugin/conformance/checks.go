@@ -77,13 +77,13 @@ func (r *runner) skip(from, until, why string) {
 }
 
 func (r *runner) run(ctx context.Context) {
-	r.checkCookie()
 	var err error
 	if r.client, err = newCertificate(); err != nil {
-		r.report("handshake", Fail, "%v", err)
-		r.skip("server-cert", "", "no client certificate")
+		r.report("cookie", Fail, "%v", err)
+		r.skip("handshake", "", "no client certificate")
 		return
 	}
+	r.checkCookie(r.client)
 	env := append(append([]string(nil), r.o.Env...), protocolEnv(true)...)
 	env = append(env, "PLUGIN_CLIENT_CERT="+string(r.client.pem))
 	r.proc, err = start(r.o.argv(), env)
@@ -159,31 +159,41 @@ func (r *runner) finish() {
 	r.checkSigint()
 }
 
-// checkCookie starts the plugin without the magic cookie: it must exit,
-// non-zero, with a message on stderr, and print no handshake.
-func (r *runner) checkCookie() {
+// checkCookie starts the plugin with everything but the magic cookie: it
+// must exit, non-zero, with a message on stderr, and print no handshake.
+func (r *runner) checkCookie(client *certificate) {
 	env := append(append([]string(nil), r.o.Env...), protocolEnv(false)...)
+	env = append(env, "PLUGIN_CLIENT_CERT="+string(client.pem))
 	p, err := start(r.o.argv(), env)
 	if err != nil {
 		r.report("cookie", Fail, "starting %s: %v", strings.Join(r.o.argv(), " "), err)
 		return
 	}
 	defer p.kill()
-	if !p.waitExit(r.o.Timeout) {
-		r.report("cookie", Fail, "without %s in its environment the plugin still runs after %s; it must exit with a message", pb.Handshake.MagicCookieKey, r.o.Timeout)
+	key := pb.Handshake.MagicCookieKey
+	deadline := time.Now().Add(r.o.Timeout)
+	select {
+	case line, ok := <-p.firstLine:
+		if ok {
+			r.report("cookie", Fail, "without %s in its environment the plugin wrote %s to stdout; it must exit with a message on stderr instead", key, quote(line))
+			return
+		}
+	case <-p.exited:
+	case <-time.After(r.o.Timeout):
+	}
+	if !p.waitExit(time.Until(deadline)) {
+		r.report("cookie", Fail, "without %s in its environment the plugin still runs after %s; it must exit with a message", key, r.o.Timeout)
 		return
 	}
 	p.drain(time.Second)
-	out, errLines := p.lines(true), p.lines(false)
+	errLines := p.lines(false)
 	switch {
-	case len(out) > 0:
-		r.report("cookie", Fail, "without %s the plugin wrote to stdout (%s); it must write nothing there", pb.Handshake.MagicCookieKey, quote(out[0]))
 	case p.exitCode() == 0:
-		r.report("cookie", Fail, "without %s the plugin exited 0; it must exit non-zero", pb.Handshake.MagicCookieKey)
+		r.report("cookie", Fail, "without %s the plugin exited 0; it must exit non-zero", key)
 	case len(errLines) == 0:
-		r.report("cookie", Fail, "without %s the plugin exited (%s) without a message on stderr", pb.Handshake.MagicCookieKey, p.exitStatus())
+		r.report("cookie", Fail, "without %s the plugin exited (%s) without a message on stderr", key, p.exitStatus())
 	default:
-		r.report("cookie", Pass, "without %s it exits (%s) saying %s", pb.Handshake.MagicCookieKey, p.exitStatus(), quote(errLines[0]))
+		r.report("cookie", Pass, "without %s it exits (%s) saying %s", key, p.exitStatus(), quote(errLines[0]))
 	}
 }
 
@@ -623,7 +633,7 @@ func (r *runner) checkShutdown(ctx context.Context) {
 func (r *runner) checkStdout() {
 	out := r.proc.lines(true)
 	if len(out) > 1 {
-		r.report("stdout", Fail, "%d more lines on stdout after the handshake, the first %s: stdout is the handshake's alone (taskerd discards the rest); log to stderr", len(out)-1, quote(out[1]))
+		r.report("stdout", Fail, "%s more on stdout after the handshake, the first %s: stdout is the handshake's alone (taskerd discards the rest); log to stderr", lines(len(out)-1), quote(out[1]))
 		return
 	}
 	r.report("stdout", Pass, "the handshake line and nothing else")
@@ -637,9 +647,9 @@ const hclogTime = "2006-01-02T15:04:05.000000Z07:00"
 
 // checkLogs reads every stderr line as go-plugin's host does.
 func (r *runner) checkLogs() {
-	lines := r.proc.lines(false)
+	all := r.proc.lines(false)
 	var crash, plain, other []string
-	for _, line := range lines {
+	for _, line := range all {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
@@ -679,15 +689,15 @@ func (r *runner) checkLogs() {
 	}
 	switch {
 	case len(crash) > 0:
-		r.report("stderr-logs", Fail, "%d lines would crash taskerd's log reader (go-plugin panics on them): %s", len(crash), crash[0])
+		r.report("stderr-logs", Fail, "%s would crash taskerd's log reader (go-plugin panics on them): %s", lines(len(crash)), crash[0])
 	case len(other) > 0:
-		r.report("stderr-logs", Warn, "%d JSON lines taskerd shows only verbatim at debug level: %s", len(other), other[0])
+		r.report("stderr-logs", Warn, "%s of JSON that taskerd shows only verbatim at debug level: %s", lines(len(other)), other[0])
 	case len(plain) > 0:
-		r.report("stderr-logs", Warn, "%d of %d lines are not JSON; taskerd shows them verbatim at debug level, the first: %s", len(plain), len(lines), quote(plain[0]))
-	case len(lines) == 0:
+		r.report("stderr-logs", Warn, "%d of %d lines are not JSON; taskerd shows them verbatim at debug level, the first: %s", len(plain), len(all), quote(plain[0]))
+	case len(all) == 0:
 		r.report("stderr-logs", Pass, "no log lines")
 	default:
-		r.report("stderr-logs", Pass, "%d JSON log lines with @level, @message and @timestamp", len(lines))
+		r.report("stderr-logs", Pass, "%s of JSON with @level, @message and @timestamp", lines(len(all)))
 	}
 }
 
@@ -757,4 +767,11 @@ func (r *runner) checkSigint() {
 		return
 	}
 	r.report("sigint", Pass, "SIGINT ignored")
+}
+
+func lines(n int) string {
+	if n == 1 {
+		return "1 line"
+	}
+	return fmt.Sprintf("%d lines", n)
 }
