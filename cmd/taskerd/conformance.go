@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +32,7 @@ context), given a deadline, and cancelled in flight.
 
 Exit codes: 0 every check passed (warnings allowed); 1 at least one failed;
 2 bad arguments.`,
-		Example: `  taskerd plugins conformance plugins/orders --handler validate_order --context '{"order_id":"A-1"}'
+		Example: `  taskerd plugins conformance plugins/orders --handler validate_cart --context @order.json
   taskerd plugins conformance --command node plugins/hello.js --config '{"greeting":"hi"}'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() == 0 || len(args) == 0 {
@@ -44,17 +46,25 @@ Exit codes: 0 every check passed (warnings allowed); 1 at least one failed;
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Path, o.Args = args[0], args[1:]
 			o.Env = envs
-			for _, f := range []struct {
-				name, val string
-				dst       *json.RawMessage
-			}{{"--config", config, &o.Config}, {"--context", context, &o.Context}} {
-				if !json.Valid([]byte(f.val)) {
-					return usageErrorf("%s %q is not valid JSON", f.name, f.val)
+			cfg := []byte(config)
+			if path, ok := strings.CutPrefix(config, "@"); ok {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return usageErrorf("--config: %s", err)
 				}
-				*f.dst = json.RawMessage(f.val)
+				cfg = b
+			}
+			if !json.Valid(cfg) {
+				return usageErrorf("--config %q is not valid JSON", config)
+			}
+			o.Config = cfg
+			var err error
+			if o.Context, err = readJSONArg("--context", context); err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
-			rep, err := conformance.Run(cmd.Context(), o, func(r conformance.Result) { fmt.Fprintln(out, r) })
+			var rep *conformance.Report
+			rep, err = conformance.Run(cmd.Context(), o, func(r conformance.Result) { fmt.Fprintln(out, r) })
 			if err != nil {
 				return usageErrorf("%s", err)
 			}
@@ -67,9 +77,9 @@ Exit codes: 0 every check passed (warnings allowed); 1 at least one failed;
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Command, "command", "", "interpreter that runs PATH (node, python3); looked up in PATH")
-	f.StringVar(&config, "config", "{}", "plugin config sent with Configure, JSON")
+	f.StringVar(&config, "config", "{}", "plugin config sent with Configure: JSON, or @file")
 	f.StringVar(&o.Handler, "handler", "", "a handler to execute, give a deadline and cancel")
-	f.StringVar(&context, "context", "{}", "task context of the handler's Execute, a JSON object")
+	f.StringVar(&context, "context", "{}", "task context of the handler's Execute: a JSON object, or @file")
 	f.StringArrayVar(&envs, "env", nil, "KEY=VALUE added to the plugin's environment (repeatable); nothing else is inherited")
 	f.DurationVar(&o.Timeout, "timeout", conformance.DefaultTimeout, "bound on the handshake and on each call")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", conformance.DefaultShutdownTimeout, "bound on the exit after Shutdown (taskerd waits 2s, then kills)")

@@ -36,7 +36,7 @@ func TestPluginsConformancePasses(t *testing.T) {
 	t.Parallel()
 	bin, err := testPlugin()
 	require.NoError(t, err)
-	r := runCLI(t, "plugins", "conformance", bin, "--handler", "echo", "--context", `{"order_id":"A-1"}`, "--config", `{"greeting":"hi"}`)
+	r := runCLI(t, "plugins", "conformance", bin, "--handler", "echo", "--context", "@"+writeFile(t, "order.json", `{"order_id":"A-1"}`), "--config", `{"greeting":"hi"}`)
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	require.Empty(t, r.stderr)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
@@ -84,7 +84,8 @@ func TestPluginsConformanceUsageErrors(t *testing.T) {
 		{[]string{"plugins", "conformance", bin, "extra"}, "takes one PATH; put the plugin's arguments after --"},
 		{[]string{"plugins", "conformance", "/does/not/exist"}, "/does/not/exist: no such file or directory"},
 		{[]string{"plugins", "conformance", bin, "--config", "{"}, `--config "{" is not valid JSON`},
-		{[]string{"plugins", "conformance", bin, "--context", "[]"}, "the task context must be a JSON object"},
+		{[]string{"plugins", "conformance", bin, "--context", "[]"}, "--context must be a JSON object"},
+		{[]string{"plugins", "conformance", bin, "--config", "@/does/not/exist"}, "--config: open /does/not/exist"},
 		{[]string{"plugins", "conformance", "--command", "no-such-interpreter-here", bin}, `command "no-such-interpreter-here"`},
 	} {
 		r := runCLI(t, tc.args...)

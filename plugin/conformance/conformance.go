@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	pb "github.com/taskerd/taskerd/plugin/proto"
@@ -155,7 +157,9 @@ func (o *Options) normalize() error {
 	}
 	o.Path = abs
 	info, err := os.Stat(o.Path)
-	if err != nil {
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return fmt.Errorf("plugin %s: %w", o.Path, pe.Err)
+	} else if err != nil {
 		return err
 	}
 	if !info.Mode().IsRegular() {
@@ -170,6 +174,11 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("command %q: %w", o.Command, err)
 		}
 		o.Command = cmd
+	}
+	for _, kv := range o.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q: want KEY=VALUE", kv)
+		}
 	}
 	if len(o.Config) == 0 {
 		o.Config = json.RawMessage("{}")
