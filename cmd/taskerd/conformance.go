@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -64,9 +66,16 @@ Exit codes: 0 every check passed (warnings allowed); 1 at least one failed;
 			}
 			out := cmd.OutOrStdout()
 			var rep *conformance.Report
-			rep, err = conformance.Run(cmd.Context(), o, func(r conformance.Result) { fmt.Fprintln(out, r) })
+			// A Ctrl-C ends the checks and kills the plugin's processes
+			// (they run in a process group of their own).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err = conformance.Run(ctx, o, func(r conformance.Result) { fmt.Fprintln(out, r) })
 			if err != nil {
 				return usageErrorf("%s", err)
+			}
+			if ctx.Err() != nil {
+				return &exitError{code: 1, err: fmt.Errorf("interrupted; the plugin's processes were killed")}
 			}
 			fmt.Fprintln(out, rep.Summary())
 			if n := rep.Failed(); n > 0 {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,6 +39,12 @@ type runner struct {
 	progress func(Result)
 	results  []Result
 
+	// ctx is Run's; procs are the processes started, all killed if ctx
+	// ends.
+	ctx     context.Context
+	procsMu sync.Mutex
+	procs   []*process
+
 	client *certificate
 	proc   *process
 	// From the handshake.
@@ -60,6 +67,11 @@ func newRunner(o Options, progress func(Result)) (*runner, error) {
 
 func (r *runner) report(check string, s Status, format string, args ...any) {
 	res := Result{Check: check, Status: s, Detail: fmt.Sprintf(format, args...)}
+	if r.ctx != nil && r.ctx.Err() != nil {
+		// What a check saw after the run was interrupted (its processes
+		// killed) says nothing about the plugin.
+		res.Status, res.Detail = Skip, "interrupted"
+	}
 	r.results = append(r.results, res)
 	r.progress(res)
 }
@@ -76,7 +88,32 @@ func (r *runner) skip(from, until, why string) {
 	}
 }
 
+// start starts the plugin with env, and kills it should ctx end.
+func (r *runner) start(env []string) (*process, error) {
+	if r.ctx.Err() != nil {
+		return nil, errors.New("interrupted")
+	}
+	p, err := start(r.o.argv(), env)
+	if err != nil {
+		return nil, err
+	}
+	r.procsMu.Lock()
+	r.procs = append(r.procs, p)
+	r.procsMu.Unlock()
+	return p, nil
+}
+
+func (r *runner) killAll() {
+	r.procsMu.Lock()
+	defer r.procsMu.Unlock()
+	for _, p := range r.procs {
+		p.killNow()
+	}
+}
+
 func (r *runner) run(ctx context.Context) {
+	r.ctx = ctx
+	defer context.AfterFunc(ctx, r.killAll)()
 	var err error
 	if r.client, err = newCertificate(); err != nil {
 		r.report("cookie", Fail, "%v", err)
@@ -86,7 +123,7 @@ func (r *runner) run(ctx context.Context) {
 	r.checkCookie(r.client)
 	env := append(append([]string(nil), r.o.Env...), protocolEnv(true)...)
 	env = append(env, "PLUGIN_CLIENT_CERT="+string(r.client.pem))
-	r.proc, err = start(r.o.argv(), env)
+	r.proc, err = r.start(env)
 	if err != nil {
 		r.report("handshake", Fail, "starting %s: %v", strings.Join(r.o.argv(), " "), err)
 		r.skip("server-cert", "", "the plugin did not start")
@@ -164,7 +201,7 @@ func (r *runner) finish() {
 func (r *runner) checkCookie(client *certificate) {
 	env := append(append([]string(nil), r.o.Env...), protocolEnv(false)...)
 	env = append(env, "PLUGIN_CLIENT_CERT="+string(client.pem))
-	p, err := start(r.o.argv(), env)
+	p, err := r.start(env)
 	if err != nil {
 		r.report("cookie", Fail, "starting %s: %v", strings.Join(r.o.argv(), " "), err)
 		return
@@ -716,7 +753,7 @@ func (r *runner) checkSigint() {
 	}
 	env := append(append([]string(nil), r.o.Env...), protocolEnv(true)...)
 	env = append(env, "PLUGIN_CLIENT_CERT="+string(cert.pem))
-	p, err := start(r.o.argv(), env)
+	p, err := r.start(env)
 	if err != nil {
 		r.report("sigint", Skip, "%v", err)
 		return
@@ -743,7 +780,7 @@ func (r *runner) checkSigint() {
 		r.report("sigint", Skip, "%v", err)
 		return
 	}
-	second := &runner{o: r.o, network: parts[2], address: parts[3], serverCert: server}
+	second := &runner{o: r.o, ctx: r.ctx, network: parts[2], address: parts[3], serverCert: server}
 	conn, err := second.dial(cert)
 	if err != nil {
 		r.report("sigint", Skip, "%v", err)

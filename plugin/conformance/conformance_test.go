@@ -206,3 +206,29 @@ func TestOptionsThatCannotBeUsed(t *testing.T) {
 		require.ErrorContains(t, err, tc.want)
 	}
 }
+
+// A run whose ctx ends stops at once: its processes are killed and every
+// later check is skipped as interrupted.
+func TestInterruptedRun(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	rep, err := conformance.Run(ctx, conformance.Options{Path: goPlugin, Handler: "block", Timeout: time.Minute}, func(r conformance.Result) {
+		if r.Check == "execute-unknown" {
+			cancel() // execute-handler blocks until its minute is up, unless interrupted
+		}
+	})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 30*time.Second, "the blocked call did not wait for its deadline")
+	after := false
+	for _, r := range rep.Results {
+		if after {
+			assert.Equal(t, conformance.Result{Check: r.Check, Status: conformance.Skip, Detail: "interrupted"}, r)
+		} else {
+			assert.Equal(t, conformance.Pass, r.Status, "%s", r)
+		}
+		after = after || r.Check == "execute-unknown"
+	}
+	assert.Zero(t, rep.Failed())
+}

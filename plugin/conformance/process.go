@@ -28,6 +28,7 @@ type process struct {
 	// stdout ends first.
 	firstLine chan string
 	pipes     sync.WaitGroup
+	pipesDone chan struct{} // closed once stdout and stderr have ended
 }
 
 // maxLine bounds the captured length of one line; go-plugin reads a
@@ -49,6 +50,7 @@ func start(argv []string, env []string) (*process, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	ownGroup(cmd)
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
@@ -57,10 +59,11 @@ func start(argv []string, env []string) (*process, error) {
 		errR.Close()
 		return nil, err
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{}), firstLine: make(chan string, 1)}
+	p := &process{cmd: cmd, exited: make(chan struct{}), firstLine: make(chan string, 1), pipesDone: make(chan struct{})}
 	p.pipes.Add(2)
 	go p.read(outR, true)
 	go p.read(errR, false)
+	go func() { p.pipes.Wait(); close(p.pipesDone) }()
 	go func() {
 		p.werr = cmd.Wait()
 		p.state = cmd.ProcessState
@@ -107,10 +110,8 @@ func (p *process) waitExit(d time.Duration) bool {
 // drain waits (up to d) for stdout and stderr to end after the process
 // exited; a child it left behind may hold them open.
 func (p *process) drain(d time.Duration) {
-	done := make(chan struct{})
-	go func() { p.pipes.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.pipesDone:
 	case <-time.After(d):
 	}
 }
@@ -124,13 +125,31 @@ func (p *process) running() bool {
 	}
 }
 
-// kill ends the process (SIGKILL) and waits for it.
+// kill ends the process and its process group (SIGKILL), and waits for
+// it.
 func (p *process) kill() {
-	if p.running() {
-		_ = p.cmd.Process.Kill()
-	}
+	p.killNow()
 	<-p.exited
 	p.drain(time.Second)
+}
+
+// killNow kills the process group without waiting. Once the process has
+// exited and its pipes are closed, no member of the group is left (the
+// pgid may even be reused): nothing is killed.
+func (p *process) killNow() {
+	if !p.running() && p.pipesClosed() {
+		return
+	}
+	killGroup(p.cmd)
+}
+
+func (p *process) pipesClosed() bool {
+	select {
+	case <-p.pipesDone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *process) signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
@@ -153,7 +172,7 @@ func (p *process) exitStatus() string {
 		return "still running"
 	}
 	if ws, ok := p.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		return "ended by signal " + ws.Signal().String()
 	}
 	return fmt.Sprintf("exit status %d", p.state.ExitCode())
 }
