@@ -557,13 +557,32 @@ func wellFormed(resp *pb.ExecuteResponse) (string, error) {
 	}
 }
 
+// pastDeadline tells a DEADLINE_EXCEEDED the plugin answered itself at
+// deadline (taskerd records a timeout, as for a failure that comes after
+// the deadline) from the call's gRPC deadline, a grace later, ending it
+// (no answer by deadline: the client gave up, or a gRPC server enforced
+// the grpc-timeout header). ok is false for any other outcome.
+func pastDeadline(err error, deadline time.Time) (answered, ok bool) {
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false, false
+	}
+	return time.Now().Before(deadline.Add(deadlineGrace / 2)), true
+}
+
 func (r *runner) checkExecuteHandler(ctx context.Context) {
 	deadline := time.Now().Add(r.o.Timeout)
 	cctx, cancel := context.WithDeadline(ctx, deadline.Add(deadlineGrace))
 	defer cancel()
 	resp, err := r.stub.Execute(cctx, r.executeRequest(r.o.Handler, deadline))
-	if status.Code(err) == codes.DeadlineExceeded {
-		r.report("execute-handler", Fail, "Execute of %q did not answer within its deadline (%s, --timeout) and %s more", r.o.Handler, r.o.Timeout, deadlineGrace)
+	if answered, ok := pastDeadline(err, deadline); ok {
+		switch {
+		case !answered:
+			r.report("execute-handler", Fail, "Execute of %q did not answer within its deadline (%s, --timeout) and %s more: the handler outlives its deadline, or the plugin ignores deadline_unix_nano", r.o.Handler, r.o.Timeout, deadlineGrace)
+		case time.Now().Before(deadline):
+			r.report("execute-handler", Fail, "Execute of %q answered DEADLINE_EXCEEDED %s before its deadline", r.o.Handler, time.Until(deadline).Round(time.Millisecond))
+		default:
+			r.report("execute-handler", Pass, "the handler ran until its deadline (%s, --timeout); the plugin then answered DEADLINE_EXCEEDED (taskerd records a timeout)", r.o.Timeout)
+		}
 		return
 	}
 	if err != nil {
@@ -585,22 +604,30 @@ func (r *runner) checkExecuteDeadline(ctx context.Context) {
 	cctx, cancel := context.WithDeadline(ctx, deadline.Add(deadlineGrace))
 	defer cancel()
 	resp, err := r.stub.Execute(cctx, r.executeRequest(r.o.Handler, deadline))
-	late := time.Since(deadline)
-	switch {
-	case status.Code(err) == codes.DeadlineExceeded:
-		r.report("execute-deadline", Warn, "no answer %s after deadline_unix_nano: the handler should end by then (taskerd also sets the gRPC deadline to that instant, and gives up at it)", deadlineGrace)
-	case err != nil:
-		r.report("execute-deadline", Fail, "Execute with a deadline 500ms ahead: %v", err)
-	default:
-		what, werr := wellFormed(resp)
+	late := time.Since(deadline).Round(time.Millisecond)
+	if answered, ok := pastDeadline(err, deadline); ok {
 		switch {
-		case werr != nil:
-			r.report("execute-deadline", Fail, "Execute with a deadline 500ms ahead: %v", werr)
-		case late > 0:
-			r.report("execute-deadline", Pass, "answered %s after the deadline: %s", late.Round(time.Millisecond), what)
+		case !answered:
+			r.report("execute-deadline", Warn, "no answer %s after deadline_unix_nano: the handler should end by then (taskerd also sets the gRPC deadline to that instant, and gives up at it)", deadlineGrace)
+		case late < 0:
+			r.report("execute-deadline", Fail, "answered DEADLINE_EXCEEDED %s before deadline_unix_nano", -late)
 		default:
-			r.report("execute-deadline", Pass, "answered before the deadline: %s", what)
+			r.report("execute-deadline", Pass, "answered DEADLINE_EXCEEDED %s after the deadline (taskerd records a timeout)", late)
 		}
+		return
+	}
+	if err != nil {
+		r.report("execute-deadline", Fail, "Execute with a deadline 500ms ahead: %v", err)
+		return
+	}
+	what, werr := wellFormed(resp)
+	switch {
+	case werr != nil:
+		r.report("execute-deadline", Fail, "Execute with a deadline 500ms ahead: %v", werr)
+	case late > 0:
+		r.report("execute-deadline", Pass, "answered %s after the deadline: %s", late, what)
+	default:
+		r.report("execute-deadline", Pass, "answered before the deadline: %s", what)
 	}
 }
 

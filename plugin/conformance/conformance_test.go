@@ -143,28 +143,41 @@ func TestBrokenPluginsFailTheRightChecks(t *testing.T) {
 		return m
 	}
 	for _, tc := range []struct {
-		flag   string
-		want   map[string]conformance.Status
-		detail string // in the first failed or warned check's detail
+		flag    string
+		want    map[string]conformance.Status
+		detail  string // in the first failed or warned check's detail
+		handler string // default echo
 	}{
-		{"-garbage", skipAfter("handshake", map[string]conformance.Status{"handshake": fail}), `first stdout line "hello from rawplugin"`},
-		{"-no-cookie-check", map[string]conformance.Status{"cookie": fail}, "without TASKERD_PLUGIN in its environment the plugin wrote"},
-		{"-no-tls", skipAfter("server-cert", map[string]conformance.Status{"server-cert": fail, "stdout": conformance.Pass, "stderr-logs": conformance.Pass}), "no 6th field"},
-		{"-no-client-auth", map[string]conformance.Status{"tls-no-client-cert": fail, "tls-wrong-client-cert": fail}, "must require and verify the client certificate"},
-		{"-no-health", map[string]conformance.Status{"health": fail}, "Unimplemented"},
-		{"-bad-name", map[string]conformance.Status{"describe": fail, "configure": skip, "execute-unknown": skip, "execute-handler": skip, "execute-deadline": skip, "execute-cancel": skip}, `"Not.Valid"`},
-		{"-unknown-success", map[string]conformance.Status{"execute-unknown": fail}, "did not answer with a failure"},
-		{"-no-shutdown", map[string]conformance.Status{"shutdown": fail}, "Unimplemented"},
-		{"-ignore-shutdown", map[string]conformance.Status{"shutdown": fail}, "still ran 500ms after"},
-		{"-stdout-after", map[string]conformance.Status{"stdout": fail}, `the first "serving"`},
-		{"-bad-log", map[string]conformance.Status{"stderr-logs": fail}, "@message is not a string"},
-		{"-plain-log", map[string]conformance.Status{"stderr-logs": warn}, `"a plain line"`},
-		{"-die-on-sigint", map[string]conformance.Status{"sigint": warn}, "SIGINT ended the plugin"},
+		{"-garbage", skipAfter("handshake", map[string]conformance.Status{"handshake": fail}), `first stdout line "hello from rawplugin"`, ""},
+		{"-no-cookie-check", map[string]conformance.Status{"cookie": fail}, "without TASKERD_PLUGIN in its environment the plugin wrote", ""},
+		{"-no-tls", skipAfter("server-cert", map[string]conformance.Status{"server-cert": fail, "stdout": conformance.Pass, "stderr-logs": conformance.Pass}), "no 6th field", ""},
+		{"-no-client-auth", map[string]conformance.Status{"tls-no-client-cert": fail, "tls-wrong-client-cert": fail}, "must require and verify the client certificate", ""},
+		{"-no-health", map[string]conformance.Status{"health": fail}, "Unimplemented", ""},
+		{"-bad-name", map[string]conformance.Status{"describe": fail, "configure": skip, "execute-unknown": skip, "execute-handler": skip, "execute-deadline": skip, "execute-cancel": skip}, `"Not.Valid"`, ""},
+		{"-unknown-success", map[string]conformance.Status{"execute-unknown": fail}, "did not answer with a failure", ""},
+		{"-no-shutdown", map[string]conformance.Status{"shutdown": fail}, "Unimplemented", ""},
+		{"-ignore-shutdown", map[string]conformance.Status{"shutdown": fail}, "still ran 500ms after", ""},
+		{"-stdout-after", map[string]conformance.Status{"stdout": fail}, `the first "serving"`, ""},
+		{"-bad-log", map[string]conformance.Status{"stderr-logs": fail}, "@message is not a string", ""},
+		{"-plain-log", map[string]conformance.Status{"stderr-logs": warn}, `"a plain line"`, ""},
+		{"-die-on-sigint", map[string]conformance.Status{"sigint": warn}, "SIGINT ended the plugin", ""},
+		{"-ignore-deadline", map[string]conformance.Status{"execute-handler": fail, "execute-deadline": warn}, "the plugin ignores deadline_unix_nano", "block"},
+		{"-deadline-status", map[string]conformance.Status{}, "", "block"},
 	} {
 		t.Run(tc.flag, func(t *testing.T) {
 			t.Parallel()
-			rep := run(t, conformance.Options{Path: rawPlugin, Args: []string{tc.flag}, Handler: "echo", Timeout: 5 * time.Second, ShutdownTimeout: 500 * time.Millisecond})
+			o := conformance.Options{Path: rawPlugin, Args: []string{tc.flag}, Handler: "echo", Timeout: 5 * time.Second, ShutdownTimeout: 500 * time.Millisecond}
+			if tc.handler != "" {
+				o.Handler, o.Timeout = tc.handler, time.Second
+			}
+			rep := run(t, o)
 			requireStatuses(t, rep, tc.want)
+			if len(tc.want) == 0 {
+				requireAllPass(t, rep)
+				res, _ := rep.Result("execute-deadline")
+				assert.Contains(t, res.Detail, "answered DEADLINE_EXCEEDED")
+				return
+			}
 			for _, r := range rep.Results {
 				if r.Status == fail || r.Status == warn {
 					assert.Contains(t, r.Detail, tc.detail)

@@ -15,6 +15,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/big"
@@ -27,9 +28,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pb "github.com/taskerd/taskerd/plugin/proto"
@@ -50,6 +53,8 @@ var (
 	badLog         = flag.Bool("bad-log", false, "log a JSON line whose @message is a number")
 	plainLog       = flag.Bool("plain-log", false, "log a line that is not JSON")
 	dieOnSigint    = flag.Bool("die-on-sigint", false, "let SIGINT end the process")
+	ignoreDeadline = flag.Bool("ignore-deadline", false, "end handlers at the gRPC deadline only, not deadline_unix_nano")
+	deadlineStatus = flag.Bool("deadline-status", false, "answer DEADLINE_EXCEEDED, not a failure, for a handler past its deadline")
 )
 
 const (
@@ -216,7 +221,7 @@ func (handlers) Configure(_ context.Context, in *pb.ConfigureRequest) (*pb.Confi
 }
 
 func (handlers) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.ExecuteResponse, error) {
-	if in.DeadlineUnixNano > 0 {
+	if in.DeadlineUnixNano > 0 && !*ignoreDeadline {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, in.DeadlineUnixNano))
 		defer cancel()
@@ -226,6 +231,9 @@ func (handlers) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.Execute
 		return success(in.ContextJson), nil
 	case "block":
 		<-ctx.Done()
+		if *deadlineStatus && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, status.Error(codes.DeadlineExceeded, "the step's deadline passed")
+		}
 		return failure(ctx.Err().Error(), true), nil
 	}
 	if *unknownSuccess {
