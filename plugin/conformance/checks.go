@@ -589,6 +589,10 @@ func (r *runner) checkExecuteHandler(ctx context.Context) {
 		r.report("execute-handler", Fail, "Execute of %q: gRPC error %v; a handler's failure must be a response with a failure", r.o.Handler, err)
 		return
 	}
+	if late := time.Since(deadline); late > deadlineGrace/2 {
+		r.report("execute-handler", Fail, "Execute of %q answered %s after its deadline (%s, --timeout), when taskerd has long given up: the handler outlives its deadline, or the plugin ignores deadline_unix_nano", r.o.Handler, late.Round(time.Millisecond), r.o.Timeout)
+		return
+	}
 	what, err := wellFormed(resp)
 	if err != nil {
 		r.report("execute-handler", Fail, "Execute of %q: %v", r.o.Handler, err)
@@ -618,6 +622,10 @@ func (r *runner) checkExecuteDeadline(ctx context.Context) {
 	}
 	if err != nil {
 		r.report("execute-deadline", Fail, "Execute with a deadline 500ms ahead: %v", err)
+		return
+	}
+	if late > deadlineGrace/2 {
+		r.report("execute-deadline", Warn, "answered %s after deadline_unix_nano: the handler should end by then (taskerd also sets the gRPC deadline to that instant, and gives up at it)", late)
 		return
 	}
 	what, werr := wellFormed(resp)
