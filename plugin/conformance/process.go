@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -204,5 +203,3 @@ func quote(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
-
-var errExited = errors.New("the plugin process exited")
