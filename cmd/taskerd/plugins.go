@@ -25,7 +25,7 @@ func newPluginsCmd() *cobra.Command {
 		Use:   "plugins",
 		Short: "List the configured plugins, or print a plugin's checksum",
 	}
-	cmd.AddCommand(newPluginsListCmd(), newPluginsHashCmd())
+	cmd.AddCommand(newPluginsListCmd(), newPluginsHashCmd(), newPluginsConformanceCmd())
 	return cmd
 }
 
