@@ -66,8 +66,9 @@ function sortedNames(handlers) {
   return Object.keys(handlers).sort();
 }
 
-function cancelReason(deadlineMs) {
-  if (deadlineMs > 0 && Date.now() >= deadlineMs - 5) return new DOMException("the step's deadline passed", 'TimeoutError');
+function cancelReason(...deadlinesMs) {
+  const now = Date.now();
+  if (deadlinesMs.some((d) => d > 0 && now >= d - 5)) return new DOMException("the step's deadline passed", 'TimeoutError');
   return new DOMException('taskerd cancelled the attempt', 'AbortError');
 }
 
@@ -137,7 +138,15 @@ class PluginServer {
     if (deadlineMs > 0) {
       timer = setTimeout(() => ac.abort(new DOMException("the step's deadline passed", 'TimeoutError')), Math.max(0, deadlineMs - Date.now()));
     }
-    const onCancel = () => ac.abort(cancelReason(deadlineMs));
+    // The gRPC call's own deadline (the host's ctx) tells a timeout from a
+    // cancellation as well as the step's deadline does.
+    let callDeadlineMs = 0;
+    if (typeof cancelled.getDeadline === 'function') {
+      const d = cancelled.getDeadline();
+      const ms = d instanceof Date ? d.getTime() : Number(d);
+      if (Number.isFinite(ms) && ms > 0) callDeadlineMs = ms;
+    }
+    const onCancel = () => ac.abort(cancelReason(deadlineMs, callDeadlineMs));
     cancelled.on('cancelled', onCancel);
     this.inflight.add(ac);
     const collector = new Collector();
