@@ -52,6 +52,12 @@ func tsPluginSpec(t testing.TB, script string) host.Spec {
 	if _, err := os.Stat(filepath.Join("..", "..", "sdk", "typescript", "node_modules", "@grpc", "grpc-js")); err != nil {
 		missing("the TypeScript SDK's dependencies are not installed (npm ci --prefix sdk/typescript): %v", err)
 	}
+	dir := filepath.Dir(script)
+	if _, err := os.Stat(filepath.Join(dir, "package.json")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
+			missing("the plugin's dependencies are not installed (npm ci --prefix %s): %v", dir, err)
+		}
+	}
 	abs, err := filepath.Abs(script)
 	require.NoError(t, err)
 	return host.Spec{Name: "tsp", Path: node, Args: []string{abs}, Dev: true, Config: json.RawMessage(`{"greeting":"hi"}`)}
@@ -376,4 +382,58 @@ func TestTSStepTimeoutAbortsTheHandler(t *testing.T) {
 			require.Zero(t, e.p.Restarts(), "a timeout is not a crash")
 		})
 	}
+}
+
+// The example plugin examples/plugins/ts-orders runs its own workflow,
+// configured as its taskerd.hcl configures it: priced, reserved (a short
+// stock asks for a backoff), confirmed with a custom event.
+func TestTSExampleOrderWorkflow(t *testing.T) {
+	t.Parallel()
+	spec := tsPluginSpec(t, "../../examples/plugins/ts-orders/main.js")
+	spec.Name = "ts_orders"
+	spec.Config = json.RawMessage(`{"currency":"EUR","restock_backoff_ms":30000,
+		"catalogue":{"MUG":{"name":"Mug","price_cents":1299,"stock":25},"STICKERS":{"name":"Sticker pack","price_cents":399},
+		"POSTER":{"name":"Poster","price_cents":899,"stock":0}}}`)
+	h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{})
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	p, ok := h.Plugin(spec.Name)
+	require.True(t, ok)
+	reg := builtin.NewRegistry()
+	require.NoError(t, h.Register(reg))
+	src, err := os.ReadFile("../../examples/plugins/ts-orders/workflows/ts_orders.hcl")
+	require.NoError(t, err)
+	order, err := os.ReadFile("../../examples/plugins/order.json")
+	require.NoError(t, err)
+
+	e := startEngineWith(t, storetest.SQLite, string(src), &bundle{host: h, p: p}, reg)
+	id := e.create(t, "ecommerce/ts_order", string(order))
+	steps := e.waitTask(t, id, backends.StateComplete)
+	var quote struct {
+		TotalCents int `json:"total_cents"`
+	}
+	require.NoError(t, json.Unmarshal(steps["quote"].Results, &quote))
+	require.Equal(t, 2*1299+399, quote.TotalCents)
+	var confirm struct{ To, Message string }
+	require.NoError(t, json.Unmarshal(steps["confirm"].Results, &confirm))
+	require.Equal(t, "ann@example.com", confirm.To)
+	require.Contains(t, confirm.Message, "Order A-1: 29.97 EUR")
+	var custom []string
+	for _, ev := range drainEvents(e) {
+		if ev.StepName == "confirm" && strings.Contains(string(ev.Type), "order.confirmed") {
+			custom = append(custom, string(ev.Type))
+		}
+	}
+	require.Equal(t, []string{"order.confirmed"}, custom)
+
+	// Out of stock: the step waits for the restock backoff the handler asked for.
+	poster := e.create(t, "ecommerce/ts_order", `{"order_id":"A-2","customer_email":"b@example.com","items":[{"sku":"POSTER","quantity":1}]}`)
+	eventually(t, 30*time.Second, func() bool {
+		for _, ev := range drainEvents(e) {
+			if ev.TaskID == poster && ev.Type == engine.EventStepBackoff && ev.StepName == "reserve" {
+				return ev.BackoffSeconds == 30
+			}
+		}
+		return false
+	}, "no 30 s backoff for the out-of-stock reservation")
 }
