@@ -10,13 +10,13 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
 
 const { StepFailure, failureOf, retryable, permanent, retryAfter, withKind, toProto } = require('./failure');
 const { Logger, logger, redirectConsole } = require('./log');
 const { Collector, EventRefusedError, MAX_EVENTS, MAX_EVENT_PAYLOAD, MAX_EVENT_PAYLOAD_ALL, MAX_EVENT_NAME } = require('./events');
 const { Request } = require('./request');
 const { selfSignedCert } = require('./cert');
+const { stepHandlerService } = require('./wire');
 
 /** The SDK that built the plugin, as Describe tells the host. */
 const SDK_NAME = 'taskerd-ts/1';
@@ -33,8 +33,6 @@ const PARENT_POLL_MS = 250;
 // How long a stopping plugin waits for its calls to end before it cuts them.
 const STOP_GRACE_MS = 1000;
 
-const PROTO_PATH = path.join(__dirname, '..', 'proto', 'stephandler.proto');
-
 const NOT_A_PROGRAM =
   'This binary is a plugin. These are not meant to be executed directly.\n' +
   'Please execute the program that consumes these plugins, which will\n' +
@@ -43,15 +41,6 @@ const NOT_A_PROGRAM =
 // Under taskerd, console output goes to the structured log from the first
 // require of the SDK on: stdout is the handshake's.
 if (process.env[MAGIC_COOKIE_KEY] === MAGIC_COOKIE_VALUE) redirectConsole();
-
-let stepHandlerService;
-function stepHandlerDefinition() {
-  if (!stepHandlerService) {
-    const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-    stepHandlerService = grpc.loadPackageDefinition(def).taskerd.plugin.v1.StepHandler.service;
-  }
-  return stepHandlerService;
-}
 
 // go-plugin's own services need no decoding: their requests are ignored
 // and their answers are constant, so they travel as raw bytes.
@@ -148,6 +137,7 @@ class PluginServer {
     }
     const onCancel = () => ac.abort(cancelReason(deadlineMs, callDeadlineMs));
     cancelled.on('cancelled', onCancel);
+    if (cancelled.cancelled) onCancel(); // cancelled before the handler was reached
     this.inflight.add(ac);
     const collector = new Collector();
     let result;
@@ -185,7 +175,7 @@ class PluginServer {
   }
 
   services(server) {
-    server.addService(stepHandlerDefinition(), {
+    server.addService(stepHandlerService, {
       Describe: (_call, cb) => cb(null, this.describe()),
       Configure: (call, cb) => {
         this.runConfigure(call.request).then(

@@ -87,3 +87,55 @@ test('serve refuses handlers that are not functions', () => {
   assert.throws(() => new PluginServer({ handlers: { a: 'x' } }), /handler "a" is a string/);
   assert.throws(() => new PluginServer({}), /handlers/);
 });
+
+test('the hand-written codec reads and writes what proto-loader does from the .proto', () => {
+  const protoLoader = require('@grpc/proto-loader');
+  const wire = require('../lib/wire');
+  const def = protoLoader.loadSync(path.join(__dirname, '..', 'proto', 'stephandler.proto'), { keepCase: true, longs: String, defaults: true, oneofs: true });
+  const svc = def['taskerd.plugin.v1.StepHandler'];
+
+  const deadline = 1_765_000_000_123_456_789n;
+  const req = {
+    task_id: '9007199254740993', step_id: '11', step_name: 'ship', handler: 'echo', attempt: 3,
+    context_json: Buffer.from('{"a":1}'), config_json: Buffer.from('{"é":"ü"}'),
+    parent_results_json: { validate: Buffer.from('{"ok":true}'), quote: Buffer.from('1') },
+    idempotency_key: '9/ship', deadline_unix_nano: deadline.toString(),
+  };
+  const got = wire.decodeExecuteRequest(svc.Execute.requestSerialize(req));
+  assert.equal(BigInt(got.task_id), 9007199254740993n);
+  assert.equal(got.step_id, 11);
+  assert.equal(got.attempt, 3);
+  assert.equal(got.step_name, 'ship');
+  assert.equal(got.handler, 'echo');
+  assert.equal(got.idempotency_key, '9/ship');
+  assert.equal(BigInt(got.deadline_unix_nano), deadline);
+  assert.equal(got.context_json.toString(), '{"a":1}');
+  assert.equal(got.config_json.toString(), '{"é":"ü"}');
+  assert.deepEqual(Object.fromEntries(Object.entries(got.parent_results_json).map(([k, v]) => [k, v.toString()])), { validate: '{"ok":true}', quote: '1' });
+  const empty = wire.decodeExecuteRequest(svc.Execute.requestSerialize({}));
+  assert.equal(empty.handler, '');
+  assert.equal(empty.deadline_unix_nano, 0);
+
+  const ok = svc.Execute.responseDeserialize(wire.encodeExecuteResponse({
+    success: { result_json: Buffer.from('{"x":2}') },
+    events: [{ name: 'order.shipped', payload_json: Buffer.from('{"n":1}') }, { name: 'order.noted', payload_json: Buffer.alloc(0) }],
+  }));
+  assert.equal(ok.outcome, 'success');
+  assert.equal(ok.success.result_json.toString(), '{"x":2}');
+  assert.deepEqual(ok.events.map((e) => [e.name, e.payload_json.toString()]), [['order.shipped', '{"n":1}'], ['order.noted', '']]);
+
+  const failed = svc.Execute.responseDeserialize(wire.encodeExecuteResponse({ failure: { message: 'slow', retryable: true, backoff_seconds: '30', kind: 'k' } }));
+  assert.equal(failed.outcome, 'failure');
+  assert.equal(failed.failure.message, 'slow');
+  assert.equal(failed.failure.retryable, true);
+  assert.equal(failed.failure.backoff_seconds, '30');
+  assert.equal(failed.failure.kind, 'k');
+  const perm = svc.Execute.responseDeserialize(wire.encodeExecuteResponse({ failure: { message: 'no', retryable: false, kind: '' } }));
+  assert.equal(perm.failure.retryable, false);
+  assert.equal(perm.failure._backoff_seconds, undefined, 'no backoff: the optional field is absent');
+
+  const desc = svc.Describe.responseDeserialize(wire.encodeDescribeResponse({ handlers: [{ name: 'a', description: 'does a' }, { name: 'b', description: '' }], sdk: 'taskerd-ts/1' }));
+  assert.deepEqual(desc.handlers.map((h) => [h.name, h.description]), [['a', 'does a'], ['b', '']]);
+  assert.equal(desc.sdk, 'taskerd-ts/1');
+  assert.equal(wire.decodeConfigureRequest(svc.Configure.requestSerialize({ config_json: Buffer.from('{"k":1}') })).config_json.toString(), '{"k":1}');
+});
