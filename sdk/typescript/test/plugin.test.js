@@ -172,3 +172,40 @@ test('a cancelled call aborts the handler\'s signal; a deadline times it out', a
   );
   await eventually(() => fs.existsSync(timedOut) && fs.readFileSync(timedOut, 'utf8') === 'TimeoutError', 'the signal was not aborted at the deadline');
 });
+
+// alive says whether pid runs (a zombie does not).
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+test('the plugin exits when its parent (taskerd) is killed', async () => {
+  // A stand-in host: starts the plugin, prints its pid once it handshook.
+  const hostScript = `
+    const { spawn } = require('node:child_process');
+    const c = spawn(process.execPath, [${JSON.stringify(FIXTURE)}], { env: { ${MAGIC_COOKIE_KEY}: ${JSON.stringify(MAGIC_COOKIE_VALUE)} }, stdio: ['ignore', 'pipe', 'ignore'] });
+    c.stdout.once('data', () => process.stdout.write(c.pid + '\\n'));
+    setInterval(() => {}, 1000);`;
+  const host = spawn(process.execPath, ['-e', hostScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const pid = await new Promise((resolve, reject) => {
+    let out = '';
+    host.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    host.on('exit', () => reject(new Error('the stand-in host exited')));
+  });
+  assert.ok(pid > 0);
+  assert.ok(alive(pid));
+  host.kill('SIGKILL');
+  await eventually(() => !alive(pid), `plugin ${pid} still runs after its parent was killed`);
+});
