@@ -188,7 +188,7 @@ function alive(pid) {
   }
 }
 
-test('the plugin exits when its parent (taskerd) is killed', async () => {
+test('the plugin exits when its parent (taskerd) is killed', async (t) => {
   // A stand-in host: starts the plugin, prints its pid once it handshook.
   const hostScript = `
     const { spawn } = require('node:child_process');
@@ -205,6 +205,9 @@ test('the plugin exits when its parent (taskerd) is killed', async () => {
     host.on('exit', () => reject(new Error('the stand-in host exited')));
   });
   assert.ok(pid > 0);
+  t.after(() => {
+    if (alive(pid)) process.kill(pid, 'SIGKILL'); // the test failed: no orphan left behind
+  });
   assert.ok(alive(pid));
   host.kill('SIGKILL');
   await eventually(() => !alive(pid), `plugin ${pid} still runs after its parent was killed`);
