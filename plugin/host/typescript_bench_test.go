@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskerd/taskerd/internal/bench"
 	"github.com/taskerd/taskerd/plugin/host"
 )
 
@@ -118,5 +119,27 @@ func BenchmarkTSPluginStart(b *testing.B) {
 	b.Run("node-bare", func(b *testing.B) {
 		node := tsPluginSpec(b, tsPluginScript).Path
 		measure(b, func() (func(), error) { return func() {}, exec.Command(node, "-e", "0").Run() })
+	})
+}
+
+// BenchmarkTSPlugin1 runs taskerd bench's plugin-1 scenario (1-step tasks
+// whose handler is a real plugin process) on a throwaway SQLite file with
+// synchronous=normal, through the TypeScript plugin and through the Go
+// test plugin. Run it with -benchtime 1x: each run is a whole bench.
+func BenchmarkTSPlugin1(b *testing.B) {
+	run := func(b *testing.B, spec host.Spec) {
+		for b.Loop() {
+			ctx := context.Background()
+			db, err := bench.OpenDatabase(ctx, "sqlite:?synchronous=normal", false)
+			require.NoError(b, err)
+			res, err := bench.Run(ctx, bench.Options{DB: db, Scenario: "plugin-1", Tasks: 5000, Plugin: &spec})
+			require.NoError(b, db.Close())
+			require.NoError(b, err)
+			b.ReportMetric(res.StepsPerS, "steps/s")
+		}
+	}
+	b.Run("ts", func(b *testing.B) { run(b, tsPluginSpec(b, tsPluginScript)) })
+	b.Run("go", func(b *testing.B) {
+		run(b, host.Spec{Path: testPluginPath, SHA256: testPluginSum})
 	})
 }

@@ -106,7 +106,7 @@ func TestTSPluginServesLikeTheGoSDK(t *testing.T) {
 	b := startTSPlugin(t, host.Options{})
 	require.Equal(t, []host.HandlerInfo{
 		{Name: "block"}, {Name: "crash_once", Description: "exits mid-call on the first attempt"},
-		{Name: "echo", Description: "returns what it was given"}, {Name: "emit"}, {Name: "fail"}, {Name: "raw"},
+		{Name: "echo", Description: "returns what it was given"}, {Name: "emit"}, {Name: "fail"}, {Name: "noop"}, {Name: "raw"},
 	}, b.p.Handlers())
 
 	req := stepRequest("charge", map[string]string{"currency": "EUR"})

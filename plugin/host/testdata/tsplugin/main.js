@@ -34,6 +34,8 @@ sdk.serve({
     },
     // raw returns the task context as it came: the benchmarks' echo.
     raw: (req) => req.contextJSON,
+    // noop is the handler of taskerd bench's plugin-1 scenario.
+    noop: () => undefined,
     crash_once: (req) => {
       const { marker } = markerConfig(req);
       if (!marker) throw sdk.permanent(new Error('crash_once needs config.marker'));
