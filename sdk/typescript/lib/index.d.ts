@@ -3,8 +3,27 @@
 /** A JSON value. */
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
 
+/** The ExecuteRequest message a Request is made of (field names of the .proto). */
+export interface ExecuteMessage {
+  task_id?: number | bigint | string;
+  step_id?: number | bigint | string;
+  step_name?: string;
+  handler?: string;
+  attempt?: number;
+  context_json?: Buffer;
+  config_json?: Buffer;
+  parent_results_json?: { [step: string]: Buffer };
+  idempotency_key?: string;
+  deadline_unix_nano?: number | bigint | string;
+}
+
 /** Everything a handler gets for one attempt of a step. */
 export declare class Request {
+  /**
+   * The SDK builds each Request; a handler's tests can build their own, with
+   * an object standing for the attempt's events.
+   */
+  constructor(msg: ExecuteMessage, signal: AbortSignal, events: { emit(name: string, payload: unknown): void });
   readonly taskId: number;
   readonly stepId: number;
   readonly stepName: string;
