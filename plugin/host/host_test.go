@@ -31,7 +31,7 @@ func TestDescribeConfigureExecute(t *testing.T) {
 	for _, h := range b.p.Handlers() {
 		names = append(names, h.Name)
 	}
-	require.Equal(t, []string{"block", "crash_once", "echo", "emit", "fail", "raw", "slow", "traced"}, names)
+	require.Equal(t, []string{"block", "crash_once", "echo", "emit", "fail", "noop", "raw", "slow", "traced"}, names)
 	require.Equal(t, "returns what it was given", b.p.Handlers()[2].Description)
 
 	req := stepRequest("charge", map[string]any{"currency": "EUR"})

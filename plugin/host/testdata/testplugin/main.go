@@ -23,6 +23,7 @@ func main() {
 	plugin.Serve(plugin.Handlers{
 		"echo":       echo,
 		"raw":        raw,
+		"noop":       noop,
 		"crash_once": crashOnce,
 		"block":      block,
 		"slow":       slow,
@@ -83,6 +84,9 @@ func echo(_ context.Context, req *plugin.Request) (any, error) {
 		"env_home":        os.Getenv("HOME"),
 	}, nil
 }
+
+// noop does nothing: the handler of taskerd bench's plugin-1 scenario.
+func noop(context.Context, *plugin.Request) (any, error) { return nil, nil }
 
 // raw returns the task context as it came: the benchmark's echo.
 func raw(_ context.Context, req *plugin.Request) (any, error) { return req.Context, nil }
