@@ -117,7 +117,7 @@ func BenchmarkTSPluginStart(b *testing.B) {
 		measure(b, hostStart(host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}))
 	})
 	b.Run("node-bare", func(b *testing.B) {
-		node := tsPluginSpec(b, tsPluginScript).Path
+		node := tsPluginSpec(b, tsPluginScript).Command
 		measure(b, func() (func(), error) { return func() {}, exec.Command(node, "-e", "0").Run() })
 	})
 }

@@ -33,9 +33,9 @@ const requireNodeEnv = "TASKERD_TEST_REQUIRE_NODE"
 // "tsp". It skips the test (fails it under TASKERD_TEST_REQUIRE_NODE=1)
 // when node or the SDK's node_modules is missing.
 //
-// Every TypeScript test builds its Spec here, so that when the host learns
-// script plugins (a command with a checksum over the script and its
-// lockfile) only this function changes.
+// Every TypeScript test builds its Spec here: node runs the script, and
+// the host checks the script's and its lockfile's checksum first, as for a
+// configured script plugin.
 func tsPluginSpec(t testing.TB, script string) host.Spec {
 	t.Helper()
 	node, err := exec.LookPath("node")
@@ -52,15 +52,24 @@ func tsPluginSpec(t testing.TB, script string) host.Spec {
 	if _, err := os.Stat(filepath.Join("..", "..", "sdk", "typescript", "node_modules", "@grpc", "grpc-js")); err != nil {
 		missing("the TypeScript SDK's dependencies are not installed (npm ci --prefix sdk/typescript): %v", err)
 	}
+	// A plugin package with dependencies of its own needs them installed
+	// (testdata/tsplugin has none: it loads the SDK by its path).
 	dir := filepath.Dir(script)
-	if _, err := os.Stat(filepath.Join(dir, "package.json")); err == nil {
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "package.json")); err == nil && json.Unmarshal(raw, &pkg) == nil && len(pkg.Dependencies) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
 			missing("the plugin's dependencies are not installed (npm ci --prefix %s): %v", dir, err)
 		}
 	}
 	abs, err := filepath.Abs(script)
 	require.NoError(t, err)
-	return host.Spec{Name: "tsp", Path: node, Args: []string{abs}, Dev: true, Config: json.RawMessage(`{"greeting":"hi"}`)}
+	// Verified as a configured script plugin is: the checksum of the
+	// script and its lockfile, not dev mode.
+	sum, err := host.ScriptSHA256(abs)
+	require.NoError(t, err)
+	return host.Spec{Name: "tsp", Command: node, Path: abs, SHA256: sum, Config: json.RawMessage(`{"greeting":"hi"}`)}
 }
 
 // startTSPlugin starts the TypeScript test plugin under a host.
