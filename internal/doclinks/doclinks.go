@@ -117,7 +117,9 @@ func markdownFiles(root string) ([]string, error) {
 			return err
 		}
 		if d.IsDir() {
-			if p != root && strings.HasPrefix(d.Name(), ".") {
+			// Hidden directories, and npm's installs (node_modules: other
+			// projects' pages, not ours).
+			if p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules") {
 				return filepath.SkipDir
 			}
 			return nil
