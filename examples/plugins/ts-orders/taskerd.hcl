@@ -3,7 +3,7 @@
 #
 #   npm ci --prefix sdk/typescript
 #   npm ci --prefix examples/plugins/ts-orders
-#   go run ./cmd/taskerd plugins hash examples/plugins/ts-orders/main.js   # paste into sha256 below
+#   go run ./cmd/taskerd plugins hash --write examples/plugins/ts-orders/taskerd.hcl
 #   go run ./cmd/taskerd run examples/plugins/ts-orders/workflows/ts_orders.hcl \
 #       --config examples/plugins/ts-orders/taskerd.hcl --context @examples/plugins/order.json
 #
