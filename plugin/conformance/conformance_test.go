@@ -245,3 +245,29 @@ func TestInterruptedRun(t *testing.T) {
 	}
 	assert.Zero(t, rep.Failed())
 }
+
+// TestTypeScriptSDKPluginPassesEveryCheck runs the harness against the
+// plugin of the Node SDK (sdk/typescript) that plugin/host's tests use:
+// the protocol as a second language implements it. A missing node or
+// SDK install skips it, and fails it under TASKERD_TEST_REQUIRE_NODE=1
+// (CI runs npm ci first).
+func TestTypeScriptSDKPluginPassesEveryCheck(t *testing.T) {
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("TASKERD_TEST_REQUIRE_NODE") == "1" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		missing("node is not installed: %v", err)
+	}
+	if _, err := os.Stat("../../sdk/typescript/node_modules/@grpc/grpc-js"); err != nil {
+		missing("the TypeScript SDK's dependencies are not installed (npm ci --prefix sdk/typescript): %v", err)
+	}
+	script, err := filepath.Abs("../host/testdata/tsplugin/main.js")
+	require.NoError(t, err)
+	rep := run(t, conformance.Options{Path: script, Command: "node", Handler: "block", Timeout: 2 * time.Second,
+		Config: json.RawMessage(`{"greeting":"hi"}`)})
+	requireAllPass(t, rep)
+}
