@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,55 +114,72 @@ const orderWF = `workflow "order" {
 }
 `
 
+// sdkPlugins are the test plugins of the two SDKs, for tests that must
+// hold for both: the Go one (testdata/testplugin, plugin "testp") and the
+// TypeScript one (testdata/tsplugin, plugin "tsp"). Their handlers share
+// names and behaviour.
+var sdkPlugins = []struct {
+	name, plugin string
+	start        func(t *testing.T, open func(testing.TB) backends.Store, src string) *e2e
+}{
+	{"go", "testp", startEngine},
+	{"typescript", "tsp", startTSEngine},
+}
+
 // A workflow runs end to end through a plugin, and a plugin that dies
 // mid-call costs the step one attempt: it retries on the new process.
 func TestWorkflowThroughPluginSurvivesACrash(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storetest.Backends() {
-		t.Run(sc.Name, func(t *testing.T) {
-			t.Parallel()
-			marker := filepath.Join(t.TempDir(), "crashed")
-			e := startEngine(t, sc.Open, fmt.Sprintf(orderWF, marker))
-			firstPid := e.p.Pid()
-			id := e.create(t, "order", `{"order_id":"A-1"}`)
-			steps := e.waitTask(t, id, backends.StateComplete)
-
-			var validate struct {
-				Context map[string]string `json:"context"`
-				Config  map[string]string `json:"config"`
-				Pid     int               `json:"pid"`
-			}
-			require.NoError(t, json.Unmarshal(steps["validate"].Results, &validate))
-			require.Equal(t, "A-1", validate.Context["order_id"])
-			require.Equal(t, "EUR", validate.Config["currency"])
-			require.Equal(t, firstPid, validate.Pid)
-
-			ship := steps["ship"]
-			require.Equal(t, 2, ship.Attempts, "the crashed attempt counts")
-			var shipped struct{ Attempt, Pid int }
-			require.NoError(t, json.Unmarshal(ship.Results, &shipped))
-			require.Equal(t, 2, shipped.Attempt)
-			require.NotEqual(t, firstPid, shipped.Pid, "the retry ran on the restarted plugin")
-			require.Equal(t, 1, e.p.Restarts())
-
-			// Events are published after their transaction commits, so the
-			// failure's event is already queued: the task completed later.
-			var failures []string
-			for len(e.events) > 0 {
-				ev := <-e.events
-				if ev.Type == engine.EventStepFailed && ev.StepName == "ship" {
-					failures = append(failures, ev.Error.Kind)
-				}
-			}
-			require.Equal(t, []string{backends.ErrorKindPluginCrashed}, failures)
-
-			var notify struct {
-				Parents map[string]json.RawMessage `json:"parents"`
-			}
-			require.NoError(t, json.Unmarshal(steps["notify"].Results, &notify))
-			require.JSONEq(t, string(ship.Results), string(notify.Parents["ship"]))
-		})
+	for _, sdk := range sdkPlugins {
+		for _, sc := range storetest.Backends() {
+			t.Run(sdk.name+"/"+sc.Name, func(t *testing.T) {
+				t.Parallel()
+				testWorkflowSurvivesACrash(t, sdk.start(t, sc.Open, strings.ReplaceAll(
+					fmt.Sprintf(orderWF, filepath.Join(t.TempDir(), "crashed")), "testp.", sdk.plugin+".")))
+			})
+		}
 	}
+}
+
+func testWorkflowSurvivesACrash(t *testing.T, e *e2e) {
+	t.Helper()
+	firstPid := e.p.Pid()
+	id := e.create(t, "order", `{"order_id":"A-1"}`)
+	steps := e.waitTask(t, id, backends.StateComplete)
+
+	var validate struct {
+		Context map[string]string `json:"context"`
+		Config  map[string]string `json:"config"`
+		Pid     int               `json:"pid"`
+	}
+	require.NoError(t, json.Unmarshal(steps["validate"].Results, &validate))
+	require.Equal(t, "A-1", validate.Context["order_id"])
+	require.Equal(t, "EUR", validate.Config["currency"])
+	require.Equal(t, firstPid, validate.Pid)
+
+	ship := steps["ship"]
+	require.Equal(t, 2, ship.Attempts, "the crashed attempt counts")
+	var shipped struct{ Attempt, Pid int }
+	require.NoError(t, json.Unmarshal(ship.Results, &shipped))
+	require.Equal(t, 2, shipped.Attempt)
+	require.NotEqual(t, firstPid, shipped.Pid, "the retry ran on the restarted plugin")
+	require.Equal(t, 1, e.p.Restarts())
+
+	// Events are published after their transaction commits, so the
+	// failure's event is already queued: the task completed later.
+	var failures []string
+	for _, ev := range drainEvents(e) {
+		if ev.Type == engine.EventStepFailed && ev.StepName == "ship" {
+			failures = append(failures, ev.Error.Kind)
+		}
+	}
+	require.Equal(t, []string{backends.ErrorKindPluginCrashed}, failures)
+
+	var notify struct {
+		Parents map[string]json.RawMessage `json:"parents"`
+	}
+	require.NoError(t, json.Unmarshal(steps["notify"].Results, &notify))
+	require.JSONEq(t, string(ship.Results), string(notify.Parents["ship"]))
 }
 
 const blockWF = `workflow "wait" {
