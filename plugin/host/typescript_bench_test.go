@@ -23,33 +23,13 @@ func BenchmarkTSExecuteRoundTrip(b *testing.B) {
 	gp := startTestPlugin(b, nil)
 	ctx := context.Background()
 	req := benchRequest()
-	for range 200 { // warm both, and node's JIT
-		_, err := ts.p.Execute(ctx, "raw", req)
-		require.NoError(b, err)
-		_, err = gp.p.Execute(ctx, "raw", req)
-		require.NoError(b, err)
-	}
-	tsd := make([]time.Duration, 0, b.N)
-	god := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		out, err := ts.p.Execute(ctx, "raw", req)
-		t1 := time.Now()
-		gout, gerr := gp.p.Execute(ctx, "raw", req)
-		t2 := time.Now()
-		if err != nil || gerr != nil || len(out) != 256 || len(gout) != 256 {
-			b.Fatalf("bad round trip: %v %v", err, gerr)
+	call := func(bp *bundle) func() error {
+		return func() error {
+			out, err := bp.p.Execute(ctx, "raw", req)
+			return checkEcho(out, err)
 		}
-		tsd = append(tsd, t1.Sub(t0))
-		god = append(god, t2.Sub(t1))
 	}
-	b.StopTimer()
-	ts50, go50 := percentile(tsd, 0.5), percentile(god, 0.5)
-	b.ReportMetric(float64(ts50.Microseconds()), "ts-p50-µs")
-	b.ReportMetric(float64(percentile(tsd, 0.99).Microseconds()), "ts-p99-µs")
-	b.ReportMetric(float64(go50.Microseconds()), "go-p50-µs")
-	b.ReportMetric(float64(ts50)/float64(go50), "p50-ratio")
+	compareRoundTrips(b, 200, "ts", call(ts), "go", call(gp))
 }
 
 // BenchmarkTSExecuteConcurrent is 16 callers sharing one plugin process,
