@@ -70,7 +70,7 @@ func TestPluginsList(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "PLUGIN")
 	line := strings.Fields(strings.Split(r.stdout, "\n")[1])
-	require.Equal(t, []string{"testp", "step_handler", bin, "ok", "block,", "crash_once,", "echo,", "emit,", "fail,", "raw,", "slow,", "traced"}, line)
+	require.Equal(t, []string{"testp", "step_handler", bin, "ok", "block,", "crash_once,", "echo,", "emit,", "fail,", "noop,", "raw,", "slow,", "traced"}, line)
 
 	bad, _ := pluginConfig(t, strings.Repeat("ab", 32))
 	r = runCLI(t, "plugins", "list", "--config", bad)
@@ -125,7 +125,7 @@ func TestRunRefusesUnknownPluginHandler(t *testing.T) {
 	wf := writeFile(t, "wf.hcl", strings.Replace(pluginHCL, "testp.echo", "testp.charge", 1))
 	r := runCLI(t, "run", wf, "--config", cfg, "--db", tempDB(t))
 	require.Equal(t, 2, r.code, r.stderr)
-	require.Contains(t, r.stderr, wf+`:7:15: step "first" of default/through_plugin@0.1.0 uses handler testp.charge, but plugin "testp" has no handler "charge" (available: testp.block, testp.crash_once, testp.echo, testp.emit, testp.fail, testp.raw, testp.slow, testp.traced)`)
+	require.Contains(t, r.stderr, wf+`:7:15: step "first" of default/through_plugin@0.1.0 uses handler testp.charge, but plugin "testp" has no handler "charge" (available: testp.block, testp.crash_once, testp.echo, testp.emit, testp.fail, testp.noop, testp.raw, testp.slow, testp.traced)`)
 }
 
 func TestRunRefusesPluginWithWrongChecksum(t *testing.T) {

@@ -143,7 +143,7 @@ func TestPluginsListScriptPlugin(t *testing.T) {
 	r := runCLI(t, "plugins", "list", "--config", cfg)
 	require.Equal(t, 0, r.code, r.stderr)
 	line := strings.Fields(strings.Split(r.stdout, "\n")[1])
-	require.Equal(t, []string{"shipping", "step_handler", interp, script, "ok", "block,", "crash_once,", "echo,", "emit,", "fail,", "raw,", "slow,", "traced"}, line)
+	require.Equal(t, []string{"shipping", "step_handler", interp, script, "ok", "block,", "crash_once,", "echo,", "emit,", "fail,", "noop,", "raw,", "slow,", "traced"}, line)
 	got, err := os.ReadFile(argsFile)
 	require.NoError(t, err)
 	require.Equal(t, script+" --region eu\n", string(got), "the script, then args")

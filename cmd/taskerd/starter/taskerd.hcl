@@ -39,6 +39,10 @@
 #   # kind = "step_handler"          # or "authenticator" (see auth below)
 #   # config = { greeting = "hello" } # given to the plugin once at start; may hold secrets
 #   # max_concurrency = 64           # calls in flight into the plugin
+#   # args = ["--verbose"]           # arguments the plugin is started with
+#   # command = "node"               # a script plugin: path is then its entry script, and
+#   #                                # sha256 covers it and its package-lock.json
+#   #                                # (taskerd plugins hash --script PATH)
 # }
 
 # API authentication. The first start creates an admin API key and writes it
