@@ -121,9 +121,18 @@ const orderWF = `workflow "order" {
 var sdkPlugins = []struct {
 	name, plugin string
 	start        func(t *testing.T, open func(testing.TB) backends.Store, src string) *e2e
+	// cancelled is what the block handler writes to its marker when its
+	// call is cancelled: the error of its ctx, the name of its signal's
+	// reason.
+	cancelled string
 }{
-	{"go", "testp", startEngine},
-	{"typescript", "tsp", startTSEngine},
+	{"go", "testp", startEngine, context.Canceled.Error()},
+	{"typescript", "tsp", startTSEngine, "AbortError"},
+}
+
+// forSDK is src, a workflow written for the Go test plugin, for sdk's.
+func forSDK(src, plugin string) string {
+	return strings.ReplaceAll(src, "testp.", plugin+".")
 }
 
 // A workflow runs end to end through a plugin, and a plugin that dies
@@ -134,8 +143,8 @@ func TestWorkflowThroughPluginSurvivesACrash(t *testing.T) {
 		for _, sc := range storetest.Backends() {
 			t.Run(sdk.name+"/"+sc.Name, func(t *testing.T) {
 				t.Parallel()
-				testWorkflowSurvivesACrash(t, sdk.start(t, sc.Open, strings.ReplaceAll(
-					fmt.Sprintf(orderWF, filepath.Join(t.TempDir(), "crashed")), "testp.", sdk.plugin+".")))
+				testWorkflowSurvivesACrash(t, sdk.start(t, sc.Open,
+					forSDK(fmt.Sprintf(orderWF, filepath.Join(t.TempDir(), "crashed")), sdk.plugin)))
 			})
 		}
 	}
@@ -190,29 +199,35 @@ const blockWF = `workflow "wait" {
 }
 `
 
+// Cancelling the task cancels the plugin call: the handler's ctx (Go) or
+// AbortSignal (TypeScript) ends, the task and step end cancelled, and the
+// plugin stays up.
 func TestCancellingATaskCancelsThePluginCall(t *testing.T) {
 	t.Parallel()
-	for _, sc := range storetest.Backends() {
-		t.Run(sc.Name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			marker, started := filepath.Join(dir, "why"), filepath.Join(dir, "started")
-			e := startEngine(t, sc.Open, fmt.Sprintf(blockWF, marker, started))
-			id := e.create(t, "wait", `{}`)
-			eventually(t, 10*time.Second, func() bool { _, err := os.Stat(started); return err == nil }, "the step never reached the plugin")
-			_, err := e.eng.CancelTask(context.Background(), id, "test")
-			require.NoError(t, err)
-			eventually(t, 10*time.Second, func() bool {
-				b, err := os.ReadFile(marker)
-				return err == nil && string(b) == context.Canceled.Error()
-			}, "the handler's ctx in the plugin was not cancelled")
-			steps := e.waitTask(t, id, backends.StateCancelled)
-			eventually(t, 10*time.Second, func() bool {
-				s, err := e.store.GetStep(context.Background(), steps["wait"].ID)
+	for _, sdk := range sdkPlugins {
+		for _, sc := range storetest.Backends() {
+			t.Run(sdk.name+"/"+sc.Name, func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				marker, started := filepath.Join(dir, "why"), filepath.Join(dir, "started")
+				e := sdk.start(t, sc.Open, forSDK(fmt.Sprintf(blockWF, marker, started), sdk.plugin))
+				id := e.create(t, "wait", `{}`)
+				eventually(t, 10*time.Second, func() bool { _, err := os.Stat(started); return err == nil }, "the step never reached the plugin")
+				_, err := e.eng.CancelTask(context.Background(), id, "test")
 				require.NoError(t, err)
-				return s.State == backends.StateCancelled
-			}, "step not cancelled")
-		})
+				eventually(t, 10*time.Second, func() bool {
+					b, err := os.ReadFile(marker)
+					return err == nil && string(b) == sdk.cancelled
+				}, "the handler's call in the plugin was not cancelled")
+				steps := e.waitTask(t, id, backends.StateCancelled)
+				eventually(t, 10*time.Second, func() bool {
+					s, err := e.store.GetStep(context.Background(), steps["wait"].ID)
+					require.NoError(t, err)
+					return s.State == backends.StateCancelled
+				}, "step not cancelled")
+				require.Zero(t, e.p.Restarts(), "a cancellation is not a crash")
+			})
+		}
 	}
 }
 

@@ -263,40 +263,17 @@ func TestTSPermanentFailureBlocks(t *testing.T) {
 	}
 }
 
-const tsBlockWF = `workflow "wait" {
+const tsTimeoutWF = `workflow "wait" {
   retry {
     limit = 1
   }
   step "wait" {
     handler = "tsp.block"
-    %s
+    timeout = "300ms"
     config  = { marker = "%s", started = "%s" }
   }
 }
 `
-
-// Cancelling the task aborts the AbortSignal the handler was given.
-func TestTSCancellingATaskAbortsTheHandler(t *testing.T) {
-	t.Parallel()
-	for _, sc := range storetest.Backends() {
-		t.Run(sc.Name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			marker, started := filepath.Join(dir, "why"), filepath.Join(dir, "started")
-			e := startTSEngine(t, sc.Open, fmt.Sprintf(tsBlockWF, "", marker, started))
-			id := e.create(t, "wait", `{}`)
-			eventually(t, 10*time.Second, func() bool { _, err := os.Stat(started); return err == nil }, "the step never reached the plugin")
-			_, err := e.eng.CancelTask(context.Background(), id, "test")
-			require.NoError(t, err)
-			eventually(t, 10*time.Second, func() bool {
-				b, err := os.ReadFile(marker)
-				return err == nil && string(b) == "AbortError"
-			}, "the handler's signal in the plugin was not aborted")
-			e.waitTask(t, id, backends.StateCancelled)
-			require.Zero(t, e.p.Restarts())
-		})
-	}
-}
 
 // The step's timeout aborts the handler's signal with a TimeoutError, and
 // the step fails with kind timeout; the plugin stays up.
@@ -307,7 +284,7 @@ func TestTSStepTimeoutAbortsTheHandler(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			marker, started := filepath.Join(dir, "why"), filepath.Join(dir, "started")
-			e := startTSEngine(t, sc.Open, fmt.Sprintf(tsBlockWF, `timeout = "300ms"`, marker, started))
+			e := startTSEngine(t, sc.Open, fmt.Sprintf(tsTimeoutWF, marker, started))
 			id := e.create(t, "wait", `{}`)
 			steps := e.waitTask(t, id, backends.StateError)
 			se := stepError(t, steps["wait"])
