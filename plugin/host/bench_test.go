@@ -153,34 +153,15 @@ func compareRoundTrips(b *testing.B, warm int, aName string, a func() error, cNa
 // BenchmarkExecuteConcurrent is 16 callers sharing one plugin process;
 // calls/s is the throughput (the bare echo's is in the bare sub-benchmark).
 func BenchmarkExecuteConcurrent(b *testing.B) {
-	const callers = 16
-	run := func(b *testing.B, call func() error) {
-		var n atomic.Int64
-		b.ResetTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for range callers {
-			wg.Go(func() {
-				for n.Add(1) <= int64(b.N) {
-					if err := call(); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
-	}
 	b.Run("sdk", func(b *testing.B) {
 		bp := startTestPlugin(b, nil)
 		req := benchRequest()
-		run(b, func() error { _, err := bp.p.Execute(context.Background(), "raw", req); return err })
+		concurrentCalls(b, func() error { _, err := bp.p.Execute(context.Background(), "raw", req); return err })
 	})
 	b.Run("bare", func(b *testing.B) {
 		bare := bareClient(b)
 		in := &pb.ExecuteRequest{Handler: "raw", Attempt: 1, ContextJson: payload256}
-		run(b, func() error { _, err := bare.Execute(context.Background(), in); return err })
+		concurrentCalls(b, func() error { _, err := bare.Execute(context.Background(), in); return err })
 	})
 }
 
@@ -189,29 +170,8 @@ func BenchmarkExecuteConcurrent(b *testing.B) {
 // go-plugin alone starting the bare echo (launch, handshake, Dispense), with
 // and without its checksum check. Stopping is not timed.
 func BenchmarkPluginStart(b *testing.B) {
-	measure := func(b *testing.B, start func() (stop func(), err error)) {
-		var starts []time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			stop, err := start()
-			starts = append(starts, time.Since(t0))
-			require.NoError(b, err)
-			b.StopTimer()
-			stop()
-			b.StartTimer()
-		}
-		b.ReportMetric(float64(percentile(starts, 0.5).Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(percentile(starts, 0.99).Microseconds())/1000, "p99-ms")
-	}
 	b.Run("host", func(b *testing.B) {
-		spec := host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}
-		measure(b, func() (func(), error) {
-			h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{})
-			if err != nil {
-				return func() {}, err
-			}
-			return h.Close, nil
-		})
+		measureStarts(b, hostStart(host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}))
 	})
 	for _, checksum := range []bool{false, true} {
 		name := "bare"
@@ -220,7 +180,7 @@ func BenchmarkPluginStart(b *testing.B) {
 			name, sum = "bare-checksum", bareEchoSum
 		}
 		b.Run(name, func(b *testing.B) {
-			measure(b, func() (func(), error) {
+			measureStarts(b, func() (func(), error) {
 				c, _, err := startBare(bareEchoPath, sum)
 				if err != nil {
 					return func() {}, err
@@ -229,4 +189,54 @@ func BenchmarkPluginStart(b *testing.B) {
 			})
 		})
 	}
+}
+
+// measureStarts times start (stop, untimed, ends what it started) at each
+// iteration and reports the p50 and p99 in milliseconds.
+func measureStarts(b *testing.B, start func() (stop func(), err error)) {
+	var starts []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		stop, err := start()
+		starts = append(starts, time.Since(t0))
+		require.NoError(b, err)
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(percentile(starts, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(starts, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// hostStart is a start for measureStarts: host.Start of one plugin.
+func hostStart(spec host.Spec) func() (func(), error) {
+	return func() (func(), error) {
+		h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{})
+		if err != nil {
+			return func() {}, err
+		}
+		return h.Close, nil
+	}
+}
+
+// concurrentCalls runs b.N calls from 16 concurrent callers and reports
+// their throughput in calls/s.
+func concurrentCalls(b *testing.B, call func() error) {
+	const callers = 16
+	var n atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for n.Add(1) <= int64(b.N) {
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 }

@@ -3,10 +3,7 @@ package host_test
 import (
 	"context"
 	"os/exec"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -36,29 +33,13 @@ func BenchmarkTSExecuteRoundTrip(b *testing.B) {
 // the TypeScript plugin's and the Go test plugin's; calls/s is the
 // throughput.
 func BenchmarkTSExecuteConcurrent(b *testing.B) {
-	const callers = 16
 	run := func(b *testing.B, bp *bundle) {
 		req := benchRequest()
-		for range 200 {
+		for range 200 { // warm the connection, and node's JIT
 			_, err := bp.p.Execute(context.Background(), "raw", req)
 			require.NoError(b, err)
 		}
-		var n atomic.Int64
-		b.ResetTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for range callers {
-			wg.Go(func() {
-				for n.Add(1) <= int64(b.N) {
-					if _, err := bp.p.Execute(context.Background(), "raw", req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+		concurrentCalls(b, func() error { _, err := bp.p.Execute(context.Background(), "raw", req); return err })
 	}
 	b.Run("ts", func(b *testing.B) { run(b, startTSPlugin(b, host.Options{})) })
 	b.Run("go", func(b *testing.B) { run(b, startTestPlugin(b, nil)) })
@@ -69,36 +50,13 @@ func BenchmarkTSExecuteConcurrent(b *testing.B) {
 // node-bare: `node -e 0` run to its exit, the interpreter's own floor on
 // this machine. Stopping is not timed.
 func BenchmarkTSPluginStart(b *testing.B) {
-	measure := func(b *testing.B, start func() (stop func(), err error)) {
-		var starts []time.Duration
-		for b.Loop() {
-			t0 := time.Now()
-			stop, err := start()
-			starts = append(starts, time.Since(t0))
-			require.NoError(b, err)
-			b.StopTimer()
-			stop()
-			b.StartTimer()
-		}
-		b.ReportMetric(float64(percentile(starts, 0.5).Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(percentile(starts, 0.99).Microseconds())/1000, "p99-ms")
-	}
-	hostStart := func(spec host.Spec) func() (func(), error) {
-		return func() (func(), error) {
-			h, err := host.Start(context.Background(), []host.Spec{spec}, host.Options{})
-			if err != nil {
-				return func() {}, err
-			}
-			return h.Close, nil
-		}
-	}
-	b.Run("ts", func(b *testing.B) { measure(b, hostStart(tsPluginSpec(b, tsPluginScript))) })
+	b.Run("ts", func(b *testing.B) { measureStarts(b, hostStart(tsPluginSpec(b, tsPluginScript))) })
 	b.Run("go", func(b *testing.B) {
-		measure(b, hostStart(host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}))
+		measureStarts(b, hostStart(host.Spec{Name: "testp", Path: testPluginPath, SHA256: testPluginSum}))
 	})
 	b.Run("node-bare", func(b *testing.B) {
 		node := tsPluginSpec(b, tsPluginScript).Command
-		measure(b, func() (func(), error) { return func() {}, exec.Command(node, "-e", "0").Run() })
+		measureStarts(b, func() (func(), error) { return func() {}, exec.Command(node, "-e", "0").Run() })
 	})
 }
 
