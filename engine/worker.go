@@ -64,7 +64,8 @@ type execution struct {
 // in its own goroutine, records results, heartbeats its
 // leases, recovers expired ones, and sleeps while there is nothing to do
 // until it is woken (a task created, a step recorded, an operator action of
-// this engine), the store's next wake-up instant arrives, or SafetyPoll
+// this engine, or, on a store shared by several nodes, another node's
+// notification), the store's next wake-up instant arrives, or SafetyPoll
 // passes.
 //
 // When ctx is done Run stops claiming, lets running handlers finish for up
@@ -96,6 +97,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer close(hbDone)
 		e.heartbeatLoop(hbCtx)
 	}()
+	// Work other nodes commit wakes this one (PostgreSQL's LISTEN).
+	wakeCtx, wakeStop := context.WithCancel(ctx)
+	defer wakeStop()
+	if src, ok := e.store.(backends.WakeupSource); ok {
+		go e.listenWakeups(wakeCtx, src)
+	}
 
 	e.log.Info("engine started", "node", e.nodeID, "workers", e.workers, "lease", e.lease)
 	lastRecover := time.Time{}

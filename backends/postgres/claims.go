@@ -212,7 +212,7 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (cl
 		return nil, nil, err
 	}
 	events = backends.ClaimEvents(claims, p.Now)
-	if err = commitWithEvents(ctx, conn, events); err != nil {
+	if err = commitWithEvents(ctx, conn, events, nil); err != nil {
 		return nil, nil, err
 	}
 	return claims, events, nil

@@ -234,8 +234,10 @@ func (s *Store) createTasks(ctx context.Context, batch []*createReq) (tasks []*b
 		events = append(events, evs)
 		all = append(all, evs...)
 	}
-	if err = commitWithEvents(ctx, conn, all); err != nil {
+	w := s.wakes.note(all, batch[0].p.Now)
+	if err = commitWithEvents(ctx, conn, all, w); err != nil {
 		return nil, nil, err
 	}
+	w.committed()
 	return tasks, events, nil
 }

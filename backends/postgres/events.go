@@ -340,17 +340,21 @@ func readEvents(br pgx.BatchResults, events []*backends.Event) error {
 	return nil
 }
 
-// commitWithEvents ends the transaction open on conn: events, then COMMIT,
-// in one round trip.
-func commitWithEvents(ctx context.Context, conn *pgxpool.Conn, events []*backends.Event) error {
+// commitWithEvents ends the transaction open on conn: events, the wake-up
+// notification w (nil for none), then COMMIT, in one round trip.
+func commitWithEvents(ctx context.Context, conn *pgxpool.Conn, events []*backends.Event, w *wake) error {
 	b := &pgx.Batch{}
 	if err := queueEvents(b, events); err != nil {
 		return err
 	}
+	w.queue(b)
 	b.Queue("COMMIT")
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	if err := readEvents(br, events); err != nil {
+		return err
+	}
+	if err := w.read(br); err != nil {
 		return err
 	}
 	if _, err := br.Exec(); err != nil {

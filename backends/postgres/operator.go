@@ -15,12 +15,26 @@ import (
 // victim) over opTx.
 func (s *Store) operatorTx(ctx context.Context, fn func(operator.Tx) error) (rerr error) {
 	defer classifyErr(&rerr)
-	return s.tx(ctx, func(tx pgx.Tx) error { return fn(opTx{tx}) })
+	var w *wake
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		w = nil
+		return fn(opTx{q: tx, n: s.wakes, w: &w})
+	})
+	if err == nil {
+		w.committed()
+	}
+	return err
 }
 
 // opTx is operator.Tx inside a transaction. Its locks are FOR NO KEY UPDATE
 // row locks (see the package comment), held until the transaction ends.
-type opTx struct{ q querier }
+// AppendEvents also notifies other nodes of the work the action made (a
+// retry, a resolve), through n, and leaves the notification in *w.
+type opTx struct {
+	q querier
+	n *notifier
+	w **wake
+}
 
 func (t opTx) LockTaskSteps(ctx context.Context, taskID int64) ([]*backends.Step, error) {
 	return querySteps(ctx, t.q, `SELECT `+stepColumns+` FROM steps WHERE task_id = $1 ORDER BY position FOR NO KEY UPDATE`, taskID)
@@ -93,5 +107,9 @@ func (t opTx) ErrorStepNames(ctx context.Context, taskID int64) ([]string, error
 // AppendEvents is called by the operator flows last, right before the
 // commit (see events.go).
 func (t opTx) AppendEvents(ctx context.Context, events []*backends.Event) error {
-	return appendEvents(ctx, t.q, events)
+	if err := appendEvents(ctx, t.q, events); err != nil || len(events) == 0 {
+		return err
+	}
+	*t.w = t.n.note(events, events[0].Time)
+	return (*t.w).exec(ctx, t.q)
 }

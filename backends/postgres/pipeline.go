@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -195,11 +196,13 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	}
 	defer conn.Release()
 	defer rollbackOnError(ctx, conn, &err)
+	w := s.wakes.noteAt(time.Time{}) // a new task has a ready step
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(createTaskSQL, args...)
 	if evArgs != nil {
 		b.Queue(createdEventsSQL, evArgs...)
+		w.queue(b)
 		b.Queue("COMMIT")
 	}
 	err = func() error {
@@ -213,6 +216,9 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 		}
 		if evArgs != nil {
 			if err := readEvents(br, events); err != nil {
+				return err
+			}
+			if err := w.read(br); err != nil {
 				return err
 			}
 			if _, err := br.Exec(); err != nil {
@@ -230,9 +236,10 @@ func (s *Store) createTaskPipelined(ctx context.Context, p *backends.CreateTaskP
 	if evArgs == nil {
 		// The events' body could not take the id in SQL: write them once
 		// it is known, in a second round trip.
-		if err = commitWithEvents(ctx, conn, events); err != nil {
+		if err = commitWithEvents(ctx, conn, events, w); err != nil {
 			return nil, nil, err
 		}
 	}
+	w.committed()
 	return task, events, nil
 }

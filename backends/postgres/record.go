@@ -76,9 +76,11 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 	var (
 		out    []*backends.RecordResult
 		events []*backends.Event
+		w      *wake
 	)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		out, events = []*backends.RecordResult{}, nil
+		out, events, w = []*backends.RecordResult{}, nil, nil
+		released := false
 		steps, err := querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps
 			WHERE state = 'in_progress' AND lease_expires_at <= $1
 			ORDER BY lease_expires_at, id LIMIT $2
@@ -101,6 +103,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 					return err
 				}
 				out = append(out, res) // no events: nothing ran
+				released = true
 				continue
 			}
 			se := backends.StepError{
@@ -126,11 +129,20 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			out = append(out, res)
 			events = append(events, backends.RecordEvents(res, nil, p.Now, backends.EventStepLeaseExpired)...)
 		}
-		return appendEvents(ctx, tx, events)
+		if err := appendEvents(ctx, tx, events); err != nil {
+			return err
+		}
+		// A released step is ready again at once; a failed one at its
+		// backoff's end.
+		if w = s.wakes.note(events, p.Now); released {
+			w = s.wakes.noteAt(time.Time{})
+		}
+		return w.exec(ctx, tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recovering expired leases: %w", err)
 	}
+	w.committed()
 	sinkEvents(ctx, events)
 	return out, nil
 }

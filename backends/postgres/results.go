@@ -472,6 +472,8 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 	if err := queueEvents(b, events); err != nil {
 		return nil, nil, err
 	}
+	w := s.wakes.note(events, batch[0].now)
+	w.queue(b)
 	b.Queue("COMMIT")
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
@@ -486,6 +488,9 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 		if err := readEvents(br, events); err != nil {
 			return err
 		}
+		if err := w.read(br); err != nil {
+			return err
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -494,6 +499,7 @@ func (s *Store) writeBatchOnce(ctx context.Context, batch []*resultReq) (answers
 	if err != nil {
 		return nil, nil, err
 	}
+	w.committed()
 
 	answers = make([]resultResp, len(batch))
 	for i, r := range batch {

@@ -27,6 +27,8 @@ type Store struct {
 	starts  ledBatches[*startReq]
 	// Task creations waiting to be written in a batch (creations.go).
 	creations createQueue
+	// Notifications of work for other nodes (wakeups.go).
+	wakes *notifier
 
 	// CancelTask, CancelStep, ResolveStep, ResolveTask, RetryStep and
 	// RetryTask, over opTx (operator.go).
@@ -114,6 +116,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", Redact(dsn), err)
 	}
 	s := &Store{pool: pool}
+	s.wakes = newNotifier(s)
 	s.Actions = operator.NewActions(s.operatorTx)
 	return s, nil
 }
@@ -205,6 +208,7 @@ func Redact(dsn string) string {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	s.wakes.close()
 	s.pool.Close()
 	return nil
 }

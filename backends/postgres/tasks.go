@@ -29,9 +29,10 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 		task    *backends.Task
 		created bool
 		events  []*backends.Event
+		w       *wake
 	)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		created, events = false, nil
+		created, events, w = false, nil, nil
 		if p.IdempotencyKey != "" {
 			existing, err := byIdempotencyKey(ctx, tx, p)
 			if err != nil || existing != nil {
@@ -51,8 +52,15 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 		}
 		created = true
 		events = backends.CreatedEvents(task, p.Now)
-		return appendEvents(ctx, tx, events)
+		if err := appendEvents(ctx, tx, events); err != nil {
+			return err
+		}
+		w = s.wakes.note(events, p.Now)
+		return w.exec(ctx, tx)
 	})
+	if err == nil {
+		w.committed()
+	}
 	var pgErr interface{ SQLState() string }
 	if p.IdempotencyKey != "" && errors.As(err, &pgErr) && pgErr.SQLState() == "23505" {
 		// Another request with the same key committed between our look and

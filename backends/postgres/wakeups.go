@@ -1,0 +1,265 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// Wake-ups across nodes (backends.WakeupSource). A write that makes work
+// claimable sends NOTIFY on wakeChannel inside its own transaction, so the
+// notification is delivered when, and only if, the change commits. Its
+// payload is "SENDER AT": the sending Store's random id, so that a node does
+// not wake itself (its engine already knows), and the instant the work
+// becomes claimable in Unix microseconds, 0 for "at once" (a backoff's end
+// for a failure that will be retried).
+//
+// Sending is debounced per Store: NOTIFY takes a database-wide lock at
+// commit that serializes the transactions that notify, so a busy node
+// notifying on every commit would queue its writes behind each other. The
+// first write of each notifyWindow notifies in its transaction (the leading
+// edge); writes committed later in the window are folded into one
+// notification sent on its own after the window ends (the trailing edge),
+// carrying the earliest of their instants. Every committed change is thus
+// announced within notifyWindow of its commit, and never before it.
+const (
+	wakeChannel  = "taskerd_wake"
+	notifyWindow = 2 * time.Millisecond
+)
+
+// notifier debounces one Store's notifications.
+type notifier struct {
+	id string
+	// send sends a trailing notification on its own.
+	send func(ctx context.Context, payload string) error
+
+	mu   sync.Mutex
+	last time.Time // when the last notification was sent or reserved
+	// A trailing notification is due (timer set): for the earliest of
+	// the folded writes' instants.
+	trailing bool
+	at       time.Time
+	closed   bool
+	timer    *time.Timer
+}
+
+func newNotifier(s *Store) *notifier {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &notifier{id: hex.EncodeToString(b), send: func(ctx context.Context, payload string) error {
+		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, payload)
+		return err
+	}}
+}
+
+// wake is one write's notification: nil when the write made no claimable
+// work. lead says whether it is sent inside the write's transaction.
+type wake struct {
+	n    *notifier
+	at   time.Time
+	lead bool
+}
+
+// note decides how a write whose events are these announces them: nil when
+// they make no work (backends.WakeAt).
+func (n *notifier) note(events []*backends.Event, now time.Time) *wake {
+	at, ok := backends.WakeAt(events, now)
+	if !ok {
+		return nil
+	}
+	if !at.After(now) {
+		at = time.Time{} // at once
+	}
+	return n.noteAt(at)
+}
+
+// noteAt is note for work claimable at at (the zero time: at once).
+func (n *notifier) noteAt(at time.Time) *wake {
+	w := &wake{n: n, at: at}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t := time.Now(); t.Sub(n.last) >= notifyWindow {
+		n.last, w.lead = t, true
+	}
+	return w
+}
+
+func (n *notifier) payload(at time.Time) string {
+	us := int64(0)
+	if !at.IsZero() {
+		us = at.UnixMicro()
+	}
+	return n.id + " " + strconv.FormatInt(us, 10)
+}
+
+// exec sends the notification inside the transaction q is, if it leads.
+func (w *wake) exec(ctx context.Context, q querier) error {
+	if w == nil || !w.lead {
+		return nil
+	}
+	_, err := q.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, w.n.payload(w.at))
+	return err
+}
+
+// queue adds the notification to a pipeline, if it leads; read reads its
+// answer in its turn.
+func (w *wake) queue(b *pgx.Batch) {
+	if w != nil && w.lead {
+		b.Queue(`SELECT pg_notify($1, $2)`, wakeChannel, w.n.payload(w.at))
+	}
+}
+
+func (w *wake) read(br pgx.BatchResults) error {
+	if w == nil || !w.lead {
+		return nil
+	}
+	_, err := br.Exec()
+	return err
+}
+
+// committed is called once the write committed: a write that did not lead
+// is folded into the window's trailing notification.
+func (w *wake) committed() {
+	if w == nil || w.lead {
+		return
+	}
+	n := w.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	if n.trailing {
+		if earlier(w.at, n.at) {
+			n.at = w.at
+		}
+		return
+	}
+	n.trailing, n.at = true, w.at
+	n.timer = time.AfterFunc(max(notifyWindow-time.Since(n.last), 0), n.flush)
+}
+
+// flush sends the trailing notification on its own.
+func (n *notifier) flush() {
+	n.mu.Lock()
+	if n.closed || !n.trailing {
+		n.mu.Unlock()
+		return
+	}
+	at := n.at
+	n.trailing, n.last = false, time.Now()
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.send(ctx, n.payload(at)); err != nil {
+		// Not fatal: the other nodes find the work at their next poll.
+		slog.Default().Debug("sending a wake-up notification", "err", err)
+	}
+}
+
+func (n *notifier) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closed = true
+	if n.timer != nil {
+		n.timer.Stop()
+	}
+}
+
+// listenRetry bounds the pause before Wakeups reconnects.
+const listenRetry = 5 * time.Second
+
+// Wakeups implements backends.WakeupSource: one connection of its own,
+// outside the pool, LISTENs on wakeChannel. It delivers the zero time (at
+// once) when it starts listening and after every reconnection, then each other
+// Store's notification, dropping one when the receiver is more than the
+// channel's buffer behind (the receiver then still finds the work by
+// NextWakeup or its poll).
+func (s *Store) Wakeups(ctx context.Context) <-chan time.Time {
+	ch := make(chan time.Time, 64)
+	send := func(t time.Time) {
+		select {
+		case ch <- t:
+		default:
+		}
+	}
+	go func() {
+		defer close(ch)
+		pause := 50 * time.Millisecond
+		for ctx.Err() == nil {
+			err := s.listen(ctx, send)
+			if ctx.Err() != nil {
+				return
+			}
+			slog.Default().Warn("listening for wake-ups from other nodes; retrying", "in", pause, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+			pause = min(pause*2, listenRetry)
+		}
+	}()
+	return ch
+}
+
+// listen runs one LISTEN connection until it fails or ctx is done.
+func (s *Store) listen(ctx context.Context, send func(time.Time)) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+wakeChannel); err != nil {
+		return err
+	}
+	// Whatever was announced before this LISTEN is lost: look now.
+	send(time.Time{})
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		sender, at, err := parseWake(n.Payload)
+		if err != nil {
+			slog.Default().Debug("ignoring a wake-up notification", "payload", n.Payload, "err", err)
+			continue
+		}
+		if sender == s.wakes.id {
+			continue
+		}
+		send(at)
+	}
+}
+
+// earlier orders instants where the zero time (at once) is the earliest.
+func earlier(a, b time.Time) bool {
+	return !b.IsZero() && (a.IsZero() || a.Before(b))
+}
+
+// parseWake reads a payload: "SENDER AT" (AT in Unix microseconds, 0 for
+// now: the zero time).
+func parseWake(payload string) (sender string, at time.Time, err error) {
+	sender, us, ok := strings.Cut(payload, " ")
+	if !ok || sender == "" {
+		return "", time.Time{}, fmt.Errorf("not SENDER AT")
+	}
+	v, err := strconv.ParseInt(us, 10, 64)
+	if err != nil || v < 0 {
+		return "", time.Time{}, fmt.Errorf("bad instant %q", us)
+	}
+	if v > 0 {
+		at = time.UnixMicro(v)
+	}
+	return sender, at, nil
+}

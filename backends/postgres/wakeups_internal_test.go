@@ -1,0 +1,86 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerd/taskerd/backends"
+)
+
+// The first write of a window notifies in its transaction; the writes
+// committed later in the window are folded into one notification sent when
+// the window ends, carrying their earliest instant, and never before they
+// committed.
+func TestNotificationsAreDebouncedWithATrailingEdge(t *testing.T) {
+	t.Parallel()
+	sent := make(chan string, 10)
+	n := &notifier{id: "me", send: func(_ context.Context, p string) error { sent <- p; return nil }}
+	t.Cleanup(n.close)
+
+	first := n.noteAt(time.Time{})
+	require.True(t, first.lead, "the first write of a window leads")
+	first.committed() // sent in its transaction: nothing more
+	later := time.Now().Add(time.Hour)
+	soon := time.Now().Add(time.Minute)
+	w1, w2 := n.noteAt(later), n.noteAt(soon)
+	require.False(t, w1.lead)
+	require.False(t, w2.lead)
+	select {
+	case p := <-sent:
+		t.Fatalf("sent %q before the folded writes committed", p)
+	case <-time.After(3 * notifyWindow):
+	}
+	w1.committed()
+	w2.committed()
+	select {
+	case p := <-sent:
+		sender, at, err := parseWake(p)
+		require.NoError(t, err)
+		require.Equal(t, "me", sender)
+		require.Equal(t, soon.UnixMicro(), at.UnixMicro(), "the earliest instant of the folded writes")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no trailing notification")
+	}
+	require.Eventually(t, func() bool { return n.noteAt(time.Time{}).lead }, 10*time.Second, time.Millisecond,
+		"a new window opens after the trailing notification")
+	select {
+	case p := <-sent:
+		t.Fatalf("a second trailing notification %q", p)
+	default:
+	}
+}
+
+func TestWakePayloads(t *testing.T) {
+	t.Parallel()
+	n := &notifier{id: "0123abcd"}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
+	for _, in := range []time.Time{{}, at} {
+		sender, got, err := parseWake(n.payload(in))
+		require.NoError(t, err)
+		require.Equal(t, "0123abcd", sender)
+		require.True(t, in.Equal(got), "%v != %v", in, got)
+	}
+	for _, bad := range []string{"", "x", " 12", "x -1", "x y"} {
+		_, _, err := parseWake(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// A write announces the instant its work is claimable; a claim or a
+// failure that blocks announces nothing.
+func TestNoteFollowsTheEvents(t *testing.T) {
+	t.Parallel()
+	n := &notifier{id: "x"}
+	now := time.Now()
+	retry := now.Add(3 * time.Second)
+	require.Nil(t, n.note([]*backends.Event{{Type: backends.EventStepExecutionRequested, TaskID: 1}}, now))
+	w := n.note([]*backends.Event{{Type: backends.EventStepFailed, TaskID: 1}, {Type: backends.EventStepBackoff, TaskID: 1, NextRetryAt: &retry}}, now)
+	require.NotNil(t, w)
+	require.True(t, w.at.Equal(retry))
+	w = n.note([]*backends.Event{{Type: backends.EventTaskInitializeRequested, TaskID: 2}}, now)
+	require.NotNil(t, w)
+	require.True(t, w.at.IsZero(), "at once")
+}
