@@ -28,7 +28,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, open func(testing.TB) back
 }
 
 // parseWorkflows parses HCL sources into a catalog.
-func parseWorkflows(t *testing.T, srcs ...string) *definition.Catalog {
+func parseWorkflows(t testing.TB, srcs ...string) *definition.Catalog {
 	t.Helper()
 	p := definition.NewParser()
 	var all []*definition.Workflow
