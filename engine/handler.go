@@ -83,6 +83,14 @@ type StepRequest struct {
 	ParentResults map[string]json.RawMessage
 	// Deadline is when the step times out (also the context's deadline).
 	Deadline time.Time
+	// StartBy is the instant at or after which the handler must not start:
+	// this node's own bound on its lease of the step. The engine checks it
+	// just before it calls a handler, and a plugin host passes it on, so
+	// that a call that arrives later (this node was paused or starved
+	// between deciding to start the handler and the call reaching the
+	// plugin) is refused there, not run for a step another node may have
+	// taken over meanwhile. Zero: no bound.
+	StartBy time.Time
 	// IdempotencyKey is "task_id/step_name" (IdempotencyKey): the same for
 	// every attempt of the step, an operator's retry included, so that a
 	// retry after a timeout does not act twice; Attempt tells the attempts

@@ -596,6 +596,19 @@ func (e *Engine) callHandler(x *execution, ctx context.Context, deadline time.Ti
 	if req.ParentResults == nil {
 		req.ParentResults = map[string]json.RawMessage{}
 	}
+	// The lease's bound, as a real instant for a plugin's clock (the
+	// engine's may be a test's).
+	e.mu.Lock()
+	now, until := e.now(), x.leaseUntil
+	e.mu.Unlock()
+	if !now.Before(until) {
+		// Paused or starved since startHandler said yes: the step may be
+		// another node's by now. Its failure is fenced if so, retried
+		// otherwise.
+		return outcome{err: &StepFailure{Kind: backends.ErrorKindLeaseExpired, Retryable: true,
+			Message: fmt.Sprintf("not started: this node's lease on the step ended at %s, before its handler was called", until.Format(time.RFC3339Nano))}}
+	}
+	req.StartBy = time.Now().Add(until.Sub(now))
 	e.log.DebugContext(ctx, "step handler starting", "node", e.nodeID, "task_id", s.TaskID, "step", s.Name, "handler", s.Handler, "attempt", s.Attempts)
 	done := make(chan outcome, 1)
 	go func() {

@@ -119,6 +119,18 @@ func TestServerOverGRPC(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"attempt":2,"has_deadline":true,"key":"1/charge"}`, string(resp.GetSuccess().ResultJson))
 
+	// A request that arrives after the host's lease ended is not run: the
+	// handler would have succeeded.
+	resp, err = c.Execute(ctx, &pb.ExecuteRequest{Handler: "charge", Attempt: 2, StartByUnixNano: time.Now().Add(-time.Millisecond).UnixNano()})
+	require.NoError(t, err)
+	require.Nil(t, resp.GetSuccess(), "the handler ran after start_by")
+	require.Equal(t, "lease_expired", resp.GetFailure().Kind)
+	require.True(t, resp.GetFailure().Retryable)
+	require.Contains(t, resp.GetFailure().Message, "not started")
+	resp, err = c.Execute(ctx, &pb.ExecuteRequest{Handler: "charge", Attempt: 2, StartByUnixNano: time.Now().Add(time.Minute).UnixNano()})
+	require.NoError(t, err)
+	require.NotNil(t, resp.GetSuccess(), "start_by ahead: the handler runs")
+
 	resp, err = c.Execute(ctx, &pb.ExecuteRequest{Handler: "raw"})
 	require.NoError(t, err)
 	require.Equal(t, `[1,2]`, string(resp.GetSuccess().ResultJson))

@@ -135,6 +135,16 @@ func (s *server) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.Execut
 			Err: fmt.Errorf("this plugin has no handler %q (it has: %v)", in.Handler, sortedKeys(s.handlers)),
 		}), nil
 	}
+	// The host's lease on the step may have ended before the request got
+	// here (the host was paused between deciding to start the handler and
+	// sending it): the step may be another node's by now. Not started.
+	if in.StartByUnixNano > 0 && time.Now().UnixNano() >= in.StartByUnixNano {
+		return failureResponse(&Failure{
+			Err: fmt.Errorf("not started: the host's lease on the step ended at %s, before the request arrived",
+				time.Unix(0, in.StartByUnixNano).UTC().Format(time.RFC3339Nano)),
+			Retryable: true, Kind: "lease_expired",
+		}), nil
+	}
 	// gRPC already carries the host's deadline and cancellation into ctx;
 	// the explicit deadline also covers a clock-skewed or missing header.
 	if in.DeadlineUnixNano > 0 {

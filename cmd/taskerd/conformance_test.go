@@ -40,13 +40,13 @@ func TestPluginsConformancePasses(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	require.Empty(t, r.stderr)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
-	require.Len(t, lines, 18, r.stdout)
-	for _, l := range lines[:17] {
+	require.Len(t, lines, 19, r.stdout)
+	for _, l := range lines[:18] {
 		require.Regexp(t, `^PASS [a-z-]+: .+`, l)
 	}
 	require.Contains(t, r.stdout, "PASS execute-handler: success ")
 	require.Contains(t, r.stdout, `order_id`)
-	require.Equal(t, "17 checks: 17 passed, 0 failed, 0 warnings, 0 skipped", lines[17])
+	require.Equal(t, "18 checks: 18 passed, 0 failed, 0 warnings, 0 skipped", lines[18])
 }
 
 func TestPluginsConformanceFailsWithTheReason(t *testing.T) {
@@ -58,8 +58,8 @@ func TestPluginsConformanceFailsWithTheReason(t *testing.T) {
 	require.Contains(t, r.stdout, "\nFAIL health: grpc.health.v1.Health/Check for service \"plugin\": ")
 	require.Contains(t, r.stdout, "\nWARN stderr-logs: 1 of 2 lines are not JSON")
 	require.Contains(t, r.stdout, "\nSKIP execute-handler: no handler given (--handler)\n")
-	require.Contains(t, r.stdout, "17 checks: 12 passed, 1 failed, 1 warnings, 3 skipped\n")
-	require.Equal(t, "taskerd: "+bin+" fails 1 of 17 checks of the plugin protocol\n", r.stderr)
+	require.Contains(t, r.stdout, "18 checks: 12 passed, 1 failed, 1 warnings, 4 skipped\n")
+	require.Equal(t, "taskerd: "+bin+" fails 1 of 18 checks of the plugin protocol\n", r.stderr)
 }
 
 func TestPluginsConformanceRunsAScriptUnderItsCommand(t *testing.T) {

@@ -171,17 +171,47 @@ func (r *runner) run(ctx context.Context) {
 func (r *runner) checkExecutes(ctx context.Context) {
 	r.checkExecuteUnknown(ctx)
 	if r.o.Handler == "" {
-		for _, c := range []string{"execute-handler", "execute-deadline", "execute-cancel"} {
+		for _, c := range handlerChecks {
 			r.report(c, Skip, "no handler given (--handler)")
 		}
 	} else if !slices.Contains(r.handlers, r.o.Handler) {
-		for _, c := range []string{"execute-handler", "execute-deadline", "execute-cancel"} {
+		for _, c := range handlerChecks {
 			r.report(c, Fail, "Describe does not list handler %q (it lists %v)", r.o.Handler, r.handlers)
 		}
 	} else {
 		r.checkExecuteHandler(ctx)
 		r.checkExecuteDeadline(ctx)
 		r.checkExecuteCancel(ctx)
+		r.checkExecuteStartBy(ctx)
+	}
+}
+
+// handlerChecks are the checks that execute --handler.
+var handlerChecks = []string{"execute-handler", "execute-deadline", "execute-cancel", "execute-start-by"}
+
+// checkExecuteStartBy sends an Execute of --handler whose start_by_unix_nano
+// has passed: the plugin must answer a retryable failure of kind
+// lease_expired without running the handler (the host's lease ended
+// before the request arrived; the step may be another node's).
+func (r *runner) checkExecuteStartBy(ctx context.Context) {
+	deadline := time.Now().Add(r.o.Timeout)
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	in := r.executeRequest(r.o.Handler, deadline)
+	in.StartByUnixNano = time.Now().Add(-time.Second).UnixNano()
+	resp, err := r.stub.Execute(cctx, in)
+	if err != nil {
+		r.report("execute-start-by", Fail, "Execute with start_by_unix_nano 1s ago returned a gRPC error (%v); want a failure of kind lease_expired, retryable", err)
+		return
+	}
+	f := resp.GetFailure()
+	switch {
+	case f == nil:
+		r.report("execute-start-by", Fail, "Execute with start_by_unix_nano 1s ago ran the handler (it answered a success): a plugin must not start a handler after start_by_unix_nano")
+	case f.Kind != "lease_expired" || !f.Retryable:
+		r.report("execute-start-by", Fail, "Execute with start_by_unix_nano 1s ago answered a failure of kind %q, retryable %t; want kind lease_expired, retryable", f.Kind, f.Retryable)
+	default:
+		r.report("execute-start-by", Pass, "a request past its start_by_unix_nano is refused (lease_expired, retryable): %s", f.Message)
 	}
 }
 

@@ -83,7 +83,7 @@ func (r Result) String() string { return fmt.Sprintf("%s %s: %s", r.Status, r.Ch
 var Checks = []string{
 	"cookie", "handshake", "server-cert", "tls", "tls-no-client-cert", "tls-wrong-client-cert",
 	"health", "describe", "configure", "execute-unknown", "execute-handler", "execute-deadline",
-	"execute-cancel", "shutdown", "stdout", "stderr-logs", "sigint",
+	"execute-cancel", "execute-start-by", "shutdown", "stdout", "stderr-logs", "sigint",
 }
 
 // Report is the outcome of every check.

@@ -90,7 +90,7 @@ func TestGoSDKPluginPassesEveryCheck(t *testing.T) {
 	res, _ := rep.Result("execute-handler")
 	assert.Contains(t, res.Detail, `order_id`, "the context reached the handler")
 	assert.Contains(t, res.Detail, `greeting`, "the config reached Configure")
-	assert.Equal(t, "17 checks: 17 passed, 0 failed, 0 warnings, 0 skipped", rep.Summary())
+	assert.Equal(t, "18 checks: 18 passed, 0 failed, 0 warnings, 0 skipped", rep.Summary())
 }
 
 // A handler that runs until its ctx ends: it must answer by the deadline
@@ -153,7 +153,7 @@ func TestBrokenPluginsFailTheRightChecks(t *testing.T) {
 		{"-no-tls", skipAfter("server-cert", map[string]conformance.Status{"server-cert": fail, "stdout": conformance.Pass, "stderr-logs": conformance.Pass}), "no 6th field", ""},
 		{"-no-client-auth", map[string]conformance.Status{"tls-no-client-cert": fail, "tls-wrong-client-cert": fail}, "must require and verify the client certificate", ""},
 		{"-no-health", map[string]conformance.Status{"health": fail}, "Unimplemented", ""},
-		{"-bad-name", map[string]conformance.Status{"describe": fail, "configure": skip, "execute-unknown": skip, "execute-handler": skip, "execute-deadline": skip, "execute-cancel": skip}, `"Not.Valid"`, ""},
+		{"-bad-name", map[string]conformance.Status{"describe": fail, "configure": skip, "execute-unknown": skip, "execute-handler": skip, "execute-deadline": skip, "execute-cancel": skip, "execute-start-by": skip}, `"Not.Valid"`, ""},
 		{"-unknown-success", map[string]conformance.Status{"execute-unknown": fail}, "did not answer with a failure", ""},
 		{"-no-shutdown", map[string]conformance.Status{"shutdown": fail}, "Unimplemented", ""},
 		{"-ignore-shutdown", map[string]conformance.Status{"shutdown": fail}, "still ran 500ms after", ""},
@@ -163,6 +163,7 @@ func TestBrokenPluginsFailTheRightChecks(t *testing.T) {
 		{"-die-on-sigint", map[string]conformance.Status{"sigint": warn}, "SIGINT ended the plugin", ""},
 		{"-ignore-deadline", map[string]conformance.Status{"execute-handler": fail, "execute-deadline": warn}, "the plugin ignores deadline_unix_nano", "block"},
 		{"-deadline-status", map[string]conformance.Status{}, "", "block"},
+		{"-ignore-start-by", map[string]conformance.Status{"execute-start-by": fail}, "ran the handler", ""},
 	} {
 		t.Run(tc.flag, func(t *testing.T) {
 			t.Parallel()

@@ -379,6 +379,9 @@ func (p *Plugin) Execute(ctx context.Context, handler string, req *engine.StepRe
 	if !req.Deadline.IsZero() {
 		in.DeadlineUnixNano = req.Deadline.UnixNano()
 	}
+	if !req.StartBy.IsZero() {
+		in.StartByUnixNano = req.StartBy.UnixNano()
+	}
 	for k, v := range req.ParentResults {
 		in.ParentResultsJson[k] = v
 	}

@@ -272,8 +272,15 @@ type ExecuteRequest struct {
 	ParentResultsJson map[string][]byte      `protobuf:"bytes,8,rep,name=parent_results_json,json=parentResultsJson,proto3" json:"parent_results_json,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // by parent step name
 	IdempotencyKey    string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`                                                                                      // task_id/step_name: the same for every attempt
 	DeadlineUnixNano  int64                  `protobuf:"varint,10,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`                                                                            // the step's deadline; 0 when none
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The instant at or after which the handler must not start: the host's
+	// own bound on its lease of the step (0 when none). A request that
+	// arrives later (the host was paused or starved between deciding to
+	// start the handler and sending it) may be for a step another node took
+	// over meanwhile; the plugin answers Failure{kind: "lease_expired",
+	// retryable: true} without calling the handler.
+	StartByUnixNano int64 `protobuf:"varint,11,opt,name=start_by_unix_nano,json=startByUnixNano,proto3" json:"start_by_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecuteRequest) Reset() {
@@ -372,6 +379,13 @@ func (x *ExecuteRequest) GetIdempotencyKey() string {
 func (x *ExecuteRequest) GetDeadlineUnixNano() int64 {
 	if x != nil {
 		return x.DeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *ExecuteRequest) GetStartByUnixNano() int64 {
+	if x != nil {
+		return x.StartByUnixNano
 	}
 	return 0
 }
@@ -652,7 +666,7 @@ const file_stephandler_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\"\x13\n" +
-	"\x11ConfigureResponse\"\xde\x03\n" +
+	"\x11ConfigureResponse\"\x8b\x04\n" +
 	"\x0eExecuteRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x03R\x06taskId\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\x03R\x06stepId\x12\x1b\n" +
@@ -665,7 +679,8 @@ const file_stephandler_proto_rawDesc = "" +
 	"\x13parent_results_json\x18\b \x03(\v28.taskerd.plugin.v1.ExecuteRequest.ParentResultsJsonEntryR\x11parentResultsJson\x12'\n" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12,\n" +
 	"\x12deadline_unix_nano\x18\n" +
-	" \x01(\x03R\x10deadlineUnixNano\x1aD\n" +
+	" \x01(\x03R\x10deadlineUnixNano\x12+\n" +
+	"\x12start_by_unix_nano\x18\v \x01(\x03R\x0fstartByUnixNano\x1aD\n" +
 	"\x16ParentResultsJsonEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xbe\x01\n" +

@@ -120,6 +120,12 @@ class PluginServer {
     if (!h) {
       return { failure: { message: `this plugin has no handler "${msg.handler}" (it has: [${this.names.join(' ')}])`, retryable: false, kind: '' } };
     }
+    // The host's lease may have ended before the request got here (the host
+    // was paused): the step may be another node's by now. Not started.
+    const startByNs = BigInt(msg.start_by_unix_nano || '0');
+    if (startByNs > 0n && BigInt(Date.now()) * 1000000n >= startByNs) {
+      return { failure: { message: `not started: the host's lease on the step ended at ${new Date(Number(startByNs / 1000000n)).toISOString()}, before the request arrived`, retryable: true, kind: 'lease_expired' } };
+    }
     const ac = new AbortController();
     const deadlineNs = BigInt(msg.deadline_unix_nano || '0');
     const deadlineMs = deadlineNs > 0n ? Number(deadlineNs / 1000000n) : 0;

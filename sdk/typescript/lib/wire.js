@@ -133,7 +133,7 @@ class Writer {
 }
 
 // The wire type of each ExecuteRequest field.
-const EXECUTE_WIRE = { 1: WIRE_VARINT, 2: WIRE_VARINT, 3: WIRE_LEN, 4: WIRE_LEN, 5: WIRE_VARINT, 6: WIRE_LEN, 7: WIRE_LEN, 8: WIRE_LEN, 9: WIRE_LEN, 10: WIRE_VARINT };
+const EXECUTE_WIRE = { 1: WIRE_VARINT, 2: WIRE_VARINT, 3: WIRE_LEN, 4: WIRE_LEN, 5: WIRE_VARINT, 6: WIRE_LEN, 7: WIRE_LEN, 8: WIRE_LEN, 9: WIRE_LEN, 10: WIRE_VARINT, 11: WIRE_VARINT };
 
 /** ExecuteRequest, with the field names of the .proto. */
 function decodeExecuteRequest(buf) {
@@ -141,7 +141,7 @@ function decodeExecuteRequest(buf) {
   const m = {
     task_id: 0, step_id: 0, step_name: '', handler: '', attempt: 0,
     context_json: Buffer.alloc(0), config_json: Buffer.alloc(0), parent_results_json: {},
-    idempotency_key: '', deadline_unix_nano: 0,
+    idempotency_key: '', deadline_unix_nano: 0, start_by_unix_nano: 0,
   };
   for (const [field, wire] of r.fields()) {
     if (EXECUTE_WIRE[field] !== wire) {
@@ -170,6 +170,7 @@ function decodeExecuteRequest(buf) {
       }
       case 9: m.idempotency_key = r.string(); break;
       case 10: m.deadline_unix_nano = r.int64(); break;
+      case 11: m.start_by_unix_nano = r.int64(); break;
     }
   }
   return m;

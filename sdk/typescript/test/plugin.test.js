@@ -127,6 +127,19 @@ test('describe, configure and execute round trip over mTLS; shutdown exits', asy
   assert.equal(failed.outcome, 'failure');
   assert.deepEqual({ ...failed.failure }, { message: 'slow down', retryable: true, backoff_seconds: '3', kind: 'rate_limited', _backoff_seconds: 'backoff_seconds' });
 
+  // After the host's lease ended (start_by passed) the handler is not run.
+  const late = await p.call(p.stub, 'Execute', {
+    handler: 'echo', attempt: 1, start_by_unix_nano: String(BigInt(Date.now() - 1) * 1000000n),
+  });
+  assert.equal(late.outcome, 'failure');
+  assert.equal(late.failure.kind, 'lease_expired');
+  assert.equal(late.failure.retryable, true);
+  assert.match(late.failure.message, /^not started/);
+  const inTime = await p.call(p.stub, 'Execute', {
+    handler: 'echo', attempt: 1, start_by_unix_nano: String(BigInt(Date.now() + 60_000) * 1000000n),
+  });
+  assert.equal(inTime.outcome, 'success');
+
   const unknown = await p.call(p.stub, 'Execute', { handler: 'nope', attempt: 1 });
   assert.equal(unknown.failure.message, 'this plugin has no handler "nope" (it has: [bad_emit block echo emit fail log])');
   assert.equal(unknown.failure.retryable, false);

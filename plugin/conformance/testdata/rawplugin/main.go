@@ -55,6 +55,7 @@ var (
 	dieOnSigint    = flag.Bool("die-on-sigint", false, "let SIGINT end the process")
 	ignoreDeadline = flag.Bool("ignore-deadline", false, "end handlers at the gRPC deadline only, not deadline_unix_nano")
 	deadlineStatus = flag.Bool("deadline-status", false, "answer DEADLINE_EXCEEDED, not a failure, for a handler past its deadline")
+	ignoreStartBy  = flag.Bool("ignore-start-by", false, "run handlers even after start_by_unix_nano")
 )
 
 const (
@@ -221,6 +222,10 @@ func (handlers) Configure(_ context.Context, in *pb.ConfigureRequest) (*pb.Confi
 }
 
 func (handlers) Execute(ctx context.Context, in *pb.ExecuteRequest) (*pb.ExecuteResponse, error) {
+	if in.StartByUnixNano > 0 && time.Now().UnixNano() >= in.StartByUnixNano && !*ignoreStartBy {
+		return &pb.ExecuteResponse{Outcome: &pb.ExecuteResponse_Failure{Failure: &pb.Failure{
+			Message: "not started: the host's lease ended before the request arrived", Retryable: true, Kind: "lease_expired"}}}, nil
+	}
 	if in.DeadlineUnixNano > 0 && !*ignoreDeadline {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, in.DeadlineUnixNano))
