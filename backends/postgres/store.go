@@ -110,13 +110,17 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	} else {
 		err = checkSchema(ctx, conn.Conn())
 	}
+	var schema string
+	if err == nil {
+		err = conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema)
+	}
 	conn.Release()
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("opening %s: %w", Redact(dsn), err)
 	}
 	s := &Store{pool: pool}
-	s.wakes = newNotifier(s)
+	s.wakes = newNotifier(s, wakeChannel(schema))
 	s.Actions = operator.NewActions(s.operatorTx)
 	return s, nil
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,7 @@ import (
 )
 
 // Wake-ups across nodes (backends.WakeupSource). A write that makes work
-// claimable sends NOTIFY on wakeChannel inside its own transaction, so the
+// claimable sends NOTIFY on the store's channel inside its own transaction, so the
 // notification is delivered when, and only if, the change commits. Its
 // payload is "SENDER AT": the sending Store's random id, so that a node does
 // not wake itself (its engine already knows), and the instant the work
@@ -32,14 +33,24 @@ import (
 // notification sent on its own after the window ends (the trailing edge),
 // carrying the earliest of their instants. Every committed change is thus
 // announced within notifyWindow of its commit, and never before it.
-const (
-	wakeChannel  = "taskerd_wake"
-	notifyWindow = 2 * time.Millisecond
-)
+//
+// Notifications are per database, tables per schema: the channel is named
+// after the schema the store works in (wakeChannel), so that taskerd
+// clusters in different schemas of one database do not wake each other.
+const notifyWindow = 2 * time.Millisecond
+
+// wakeChannel names the channel of the schema: taskerd_wake_ and 8 hex
+// digits of its SHA-256 (a channel name is an identifier, at most 63
+// bytes; a schema's name may be as long).
+func wakeChannel(schema string) string {
+	sum := sha256.Sum256([]byte(schema))
+	return "taskerd_wake_" + hex.EncodeToString(sum[:4])
+}
 
 // notifier debounces one Store's notifications.
 type notifier struct {
-	id string
+	id      string
+	channel string
 	// send sends a trailing notification on its own.
 	send func(ctx context.Context, payload string) error
 
@@ -53,11 +64,11 @@ type notifier struct {
 	timer    *time.Timer
 }
 
-func newNotifier(s *Store) *notifier {
+func newNotifier(s *Store, channel string) *notifier {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &notifier{id: hex.EncodeToString(b), send: func(ctx context.Context, payload string) error {
-		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, payload)
+	return &notifier{id: hex.EncodeToString(b), channel: channel, send: func(ctx context.Context, payload string) error {
+		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
 		return err
 	}}
 }
@@ -107,7 +118,7 @@ func (w *wake) exec(ctx context.Context, q querier) error {
 	if w == nil || !w.lead {
 		return nil
 	}
-	_, err := q.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, w.n.payload(w.at))
+	_, err := q.Exec(ctx, `SELECT pg_notify($1, $2)`, w.n.channel, w.n.payload(w.at))
 	return err
 }
 
@@ -115,7 +126,7 @@ func (w *wake) exec(ctx context.Context, q querier) error {
 // answer in its turn.
 func (w *wake) queue(b *pgx.Batch) {
 	if w != nil && w.lead {
-		b.Queue(`SELECT pg_notify($1, $2)`, wakeChannel, w.n.payload(w.at))
+		b.Queue(`SELECT pg_notify($1, $2)`, w.n.channel, w.n.payload(w.at))
 	}
 }
 
@@ -180,7 +191,7 @@ func (n *notifier) close() {
 const listenRetry = 5 * time.Second
 
 // Wakeups implements backends.WakeupSource: one connection of its own,
-// outside the pool, LISTENs on wakeChannel. It delivers the zero time (at
+// outside the pool, LISTENs on the store's channel. It delivers the zero time (at
 // once) when it starts listening and after every reconnection, then each other
 // Store's notification, dropping one when the receiver is more than the
 // channel's buffer behind (the receiver then still finds the work by
@@ -220,7 +231,7 @@ func (s *Store) listen(ctx context.Context, send func(time.Time)) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+wakeChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.wakes.channel}.Sanitize()); err != nil {
 		return err
 	}
 	// Whatever was announced before this LISTEN is lost: look now.

@@ -84,3 +84,12 @@ func TestNoteFollowsTheEvents(t *testing.T) {
 	require.NotNil(t, w)
 	require.True(t, w.at.IsZero(), "at once")
 }
+
+// Clusters in two schemas of one database have channels of their own.
+func TestWakeChannelIsPerSchema(t *testing.T) {
+	t.Parallel()
+	a, b := wakeChannel("public"), wakeChannel("taskerd_bench_1_abcd")
+	require.NotEqual(t, a, b)
+	require.Equal(t, a, wakeChannel("public"))
+	require.LessOrEqual(t, len(wakeChannel(string(make([]byte, 200)))), 63)
+}
