@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ type benchFlags struct {
 	scenario string
 	tasks    int
 	workers  int
+	nodes    int
 	duration time.Duration
 	rate     float64
 	json     bool
@@ -47,7 +49,7 @@ func newBenchCmd() *cobra.Command {
 		fmt.Fprintf(&about, "  %-12s %s\n", name, bench.About(name))
 	}
 	cmd := &cobra.Command{
-		Use:   "bench [--db DSN] [--scenario NAME] [--tasks N] [--workers N] [--duration D] [--rate R] [--json] [--force]",
+		Use:   "bench [--db DSN] [--scenario NAME] [--tasks N] [--workers N] [--nodes N] [--duration D] [--rate R] [--json] [--force]",
 		Short: "Measure this node: run a workload on a database of its own and report throughput and latencies",
 		Long: `Run a workload on one engine node in this process and report what it
 measured: steps/s, tasks/s, ready->running p50/p95/p99 (a step's ready time
@@ -67,6 +69,11 @@ and kept). TASKERD_DATABASE is not read. A database that already holds
 tasks (or a SQLite file of another program) is refused (exit 2) unless
 --force.
 
+--nodes N (PostgreSQL) runs N engines in this process, each with --workers
+workers and a connection pool of its own, sharing the work as N taskerd
+nodes on one database do (claims, wake-ups); they share this machine's
+cores with each other and with the database.
+
 --duration D runs for D instead of --tasks, creating tasks as it goes (4
 clients keeping about 2,000 steps waiting; fanout-50 one at a time;
 api-create at --rate), then waits for those tasks.
@@ -78,7 +85,8 @@ database or the plugin failed, Ctrl-C); 2 bad flags or a refused database.`,
 		Example: `  taskerd bench
   taskerd bench --scenario fanout-50 --json
   taskerd bench --scenario api-create --rate 200 --duration 30s
-  taskerd bench --db postgres://root@127.0.0.1:5432/bench --scenario linear-10`,
+  taskerd bench --db postgres://root@127.0.0.1:5432/bench --scenario linear-10
+  taskerd bench --db postgres://root@127.0.0.1:5432/bench --nodes 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &f) },
 	}
@@ -87,6 +95,7 @@ database or the plugin failed, Ctrl-C); 2 bad flags or a refused database.`,
 	fl.StringVar(&f.scenario, "scenario", "noop-1", "workload: "+strings.Join(bench.Scenarios(), ", "))
 	fl.IntVar(&f.tasks, "tasks", 0, "tasks to run (default per scenario, see above)")
 	fl.IntVar(&f.workers, "workers", bench.DefaultWorkers, "the engine's workers: steps executed at once")
+	fl.IntVar(&f.nodes, "nodes", 1, "engines sharing the work, each with --workers and a connection pool of its own, in this process (PostgreSQL only)")
 	fl.DurationVar(&f.duration, "duration", 0, "run for this long instead of --tasks, creating tasks as it goes")
 	fl.Float64Var(&f.rate, "rate", bench.DefaultRate, "api-create: POST /v1/tasks offered per second (open loop)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object instead of the table")
@@ -127,6 +136,8 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 		return usageErrorf("--tasks must be at least 1, not %d", f.tasks)
 	case f.workers < 1:
 		return usageErrorf("--workers must be at least 1, not %d", f.workers)
+	case f.nodes < 1 || f.nodes > bench.MaxNodes:
+		return usageErrorf("--nodes must be from 1 to %d, not %d", bench.MaxNodes, f.nodes)
 	case changed("duration") && f.duration <= 0:
 		return usageErrorf("--duration must be more than 0, not %s", f.duration)
 	case f.rate <= 0:
@@ -138,7 +149,7 @@ func runBench(cmd *cobra.Command, f *benchFlags) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := bench.Options{Scenario: f.scenario, Tasks: f.tasks, Workers: f.workers, Duration: f.duration, Rate: f.rate}
+	opts := bench.Options{Scenario: f.scenario, Tasks: f.tasks, Workers: f.workers, Nodes: f.nodes, Duration: f.duration, Rate: f.rate}
 	if f.cpuProfile != "" {
 		out, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -219,12 +230,23 @@ func printBench(w io.Writer, r *bench.Result) error {
 	created := map[string]string{"before": "created before the run", "live": "created while it runs by 4 clients",
 		"serial": "run one at a time", "api": "created by POST /v1/tasks"}[r.Created]
 	fmt.Fprintf(w, "taskerd bench %s: %s\n", r.Scenario, r.Where)
-	fmt.Fprintf(w, "%s of %s (%s, %s), %s; %d workers, %d cores\n\n",
-		plural(r.Tasks, "task"), plural(r.StepsPerTask, "step"), plural(r.Steps, "step"), plural(r.Attempts, "handler call"), created, r.Workers, r.Cores)
+	workers := fmt.Sprintf("%d workers", r.Workers)
+	if r.Nodes > 1 {
+		workers = fmt.Sprintf("%d nodes of %d workers", r.Nodes, r.Workers)
+	}
+	fmt.Fprintf(w, "%s of %s (%s, %s), %s; %s, %d cores\n\n",
+		plural(r.Tasks, "task"), plural(r.StepsPerTask, "step"), plural(r.Steps, "step"), plural(r.Attempts, "handler call"), created, workers, r.Cores)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "steps/s\t%.1f\n", r.StepsPerS)
 	fmt.Fprintf(tw, "tasks/s\t%.1f\n", r.TasksPerS)
 	fmt.Fprintf(tw, "elapsed\t%.3f s\n", r.ElapsedS)
+	if len(r.NodeStarts) > 0 {
+		per := make([]string, len(r.NodeStarts))
+		for i, n := range r.NodeStarts {
+			per[i] = strconv.FormatInt(n, 10)
+		}
+		fmt.Fprintf(tw, "handler starts per node\t%s\n", strings.Join(per, " / "))
+	}
 	rss := "n/a"
 	if r.PeakRSSMiB != nil {
 		rss = fmt.Sprintf("%.1f MiB", *r.PeakRSSMiB)

@@ -273,6 +273,31 @@ func TestBenchRefusesADatabaseWithTasks(t *testing.T) {
 	require.Equal(t, 3, n)
 }
 
+// --nodes runs several engines on one PostgreSQL database: every task
+// completes once, and every node started handlers.
+func TestBenchNodes(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	const tasks = 400
+	r := runCLI(t, "bench", "--db", dsn, "--nodes", "3", "--workers", "4", "--tasks", strconv.Itoa(tasks), "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	res := decodeBench(t, r.stdout)
+	checkBench(t, res, "noop-1", tasks)
+	require.Equal(t, 3, res.Nodes)
+	require.Len(t, res.NodeStarts, 3)
+	var sum int64
+	for i, n := range res.NodeStarts {
+		require.Positive(t, n, "node %d started no handler: %v", i+1, res.NodeStarts)
+		sum += n
+	}
+	require.Equal(t, int64(res.Attempts), sum, "each handler start counted once, on the node that made it")
+
+	r = runCLI(t, "bench", "--db", dsn, "--nodes", "2", "--tasks", "20")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "2 nodes of 16 workers")
+	require.Regexp(t, `handler starts per node +\d+ / \d+\n`, r.stdout)
+}
+
 func TestBenchUsageErrors(t *testing.T) {
 	t.Parallel()
 	r := runCLI(t, "bench", "--scenario", "nope")
@@ -287,6 +312,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--scenario", "api-create", "--rate", "0"},
 		{"--rate", "10"}, // not api-create
 		{"--db", "mysql://x"},
+		{"--nodes", "0"},
+		{"--nodes", "9"},
+		{"--nodes", "2"}, // SQLite has one node
 	} {
 		r := runCLI(t, append([]string{"bench"}, args...)...)
 		require.Equal(t, 2, r.code, "%v: %s", args, r.stderr)

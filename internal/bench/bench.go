@@ -30,6 +30,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskerd/taskerd/backends"
@@ -48,6 +49,11 @@ type Options struct {
 	Tasks int
 	// Workers is the engine's; 0 is DefaultWorkers.
 	Workers int
+	// Nodes is how many engines run the scenario, each with Workers
+	// workers and a store (a connection pool) of its own on the database,
+	// as that many taskerd nodes sharing one PostgreSQL database would,
+	// but in this process; 0 is 1. More than 1 needs PostgreSQL.
+	Nodes int
 	// Duration, when > 0, runs the scenario for that long, creating tasks
 	// as it goes (4 clients keeping a backlog of about 2,000 steps;
 	// fanout-50 one at a time; api-create at Rate), instead of Tasks; the
@@ -116,11 +122,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Rate == 0 {
 		o.Rate = DefaultRate
 	}
+	if o.Nodes == 0 {
+		o.Nodes = 1
+	}
 	switch {
 	case o.Tasks < 1:
 		return nil, usageErrorf("--tasks must be at least 1, not %d", o.Tasks)
 	case o.Workers < 1:
 		return nil, usageErrorf("--workers must be at least 1, not %d", o.Workers)
+	case o.Nodes < 1 || o.Nodes > MaxNodes:
+		return nil, usageErrorf("--nodes must be from 1 to %d, not %d", MaxNodes, o.Nodes)
+	case o.Nodes > 1 && o.DB.openAnother == nil:
+		return nil, usageErrorf("--nodes %d needs a PostgreSQL --db: a SQLite database has one node", o.Nodes)
 	case o.Duration < 0:
 		return nil, usageErrorf("--duration must not be negative, not %s", o.Duration)
 	case o.Rate < 0:
@@ -143,14 +156,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return r.run(ctx, ws)
 }
 
+// MaxNodes bounds Options.Nodes.
+const MaxNodes = 8
+
 type runner struct {
 	o     Options
 	sc    *scenario
 	wf    *definition.Workflow
 	store backends.Store
 	eng   *engine.Engine
-	calls *callLog
-	track *tracker
+	// others are the engines of the other nodes (Options.Nodes).
+	others []*engine.Engine
+	calls  *callLog
+	track  *tracker
 
 	// start is when the engine started: the measured run's start (the
 	// tasks created while it runs are created from then on).
@@ -197,8 +215,25 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 	// ever fill, wait asks the store.
 	events, unsubscribe := r.eng.Subscribe(1 << 13)
 	defer unsubscribe()
-	go r.track.consume(events)
-	dropped := r.eng.DroppedEvents()
+	go r.track.consume(events, 0)
+	for i := 2; i <= r.o.Nodes; i++ {
+		store, err := r.o.DB.openAnother(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("opening node %d's store: %w", i, err)
+		}
+		defer store.Close()
+		eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg,
+			Workers: r.o.Workers, Logger: r.o.Logger, NodeID: fmt.Sprintf("bench-%d", i)})
+		if err != nil {
+			return nil, err
+		}
+		// A task's last events are published by the node that wrote them.
+		events, unsubscribe := eng.Subscribe(1 << 13)
+		defer unsubscribe()
+		go r.track.consume(events, i-1)
+		r.others = append(r.others, eng)
+	}
+	dropped := r.droppedEvents()
 
 	var api *apiServer
 	if r.sc.created == createdAPI {
@@ -232,6 +267,9 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
+	// Every node's Run ends in results; the first to end (before stop,
+	// a failure) also in runDone, for wait.
+	results := make(chan error, r.o.Nodes)
 	runDone := make(chan error, 1)
 	profiling := false
 	if r.o.CPUProfile != nil {
@@ -249,7 +287,16 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 	if r.o.Duration > 0 {
 		deadline = r.start.Add(r.o.Duration)
 	}
-	go func() { runDone <- r.eng.Run(engineCtx) }()
+	for _, eng := range append([]*engine.Engine{r.eng}, r.others...) {
+		go func() {
+			err := eng.Run(engineCtx)
+			select {
+			case runDone <- err:
+			default:
+			}
+			results <- err
+		}()
+	}
 	engineStopped := false
 	stop := func() error {
 		if engineStopped {
@@ -257,7 +304,13 @@ func (r *runner) run(ctx context.Context, ws []*definition.Workflow) (res *Resul
 		}
 		engineStopped = true
 		stopEngine()
-		return <-runDone
+		var first error
+		for range r.o.Nodes {
+			if err := <-results; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
 	}
 	defer func() { _ = stop() }()
 
@@ -508,7 +561,7 @@ func (r *runner) wait(ctx context.Context, runDone <-chan error, createErr <-cha
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if r.eng.DroppedEvents() > dropped {
+			if r.droppedEvents() > dropped {
 				// The events of some tasks may be lost: ask the store.
 				if err := r.track.poll(ctx, r.store); err != nil {
 					return err
@@ -520,6 +573,15 @@ func (r *runner) wait(ctx context.Context, runDone <-chan error, createErr <-cha
 			}
 		}
 	}
+}
+
+// droppedEvents counts the events every node's subscription dropped.
+func (r *runner) droppedEvents() int64 {
+	n := r.eng.DroppedEvents()
+	for _, eng := range r.others {
+		n += eng.DroppedEvents()
+	}
+	return n
 }
 
 // explain turns a task that did not complete into an error that says why.
@@ -675,6 +737,10 @@ type tracker struct {
 	// committed is when each step's step.completed event arrived.
 	committedMu sync.Mutex
 	committed   map[int64]time.Time
+
+	// started counts the handler starts (step.execution_requested) of
+	// each node, by its number from 0.
+	started [MaxNodes]atomic.Int64
 }
 
 type taskFailure struct {
@@ -783,9 +849,11 @@ func (t *tracker) randomID() (int64, bool) {
 	return t.ids[t.rnd.IntN(len(t.ids))], true
 }
 
-func (t *tracker) consume(events <-chan engine.Event) {
+func (t *tracker) consume(events <-chan engine.Event, node int) {
 	for ev := range events {
 		switch ev.Type {
+		case engine.EventStepExecutionRequested:
+			t.started[node].Add(1)
 		case engine.EventStepCompleted:
 			// Events reach subscribers once committed: this is when the
 			// step's result was recorded for good.

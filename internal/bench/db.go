@@ -47,6 +47,10 @@ type Database struct {
 	Where string
 
 	cleanup func() error
+	// openAnother opens another store on the same database, for another
+	// node (Options.Nodes); nil when the database has a single node
+	// (SQLite).
+	openAnother func(ctx context.Context) (backends.Store, error)
 }
 
 // Close closes the store and removes what Open created for the bench: the
@@ -262,6 +266,9 @@ func openPostgres(ctx context.Context, dsn string, force bool) (*Database, error
 		return nil, err
 	}
 	d.Store = s
+	d.openAnother = func(ctx context.Context) (backends.Store, error) {
+		return postgres.Open(ctx, dsn, postgres.WithoutMigrate())
+	}
 	return d, nil
 }
 

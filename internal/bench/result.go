@@ -29,7 +29,13 @@ type Result struct {
 	// each once the previous one finished), or over the "api".
 	Created string `json:"created"`
 	Workers int    `json:"workers"`
-	Cores   int    `json:"cores"`
+	// Nodes is how many engines ran it, each with Workers workers.
+	Nodes int `json:"nodes"`
+	// NodeStarts counts, per node, the handlers it started (each
+	// attempt's step.execution_requested it published), with more than
+	// one node; nil with one.
+	NodeStarts []int64 `json:"node_starts,omitempty"`
+	Cores      int     `json:"cores"`
 	// Tasks ran to completion, of StepsPerTask steps each: Steps.
 	Tasks        int `json:"tasks"`
 	StepsPerTask int `json:"steps_per_task"`
@@ -135,9 +141,14 @@ func (r *runner) analyze(ctx context.Context, end time.Time, httpRes *HTTPResult
 	elapsed := end.Sub(r.start)
 	res := &Result{
 		Scenario: r.sc.name, Database: r.o.DB.Kind, Synchronous: r.o.DB.Synchronous, Where: r.o.DB.Where,
-		Created: r.sc.created, Workers: r.o.Workers, Cores: runtime.NumCPU(),
+		Created: r.sc.created, Workers: r.o.Workers, Nodes: r.o.Nodes, Cores: runtime.NumCPU(),
 		Tasks: len(ids), StepsPerTask: len(r.sc.steps), Steps: len(ids) * len(r.sc.steps),
 		ElapsedS: round(elapsed.Seconds(), 3), HTTP: httpRes, PeakRSSMiB: peakRSS(),
+	}
+	if r.o.Nodes > 1 {
+		for i := range r.o.Nodes {
+			res.NodeStarts = append(res.NodeStarts, r.track.started[i].Load())
+		}
 	}
 	if elapsed > 0 {
 		res.StepsPerS = round(float64(res.Steps)/elapsed.Seconds(), 1)
