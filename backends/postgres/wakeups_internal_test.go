@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,19 +11,30 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// The first write of a window notifies in its transaction; the writes
-// committed later in the window are folded into one notification sent when
-// the window ends, carrying their earliest instant, and never before they
-// committed.
-func TestNotificationsAreDebouncedWithATrailingEdge(t *testing.T) {
+// Writes notify in their own transactions while the bucket has tokens;
+// the writes committed while it is empty are folded into one notification
+// sent when the next token comes, carrying their earliest instant, and
+// never before they committed.
+func TestNotificationsAreRateLimitedWithATrailingEdge(t *testing.T) {
 	t.Parallel()
 	sent := make(chan string, 10)
-	n := &notifier{id: "me", send: func(_ context.Context, p string) error { sent <- p; return nil }}
+	var (
+		mu    sync.Mutex
+		clock = time.Now()
+	)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	n := &notifier{id: "me", clock: now, send: func(_ context.Context, p string) error { sent <- p; return nil }}
 	t.Cleanup(n.close)
 
-	first := n.noteAt(time.Time{})
-	require.True(t, first.lead, "the first write of a window leads")
-	first.committed() // sent in its transaction: nothing more
+	for i := range notifyBurst {
+		w := n.noteAt(time.Time{})
+		require.True(t, w.lead, "write %d of a burst notifies in its transaction", i+1)
+		w.committed() // sent in its transaction: nothing more
+	}
 	later := time.Now().Add(time.Hour)
 	soon := time.Now().Add(time.Minute)
 	w1, w2 := n.noteAt(later), n.noteAt(soon)
@@ -31,10 +43,13 @@ func TestNotificationsAreDebouncedWithATrailingEdge(t *testing.T) {
 	select {
 	case p := <-sent:
 		t.Fatalf("sent %q before the folded writes committed", p)
-	case <-time.After(3 * notifyWindow):
+	case <-time.After(3 * notifyInterval):
 	}
 	w1.committed()
 	w2.committed()
+	mu.Lock()
+	clock = clock.Add(notifyInterval) // the next token
+	mu.Unlock()
 	select {
 	case p := <-sent:
 		sender, at, err := parseWake(p)
@@ -44,8 +59,11 @@ func TestNotificationsAreDebouncedWithATrailingEdge(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no trailing notification")
 	}
-	require.Eventually(t, func() bool { return n.noteAt(time.Time{}).lead }, 10*time.Second, time.Millisecond,
-		"a new window opens after the trailing notification")
+	require.False(t, n.noteAt(time.Time{}).lead, "the trailing notification spent the token")
+	mu.Lock()
+	clock = clock.Add(notifyInterval)
+	mu.Unlock()
+	require.True(t, n.noteAt(time.Time{}).lead, "the bucket fills again")
 	select {
 	case p := <-sent:
 		t.Fatalf("a second trailing notification %q", p)
