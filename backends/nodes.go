@@ -46,6 +46,10 @@ type NodeStore interface {
 	// expired, so a leader's epoch names its term. The answer describes the
 	// lease after the call, whoever holds it.
 	TryLeadership(ctx context.Context, nodeID string, ttl time.Duration, now time.Time) (*Leadership, error)
+	// CurrentLeader reads the lease without taking it: IsLeader is false,
+	// Leader is "" when nobody ever held it. The reader compares ExpiresAt
+	// with its own now to know whether the holder still leads.
+	CurrentLeader(ctx context.Context) (*Leadership, error)
 	// ResignLeadership ends nodeID's lease at now, if it holds it, so that
 	// another node may take it at once (a clean shutdown).
 	ResignLeadership(ctx context.Context, nodeID string, now time.Time) error

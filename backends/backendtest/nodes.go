@@ -187,6 +187,9 @@ func testNodes(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		t.Parallel()
 		b := setup(t, newStore)
 		const ttl = 6 * time.Second
+		cur, err := b.store.CurrentLeader(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{}, cur, "nobody ever led")
 		l := b.lead("node-a", ttl, base)
 		require.Equal(t, &backends.Leadership{Leader: "node-a", IsLeader: true, Epoch: 1, ExpiresAt: at(ttl)}, l)
 
@@ -201,6 +204,9 @@ func testNodes(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		// It stops renewing: not before expiry, at expiry the other takes
 		// over with a new epoch.
 		require.False(t, b.lead("node-b", ttl, at(3*time.Second+ttl-time.Microsecond)).IsLeader)
+		cur, err = b.store.CurrentLeader(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{Leader: "node-a", Epoch: 1, ExpiresAt: at(3*time.Second + ttl)}, cur, "reading takes nothing")
 		l = b.lead("node-b", ttl, at(3*time.Second+ttl))
 		require.Equal(t, &backends.Leadership{Leader: "node-b", IsLeader: true, Epoch: 2, ExpiresAt: at(3*time.Second + 2*ttl)}, l)
 		l = b.lead("node-a", ttl, at(10*time.Second))

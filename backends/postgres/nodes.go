@@ -120,6 +120,22 @@ func (s *Store) TryLeadership(ctx context.Context, nodeID string, ttl time.Durat
 	return &l, nil
 }
 
+// CurrentLeader implements backends.Store.
+func (s *Store) CurrentLeader(ctx context.Context) (_ *backends.Leadership, rerr error) {
+	defer classifyErr(&rerr)
+	var l backends.Leadership
+	err := s.pool.QueryRow(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
+		Scan(&l.Leader, &l.Epoch, &l.ExpiresAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return &l, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the leader lease: %w", err)
+	}
+	l.ExpiresAt = l.ExpiresAt.UTC()
+	return &l, nil
+}
+
 // ResignLeadership implements backends.Store.
 func (s *Store) ResignLeadership(ctx context.Context, nodeID string, now time.Time) (rerr error) {
 	defer classifyErr(&rerr)

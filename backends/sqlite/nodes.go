@@ -135,6 +135,25 @@ func (s *Store) TryLeadership(ctx context.Context, nodeID string, ttl time.Durat
 	return &l, nil
 }
 
+// CurrentLeader implements backends.Store.
+func (s *Store) CurrentLeader(ctx context.Context) (_ *backends.Leadership, rerr error) {
+	defer classifyErr(&rerr)
+	var (
+		l       backends.Leadership
+		expires int64
+	)
+	err := s.rq().QueryRowContext(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
+		Scan(&l.Leader, &l.Epoch, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return &l, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the leader lease: %w", err)
+	}
+	l.ExpiresAt = fromMicros(expires)
+	return &l, nil
+}
+
 // ResignLeadership implements backends.Store.
 func (s *Store) ResignLeadership(ctx context.Context, nodeID string, now time.Time) error {
 	err := s.write(ctx, func(tx querier) error {
