@@ -225,7 +225,6 @@ func TestLeaderRecoversDeadNodeLeases(t *testing.T) {
 	})
 }
 
-
 const workHCL = `
 workflow "work" {
   retry {
