@@ -88,6 +88,12 @@ type Cluster struct {
 	epoch      int64
 	leader     string
 
+	// cleared: the nodes, gone, whose leases the leader found none left
+	// of, by the last_seen it saw then: they are not asked again each
+	// round unless they come back and go again. The leader's goroutine
+	// alone uses it.
+	cleared map[string]time.Time
+
 	isLeader prometheus.Gauge
 	nodes    *prometheus.GaugeVec
 	deleted  prometheus.Counter
@@ -102,7 +108,7 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Node.ID == "" {
 		return nil, errors.New("cluster: Config.Node.ID is required")
 	}
-	c := &Cluster{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, heartbeat: cfg.Heartbeat}
+	c := &Cluster{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, heartbeat: cfg.Heartbeat, cleared: map[string]time.Time{}}
 	if c.clock == nil {
 		c.clock = engine.RealClock{}
 	}
@@ -246,6 +252,8 @@ func (c *Cluster) Tick(ctx context.Context) {
 		c.mu.Unlock()
 		switch {
 		case l.IsLeader && !was:
+			// A new term looks at every gone node afresh.
+			c.cleared = map[string]time.Time{}
 			c.log.Info("this node leads the cluster", "node", id, "epoch", l.Epoch)
 		case !l.IsLeader && was:
 			c.log.Warn("this node no longer leads the cluster", "node", id, "leader", l.Leader, "epoch", l.Epoch)
@@ -270,16 +278,27 @@ func (c *Cluster) lead(ctx context.Context, now time.Time) {
 		return
 	}
 	counts := map[backends.NodeState]int{backends.NodeAlive: 0, backends.NodeDead: 0, backends.NodeStopped: 0}
+	listed := map[string]bool{}
 	for _, n := range nodes {
+		listed[n.ID] = true
 		state := n.StateAt(now, c.DeadAfter())
 		counts[state]++
 		if n.ID == c.cfg.Node.ID || state == backends.NodeAlive {
+			delete(c.cleared, n.ID)
+			continue
+		}
+		if seen, ok := c.cleared[n.ID]; ok && seen.Equal(n.LastSeen) {
 			continue
 		}
 		// A dead node's steps are recovered at once; a stopped one gave
 		// its leases back itself, unless that failed: recovering them is
 		// then what its lease expiry would do, earlier.
 		c.recoverNode(ctx, n, state)
+	}
+	for id := range c.cleared {
+		if !listed[id] {
+			delete(c.cleared, id)
+		}
 	}
 	for state, n := range counts {
 		c.nodes.WithLabelValues(string(state)).Set(float64(n))
@@ -307,6 +326,9 @@ func (c *Cluster) recoverNode(ctx context.Context, n *backends.Node, state backe
 			c.recov.Add(float64(got))
 			c.log.Warn("recovered the leases of a node that is gone", "dead_node", n.ID, "state", state,
 				"last_seen", n.LastSeen, "steps", got)
+		}
+		if got == 0 {
+			c.cleared[n.ID] = n.LastSeen
 		}
 		if got < c.cfg.RecoverBatch {
 			return

@@ -381,3 +381,63 @@ func TestLeaderDeletesOldFinishedTasks(t *testing.T) {
 		require.Equal(t, float64(0), testutil.ToFloat64(b.Collectors()[2]))
 	})
 }
+
+// A node that stopped while still holding a lease (its own release failed)
+// has it recovered by the leader at once too; once a gone node holds
+// nothing, the leader stops asking about it, until it comes back and goes
+// again.
+func TestStoppedNodesLeftoverLeasesAndAskingOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		ctx := context.Background()
+		store := open(t)
+		clock := &shiftClock{}
+		var asked []string
+		var mu sync.Mutex
+		a := member(t, store, "node-a", clock, func(c *cluster.Config) {
+			c.RecoverNode = func(ctx context.Context, id string) (int, error) {
+				mu.Lock()
+				asked = append(asked, id)
+				mu.Unlock()
+				rrs, err := store.RecoverNodeLeases(ctx, &backends.RecoverNodeParams{Owner: id, Limit: 100, Now: clock.Now()})
+				return len(rrs), err
+			}
+		})
+		b := member(t, store, "node-b", clock)
+		require.NoError(t, a.Start(ctx))
+		require.NoError(t, b.Start(ctx))
+		require.True(t, a.IsLeader())
+
+		task, _, err := store.CreateTask(ctx, &backends.CreateTaskParams{
+			Namespace: "default", WorkflowName: "w", WorkflowVersion: "1", Context: json.RawMessage(`{}`),
+			Steps: []backends.NewStep{{Name: "x", Handler: "h", Retryable: true, RetryLimit: 3}}, Now: clock.Now(),
+		})
+		require.NoError(t, err)
+		cs, err := store.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "node-b", Limit: 1, LeaseDuration: time.Hour, Now: clock.Now()})
+		require.NoError(t, err)
+		require.Len(t, cs, 1)
+		require.NoError(t, b.Stop(ctx))
+
+		a.Tick(ctx)
+		steps, err := store.ListSteps(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, backends.StateError, steps[0].State, "recovered on the leader's next round")
+		a.Tick(ctx) // finds nothing left
+		for range 3 {
+			clock.advance(hb)
+			a.Tick(ctx)
+		}
+		mu.Lock()
+		require.Equal(t, []string{"node-b", "node-b"}, asked, "asked until nothing was left, then no more")
+		mu.Unlock()
+
+		// node-b comes back and goes again: asked again.
+		b.Tick(ctx)
+		clock.advance(hb)
+		require.NoError(t, b.Stop(ctx))
+		a.Tick(ctx)
+		mu.Lock()
+		require.Len(t, asked, 3)
+		mu.Unlock()
+	})
+}
