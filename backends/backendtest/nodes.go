@@ -183,6 +183,33 @@ func testNodes(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		b.checkTransitions(mine.ID)
 	})
 
+	t.Run("RecoverNodeLeasesInBatches", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		task := b.create(step("a"), step("b"), step("c"))
+		cs, err := b.store.ClaimSteps(b.ctx, &backends.ClaimStepsParams{Owner: "node-1", Limit: 3, LeaseDuration: lease, Now: base})
+		require.NoError(t, err)
+		require.Len(t, cs, 3)
+		var names []string
+		for range 3 {
+			res, err := b.store.RecoverNodeLeases(b.ctx, &backends.RecoverNodeParams{Owner: "node-1", Limit: 1, Now: at(time.Second)})
+			require.NoError(t, err)
+			require.Len(t, res, 1)
+			names = append(names, res[0].Step.Name)
+		}
+		require.Equal(t, []string{"a", "b", "c"}, names, "by step id")
+		res, err := b.store.RecoverNodeLeases(b.ctx, &backends.RecoverNodeParams{Owner: "node-1", Limit: 1, Now: at(time.Second)})
+		require.NoError(t, err)
+		require.Empty(t, res)
+		res, err = b.store.RecoverNodeLeases(b.ctx, &backends.RecoverNodeParams{Owner: "nobody", Limit: 10, Now: at(time.Second)})
+		require.NoError(t, err)
+		require.Empty(t, res)
+		for _, s := range b.steps(task.ID) {
+			require.Equal(t, backends.StateError, s.State, s.Name)
+		}
+		b.checkTransitions(task.ID)
+	})
+
 	t.Run("Leadership", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

@@ -84,7 +84,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 }
 
 // RecoverNodeLeases implements backends.Store: RecoverExpiredLeases for the
-// steps of one owner, whatever their expiry, oldest claim first. SKIP
+// steps of one owner, whatever their expiry, by step id. SKIP
 // LOCKED as there: a step whose result is being written right now is left
 // to that write, and a later pass finds it if it is still leased.
 func (s *Store) RecoverNodeLeases(ctx context.Context, p *backends.RecoverNodeParams) (_ []*backends.RecordResult, rerr error) {

@@ -346,7 +346,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 }
 
 // RecoverNodeLeases implements backends.Store: RecoverExpiredLeases for the
-// steps of one owner, whatever their expiry, oldest claim first.
+// steps of one owner, whatever their expiry, by step id.
 func (s *Store) RecoverNodeLeases(ctx context.Context, p *backends.RecoverNodeParams) ([]*backends.RecordResult, error) {
 	out, err := s.recoverLeases(ctx, p.Limit, p.Now, `SELECT id FROM steps
 		WHERE state = 'in_progress' AND lease_owner = ?
