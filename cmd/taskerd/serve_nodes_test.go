@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,5 +86,13 @@ func TestServeSQLiteNodeLeadsItself(t *testing.T) {
 	v := s.nodes(t)
 	require.Equal(t, "solo", v.Leader)
 	require.Equal(t, map[string]string{"solo": "alive"}, v.states())
+	res, err := http.Get(s.url + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, string(body), "taskerd_cluster_is_leader 1")
+	require.Contains(t, string(body), `taskerd_cluster_nodes{state="alive"} 1`)
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 }
