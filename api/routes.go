@@ -32,6 +32,8 @@ func (s *Server) registerRoutes() {
 
 	s.handleStream("GET", "/v1/events", s.streamEvents)
 
+	s.handle("GET", "/v1/nodes", private, s.listNodes)
+
 	s.handle("GET", "/v1/workflows", private, s.listWorkflows)
 	s.handle("GET", "/v1/workflows/{namespace}/{name}", private, s.showWorkflow)
 	s.handle("GET", "/v1/workflows/{namespace}/{name}/graph", private, s.workflowGraph)

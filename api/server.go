@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/engine"
+	"github.com/taskerd/taskerd/internal/cluster"
 )
 
 // DefaultMaxBody bounds a request body (max_body in taskerd.hcl).
@@ -71,6 +72,10 @@ type Config struct {
 	// DefaultStreamRecheck): a revoked key or a changed policy takes
 	// effect on open streams within it.
 	StreamRecheck time.Duration
+	// NodeDeadAfter is how long a node may go unseen before GET /v1/nodes
+	// calls it dead: the node's cluster DeadAfter (default: three
+	// heartbeats of cluster.DefaultHeartbeat).
+	NodeDeadAfter time.Duration
 	// TracerProvider, when set, traces each request (a server span named
 	// after its route, child of the caller's traceparent) and each task
 	// created (docs/tracing.md). Nil (the default) traces nothing, at no
@@ -92,6 +97,8 @@ type Server struct {
 	now     func() time.Time
 	started time.Time
 	tracer  trace.Tracer // nil: tracing off
+
+	nodeDeadAfter time.Duration
 
 	mux    *http.ServeMux
 	routes []route
@@ -133,6 +140,11 @@ func New(cfg Config) (*Server, error) {
 		metrics: cfg.Metrics,
 		now:     cfg.Now,
 		mux:     http.NewServeMux(),
+
+		nodeDeadAfter: cfg.NodeDeadAfter,
+	}
+	if s.nodeDeadAfter <= 0 {
+		s.nodeDeadAfter = cluster.DeadHeartbeats * cluster.DefaultHeartbeat
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -166,6 +166,8 @@ type Store interface {
 	// its own transaction and, after commit, hands them to the EventSink
 	// of its ctx, if any.
 	EventStore
+	// NodeStore: the node registry, leadership and retention (nodes.go).
+	NodeStore
 
 	Close() error
 }

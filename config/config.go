@@ -73,6 +73,9 @@ type Config struct {
 	// Tracing is the tracing block (nil without one): with it, serve
 	// exports OpenTelemetry traces (docs/tracing.md).
 	Tracing *Tracing
+	// Cluster and Retention (config/cluster.go; nil without the block).
+	Cluster   *Cluster
+	Retention *Retention
 }
 
 // Tracing protocols.
@@ -246,6 +249,8 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "webhook", LabelNames: []string{"name"}},
 		{Type: "events"},
 		{Type: "tracing"},
+		{Type: "cluster"},
+		{Type: "retention"},
 	},
 }
 
@@ -377,6 +382,22 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			t, d := decodeTracing(b)
 			diags = append(diags, d...)
 			c.Tracing = t
+		case "cluster", "retention":
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
+					fmt.Sprintf("Only one %s block is allowed. Previous definition was at %s.", b.Type, prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+			if b.Type == "cluster" {
+				cl, d := decodeCluster(b)
+				diags = append(diags, d...)
+				c.Cluster = cl
+			} else {
+				r, d := decodeRetention(b)
+				diags = append(diags, d...)
+				c.Retention = r
+			}
 		case "auth", "policy":
 			if prev, dup := seen[b.Type]; dup {
 				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",

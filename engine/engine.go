@@ -71,6 +71,11 @@ type Config struct {
 	// RecoverBatch is how many expired leases one recovery pass handles
 	// (default 100).
 	RecoverBatch int
+	// Leader, when set, says whether this node leads its cluster: only the
+	// leader recovers expired leases (internal/cluster). Nil: this node
+	// always does, as a node alone does. A node's own shutdown still
+	// recovers the leases it gives back, leader or not.
+	Leader func() bool
 	// Events, when set, hears of the events this node's writes commit (its
 	// readers then read the log); nil for none.
 	Events *eventlog.Hub
@@ -96,6 +101,7 @@ type Engine struct {
 	grace      time.Duration
 	poll       time.Duration
 	recoverN   int
+	leader     func() bool  // nil: always
 	tracer     trace.Tracer // nil: tracing off
 
 	bus  *bus
@@ -136,6 +142,7 @@ func New(cfg Config) (*Engine, error) {
 		grace:    cfg.ShutdownGrace,
 		poll:     cfg.SafetyPoll,
 		recoverN: cfg.RecoverBatch,
+		leader:   cfg.Leader,
 		bus:      newBus(),
 		hub:      cfg.Events,
 		gate:     newGate(),

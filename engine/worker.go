@@ -110,7 +110,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		// Recover expired leases at most once per poll interval, or when a
 		// timer set for a lease expiry fired (lastRecover reset below).
-		if time.Since(lastRecover) >= min(e.poll, e.lease/3) {
+		// Only the cluster's leader does it (Config.Leader).
+		if time.Since(lastRecover) >= min(e.poll, e.lease/3) && e.leads() {
 			e.recoverLeases(ctx)
 			lastRecover = time.Now()
 		}
@@ -706,18 +707,26 @@ func (e *Engine) heartbeat(ctx context.Context) {
 // recoverLeases fails the steps whose lease expired (their node died or
 // hung), each with its finalize, and publishes what happened.
 func (e *Engine) recoverLeases(ctx context.Context) {
+	_, _ = e.recoverWith(ctx, "recovering expired leases", func(ctx context.Context, now time.Time) ([]*backends.RecordResult, error) {
+		return e.store.RecoverExpiredLeases(ctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	})
+}
+
+// recoverWith runs a lease recovery (recover: the store call, at now),
+// logs and publishes what it wrote, and says how many steps it recovered.
+func (e *Engine) recoverWith(ctx context.Context, what string, recover func(ctx context.Context, now time.Time) ([]*backends.RecordResult, error)) (int, error) {
 	w, now := e.gate.beginNow(e.now)
 	rctx, wrote := e.collect(ctx)
-	rrs, err := e.store.RecoverExpiredLeases(rctx, &backends.RecoverParams{Limit: e.recoverN, Now: now})
+	rrs, err := recover(rctx, now)
 	if len(rrs) > 0 {
 		e.wakeDirty.Store(true) // failures, with their backoffs
 	}
 	if err != nil {
 		w.end(e.publish, nil)
 		if ctx.Err() == nil {
-			e.log.Error("recovering expired leases", "node", e.nodeID, "err", err)
+			e.log.Error(what, "node", e.nodeID, "err", err)
 		}
-		return
+		return 0, err
 	}
 	events := wrote.all()
 	logged := map[int64]bool{}
@@ -736,6 +745,7 @@ func (e *Engine) recoverLeases(ctx context.Context) {
 	if len(rrs) > 0 {
 		e.Wake()
 	}
+	return len(rrs), nil
 }
 
 // cancelLocal stops the handlers of steps this node runs.

@@ -70,7 +70,44 @@ func (s *Store) FailStep(ctx context.Context, p *backends.FailStepParams) (_ *ba
 // a step whose worker is writing its result right now is that worker's.
 func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) (_ []*backends.RecordResult, rerr error) {
 	defer classifyErr(&rerr)
-	if p.Limit <= 0 {
+	out, err := s.recoverLeases(ctx, p.Limit, p.Now, `SELECT `+stepColumns+` FROM steps
+			WHERE state = 'in_progress' AND lease_expires_at <= $1
+			ORDER BY lease_expires_at, id LIMIT $2
+			FOR NO KEY UPDATE SKIP LOCKED`, []any{ts(p.Now), p.Limit},
+		func(st *backends.Step) string {
+			return fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano))
+		})
+	if err != nil {
+		return nil, fmt.Errorf("recovering expired leases: %w", err)
+	}
+	return out, nil
+}
+
+// RecoverNodeLeases implements backends.Store: RecoverExpiredLeases for the
+// steps of one owner, whatever their expiry, by step id. SKIP
+// LOCKED as there: a step whose result is being written right now is left
+// to that write, and a later pass finds it if it is still leased.
+func (s *Store) RecoverNodeLeases(ctx context.Context, p *backends.RecoverNodeParams) (_ []*backends.RecordResult, rerr error) {
+	defer classifyErr(&rerr)
+	out, err := s.recoverLeases(ctx, p.Limit, p.Now, `SELECT `+stepColumns+` FROM steps
+			WHERE state = 'in_progress' AND lease_owner = $1
+			ORDER BY id LIMIT $2
+			FOR NO KEY UPDATE SKIP LOCKED`, []any{p.Owner, p.Limit},
+		func(st *backends.Step) string {
+			return fmt.Sprintf("lease of %s recovered at %s: the node is gone", st.LeaseOwner, p.Now.Format(time.RFC3339Nano))
+		})
+	if err != nil {
+		return nil, fmt.Errorf("recovering the leases of node %s: %w", p.Owner, err)
+	}
+	return out, nil
+}
+
+// recoverLeases fails (or releases) the in_progress steps that selectSteps
+// selects and locks, each as a worker's lease_expired failure with its
+// finalize, in one transaction; message explains the failure.
+func (s *Store) recoverLeases(ctx context.Context, limit int, now time.Time, selectSteps string, args []any,
+	message func(st *backends.Step) string) ([]*backends.RecordResult, error) {
+	if limit <= 0 {
 		return []*backends.RecordResult{}, nil
 	}
 	var (
@@ -81,10 +118,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		out, events, w = []*backends.RecordResult{}, nil, nil
 		released := false
-		steps, err := querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps
-			WHERE state = 'in_progress' AND lease_expires_at <= $1
-			ORDER BY lease_expires_at, id LIMIT $2
-			FOR NO KEY UPDATE SKIP LOCKED`, ts(p.Now), p.Limit)
+		steps, err := querySteps(ctx, tx, selectSteps, args...)
 		if err != nil {
 			return err
 		}
@@ -94,11 +128,11 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				// claim is undone (under the row lock taken above), its
 				// attempt not counted.
 				meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "owner": st.LeaseOwner}
-				written, err := moveStep(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
+				written, err := moveStep(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, now, releaseSet)
 				if err != nil {
 					return fmt.Errorf("releasing %s: %w", backends.StepObject(st), err)
 				}
-				res, err := finalizeResult(ctx, tx, written, p.Now)
+				res, err := finalizeResult(ctx, tx, written, now)
 				if err != nil {
 					return err
 				}
@@ -107,7 +141,7 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				continue
 			}
 			se := backends.StepError{
-				Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
+				Message:   message(st),
 				Retryable: true,
 				Kind:      backends.ErrorKindLeaseExpired,
 			}
@@ -118,29 +152,29 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 			// The write a worker's FailStep does, with the token read here
 			// under the row lock.
 			written, err := scanStep(tx.QueryRow(ctx, failStepsSQL, []int64{st.ID}, []int64{st.LeaseToken},
-				[]time.Time{ts(p.Now)}, []string{string(errJSON)}, []*int32{nil}, []bool{se.Retryable}, []string{se.Kind}))
+				[]time.Time{ts(now)}, []string{string(errJSON)}, []*int32{nil}, []bool{se.Retryable}, []string{se.Kind}))
 			if err != nil {
 				return fmt.Errorf("recovering %s: %w", backends.StepObject(st), err)
 			}
-			res, err := finalizeResult(ctx, tx, written, p.Now)
+			res, err := finalizeResult(ctx, tx, written, now)
 			if err != nil {
 				return err
 			}
 			out = append(out, res)
-			events = append(events, backends.RecordEvents(res, nil, p.Now, backends.EventStepLeaseExpired)...)
+			events = append(events, backends.RecordEvents(res, nil, now, backends.EventStepLeaseExpired)...)
 		}
 		if err := appendEvents(ctx, tx, events); err != nil {
 			return err
 		}
 		// A released step is ready again at once; a failed one at its
 		// backoff's end.
-		if w = s.wakes.note(events, p.Now); released {
+		if w = s.wakes.note(events, now); released {
 			w = s.wakes.noteAt(time.Time{})
 		}
 		return w.exec(ctx, tx)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recovering expired leases: %w", err)
+		return nil, err
 	}
 	w.committed()
 	sinkEvents(ctx, events)

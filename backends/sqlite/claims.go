@@ -333,15 +333,45 @@ func failStep(ctx context.Context, tx querier, st *backends.Step, se backends.St
 // RecoverExpiredLeases implements backends.Store: oldest expiry first, each
 // step failed and its task finalized, all in one transaction.
 func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverParams) ([]*backends.RecordResult, error) {
+	out, err := s.recoverLeases(ctx, p.Limit, p.Now, `SELECT id FROM steps
+		WHERE state = 'in_progress' AND lease_expires_at <= ?
+		ORDER BY lease_expires_at, id LIMIT ?`, []any{micros(p.Now), p.Limit},
+		func(st *backends.Step) string {
+			return fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano))
+		})
+	if err != nil {
+		return nil, fmt.Errorf("recovering expired leases: %w", err)
+	}
+	return out, nil
+}
+
+// RecoverNodeLeases implements backends.Store: RecoverExpiredLeases for the
+// steps of one owner, whatever their expiry, by step id.
+func (s *Store) RecoverNodeLeases(ctx context.Context, p *backends.RecoverNodeParams) ([]*backends.RecordResult, error) {
+	out, err := s.recoverLeases(ctx, p.Limit, p.Now, `SELECT id FROM steps
+		WHERE state = 'in_progress' AND lease_owner = ?
+		ORDER BY id LIMIT ?`, []any{p.Owner, p.Limit},
+		func(st *backends.Step) string {
+			return fmt.Sprintf("lease of %s recovered at %s: the node is gone", st.LeaseOwner, p.Now.Format(time.RFC3339Nano))
+		})
+	if err != nil {
+		return nil, fmt.Errorf("recovering the leases of node %s: %w", p.Owner, err)
+	}
+	return out, nil
+}
+
+// recoverLeases fails (or releases) the in_progress steps whose ids
+// selectIDs selects, each as a worker's lease_expired failure with its
+// finalize, in one transaction; message explains the failure.
+func (s *Store) recoverLeases(ctx context.Context, limit int, now time.Time, selectIDs string, args []any,
+	message func(st *backends.Step) string) ([]*backends.RecordResult, error) {
 	out := []*backends.RecordResult{}
-	if p.Limit <= 0 {
+	if limit <= 0 {
 		return out, nil
 	}
 	var events []*backends.Event
 	err := s.write(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM steps
-			WHERE state = 'in_progress' AND lease_expires_at <= ?
-			ORDER BY lease_expires_at, id LIMIT ?`, micros(p.Now), p.Limit)
+		rows, err := tx.QueryContext(ctx, selectIDs, args...)
 		if err != nil {
 			return err
 		}
@@ -368,29 +398,29 @@ func (s *Store) RecoverExpiredLeases(ctx context.Context, p *backends.RecoverPar
 				// It waited for a worker and its handler never ran: the
 				// claim is undone, its attempt not counted.
 				meta := map[string]any{"attempt": st.Attempts, "lease_token": st.LeaseToken, "owner": st.LeaseOwner}
-				written, err = moveStepWith(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, p.Now, releaseSet)
+				written, err = moveStepWith(ctx, tx, st, backends.StatePending, backends.ReasonReleased, meta, now, releaseSet)
 			} else {
 				written, err = failStep(ctx, tx, st, backends.StepError{
-					Message:   fmt.Sprintf("lease of %s expired at %s", st.LeaseOwner, st.LeaseExpiresAt.Format(time.RFC3339Nano)),
+					Message:   message(st),
 					Retryable: true,
 					Kind:      backends.ErrorKindLeaseExpired,
-				}, nil, p.Now)
+				}, nil, now)
 			}
 			if err != nil {
 				return err
 			}
-			res, err := recordResult(ctx, tx, written, p.Now)
+			res, err := recordResult(ctx, tx, written, now)
 			if err != nil {
 				return err
 			}
 			out = append(out, res)
 			// A released step has none.
-			events = append(events, backends.RecordEvents(res, nil, p.Now, backends.EventStepLeaseExpired)...)
+			events = append(events, backends.RecordEvents(res, nil, now, backends.EventStepLeaseExpired)...)
 		}
 		return appendEvents(ctx, tx, events)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recovering expired leases: %w", err)
+		return nil, err
 	}
 	notify(ctx, events)
 	return out, nil

@@ -55,16 +55,16 @@ func TestMigrate(t *testing.T) {
 	// An empty database is refused under --no-migrate, with what to do.
 	r := runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate")
 	require.Equal(t, 1, r.code, r.stderr)
-	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (11) and migrations are disabled: run taskerd migrate")
+	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (12) and migrations are disabled: run taskerd migrate")
 
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\n"+dsn+": schema version 11, up to date\n", r.stdout)
+	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\napplied 0012_nodes.sql\n"+dsn+": schema version 12, up to date\n", r.stdout)
 
 	// Nothing twice.
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, dsn+": schema version 11, up to date\n", r.stdout)
+	require.Equal(t, dsn+": schema version 12, up to date\n", r.stdout)
 
 	r = runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -72,16 +72,16 @@ func TestMigrate(t *testing.T) {
 	// A database a newer taskerd migrated is refused, by migrate and by run.
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
-	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (12, '0012_future.sql')`)
+	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (99, '0099_future.sql')`)
 	require.NoError(t, err)
 	require.NoError(t, conn.Close(context.Background()))
 	for _, args := range [][]string{{"migrate", "--db", dsn}, {"run", "../../workflows/diamond.hcl", "--db", dsn}} {
 		r = runCLI(t, args...)
 		require.Equal(t, 1, r.code, r.stderr)
-		require.Contains(t, r.stderr, "database schema version 12 is newer than this taskerd knows (11): upgrade taskerd")
+		require.Contains(t, r.stderr, "database schema version 99 is newer than this taskerd knows (12): upgrade taskerd")
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 	}
-	require.Equal(t, 11, postgres.LatestSchemaVersion(), "update this test with the migrations")
+	require.Equal(t, 12, postgres.LatestSchemaVersion(), "update this test with the migrations")
 }
 
 // A server that does not answer: retry for --db-wait, then exit 1 with one

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
+	"github.com/taskerd/taskerd/internal/cluster"
 	"github.com/taskerd/taskerd/internal/eventlog"
 	"github.com/taskerd/taskerd/plugin/host"
 	"github.com/taskerd/taskerd/policy"
@@ -237,10 +239,14 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	// The event log's readers (webhooks, the bus, the live stream) wake on
 	// this node's commits through the hub, and on other nodes' by its poll.
 	hub := eventlog.NewHub(store, 0)
+	// The node's membership (internal/cluster) is made once the engine
+	// knows its NodeID and the port is open; the engine asks it whether it
+	// leads, and Run starts only after it exists.
+	var member *cluster.Cluster
 	eng, err := engine.New(engine.Config{
 		Store: store, Catalog: catalog, Registry: registry, Workers: f.workers, LeaseDuration: f.lease,
 		NodeID: f.nodeID, Logger: log, ShutdownGrace: max(f.grace, time.Nanosecond), Events: hub,
-		TracerProvider: tr.tracerProvider(),
+		TracerProvider: tr.tracerProvider(), Leader: func() bool { return member.IsLeader() },
 	})
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -254,8 +260,10 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
 	go hub.Run(hubCtx)
+	clusterCfg, retention := clusterSettings(f.cfg)
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
-		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider()})
+		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider(),
+		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -292,6 +300,44 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+
+	address := clusterCfg.Address
+	if address == "" {
+		address = "http://" + ln.Addr().String()
+	}
+	member, err = cluster.New(cluster.Config{
+		Store: store, Heartbeat: clusterCfg.Heartbeat, Retention: retention, Clock: engine.RealClock{}, Logger: log,
+		Node: backends.Node{ID: eng.NodeID(), Address: address, Version: readBuildVersion().Version,
+			Workers: cmp.Or(max(f.workers, 0), engine.DefaultWorkers)},
+		RecoverNode: eng.RecoverNodeLeases, RecoverBatch: eng.RecoverBatch(),
+	})
+	if err != nil {
+		_ = ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	if err := metrics.Register(member.Collectors()...); err != nil {
+		_ = ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	if err := member.Start(ctx); err != nil {
+		_ = ln.Close()
+		return &exitError{code: 1, err: err}
+	}
+	// The membership outlives the engine's drain: the node leaves the
+	// cluster (gives up the leadership, is listed as stopped) only once no
+	// handler of it runs.
+	memberCtx, stopMember := context.WithCancel(context.WithoutCancel(ctx))
+	memberDone := make(chan struct{})
+	go func() { defer close(memberDone); member.Run(memberCtx) }()
+	defer func() {
+		stopMember()
+		<-memberDone
+		leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := member.Stop(leaveCtx); err != nil {
+			log.Warn("leaving the cluster; other nodes will see this node dead instead", "node", eng.NodeID(), "err", err)
+		}
+	}()
 
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)

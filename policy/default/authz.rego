@@ -7,7 +7,8 @@
 #             listed in input.subject.claims.namespaces (an array of strings).
 #             A resource without a namespace (an unscoped listing, a task that
 #             does not exist) is outside every operator's namespaces.
-#   viewer    task, step and workflow index and show, in every namespace.
+#   viewer    task, step and workflow index and show, in every namespace,
+#             and node:index (GET /v1/nodes, the cluster's nodes).
 #   metrics   metrics:index (GET /metrics) and nothing else: a key for a
 #             Prometheus scraper.
 # Every authenticated subject (a non-empty input.subject.id) may health:status.
@@ -55,6 +56,14 @@ viewer if {
 	verb in {"index", "show"}
 }
 
+# Which nodes run and which leads: no task data, and what an on-call
+# viewer needs. Operators are scoped to namespaces; nodes have none.
+viewer if {
+	authenticated
+	"viewer" in input.subject.roles
+	input.action == "node:index"
+}
+
 metrics if {
 	authenticated
 	"metrics" in input.subject.roles
@@ -75,7 +84,7 @@ reason := "admin may do every action" if {
 	admin
 } else := "operator may do task and step actions in its namespaces" if {
 	operator
-} else := "viewer may index and show tasks, steps and workflows" if {
+} else := "viewer may index and show tasks, steps and workflows, and list nodes" if {
 	viewer
 } else := "metrics may read the metrics" if {
 	metrics

@@ -7,9 +7,9 @@ task_actions := {"task:index", "task:show", "task:create", "task:update", "task:
 
 step_actions := {"step:index", "step:show", "step:update", "step:cancel", "step:retry", "step:resolve"}
 
-read_actions := {"task:index", "task:show", "step:index", "step:show", "workflow:index", "workflow:show"}
+read_actions := {"task:index", "task:show", "step:index", "step:show", "workflow:index", "workflow:show", "node:index"}
 
-all_actions := (task_actions | step_actions) | {"workflow:index", "workflow:show", "health:status", "metrics:index"}
+all_actions := (task_actions | step_actions) | {"workflow:index", "workflow:show", "health:status", "metrics:index", "node:index"}
 
 admin := {"id": "alice", "roles": ["admin"], "claims": {}}
 
@@ -99,6 +99,23 @@ test_metrics_may_read_metrics_and_nothing_else if {
 	r == {"metrics may read the metrics"}
 }
 
+test_viewer_and_admin_may_list_nodes if {
+	allowed(viewer, "node:index", "")
+	allowed(admin, "node:index", "")
+}
+
+test_operator_and_scraper_may_not_list_nodes if {
+	not allowed(operator, "node:index", "")
+	not allowed(operator, "node:index", "ecommerce")
+	not allowed(scraper, "node:index", "")
+	not allowed(nobody, "node:index", "")
+}
+
+test_viewer_may_not_do_other_node_actions if {
+	not allowed(viewer, "node:delete", "")
+	not allowed(viewer, "node:show", "")
+}
+
 test_viewer_may_not_read_metrics if {
 	not allowed(viewer, "metrics:index", "")
 }
@@ -131,7 +148,7 @@ test_unknown_roles_and_actions_are_denied if {
 
 test_reasons_explain_an_allow if {
 	r := authz.reasons with input as request(viewer, "task:show", "ecommerce")
-	r == {"viewer may index and show tasks, steps and workflows"}
+	r == {"viewer may index and show tasks, steps and workflows, and list nodes"}
 }
 
 test_reasons_name_the_first_grant_that_applies if {

@@ -96,3 +96,18 @@
 #   protocol     = "http/protobuf"          # or "grpc"
 #   sample_ratio = 1                        # share of new traces recorded, 0 to 1
 # }
+
+# Several serve nodes on one PostgreSQL database form a cluster: each
+# registers and heartbeats, one leads (recovers dead nodes' leases at once,
+# applies retention). `taskerd nodes` lists them. See docs/cluster.md.
+# cluster {
+#   heartbeat = "2s"                     # a node silent for three heartbeats is dead
+#   address   = "http://10.0.0.5:8080"   # how others reach this node (default: the listen address)
+# }
+
+# Delete finished tasks (complete, cancelled, resolved_manually) with their
+# steps, transitions and events once their last change is this old.
+# Without it, tasks are kept forever.
+# retention {
+#   finished_tasks = "30d"               # days ("30d"), or "12h", "1d12h"
+# }
