@@ -159,12 +159,18 @@ func TestChaosThreeNodes(t *testing.T) {
 
 	start := func(node string) *served {
 		cfg := filepath.Join(dir, node+".hcl")
+		// Heartbeats of a quarter of the lease: the leader, which alone
+		// recovers leases, moves within 3 of them if it is the node
+		// killed.
 		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `plugin "probe" {
   path   = %q
   sha256 = %q
   config = { file = %q, node = %q }
 }
-`, probe, hex.EncodeToString(sum[:]), probeLog, node), 0o644))
+cluster {
+  heartbeat = %q
+}
+`, probe, hex.EncodeToString(sum[:]), probeLog, node, (chaosLease/4).String()), 0o644))
 		return startServe(t, bin, "--config", cfg, "--db", dsn, "--workflows", wfDir, "--node-id", node,
 			"--workers", fmt.Sprint(chaosWorkers), "--lease", chaosLease.String(), "--shutdown-grace", "2s")
 	}
