@@ -166,6 +166,8 @@ type Store interface {
 	// its own transaction and, after commit, hands them to the EventSink
 	// of its ctx, if any.
 	EventStore
+	// ScheduleStore: the state and firings of schedules (schedules.go).
+	ScheduleStore
 
 	Close() error
 }

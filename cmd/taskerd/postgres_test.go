@@ -59,12 +59,12 @@ func TestMigrate(t *testing.T) {
 
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\n"+dsn+": schema version 11, up to date\n", r.stdout)
+	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\napplied 0012_schedules.sql\n"+dsn+": schema version 12, up to date\n", r.stdout)
 
 	// Nothing twice.
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, dsn+": schema version 11, up to date\n", r.stdout)
+	require.Equal(t, dsn+": schema version 12, up to date\n", r.stdout)
 
 	r = runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
