@@ -60,7 +60,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	dsn := s.Pool().Config().ConnString()
 	for _, opts := range [][]postgres.Option{nil, {postgres.WithoutMigrate()}} {
 		_, err = postgres.Open(ctx, dsn, opts...)
-		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (11): upgrade taskerd")
+		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (12): upgrade taskerd")
 	}
 }
 

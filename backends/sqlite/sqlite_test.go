@@ -206,7 +206,9 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 // stored most_recent flag on every transition, kept exact, and no settings.
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
-	_, err := s.writer.Exec(`DROP TABLE event_dead_letters;
+	_, err := s.writer.Exec(`DROP TABLE schedule_firings;
+		DROP TABLE schedules;
+		DROP TABLE event_dead_letters;
 		DROP TABLE event_cursors;
 		DROP TABLE events;
 		DROP TABLE event_seq;
