@@ -76,6 +76,10 @@ type Config struct {
 	// created (docs/tracing.md). Nil (the default) traces nothing, at no
 	// cost.
 	TracerProvider trace.TracerProvider
+	// Scheduler, when set, is woken when a schedule is paused, resumed or
+	// triggered here, so that it looks at once (nil: it notices at its
+	// next pass).
+	Scheduler interface{ Wake() }
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -92,6 +96,7 @@ type Server struct {
 	now     func() time.Time
 	started time.Time
 	tracer  trace.Tracer // nil: tracing off
+	sched   interface{ Wake() }
 
 	mux    *http.ServeMux
 	routes []route
@@ -133,6 +138,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: cfg.Metrics,
 		now:     cfg.Now,
 		mux:     http.NewServeMux(),
+		sched:   cfg.Scheduler,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -40,8 +40,8 @@ func FiringKey(name string, kind backends.FiringKind, at time.Time) string {
 // transaction (backends.ScheduleStore.FireSchedule): created is false when
 // the firing had already happened (on this node or another), and task is
 // then the task it created, or nil if it was skipped or its task is gone.
-// An overlap = "skip" schedule records the firing as skipped while an
-// earlier task of it is unfinished; "cancel_previous" cancels those first,
+// An overlap = "skip" schedule records a scheduled (not manual) firing as
+// skipped while an earlier task of it is unfinished; "cancel_previous" cancels those first,
 // through CancelTask (events, and handlers running here are stopped). The
 // task's errors are CreateTask's.
 func (e *Engine) FireSchedule(ctx context.Context, req FireRequest) (*backends.ScheduleFiring, *backends.Task, bool, error) {
@@ -71,7 +71,9 @@ func (e *Engine) FireSchedule(ctx context.Context, req FireRequest) (*backends.S
 	}
 	fp := &backends.FireScheduleParams{
 		Schedule: s.Name, Kind: req.Kind, At: at, Actor: req.Actor,
-		SkipIfRunning: s.Overlap == definition.OverlapSkip,
+		// Someone who triggers a schedule asks for a task: skip is for
+		// the cron rule's firings only.
+		SkipIfRunning: s.Overlap == definition.OverlapSkip && req.Kind == backends.FiringScheduled,
 		Task:          p,
 	}
 	w := e.gate.begin(p.Now)

@@ -25,6 +25,7 @@ var allActions = []string{
 	"task:index", "task:show", "task:create", "task:update", "task:cancel", "task:retry", "task:resolve",
 	"step:index", "step:show", "step:update", "step:cancel", "step:retry", "step:resolve",
 	"workflow:index", "workflow:show", "health:status", "metrics:index",
+	"schedule:index", "schedule:show", "schedule:pause", "schedule:resume", "schedule:trigger",
 }
 
 func subject(id string, claims string, roles ...string) *api.Subject {
@@ -60,18 +61,19 @@ func TestDefaultPolicyEveryRoleActionNamespace(t *testing.T) {
 	// policy/default/authz.rego, allows this case.
 	want := func(role, action, ns string) bool {
 		kind, verb, _ := strings.Cut(action, ":")
-		read := (kind == "task" || kind == "step" || kind == "workflow") && (verb == "index" || verb == "show")
+		read := (kind == "task" || kind == "step" || kind == "workflow" || kind == "schedule") && (verb == "index" || verb == "show")
+		scoped := kind == "task" || kind == "step" || kind == "schedule"
 		switch role {
 		case "empty-id-admin":
 			return false
 		case "admin":
 			return true
 		case "operator":
-			return action == "health:status" || ((kind == "task" || kind == "step") && (ns == "ecommerce" || ns == "billing"))
+			return action == "health:status" || (scoped && (ns == "ecommerce" || ns == "billing"))
 		case "viewer":
 			return action == "health:status" || read
 		case "viewer+operator":
-			return action == "health:status" || read || ((kind == "task" || kind == "step") && ns == "billing")
+			return action == "health:status" || read || (scoped && ns == "billing")
 		default:
 			return action == "health:status"
 		}

@@ -3,11 +3,14 @@
 #
 # Roles (input.subject.roles):
 #   admin     every action on every resource.
-#   operator  every task:* and step:* action on resources whose namespace is
-#             listed in input.subject.claims.namespaces (an array of strings).
+#   operator  every task:*, step:* and schedule:* action on resources whose
+#             namespace is
+#             listed in input.subject.claims.namespaces (an array of
+#             strings). A schedule's namespace is its workflow's.
 #             A resource without a namespace (an unscoped listing, a task that
 #             does not exist) is outside every operator's namespaces.
-#   viewer    task, step and workflow index and show, in every namespace.
+#   viewer    task, step, workflow and schedule index and show, in every
+#             namespace.
 #   metrics   metrics:index (GET /metrics) and nothing else: a key for a
 #             Prometheus scraper.
 # Every authenticated subject (a non-empty input.subject.id) may health:status.
@@ -43,7 +46,7 @@ admin if {
 operator if {
 	authenticated
 	"operator" in input.subject.roles
-	kind in {"task", "step"}
+	kind in {"task", "step", "schedule"}
 	input.resource.namespace != ""
 	input.resource.namespace in input.subject.claims.namespaces
 }
@@ -51,7 +54,7 @@ operator if {
 viewer if {
 	authenticated
 	"viewer" in input.subject.roles
-	kind in {"task", "step", "workflow"}
+	kind in {"task", "step", "workflow", "schedule"}
 	verb in {"index", "show"}
 }
 
@@ -73,9 +76,9 @@ reasons := {reason}
 
 reason := "admin may do every action" if {
 	admin
-} else := "operator may do task and step actions in its namespaces" if {
+} else := "operator may do task, step and schedule actions in its namespaces" if {
 	operator
-} else := "viewer may index and show tasks, steps and workflows" if {
+} else := "viewer may index and show tasks, steps, workflows and schedules" if {
 	viewer
 } else := "metrics may read the metrics" if {
 	metrics
