@@ -72,16 +72,16 @@ func TestMigrate(t *testing.T) {
 	// A database a newer taskerd migrated is refused, by migrate and by run.
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
-	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (12, '0012_future.sql')`)
+	_, err = conn.Exec(context.Background(), `INSERT INTO taskerd_schema_migrations (version, name) VALUES (13, '0013_future.sql')`)
 	require.NoError(t, err)
 	require.NoError(t, conn.Close(context.Background()))
 	for _, args := range [][]string{{"migrate", "--db", dsn}, {"run", "../../workflows/diamond.hcl", "--db", dsn}} {
 		r = runCLI(t, args...)
 		require.Equal(t, 1, r.code, r.stderr)
-		require.Contains(t, r.stderr, "database schema version 12 is newer than this taskerd knows (11): upgrade taskerd")
+		require.Contains(t, r.stderr, "database schema version 13 is newer than this taskerd knows (12): upgrade taskerd")
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 	}
-	require.Equal(t, 11, postgres.LatestSchemaVersion(), "update this test with the migrations")
+	require.Equal(t, 12, postgres.LatestSchemaVersion(), "update this test with the migrations")
 }
 
 // A server that does not answer: retry for --db-wait, then exit 1 with one

@@ -45,8 +45,19 @@ bootstrap admin key of ` + bootstrapKeyFileName + `, or one of "taskerd keys
 create") or whatever token the server's authenticator plugins accept. A
 flag wins over its variable. Output is a table for people; --json prints
 the API's JSON for scripts.`,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) { c.out = cmd.OutOrStdout() },
 	}
+	c.addFlags(cmd)
+	cmd.AddCommand(c.createCmd(), c.listCmd(), c.showCmd(), c.watchCmd())
+	for _, verb := range []string{"cancel", "retry", "resolve"} {
+		cmd.AddCommand(c.actionCmd(verb))
+	}
+	return cmd
+}
+
+// addFlags gives an API-client command --server, --token and --json, and
+// sets c.out when it runs.
+func (c *apiClient) addFlags(cmd *cobra.Command) {
+	cmd.PersistentPreRun = func(cmd *cobra.Command, _ []string) { c.out = cmd.OutOrStdout() }
 	server := os.Getenv("TASKERD_SERVER")
 	if server == "" {
 		server = defaultServer
@@ -54,11 +65,6 @@ the API's JSON for scripts.`,
 	cmd.PersistentFlags().StringVar(&c.server, "server", server, "taskerd API address")
 	cmd.PersistentFlags().StringVar(&c.token, "token", "", "bearer token (default $TASKERD_TOKEN)")
 	cmd.PersistentFlags().BoolVar(&c.asJSON, "json", false, "print the API's JSON")
-	cmd.AddCommand(c.createCmd(), c.listCmd(), c.showCmd(), c.watchCmd())
-	for _, verb := range []string{"cancel", "retry", "resolve"} {
-		cmd.AddCommand(c.actionCmd(verb))
-	}
-	return cmd
 }
 
 func (c *apiClient) createCmd() *cobra.Command {
