@@ -409,7 +409,7 @@ func TestDecisionLog(t *testing.T) {
 	require.Equal(t, map[string]any{
 		"subject":  map[string]any{"id": "alice", "roles": []any{"admin"}, "claims": map[string]any{"namespaces": []any{"ecommerce"}}},
 		"action":   "task:create",
-		"resource": map[string]any{"type": "task", "namespace": "ecommerce", "workflow": "orders", "version": "1.0.0", "task_id": float64(0), "step": ""},
+		"resource": map[string]any{"type": "task", "namespace": "ecommerce", "workflow": "orders", "version": "1.0.0", "task_id": float64(0), "step": "", "schedule": ""},
 		"request":  map[string]any{"method": "POST", "path": "/v1/tasks", "remote_addr": "192.0.2.1:1234"},
 	}, input, "the input document has exactly this shape")
 

@@ -26,7 +26,7 @@ nobody := {"id": "nina", "roles": [], "claims": {}}
 request(subject, action, namespace) := {
 	"subject": subject,
 	"action": action,
-	"resource": {"type": split(action, ":")[0], "namespace": namespace, "workflow": "", "version": "", "task_id": 0, "step": ""},
+	"resource": {"type": split(action, ":")[0], "namespace": namespace, "workflow": "", "version": "", "task_id": 0, "step": "", "schedule": ""},
 	"request": {"method": "GET", "path": "/v1/tasks", "remote_addr": "127.0.0.1:1234"},
 }
 
