@@ -175,6 +175,21 @@ func TestHourlyOnSpringForwardDay(t *testing.T) {
 	}
 }
 
+// On the night clocks go back, 02:30 exists twice in Berlin and fires
+// twice (robfig/cron's reading, documented in docs/schedules.md).
+func TestDailyOnFallBackNight(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{}
+	clock.set(utc("2026-10-24T12:00:00Z"))
+	n := newNode(t, storetest.SQLite(t), catalog(t, block("30 2 * * *", "Europe/Berlin", "allow", "all")), clock)
+	next := n.sched.Tick(context.Background())
+	for range 3 {
+		clock.set(next)
+		next = n.sched.Tick(context.Background())
+	}
+	require.Equal(t, []string{"2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-26T01:30:00Z"}, instants(n.firings(t)))
+}
+
 // downtime: the schedule was seen at 10:00 and fired through 10:05, then
 // no node ran until 10:32: 10:10 ... 10:30 were missed.
 func downtime(t *testing.T, open func(testing.TB) backends.Store, catchUp string) *node {
