@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -115,4 +119,57 @@ func TestSchedulesClientCommands(t *testing.T) {
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(r.stderr), "\n")+1, "one line: %q", r.stderr)
 	r = runCLI(t, "schedules", "show", "--server", server)
 	require.Equal(t, 2, r.code, "NAME is required")
+}
+
+// taskerd serve runs the schedules of its workflow directory, picks up a new
+// one on SIGHUP, pauses one for the API, and stops cleanly.
+func TestServeRunsSchedules(t *testing.T) {
+	t.Parallel()
+	bin := buildTaskerd(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tick.hcl"), []byte(`
+workflow "work" {
+  step "a" { handler = "builtin.noop" }
+}
+schedule "tick" {
+  workflow = "default/work"
+  cron     = "@every 1s"
+  catch_up = "none"
+}
+`), 0o644))
+	db := "sqlite:" + filepath.Join(t.TempDir(), "taskerd.db")
+	s := startServe(t, bin, "--db", db, "--workflows", dir, "--workers", "2")
+
+	tagged := func(tag string) int {
+		var page struct {
+			Tasks []struct{ ID int64 } `json:"tasks"`
+		}
+		require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/tasks?status=complete&tag="+tag, &page))
+		return len(page.Tasks)
+	}
+	require.Eventually(t, func() bool { return tagged("schedule:tick") >= 2 }, 30*time.Second, 50*time.Millisecond,
+		"the schedule fires and its tasks run")
+
+	// A schedule added to the files runs after SIGHUP.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tock.hcl"), []byte(`
+schedule "tock" {
+  workflow = "default/work"
+  cron     = "@every 1s"
+}
+`), 0o644))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return tagged("schedule:tock") >= 1 }, 30*time.Second, 50*time.Millisecond,
+		"the reloaded schedule fires")
+
+	r := runCLI(t, "schedules", "pause", "tick", "--server", s.url, "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var sched struct {
+		Paused     bool       `json:"paused"`
+		NextFiring *time.Time `json:"next_firing"`
+	}
+	require.Equal(t, http.StatusOK, s.getJSON(t, "/v1/schedules/tick", &sched))
+	require.True(t, sched.Paused)
+	require.Nil(t, sched.NextFiring)
+
+	require.NoError(t, s.stop(t, syscall.SIGTERM), "the scheduler stops with serve")
 }
