@@ -10,6 +10,8 @@ import (
 	"time"
 	// Zones are compiled in: an edge device without /usr/share/zoneinfo
 	// must load a schedule with timezone = "Europe/Berlin" as a server does.
+	// (OPA's topdown imports it too, so today it costs taskerd nothing; this
+	// import keeps the zones if that ever changes.)
 	_ "time/tzdata"
 
 	"github.com/hashicorp/hcl/v2"
