@@ -173,3 +173,17 @@ schedule "tock" {
 
 	require.NoError(t, s.stop(t, syscall.SIGTERM), "the scheduler stops with serve")
 }
+
+func TestValidateSchedules(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, "validate", writeFile(t, "report.hcl", scheduledWorkflow))
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^schedule nightly-report\s+ops/report\s+30 1 \* \* \* \(Europe/Berlin\)$`, r.stdout)
+
+	bad := strings.Replace(scheduledWorkflow, `"Europe/Berlin"`, `"Europe/Atlantis"`, 1)
+	path := writeFile(t, "bad.hcl", bad)
+	r = runCLI(t, "validate", path)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "Unknown timezone")
+	require.Contains(t, r.stderr, path+":10:")
+}
