@@ -39,9 +39,11 @@ type ScheduleStore interface {
 	// ScheduleFirings returns the schedule's most recent firings, newest
 	// (by At) first, at most limit (all when 0).
 	ScheduleFirings(ctx context.Context, name string, limit int) ([]*ScheduleFiring, error)
-	// UnfinishedScheduleTasks returns the ids of the schedule's tasks that
-	// are not complete, cancelled or resolved_manually, ascending.
-	UnfinishedScheduleTasks(ctx context.Context, name string) ([]int64, error)
+	// UnfinishedScheduleTasks returns the ids of the tasks of the
+	// schedule's firings for instants before `before` that are not
+	// complete, cancelled or resolved_manually, ascending. (A firing asked
+	// for again must not find its own task among the previous ones.)
+	UnfinishedScheduleTasks(ctx context.Context, name string, before time.Time) ([]int64, error)
 }
 
 // ScheduleState is the database's part of a schedule.

@@ -65,7 +65,9 @@ func (e *Engine) FireSchedule(ctx context.Context, req FireRequest) (*backends.S
 		return nil, nil, false, fmt.Errorf("schedule %s: %w", s.Name, err)
 	}
 	if s.Overlap == definition.OverlapCancelPrevious {
-		if err := e.cancelScheduleTasks(ctx, s.Name); err != nil {
+		// Only the tasks of earlier firings: this one may already have
+		// been fired by another node, and its task is not "previous".
+		if err := e.cancelScheduleTasks(ctx, s.Name, at); err != nil {
 			return nil, nil, false, err
 		}
 	}
@@ -100,10 +102,11 @@ func (e *Engine) FireSchedule(ctx context.Context, req FireRequest) (*backends.S
 	return firing, task, created, nil
 }
 
-// cancelScheduleTasks cancels the unfinished tasks of a schedule. A task
-// that finished meanwhile is no reason to fail the firing.
-func (e *Engine) cancelScheduleTasks(ctx context.Context, name string) error {
-	ids, err := e.store.UnfinishedScheduleTasks(ctx, name)
+// cancelScheduleTasks cancels the unfinished tasks of a schedule's firings
+// before the instant at. A task that finished meanwhile is no reason to
+// fail the firing.
+func (e *Engine) cancelScheduleTasks(ctx context.Context, name string, at time.Time) error {
+	ids, err := e.store.UnfinishedScheduleTasks(ctx, name, at)
 	if err != nil {
 		return fmt.Errorf("schedule %s: %w", name, err)
 	}

@@ -144,9 +144,12 @@ func testSchedules(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		b := setup(t, newStore)
 		first, _, err := b.store.FireSchedule(b.ctx, fireParams(at(time.Minute), at(time.Minute)))
 		require.NoError(t, err)
-		unfinished, err := b.store.UnfinishedScheduleTasks(b.ctx, "nightly")
+		unfinished, err := b.store.UnfinishedScheduleTasks(b.ctx, "nightly", at(2*time.Minute))
 		require.NoError(t, err)
 		require.Equal(t, []int64{first.TaskID}, unfinished)
+		unfinished, err = b.store.UnfinishedScheduleTasks(b.ctx, "nightly", at(time.Minute))
+		require.NoError(t, err)
+		require.Empty(t, unfinished, "only firings before the instant")
 
 		p := fireParams(at(2*time.Minute), at(2*time.Minute))
 		p.SkipIfRunning = true
@@ -162,7 +165,7 @@ func testSchedules(t *testing.T, newStore func(t *testing.T) backends.Store) {
 
 		_, err = b.store.CancelTask(b.ctx, &backends.CancelTaskParams{TaskID: first.TaskID, Reason: "test", Now: at(3 * time.Minute)})
 		require.NoError(t, err)
-		unfinished, err = b.store.UnfinishedScheduleTasks(b.ctx, "nightly")
+		unfinished, err = b.store.UnfinishedScheduleTasks(b.ctx, "nightly", at(time.Hour))
 		require.NoError(t, err)
 		require.Empty(t, unfinished)
 		p = fireParams(at(4*time.Minute), at(4*time.Minute))

@@ -249,10 +249,11 @@ func (s *Store) ScheduleFirings(ctx context.Context, name string, limit int) (_ 
 }
 
 // UnfinishedScheduleTasks implements backends.ScheduleStore.
-func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string) (_ []int64, rerr error) {
+func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string, before time.Time) (_ []int64, rerr error) {
 	defer classifyErr(&rerr)
 	rows, err := s.rq().QueryContext(ctx, `SELECT t.id FROM schedule_firings f JOIN tasks t ON t.id = f.task_id
-		WHERE f.schedule = ? AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually') ORDER BY t.id`, name)
+		WHERE f.schedule = ? AND f.fire_at < ? AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually')
+		ORDER BY t.id`, name, micros(before))
 	if err != nil {
 		return nil, fmt.Errorf("listing unfinished tasks of schedule %q: %w", name, err)
 	}

@@ -305,6 +305,29 @@ func TestOverlap(t *testing.T) {
 	})
 }
 
+// A cancel_previous firing asked for again (a second node, late) answers
+// the firing's task and cancels nothing: not that task, which is no
+// "previous" one.
+func TestCancelPreviousRepeatedKeepsItsTask(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		clock := &fakeClock{}
+		clock.set(utc("2026-12-07T10:05:00Z"))
+		n := newNode(t, open(t), catalog(t, block("*/5 * * * *", "UTC", "cancel_previous", "one")), clock)
+		sc := n.eng.Catalog().Schedule("nightly")
+		ctx := context.Background()
+		f1, task, created, err := n.eng.FireSchedule(ctx, engine.FireRequest{Schedule: sc, Kind: backends.FiringScheduled, At: utc("2026-12-07T10:05:00Z")})
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, f1.TaskID, task.ID)
+		f2, task2, created, err := n.eng.FireSchedule(ctx, engine.FireRequest{Schedule: sc, Kind: backends.FiringScheduled, At: utc("2026-12-07T10:05:00Z")})
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, f1.TaskID, f2.TaskID)
+		require.Equal(t, backends.StatePending, task2.State, "the repeated firing left its own task alone")
+	})
+}
+
 func TestPausedScheduleDoesNotFireNorCatchUp(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
