@@ -46,6 +46,11 @@ const (
 	CatchUpAll CatchUp = "all"
 )
 
+// MaxScheduleName bounds a schedule's name, in bytes, so that its tasks'
+// tag (schedule:NAME) and idempotency key (schedule/NAME/manual/INSTANT)
+// stay within the engine's limits.
+const MaxScheduleName = 100
+
 // Schedule defaults.
 const (
 	DefaultTimezone = "UTC"
@@ -148,6 +153,9 @@ func decodeSchedule(block *hcl.Block, cat *Catalog) (*Schedule, hcl.Diagnostics)
 	if !validName(s.Name) {
 		diags = append(diags, errAt(block.LabelRanges[0], "Invalid schedule name",
 			"%q is not a valid schedule name: use letters, digits, _ and -, starting with a letter or _.", s.Name))
+	} else if len(s.Name) > MaxScheduleName {
+		diags = append(diags, errAt(block.LabelRanges[0], "Invalid schedule name",
+			"A schedule name may be at most %d bytes long, not %d.", MaxScheduleName, len(s.Name)))
 	}
 	content, more := block.Body.Content(scheduleSchema)
 	diags = append(diags, more...)

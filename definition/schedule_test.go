@@ -3,6 +3,7 @@ package definition
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,6 +164,11 @@ schedule "9lives" {
   workflow = "ops/report"
   cron     = "@daily"
 }`, []wantDiag{{"Invalid schedule name", 13, 10, "9lives"}}},
+		{"name too long", `
+schedule "` + strings.Repeat("n", MaxScheduleName+1) + `" {
+  workflow = "ops/report"
+  cron     = "@daily"
+}`, []wantDiag{{"Invalid schedule name", 13, 10, "at most 100 bytes"}}},
 		{"missing cron", `
 schedule "s" {
   workflow = "ops/report"
