@@ -77,6 +77,10 @@ type Schedule struct {
 	DeclRange hcl.Range
 
 	spec cron.Schedule
+	// onceAWallTime: the rule names its hours (not every hour), so a wall
+	// time repeated on the night clocks go back fires once, at its first
+	// occurrence.
+	onceAWallTime bool
 }
 
 // Namespace is the namespace of the schedule's workflow: the policy
@@ -88,10 +92,33 @@ func (s *Schedule) Namespace() string { return s.Workflow.Namespace }
 // years, e.g. for "0 0 30 2 *").
 func (s *Schedule) Next(t time.Time) time.Time {
 	n := s.spec.Next(t.In(s.Location))
+	for s.onceAWallTime && !n.IsZero() && repeatedWallTime(n) {
+		n = s.spec.Next(n)
+	}
 	if n.IsZero() {
 		return n
 	}
 	return n.UTC()
+}
+
+// repeatedWallTime reports whether the wall time of t (in its location)
+// already happened once, earlier the same night, before the clocks went
+// back: t is in the second pass of a repeated hour. robfig/cron fires both
+// passes; a rule for "02:30" should run once that night, as in Vixie cron.
+func repeatedWallTime(t time.Time) bool {
+	_, off := t.Zone()
+	// The offset a few hours before: a shift back is at most a few hours.
+	_, before := t.Add(-3 * time.Hour).Zone()
+	if before <= off {
+		return false
+	}
+	twin := t.Add(-time.Duration(before-off) * time.Second)
+	if _, o := twin.Zone(); o != before {
+		return false
+	}
+	h1, m1, s1 := t.Clock()
+	h2, m2, s2 := twin.Clock()
+	return h1 == h2 && m1 == m2 && s1 == s2 && t.YearDay() == twin.YearDay()
 }
 
 // cronParser reads standard five-field rules and descriptors (@hourly,
@@ -214,6 +241,11 @@ func decodeSchedule(block *hcl.Block, cat *Catalog) (*Schedule, hcl.Diagnostics)
 				"cron = %q: %s. Write five fields (minute hour day-of-month month day-of-week), e.g. \"*/5 * * * *\", or a descriptor such as \"@hourly\".", expr, err))
 		} else {
 			s.spec = spec
+			// A rule for every hour keeps firing once per real hour.
+			const allHours = 1<<24 - 1
+			if ss, ok := spec.(*cron.SpecSchedule); ok && ss.Hour&allHours != allHours {
+				s.onceAWallTime = true
+			}
 		}
 	}
 	if attr, ok := content.Attributes["timezone"]; ok {

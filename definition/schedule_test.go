@@ -84,6 +84,52 @@ schedule "hourly" {
 	require.Nil(t, c.Schedule("nope"))
 }
 
+// firingsOn lists a rule's instants in [from, to).
+func firingsOn(t *testing.T, cron, tz string, from, to time.Time) []time.Time {
+	t.Helper()
+	schedules, diags := loadSchedules(t, `
+schedule "probe" {
+  workflow = "ops/report"
+  cron     = "`+cron+`"
+  timezone = "`+tz+`"
+}`)
+	require.Empty(t, diags)
+	s := schedules[0]
+	var out []time.Time
+	for n := s.Next(from.Add(-time.Nanosecond)); !n.IsZero() && n.Before(to); n = s.Next(n) {
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestScheduleDST(t *testing.T) {
+	day := func(s string) (time.Time, time.Time) {
+		d, err := time.ParseInLocation("2006-01-02", s, mustZone(t, "Europe/Berlin"))
+		require.NoError(t, err)
+		return d, d.AddDate(0, 0, 1)
+	}
+	spring, springEnd := day("2026-03-29")
+	fall, fallEnd := day("2026-10-25")
+
+	require.Len(t, firingsOn(t, "0 * * * *", "Europe/Berlin", spring, springEnd), 23, "hourly: once per real hour")
+	require.Len(t, firingsOn(t, "0 * * * *", "Europe/Berlin", fall, fallEnd), 25, "hourly: once per real hour")
+	require.Empty(t, firingsOn(t, "30 2 * * *", "Europe/Berlin", spring, springEnd), "02:30 does not exist that night")
+	require.Equal(t, []time.Time{time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)},
+		firingsOn(t, "30 2 * * *", "Europe/Berlin", fall, fallEnd), "02:30 twice on the wall clock, once in taskerd: the first")
+	require.Len(t, firingsOn(t, "*/15 2 * * *", "Europe/Berlin", fall, fallEnd), 4, "the repeated hour runs its quarters once")
+	require.Equal(t, []time.Time{time.Date(2026, 10, 25, 8, 0, 0, 0, time.UTC)},
+		firingsOn(t, "0 9 * * *", "Europe/Berlin", fall, fallEnd), "09:00 CET")
+	require.Equal(t, []time.Time{time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC)},
+		firingsOn(t, "30 2 * * *", "UTC", fall, fallEnd), "UTC has no DST")
+}
+
+func mustZone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation(name)
+	require.NoError(t, err)
+	return loc
+}
+
 func TestScheduleValidationErrors(t *testing.T) {
 	// Each source starts on line 12 with an empty line: the block is on 13.
 	cases := []struct {
