@@ -436,3 +436,31 @@ func TestRunWakesAndStops(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// A firing that cannot create its task (here: no node registers the
+// workflow's handler) records nothing, and is tried again after RetryDelay.
+func TestFailedFiringIsRetried(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{}
+	clock.set(utc("2026-12-07T10:00:00Z"))
+	reg := engine.NewRegistry()
+	eng, err := engine.New(engine.Config{Store: storetest.SQLite(t), Catalog: catalog(t, block("*/5 * * * *", "UTC", "allow", "one")),
+		Registry: reg, Clock: clock, NodeID: t.Name()})
+	require.NoError(t, err)
+	s, err := schedule.New(schedule.Config{Engine: eng, Clock: clock, RetryDelay: 20 * time.Second})
+	require.NoError(t, err)
+	n := &node{eng: eng, sched: s, clock: clock, store: eng.Store()}
+	ctx := context.Background()
+	n.sched.Tick(ctx)
+	clock.set(utc("2026-12-07T10:05:00.001Z"))
+	require.Equal(t, utc("2026-12-07T10:05:20.001Z"), n.sched.Tick(ctx), "retried after RetryDelay")
+	require.Empty(t, n.firings(t), "nothing recorded")
+	clock.set(utc("2026-12-07T10:05:10Z"))
+	require.Equal(t, utc("2026-12-07T10:05:20.001Z"), n.sched.Tick(ctx), "not before")
+	require.Empty(t, n.firings(t))
+
+	require.NoError(t, builtin.Register(reg))
+	clock.set(utc("2026-12-07T10:05:20.001Z"))
+	require.Equal(t, utc("2026-12-07T10:10:00Z"), n.sched.Tick(ctx))
+	require.Equal(t, []string{"2026-12-07T10:05:00Z"}, instants(n.firings(t)), "the firing happens once it can")
+}
