@@ -36,6 +36,8 @@ type Resource struct {
 	Version   string `json:"version,omitempty"`
 	TaskID    int64  `json:"task_id,omitempty"`
 	Step      string `json:"step,omitempty"`
+	// Schedule names the schedule of a schedule:* action.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // AuthzRequest is everything a policy decides on.

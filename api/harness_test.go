@@ -95,6 +95,10 @@ type options struct {
 	// theirs (nil: discarded).
 	tracer trace.TracerProvider
 	logger *slog.Logger
+	// catalog replaces testWorkflows (nil: them); scheduler is the
+	// server's (api.Config.Scheduler).
+	catalog   *definition.Catalog
+	scheduler interface{ Wake() }
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -103,7 +107,11 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	require.False(t, diags.HasErrors(), diags.Error())
 	reg := engine.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
-	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg,
+	cat := definition.NewCatalog(ws)
+	if o.catalog != nil {
+		cat = o.catalog
+	}
+	eng, err := engine.New(engine.Config{Store: store, Catalog: cat, Registry: reg,
 		Workers: 4, SafetyPoll: 50 * time.Millisecond, TracerProvider: o.tracer, Logger: o.logger})
 	require.NoError(t, err)
 	if o.authn == nil {
@@ -114,7 +122,7 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
 		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck,
-		TracerProvider: o.tracer, Logger: o.logger})
+		TracerProvider: o.tracer, Logger: o.logger, Scheduler: o.scheduler})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(server.Handler())
 	if o.httpServer != nil {

@@ -38,6 +38,12 @@ func (s *Server) registerRoutes() {
 	s.handle("GET", "/v1/workflows/{namespace}/{name}", private, s.showWorkflow)
 	s.handle("GET", "/v1/workflows/{namespace}/{name}/graph", private, s.workflowGraph)
 
+	s.handle("GET", "/v1/schedules", private, s.listSchedules)
+	s.handle("GET", "/v1/schedules/{name}", private, s.showSchedule)
+	s.handle("POST", "/v1/schedules/{name}/pause", private, s.pauseSchedule(true))
+	s.handle("POST", "/v1/schedules/{name}/resume", private, s.pauseSchedule(false))
+	s.handle("POST", "/v1/schedules/{name}/trigger", private, s.triggerSchedule)
+
 	// Anything else: a JSON 404, or 405 when the path exists with another
 	// method (net/http would answer both in plain text).
 	s.mux.Handle("/", http.HandlerFunc(s.notFound))

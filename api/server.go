@@ -81,6 +81,10 @@ type Config struct {
 	// created (docs/tracing.md). Nil (the default) traces nothing, at no
 	// cost.
 	TracerProvider trace.TracerProvider
+	// Scheduler, when set, is woken when a schedule is paused, resumed or
+	// triggered here, so that it looks at once (nil: it notices at its
+	// next pass).
+	Scheduler interface{ Wake() }
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -97,6 +101,7 @@ type Server struct {
 	now     func() time.Time
 	started time.Time
 	tracer  trace.Tracer // nil: tracing off
+	sched   interface{ Wake() }
 
 	nodeDeadAfter time.Duration
 
@@ -140,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: cfg.Metrics,
 		now:     cfg.Now,
 		mux:     http.NewServeMux(),
+		sched:   cfg.Scheduler,
 
 		nodeDeadAfter: cfg.NodeDeadAfter,
 	}

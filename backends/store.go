@@ -168,6 +168,8 @@ type Store interface {
 	EventStore
 	// NodeStore: the node registry, leadership and retention (nodes.go).
 	NodeStore
+	// ScheduleStore: the state and firings of schedules (schedules.go).
+	ScheduleStore
 
 	Close() error
 }

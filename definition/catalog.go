@@ -11,6 +11,29 @@ import (
 type Catalog struct {
 	all    []*Workflow
 	byName map[string][]*Workflow // namespace/name → versions, highest first
+
+	schedules []*Schedule // sorted by name
+}
+
+// WithSchedules returns a catalog of c's workflows and these schedules
+// (Parser.Schedules: each names a workflow of c).
+func (c *Catalog) WithSchedules(schedules []*Schedule) *Catalog {
+	cc := *c
+	cc.schedules = slices.Clone(schedules)
+	slices.SortFunc(cc.schedules, func(a, b *Schedule) int { return strings.Compare(a.Name, b.Name) })
+	return &cc
+}
+
+// Schedules returns the catalog's schedules, sorted by name.
+func (c *Catalog) Schedules() []*Schedule { return c.schedules }
+
+// Schedule returns the schedule of that name, or nil.
+func (c *Catalog) Schedule(name string) *Schedule {
+	i, ok := slices.BinarySearchFunc(c.schedules, name, func(s *Schedule, n string) int { return strings.Compare(s.Name, n) })
+	if !ok {
+		return nil
+	}
+	return c.schedules[i]
 }
 
 // NewCatalog indexes workflows. Identities must be unique (Load guarantees it).

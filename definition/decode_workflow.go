@@ -10,7 +10,10 @@ import (
 )
 
 var fileSchema = &hcl.BodySchema{
-	Blocks: []hcl.BlockHeaderSchema{{Type: "workflow", LabelNames: []string{"name"}}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "workflow", LabelNames: []string{"name"}},
+		{Type: "schedule", LabelNames: []string{"name"}},
+	},
 }
 
 var workflowSchema = &hcl.BodySchema{
@@ -27,17 +30,26 @@ var workflowSchema = &hcl.BodySchema{
 	},
 }
 
-func decodeFile(file *hcl.File) ([]*Workflow, hcl.Diagnostics) {
+// decodeFile reads a file's workflows, and returns its schedule blocks
+// undecoded: a schedule is checked against the workflows of every file.
+func decodeFile(file *hcl.File) ([]*Workflow, []*hcl.Block, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
-	var workflows []*Workflow
+	var (
+		workflows []*Workflow
+		schedules []*hcl.Block
+	)
 	for _, block := range content.Blocks {
+		if block.Type == "schedule" {
+			schedules = append(schedules, block)
+			continue
+		}
 		w, more := decodeWorkflow(block)
 		diags = append(diags, more...)
 		if w != nil {
 			workflows = append(workflows, w)
 		}
 	}
-	return workflows, diags
+	return workflows, schedules, diags
 }
 
 // decodeWorkflow reads and validates one workflow block. It reports every

@@ -23,7 +23,15 @@ type Parser struct {
 
 	p       *hclparse.Parser
 	sources map[string][]byte
+	// scheduleBlocks are the schedule blocks of the sources read, decoded
+	// by Load once every workflow is known; schedules is Load's answer.
+	scheduleBlocks []*hcl.Block
+	schedules      []*Schedule
 }
+
+// Schedules returns the valid schedules of the files the last Load read,
+// sorted by name.
+func (p *Parser) Schedules() []*Schedule { return p.schedules }
 
 // DefaultMaxFileSize is the largest workflow file a Parser reads unless its
 // MaxFileSize says otherwise: 4 MiB, some thousand times the size of a
@@ -80,7 +88,9 @@ func NewParser() *Parser {
 // Files returns the parsed files by name.
 func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
-// ParseSource parses and validates the workflows of one HCL source. The
+// ParseSource parses and validates the workflows of one HCL source; its
+// schedule blocks are kept for Load, which checks them against every
+// workflow it read. The
 // workflows returned are only those without errors; diags holds every problem
 // found. Duplicate identities are checked only within this source: use Load
 // (or CheckDuplicates) for a set of files.
@@ -98,7 +108,8 @@ func (p *Parser) ParseSource(filename string, src []byte) ([]*Workflow, hcl.Diag
 		// confusing follow-on errors.
 		return nil, diags
 	}
-	workflows, more := decodeFile(file)
+	workflows, schedules, more := decodeFile(file)
+	p.scheduleBlocks = append(p.scheduleBlocks, schedules...)
 	diags = append(diags, more...)
 	workflows, more = CheckDuplicates(workflows)
 	return workflows, append(diags, more...)
@@ -179,8 +190,10 @@ func (p *Parser) readFile(path string) ([]byte, hcl.Diagnostics) {
 // not recursively) and returns the union of their workflows. The same
 // namespace/name@version defined twice is an error naming both places. It is
 // an error when the paths hold no workflow at all. Only valid workflows are
-// returned; diags holds every problem of every file.
+// returned; diags holds every problem of every file. The files' valid
+// schedules are then p.Schedules().
 func (p *Parser) Load(paths ...string) ([]*Workflow, hcl.Diagnostics) {
+	p.scheduleBlocks, p.schedules = nil, nil
 	files, diags := expandPaths(paths)
 	if diags.HasErrors() {
 		return nil, diags
@@ -192,6 +205,8 @@ func (p *Parser) Load(paths ...string) ([]*Workflow, hcl.Diagnostics) {
 		all = append(all, ws...)
 	}
 	all, more := CheckDuplicates(all)
+	diags = append(diags, more...)
+	p.schedules, more = decodeSchedules(p.scheduleBlocks, all)
 	diags = append(diags, more...)
 	if len(all) == 0 && !diags.HasErrors() {
 		diags = append(diags, &hcl.Diagnostic{

@@ -117,36 +117,59 @@ func (e *BypassError) Error() string {
 // store), *ContextValidationError (also for a context not every backend can
 // store), *BypassError, or the store's. A refused request writes nothing.
 func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.Task, bool, error) {
+	p, wf, err := e.createParams(req)
+	if err != nil {
+		return nil, false, err
+	}
+	w := e.gate.begin(p.Now)
+	wctx, wrote := e.collect(ctx)
+	task, created, err := e.store.CreateTask(wctx, p)
+	if err != nil {
+		w.end(e.publish, nil)
+		return nil, false, fmt.Errorf("creating task of workflow %s: %w", wf.ID(), err)
+	}
+	events := wrote.all()
+	e.logLifecycle(events, task)
+	w.end(e.publish, events)
+	if created {
+		e.Wake()
+	}
+	return task, created, nil
+}
+
+// createParams validates a request and builds the store's parameters for
+// its task (CreateTask's rules).
+func (e *Engine) createParams(req CreateRequest) (*backends.CreateTaskParams, *definition.Workflow, error) {
 	ref, err := definition.ParseRef(req.Workflow)
 	if err != nil {
-		return nil, false, &RequestError{Field: "workflow", Message: err.Error()}
+		return nil, nil, &RequestError{Field: "workflow", Message: err.Error()}
 	}
 	if err := checkCreate(&req); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	wf, err := e.Catalog().Lookup(ref)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrUnknownWorkflow, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnknownWorkflow, err)
 	}
 	// Before the context: no context makes it run here.
 	if missing := e.MissingHandlers(wf); len(missing) > 0 {
-		return nil, false, &UnavailableError{Workflow: wf.ID(), Missing: missing}
+		return nil, nil, &UnavailableError{Workflow: wf.ID(), Missing: missing}
 	}
 	if err := checkContext(wf.ID(), req.Context); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	taskContext, err := validateContext(wf, req.Context)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	bypass := map[string]bool{}
 	for _, name := range req.BypassSteps {
 		s := wf.Step(name)
 		if s == nil {
-			return nil, false, &BypassError{Workflow: wf.ID(), Step: name, Unknown: true}
+			return nil, nil, &BypassError{Workflow: wf.ID(), Step: name, Unknown: true}
 		}
 		if !s.Skippable {
-			return nil, false, &BypassError{Workflow: wf.ID(), Step: name}
+			return nil, nil, &BypassError{Workflow: wf.ID(), Step: name}
 		}
 		bypass[name] = true
 	}
@@ -186,21 +209,7 @@ func (e *Engine) CreateTask(ctx context.Context, req CreateRequest) (*backends.T
 			Parents:     slices.Clone(s.DependsOn),
 		})
 	}
-
-	w := e.gate.begin(p.Now)
-	wctx, wrote := e.collect(ctx)
-	task, created, err := e.store.CreateTask(wctx, p)
-	if err != nil {
-		w.end(e.publish, nil)
-		return nil, false, fmt.Errorf("creating task of workflow %s: %w", wf.ID(), err)
-	}
-	events := wrote.all()
-	e.logLifecycle(events, task)
-	w.end(e.publish, events)
-	if created {
-		e.Wake()
-	}
-	return task, created, nil
+	return p, wf, nil
 }
 
 // validateContext checks that raw is a JSON object matching the workflow's

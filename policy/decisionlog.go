@@ -94,7 +94,7 @@ func (l *decisionLog) write(ctx context.Context, req *api.AuthzRequest, d api.De
 // (as api.Resource's JSON leaves out the empty ones).
 func resourceAttr(r api.Resource) slog.Attr {
 	attrs := []any{slog.String("type", r.Type)}
-	for _, kv := range [][2]string{{"namespace", r.Namespace}, {"workflow", r.Workflow}, {"version", r.Version}} {
+	for _, kv := range [][2]string{{"namespace", r.Namespace}, {"workflow", r.Workflow}, {"version", r.Version}, {"schedule", r.Schedule}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}

@@ -6,7 +6,7 @@
 //
 //	{"subject":  {"id": ..., "roles": [...], "claims": {...}},
 //	 "action":   "task:create",
-//	 "resource": {"type", "namespace", "workflow", "version", "task_id", "step"},
+//	 "resource": {"type", "namespace", "workflow", "version", "task_id", "step", "schedule"},
 //	 "request":  {"method", "path", "remote_addr"}}
 //
 // It fails closed: an undefined or non-boolean allow, or an evaluation error,

@@ -25,6 +25,7 @@ var allActions = []string{
 	"task:index", "task:show", "task:create", "task:update", "task:cancel", "task:retry", "task:resolve",
 	"step:index", "step:show", "step:update", "step:cancel", "step:retry", "step:resolve",
 	"workflow:index", "workflow:show", "health:status", "metrics:index",
+	"schedule:index", "schedule:show", "schedule:pause", "schedule:resume", "schedule:trigger",
 }
 
 func subject(id string, claims string, roles ...string) *api.Subject {
@@ -60,18 +61,19 @@ func TestDefaultPolicyEveryRoleActionNamespace(t *testing.T) {
 	// policy/default/authz.rego, allows this case.
 	want := func(role, action, ns string) bool {
 		kind, verb, _ := strings.Cut(action, ":")
-		read := (kind == "task" || kind == "step" || kind == "workflow") && (verb == "index" || verb == "show")
+		read := (kind == "task" || kind == "step" || kind == "workflow" || kind == "schedule") && (verb == "index" || verb == "show")
+		scoped := kind == "task" || kind == "step" || kind == "schedule"
 		switch role {
 		case "empty-id-admin":
 			return false
 		case "admin":
 			return true
 		case "operator":
-			return action == "health:status" || ((kind == "task" || kind == "step") && (ns == "ecommerce" || ns == "billing"))
+			return action == "health:status" || (scoped && (ns == "ecommerce" || ns == "billing"))
 		case "viewer":
 			return action == "health:status" || read
 		case "viewer+operator":
-			return action == "health:status" || read || ((kind == "task" || kind == "step") && ns == "billing")
+			return action == "health:status" || read || (scoped && ns == "billing")
 		default:
 			return action == "health:status"
 		}
@@ -407,7 +409,7 @@ func TestDecisionLog(t *testing.T) {
 	require.Equal(t, map[string]any{
 		"subject":  map[string]any{"id": "alice", "roles": []any{"admin"}, "claims": map[string]any{"namespaces": []any{"ecommerce"}}},
 		"action":   "task:create",
-		"resource": map[string]any{"type": "task", "namespace": "ecommerce", "workflow": "orders", "version": "1.0.0", "task_id": float64(0), "step": ""},
+		"resource": map[string]any{"type": "task", "namespace": "ecommerce", "workflow": "orders", "version": "1.0.0", "task_id": float64(0), "step": "", "schedule": ""},
 		"request":  map[string]any{"method": "POST", "path": "/v1/tasks", "remote_addr": "192.0.2.1:1234"},
 	}, input, "the input document has exactly this shape")
 

@@ -48,6 +48,7 @@ func (e *Engine) newInput(req *api.AuthzRequest) (ast.Value, error) {
 			ast.Item(keyVersion, ast.StringTerm(res.Version)),
 			ast.Item(keyTaskID, ast.IntNumberTerm(int(res.TaskID))),
 			ast.Item(keyStep, ast.StringTerm(res.Step)),
+			ast.Item(keySchedule, ast.StringTerm(res.Schedule)),
 		)),
 		ast.Item(keyRequest, ast.ObjectTerm(
 			ast.Item(keyMethod, ast.StringTerm(method)),
@@ -72,6 +73,7 @@ var (
 	keyVersion    = ast.StringTerm("version")
 	keyTaskID     = ast.StringTerm("task_id")
 	keyStep       = ast.StringTerm("step")
+	keySchedule   = ast.StringTerm("schedule")
 	keyRequest    = ast.StringTerm("request")
 	keyMethod     = ast.StringTerm("method")
 	keyPath       = ast.StringTerm("path")

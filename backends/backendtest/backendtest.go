@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) backends.Store) {
 	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, newStore) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore) })
 	t.Run("Nodes", func(t *testing.T) { testNodes(t, newStore) })
+	t.Run("Schedules", func(t *testing.T) { testSchedules(t, newStore) })
 	t.Run("Differential", func(t *testing.T) { testDifferential(t, newStore) })
 }
 

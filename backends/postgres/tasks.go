@@ -40,21 +40,12 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (_
 				return err
 			}
 		}
-		id, err := insertTask(ctx, tx, p)
+		var err error
+		task, events, err = createTaskTx(ctx, tx, p)
 		if err != nil {
 			return err
 		}
-		// Finalize at once: a task whose every step was bypassed is complete
-		// (pending -> in_progress -> complete); any other new task has a
-		// ready step or nothing at all, and finalize leaves it pending.
-		if _, _, task, err = finalize(ctx, tx, id, p.Now); err != nil {
-			return err
-		}
 		created = true
-		events = backends.CreatedEvents(task, p.Now)
-		if err := appendEvents(ctx, tx, events); err != nil {
-			return err
-		}
 		w = s.wakes.note(events, p.Now)
 		return w.exec(ctx, tx)
 	})
@@ -99,6 +90,27 @@ func byIdempotencyKey(ctx context.Context, tx querier, p *backends.CreateTaskPar
 			p.IdempotencyKey, id, backends.ErrDuplicate)
 	}
 	return getTask(ctx, tx, id)
+}
+
+// createTaskTx inserts a new task in tx and returns it with the events it
+// appended to the log, to hand to the sink after commit.
+func createTaskTx(ctx context.Context, tx querier, p *backends.CreateTaskParams) (*backends.Task, []*backends.Event, error) {
+	id, err := insertTask(ctx, tx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Finalize at once: a task whose every step was bypassed is complete
+	// (pending -> in_progress -> complete); any other new task has a ready
+	// step or nothing at all, and finalize leaves it pending.
+	_, _, task, err := finalize(ctx, tx, id, p.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	events := backends.CreatedEvents(task, p.Now)
+	if err := appendEvents(ctx, tx, events); err != nil {
+		return nil, nil, err
+	}
+	return task, events, nil
 }
 
 func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (int64, error) {

@@ -224,7 +224,8 @@ func TestMigration0008KeepsTheLog(t *testing.T) {
 	require.Len(t, before, 3+3*3)
 
 	// Back to schema version 7: one row per event, as 0007 wrote them.
-	_, err = s.writer.Exec(`DROP TABLE events; DROP TABLE event_seq;
+	_, err = s.writer.Exec(`DROP TABLE schedule_firings; DROP TABLE schedules;
+		DROP TABLE events; DROP TABLE event_seq;
 		CREATE TABLE events (
 			seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL,
 			task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

@@ -117,7 +117,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0009_nodes.sql", name)
+	require.Equal(t, "0010_schedules.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int
@@ -206,7 +206,9 @@ func TestFailureBackoffMatchesEngine(t *testing.T) {
 // stored most_recent flag on every transition, kept exact, and no settings.
 func rewindTo0002(t *testing.T, s *Store) {
 	t.Helper()
-	_, err := s.writer.Exec(`DROP TABLE event_dead_letters;
+	_, err := s.writer.Exec(`DROP TABLE schedule_firings;
+		DROP TABLE schedules;
+		DROP TABLE event_dead_letters;
 		DROP TABLE event_cursors;
 		DROP TABLE events;
 		DROP TABLE event_seq;

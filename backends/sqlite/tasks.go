@@ -20,51 +20,70 @@ func (s *Store) CreateTask(ctx context.Context, p *backends.CreateTaskParams) (*
 	)
 	err := s.write(ctx, func(tx querier) error {
 		if p.IdempotencyKey != "" {
-			var (
-				id   int64
-				hash string
-			)
-			err := tx.QueryRowContext(ctx, `SELECT id, request_hash FROM tasks WHERE idempotency_key = ?`,
-				p.IdempotencyKey).Scan(&id, &hash)
-			switch {
-			case err == nil && hash == p.RequestHash:
-				task, err = getTask(ctx, tx, id)
-				return err
-			case err == nil:
-				return fmt.Errorf("idempotency key %q names task %d, created by another request: %w",
-					p.IdempotencyKey, id, backends.ErrDuplicate)
-			case !errors.Is(err, sql.ErrNoRows):
+			existing, err := byIdempotencyKey(ctx, tx, p)
+			if err != nil || existing != nil {
+				task = existing
 				return err
 			}
 		}
-		id, err := insertTask(ctx, tx, p)
-		if err != nil {
-			return err
-		}
-		created = true
-		if len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
-			// Finalize cannot move a new task with steps and none bypassed
-			// (backendtest NewTaskNeedsNoFinalize): it stays pending.
-			if task, err = getTask(ctx, tx, id); err != nil {
-				return err
-			}
-			events = backends.CreatedEvents(task, p.Now)
-			return appendEvents(ctx, tx, events)
-		}
-		// A task whose every step was bypassed is complete at once (pending
-		// -> in_progress -> complete); any other new task has a ready step
-		// or nothing at all, and finalize leaves it pending.
-		if _, _, task, _, err = finalize(ctx, tx, id, p.Now); err != nil {
-			return err
-		}
-		events = backends.CreatedEvents(task, p.Now)
-		return appendEvents(ctx, tx, events)
+		var err error
+		task, events, err = createTaskTx(ctx, tx, p)
+		created = err == nil
+		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("creating a task of %s/%s@%s: %w", p.Namespace, p.WorkflowName, p.WorkflowVersion, err)
 	}
 	notify(ctx, events)
 	return task, created, nil
+}
+
+// byIdempotencyKey returns the task holding p's key if its request hash is
+// p's, ErrDuplicate if another request holds it, and nil if none does.
+func byIdempotencyKey(ctx context.Context, tx querier, p *backends.CreateTaskParams) (*backends.Task, error) {
+	var (
+		id   int64
+		hash string
+	)
+	err := tx.QueryRowContext(ctx, `SELECT id, request_hash FROM tasks WHERE idempotency_key = ?`,
+		p.IdempotencyKey).Scan(&id, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case hash != p.RequestHash:
+		return nil, fmt.Errorf("idempotency key %q names task %d, created by another request: %w",
+			p.IdempotencyKey, id, backends.ErrDuplicate)
+	}
+	return getTask(ctx, tx, id)
+}
+
+// createTaskTx inserts a new task in tx and returns it with the events to
+// append after commit (already written to the log in tx).
+func createTaskTx(ctx context.Context, tx querier, p *backends.CreateTaskParams) (*backends.Task, []*backends.Event, error) {
+	id, err := insertTask(ctx, tx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	var task *backends.Task
+	if len(p.Steps) > 0 && !slices.ContainsFunc(p.Steps, func(ns backends.NewStep) bool { return ns.Bypass }) {
+		// Finalize cannot move a new task with steps and none bypassed
+		// (backendtest NewTaskNeedsNoFinalize): it stays pending.
+		if task, err = getTask(ctx, tx, id); err != nil {
+			return nil, nil, err
+		}
+	} else if _, _, task, _, err = finalize(ctx, tx, id, p.Now); err != nil {
+		// A task whose every step was bypassed is complete at once (pending
+		// -> in_progress -> complete); any other new task has a ready step
+		// or nothing at all, and finalize leaves it pending.
+		return nil, nil, err
+	}
+	events := backends.CreatedEvents(task, p.Now)
+	if err := appendEvents(ctx, tx, events); err != nil {
+		return nil, nil, err
+	}
+	return task, events, nil
 }
 
 func insertTask(ctx context.Context, tx querier, p *backends.CreateTaskParams) (int64, error) {

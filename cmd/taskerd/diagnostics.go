@@ -76,7 +76,7 @@ func loadWorkflows(stderr io.Writer, paths []string, maxSize int64) (*definition
 	if diags.HasErrors() {
 		return nil, &exitError{code: 1, err: fmt.Errorf("invalid workflows: %s", countErrors(diags))}
 	}
-	return definition.NewCatalog(workflows), nil
+	return definition.NewCatalog(workflows).WithSchedules(parser.Schedules()), nil
 }
 
 func countErrors(diags hcl.Diagnostics) string {

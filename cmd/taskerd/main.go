@@ -73,6 +73,6 @@ when its dependencies are complete; failed steps retry with exponential backoff.
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCmd(), newGraphCmd(), newRunCmd(), newResumeCmd(), newMigrateCmd(), newPluginsCmd(), newTaskCmd(), newServeCmd(), newPolicyCmd(), newVersionCmd(), newInitCmd(), newKeysCmd(), newNodesCmd(), newWebhooksCmd(), newBenchCmd(), newBenchPluginCmd())
+	root.AddCommand(newValidateCmd(), newGraphCmd(), newRunCmd(), newResumeCmd(), newMigrateCmd(), newPluginsCmd(), newTaskCmd(), newSchedulesCmd(), newServeCmd(), newPolicyCmd(), newVersionCmd(), newInitCmd(), newKeysCmd(), newNodesCmd(), newWebhooksCmd(), newBenchCmd(), newBenchPluginCmd())
 	return root
 }

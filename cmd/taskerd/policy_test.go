@@ -126,7 +126,7 @@ func TestPolicyEval(t *testing.T) {
 	r := runCLI(t, "policy", "eval", "--input", input(`["operator"]`, "task:cancel", "ecommerce"))
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Empty(t, r.stderr)
-	require.Regexp(t, `^allow\nreason: operator may do task and step actions in its namespaces\nrevision: [0-9a-f]{64}\n$`, r.stdout)
+	require.Regexp(t, `^allow\nreason: operator may do task, step and schedule actions in its namespaces\nrevision: [0-9a-f]{64}\n$`, r.stdout)
 
 	r = runCLI(t, "policy", "eval", "--input", input(`["operator"]`, "task:cancel", "payroll"))
 	require.Equal(t, 1, r.code)

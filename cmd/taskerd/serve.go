@@ -27,6 +27,7 @@ import (
 	"github.com/taskerd/taskerd/engine/builtin"
 	"github.com/taskerd/taskerd/internal/cluster"
 	"github.com/taskerd/taskerd/internal/eventlog"
+	"github.com/taskerd/taskerd/internal/schedule"
 	"github.com/taskerd/taskerd/plugin/host"
 	"github.com/taskerd/taskerd/policy"
 )
@@ -261,9 +262,15 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	defer stopHub()
 	go hub.Run(hubCtx)
 	clusterCfg, retention := clusterSettings(f.cfg)
+	// Every node runs the scheduler: the database makes each firing one
+	// task however many nodes fire it (docs/schedules.md).
+	sched, err := schedule.New(schedule.Config{Engine: eng, Logger: log})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
 		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider(),
-		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat})
+		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat, Scheduler: sched})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -348,15 +355,23 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	defer stopSinks()
 	sinks.start(sinksCtx)
 	defer sinks.stop()
+	// The scheduler stops with serve, before the store closes.
+	schedCtx, stopSched := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- sched.Run(schedCtx) }()
+	defer func() {
+		stopSched()
+		<-schedDone
+	}()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpServer.Serve(ln) }()
 	// Scripts find the address here: the "taskerd serving" line's addr.
 	log.Info("taskerd serving", "addr", "http://"+ln.Addr().String(), "db", redactDSN(f.db),
-		"workflows", len(catalog.All()), "node", eng.NodeID())
+		"workflows", len(catalog.All()), "schedules", len(catalog.Schedules()), "node", eng.NodeID())
 
 	// Reloads run beside this loop, so that a slow one (a large file, a
 	// stalled disk) never delays a stop.
-	reloads := startReloader(eng, f.workflows, f.load.maxSize, registry, log)
+	reloads := startReloader(eng, f.workflows, f.load.maxSize, registry, log, sched.Wake)
 	defer reloads.stop()
 	for {
 		select {
@@ -409,6 +424,9 @@ type reloader struct {
 	maxSize  int64
 	registry *engine.Registry
 	log      *slog.Logger
+	// reloaded is called after a new catalog is in place (the scheduler
+	// looks at its schedules).
+	reloaded func()
 
 	pending  chan struct{} // holds the one queued request
 	quit     chan struct{}
@@ -419,8 +437,8 @@ type reloader struct {
 	stopped bool // serve is stopping: apply nothing more
 }
 
-func startReloader(eng *engine.Engine, dir string, maxSize int64, registry *engine.Registry, log *slog.Logger) *reloader {
-	r := &reloader{eng: eng, dir: dir, maxSize: maxSize, registry: registry, log: log,
+func startReloader(eng *engine.Engine, dir string, maxSize int64, registry *engine.Registry, log *slog.Logger, reloaded func()) *reloader {
+	r := &reloader{eng: eng, dir: dir, maxSize: maxSize, registry: registry, log: log, reloaded: reloaded,
 		pending: make(chan struct{}, 1), quit: make(chan struct{})}
 	go r.loop()
 	return r
@@ -481,6 +499,9 @@ func (r *reloader) loop() {
 		if err == nil {
 			reportUnavailable(r.log, catalog, r.registry)
 			r.eng.SetCatalog(catalog)
+			if r.reloaded != nil {
+				r.reloaded()
+			}
 		}
 		r.mu.Unlock()
 		if err != nil {

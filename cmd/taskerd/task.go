@@ -45,7 +45,6 @@ bootstrap admin key of ` + bootstrapKeyFileName + `, or one of "taskerd keys
 create") or whatever token the server's authenticator plugins accept. A
 flag wins over its variable. Output is a table for people; --json prints
 the API's JSON for scripts.`,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) { c.out = cmd.OutOrStdout() },
 	}
 	c.addFlags(cmd)
 	cmd.AddCommand(c.createCmd(), c.listCmd(), c.showCmd(), c.watchCmd())
@@ -55,8 +54,10 @@ the API's JSON for scripts.`,
 	return cmd
 }
 
-// addFlags gives a client command --server, --token and --json.
+// addFlags gives an API-client command --server, --token and --json, and
+// sets c.out when it runs.
 func (c *apiClient) addFlags(cmd *cobra.Command) {
+	cmd.PersistentPreRun = func(cmd *cobra.Command, _ []string) { c.out = cmd.OutOrStdout() }
 	server := os.Getenv("TASKERD_SERVER")
 	if server == "" {
 		server = defaultServer

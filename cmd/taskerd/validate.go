@@ -15,8 +15,9 @@ func newValidateCmd() *cobra.Command {
 		Long: `Parse and validate workflow definitions. Each PATH is an HCL file or a
 directory whose *.hcl files are read.
 
-Prints one line per workflow (identity, steps, dependency levels) and exits 0
-when every workflow is valid. Otherwise prints the problems with their
+Prints one line per workflow (identity, steps, dependency levels), then one
+per schedule (name, workflow, cron rule and zone), and exits 0 when every
+workflow and schedule is valid. Otherwise prints the problems with their
 file:line:col and source snippet (the first 50, then how many more) and
 exits 1. Exits 2 when a PATH cannot be read or the arguments are wrong.
 
@@ -36,6 +37,9 @@ before it is parsed.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			for _, w := range catalog.All() {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", w.ID(), plural(len(w.Steps), "step"), plural(len(w.Levels()), "level"))
+			}
+			for _, s := range catalog.Schedules() {
+				fmt.Fprintf(tw, "schedule %s\t%s\t%s (%s)\n", s.Name, s.Workflow, s.Cron, s.Timezone)
 			}
 			return tw.Flush()
 		},

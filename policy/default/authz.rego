@@ -3,12 +3,14 @@
 #
 # Roles (input.subject.roles):
 #   admin     every action on every resource.
-#   operator  every task:* and step:* action on resources whose namespace is
-#             listed in input.subject.claims.namespaces (an array of strings).
+#   operator  every task:*, step:* and schedule:* action on resources whose
+#             namespace is
+#             listed in input.subject.claims.namespaces (an array of
+#             strings). A schedule's namespace is its workflow's.
 #             A resource without a namespace (an unscoped listing, a task that
 #             does not exist) is outside every operator's namespaces.
-#   viewer    task, step and workflow index and show, in every namespace,
-#             and node:index (GET /v1/nodes, the cluster's nodes).
+#   viewer    task, step, workflow and schedule index and show, in every
+#             namespace, and node:index (GET /v1/nodes, the cluster's nodes).
 #   metrics   metrics:index (GET /metrics) and nothing else: a key for a
 #             Prometheus scraper.
 # Every authenticated subject (a non-empty input.subject.id) may health:status.
@@ -44,7 +46,7 @@ admin if {
 operator if {
 	authenticated
 	"operator" in input.subject.roles
-	kind in {"task", "step"}
+	kind in {"task", "step", "schedule"}
 	input.resource.namespace != ""
 	input.resource.namespace in input.subject.claims.namespaces
 }
@@ -52,7 +54,7 @@ operator if {
 viewer if {
 	authenticated
 	"viewer" in input.subject.roles
-	kind in {"task", "step", "workflow"}
+	kind in {"task", "step", "workflow", "schedule"}
 	verb in {"index", "show"}
 }
 
@@ -82,9 +84,9 @@ reasons := {reason}
 
 reason := "admin may do every action" if {
 	admin
-} else := "operator may do task and step actions in its namespaces" if {
+} else := "operator may do task, step and schedule actions in its namespaces" if {
 	operator
-} else := "viewer may index and show tasks, steps and workflows, and list nodes" if {
+} else := "viewer may index and show tasks, steps, workflows and schedules, and list nodes" if {
 	viewer
 } else := "metrics may read the metrics" if {
 	metrics

@@ -7,9 +7,11 @@ task_actions := {"task:index", "task:show", "task:create", "task:update", "task:
 
 step_actions := {"step:index", "step:show", "step:update", "step:cancel", "step:retry", "step:resolve"}
 
-read_actions := {"task:index", "task:show", "step:index", "step:show", "workflow:index", "workflow:show", "node:index"}
+schedule_actions := {"schedule:index", "schedule:show", "schedule:pause", "schedule:resume", "schedule:trigger"}
 
-all_actions := (task_actions | step_actions) | {"workflow:index", "workflow:show", "health:status", "metrics:index", "node:index"}
+read_actions := {"task:index", "task:show", "step:index", "step:show", "workflow:index", "workflow:show", "schedule:index", "schedule:show", "node:index"}
+
+all_actions := ((task_actions | step_actions) | schedule_actions) | {"workflow:index", "workflow:show", "health:status", "metrics:index", "node:index"}
 
 admin := {"id": "alice", "roles": ["admin"], "claims": {}}
 
@@ -24,7 +26,7 @@ nobody := {"id": "nina", "roles": [], "claims": {}}
 request(subject, action, namespace) := {
 	"subject": subject,
 	"action": action,
-	"resource": {"type": split(action, ":")[0], "namespace": namespace, "workflow": "", "version": "", "task_id": 0, "step": ""},
+	"resource": {"type": split(action, ":")[0], "namespace": namespace, "workflow": "", "version": "", "task_id": 0, "step": "", "schedule": ""},
 	"request": {"method": "GET", "path": "/v1/tasks", "remote_addr": "127.0.0.1:1234"},
 }
 
@@ -148,16 +150,39 @@ test_unknown_roles_and_actions_are_denied if {
 
 test_reasons_explain_an_allow if {
 	r := authz.reasons with input as request(viewer, "task:show", "ecommerce")
-	r == {"viewer may index and show tasks, steps and workflows, and list nodes"}
+	r == {"viewer may index and show tasks, steps, workflows and schedules, and list nodes"}
 }
 
 test_reasons_name_the_first_grant_that_applies if {
 	both := {"id": "vic", "roles": ["viewer", "operator"], "claims": {"namespaces": ["billing"]}}
 	r := authz.reasons with input as request(both, "task:show", "billing")
-	r == {"operator may do task and step actions in its namespaces"}
+	r == {"operator may do task, step and schedule actions in its namespaces"}
 }
 
 test_reasons_explain_a_deny if {
 	r := authz.reasons with input as request(operator, "task:cancel", "payroll")
 	r == {`no rule of the default policy allows task:cancel on namespace "payroll" for roles ["operator"]`}
+}
+
+test_operator_may_do_schedule_actions_in_its_namespaces if {
+	every action in schedule_actions {
+		allowed(operator, action, "ecommerce")
+		not allowed(operator, action, "payroll")
+		not allowed(operator, action, "")
+	}
+}
+
+test_viewer_may_list_and_show_schedules_but_not_change_them if {
+	allowed(viewer, "schedule:index", "payroll")
+	allowed(viewer, "schedule:show", "payroll")
+	every action in {"schedule:pause", "schedule:resume", "schedule:trigger"} {
+		not allowed(viewer, action, "payroll")
+	}
+}
+
+test_metrics_and_nobody_may_not_touch_schedules if {
+	every action in schedule_actions {
+		not allowed(scraper, action, "ecommerce")
+		not allowed(nobody, action, "ecommerce")
+	}
 }
