@@ -55,7 +55,7 @@ func TestMigrate(t *testing.T) {
 	// An empty database is refused under --no-migrate, with what to do.
 	r := runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate")
 	require.Equal(t, 1, r.code, r.stderr)
-	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (12) and migrations are disabled: run taskerd migrate")
+	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (13) and migrations are disabled: run taskerd migrate")
 
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
