@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/robfig/cron/v3"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
 
 // Overlap says what a firing does while an earlier task of its schedule is
@@ -321,23 +320,14 @@ func (s *Schedule) checkContext(attr *hcl.Attribute, raw json.RawMessage, wf *Wo
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {
 			var parts []string
-			for _, u := range ve.BasicOutput().Errors {
-				if u.Error == nil {
-					continue
-				}
-				switch u.Error.Kind.(type) {
-				case *kind.Group, *kind.Schema, *kind.Reference:
-					continue
-				}
-				ptr := u.InstanceLocation
+			for _, v := range Violations(ve) {
+				ptr := v.Pointer
 				if ptr == "" {
 					ptr = "(root)"
 				}
-				parts = append(parts, ptr+": "+u.Error.String())
+				parts = append(parts, ptr+": "+v.Message)
 			}
-			if len(parts) > 0 {
-				msg = strings.Join(parts, "; ")
-			}
+			msg = strings.Join(parts, "; ")
 		}
 		return hcl.Diagnostics{errAt(attr.Expr.Range(), "Context does not match the workflow",
 			"The context of schedule %q does not match the context_schema of %s: %s.", s.Name, wf.ID(), msg)}

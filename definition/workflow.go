@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
 
 // Defaults from docs/concepts.md. They apply when neither the step nor its
@@ -188,6 +189,40 @@ func (w *Workflow) ValidateContext(context any) error {
 		return nil
 	}
 	return w.schema.Validate(context)
+}
+
+// Violation is one way a value fails a schema: where (a JSON pointer into
+// the value, "" for the whole value) and what.
+type Violation struct {
+	Pointer string `json:"pointer"`
+	Message string `json:"message"`
+}
+
+// Violations flattens a validation error of ValidateContext or
+// ValidateResult to its leaves: the units of its basic output that say
+// something concrete (not "validation failed"), each once, in order; the
+// error's own message when there is none.
+func Violations(ve *jsonschema.ValidationError) []Violation {
+	var out []Violation
+	seen := map[Violation]bool{}
+	for _, u := range ve.BasicOutput().Errors {
+		if u.Error == nil {
+			continue
+		}
+		switch u.Error.Kind.(type) {
+		case *kind.Group, *kind.Schema, *kind.Reference:
+			continue
+		}
+		v := Violation{Pointer: u.InstanceLocation, Message: u.Error.String()}
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, Violation{Pointer: "", Message: ve.Error()})
+	}
+	return out
 }
 
 // ValidateResult checks a step's result (a value decoded from JSON, e.g.

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
@@ -59,10 +58,7 @@ func (e *RequestError) Unwrap() error { return e.Err }
 // ContextViolation is one way a task context fails the workflow's
 // context_schema: where (a JSON pointer into the context, "" for the whole
 // context) and what.
-type ContextViolation struct {
-	Pointer string `json:"pointer"`
-	Message string `json:"message"`
-}
+type ContextViolation = definition.Violation
 
 // ContextValidationError: the context is not a JSON object, or does not
 // match the workflow's context_schema. The API answers 422.
@@ -232,38 +228,13 @@ func validateContext(wf *definition.Workflow, raw json.RawMessage) (json.RawMess
 		if !errors.As(err, &ve) {
 			return nil, fmt.Errorf("validating context against workflow %s: %w", wf.ID(), err)
 		}
-		return nil, &ContextValidationError{Workflow: wf.ID(), Violations: violations(ve)}
+		return nil, &ContextValidationError{Workflow: wf.ID(), Violations: definition.Violations(ve)}
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
 		return nil, notObject
 	}
 	return buf.Bytes(), nil
-}
-
-// violations flattens a validation error to its leaves: the units of the
-// basic output that say something concrete (not "validation failed").
-func violations(ve *jsonschema.ValidationError) []ContextViolation {
-	var out []ContextViolation
-	seen := map[ContextViolation]bool{}
-	for _, u := range ve.BasicOutput().Errors {
-		if u.Error == nil {
-			continue
-		}
-		switch u.Error.Kind.(type) {
-		case *kind.Group, *kind.Schema, *kind.Reference:
-			continue
-		}
-		v := ContextViolation{Pointer: u.InstanceLocation, Message: u.Error.String()}
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		out = append(out, ContextViolation{Pointer: "", Message: ve.Error()})
-	}
-	return out
 }
 
 // requestHash digests what makes two requests the same: the workflow as

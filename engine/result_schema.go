@@ -9,6 +9,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/definition"
 )
 
 // maxSchemaViolations bounds how many violations a failure's message lists.
@@ -54,7 +55,7 @@ func (e *Engine) checkResult(c *backends.Claim, result []byte) *backends.StepErr
 // describeViolations writes a validation error's leaf violations
 // (violations) as "at POINTER: WHAT", the first few of them.
 func describeViolations(ve *jsonschema.ValidationError) string {
-	vs := violations(ve)
+	vs := definition.Violations(ve)
 	var out []string
 	for _, v := range vs[:min(len(vs), maxSchemaViolations)] {
 		loc := v.Pointer
