@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -69,5 +71,56 @@ workflow "free" {
 		}
 		require.Equal(t, int32(steps), calls.Load())
 		require.Equal(t, int32(1), maxRunning.Load(), "limited steps running at once")
+	})
+}
+
+// A task created while a wide fan-out keeps every worker busy runs in the
+// first place a worker frees, not after the fan-out's other ready steps:
+// with 2 workers, 100 ready steps of the wide task and one token handed to
+// its handlers, the later task completes.
+func TestLaterTaskIsNotStarvedByAFanOut(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		var running atomic.Int32
+		tokens, release := make(chan struct{}), make(chan struct{})
+		reg := engine.NewRegistry()
+		require.NoError(t, reg.Register("test.wide", engine.HandlerFunc(func(ctx context.Context, _ *engine.StepRequest) (json.RawMessage, error) {
+			running.Add(1)
+			defer running.Add(-1)
+			select {
+			case <-tokens:
+			case <-release:
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+			return json.RawMessage(`{}`), nil
+		})))
+		require.NoError(t, reg.Register("test.free", engine.HandlerFunc(func(context.Context, *engine.StepRequest) (json.RawMessage, error) {
+			return json.RawMessage(`{}`), nil
+		})))
+		var src strings.Builder
+		src.WriteString("workflow \"wide\" {\n")
+		for i := range 100 {
+			fmt.Fprintf(&src, "  step \"s%03d\" { handler = \"test.wide\" }\n", i)
+		}
+		src.WriteString("}\nworkflow \"late\" {\n  step \"only\" { handler = \"test.free\" }\n}\n")
+		b := setup(t, open(t), parseWorkflows(t, src.String()), withRegistry(reg), func(c *engine.Config) {
+			c.Workers, c.ClaimAhead = 2, -1
+		})
+		wide := b.create("default/wide", "")
+		b.start()
+		eventually(t, func() bool { return running.Load() == 2 }, "both workers busy with the wide task")
+		late := b.create("default/late", "")
+		tokens <- struct{}{} // one wide step ends: one worker is free
+		b.waitTask(late.ID, backends.StateComplete)
+		steps := b.steps(wide.ID)
+		pending := 0
+		for _, s := range steps {
+			if s.State == backends.StatePending {
+				pending++
+			}
+		}
+		require.GreaterOrEqual(t, pending, 96, "the wide task's steps still waiting when the later task completed")
+		close(release)
+		b.waitTask(wide.ID, backends.StateComplete)
 	})
 }

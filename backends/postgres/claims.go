@@ -355,11 +355,12 @@ func (s *Store) claimLimited(ctx context.Context, p *backends.ClaimStepsParams) 
 
 	caps := backends.NewClaimCaps(p.Limits)
 	keys := caps.Keys()
-	count := func() error {
-		rows, err := conn.Query(ctx, runningSQL, keys)
+	// count reads runningSQL's rows into caps.
+	count := func(rows pgx.Rows, err error) error {
 		if err != nil {
 			return err
 		}
+		defer rows.Close()
 		running := map[string]int{}
 		for rows.Next() {
 			var (
@@ -367,25 +368,35 @@ func (s *Store) claimLimited(ctx context.Context, p *backends.ClaimStepsParams) 
 				n int
 			)
 			if err := rows.Scan(&k, &n); err != nil {
-				rows.Close()
 				return err
 			}
 			running[k] = n
 		}
-		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		caps.Reset(running)
 		return nil
 	}
-	if _, err = conn.Exec(ctx, "BEGIN"); err != nil {
-		return nil, nil, err
-	}
-	if _, err = conn.Exec(ctx, keyLookupsSQL); err != nil {
-		return nil, nil, err
-	}
-	if err = count(); err != nil {
+	// BEGIN, the settings and the first count in one round trip.
+	err = func() error {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(keyLookupsSQL)
+		b.Queue(runningSQL, keys)
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if err := count(br.Query()); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
 		return nil, nil, err
 	}
 	var (
@@ -403,14 +414,25 @@ func (s *Store) claimLimited(ctx context.Context, p *backends.ClaimStepsParams) 
 			for _, k := range keys {
 				b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(concurrencyLockClass), k)
 			}
-			if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			b.Queue(runningSQL, keys)
+			err := func() error {
+				br := conn.SendBatch(ctx, b)
+				defer br.Close()
+				for range keys {
+					if _, err := br.Exec(); err != nil {
+						return err
+					}
+				}
+				// Picks of earlier rounds named no limited workflow.
+				if err := count(br.Query()); err != nil {
+					return err
+				}
+				return br.Close()
+			}()
+			if err != nil {
 				return nil, nil, err
 			}
 			locked = true
-			// Picks of earlier rounds named no limited workflow.
-			if err := count(); err != nil {
-				return nil, nil, err
-			}
 		}
 		dropped := false
 		for _, pk := range batch {
