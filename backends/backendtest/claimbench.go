@@ -24,11 +24,19 @@ import (
 // Each claimed step waits for a worker (Queued), so that lease recovery,
 // untimed, puts it back as it was (released, attempt not counted) and
 // every claim finds the same work. It reports the median claim in ms.
+//
+// The shapes "+limits" claim the same with ClaimStepsParams.Limits: a limit
+// of 1,000 on the tasks' own workflow ("bench/w", never reached), the cost
+// of a claim under limits when it takes steps of a limited workflow.
 func BenchClaimShapes(b *testing.B, open func(b *testing.B) backends.Store) {
 	for _, shape := range []struct {
 		name           string
 		width, backlog int
-	}{{"backlog", 0, 2000}, {"fanout", 10_000, 0}, {"fanout+backlog", 10_000, 2000}} {
+		limits         map[string]int
+	}{
+		{"backlog", 0, 2000, nil}, {"fanout", 10_000, 0, nil}, {"fanout+backlog", 10_000, 2000, nil},
+		{"backlog+limits", 0, 2000, map[string]int{"bench/w": 1000}},
+	} {
 		b.Run(shape.name, func(b *testing.B) {
 			s := open(b)
 			ctx := context.Background()
@@ -52,7 +60,7 @@ func BenchClaimShapes(b *testing.B, open func(b *testing.B) backends.Store) {
 				now = now.Add(time.Minute)
 				start := time.Now()
 				cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "bench", Limit: 16, Queued: 16,
-					LeaseDuration: time.Second, Now: now})
+					Limits: shape.limits, LeaseDuration: time.Second, Now: now})
 				ds = append(ds, time.Since(start))
 				b.StopTimer()
 				require.NoError(b, err)
