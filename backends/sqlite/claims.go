@@ -54,12 +54,11 @@ func movedTask(t *backends.Task, to backends.State, now time.Time) {
 
 // ClaimSteps implements backends.Store. The choice of steps is
 // claimIdleHeadsSQL's, claimBusyHeadsSQL's, then claimRestSQL's, which run
-// the readiness SQL; see
-// there why SQLite needs no SKIP LOCKED. Under concurrency limits the
-// in_progress steps of the limited workflows are counted first, in the
-// same transaction (one writer: nothing changes them meanwhile), and the
-// picks over a limit are dropped and their places picked again without
-// that workflow.
+// the readiness SQL; see there why SQLite needs no SKIP LOCKED. Under
+// concurrency limits the in_progress steps of the limited workflows are
+// counted first, in the same transaction (one writer: nothing changes them
+// meanwhile), and the picks over a limit are dropped and their places
+// picked again without that workflow.
 func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
 	claims := []*backends.Claim{}
 	if p.Limit <= 0 {
@@ -122,8 +121,10 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 			}
 			return dropped, rows.Err()
 		}
-		// Idle heads, busy heads, then the rest; a statement whose picks went over a limit
-		// runs again for the places they left, without that workflow.
+		// Idle heads, busy heads, then the rest; a statement whose picks
+		// went over a limit runs again for the places they left, without
+		// that workflow. Nothing is written until all are read, so a task
+		// whose head the first statement took is still idle for the second.
 		for _, query := range []string{claimIdleHeadsSQL, claimBusyHeadsSQL, claimRestSQL} {
 			for len(picks) < p.Limit {
 				dropped, err := pick(query)
