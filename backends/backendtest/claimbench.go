@@ -25,17 +25,21 @@ import (
 // untimed, puts it back as it was (released, attempt not counted) and
 // every claim finds the same work. It reports the median claim in ms.
 //
-// The shapes "+limits" claim the same with ClaimStepsParams.Limits: a limit
-// of 1,000 on the tasks' own workflow ("bench/w", never reached), the cost
-// of a claim under limits when it takes steps of a limited workflow.
+// The shape "backlog+limits" claims the same with ClaimStepsParams.Limits: a
+// limit of 1,000 on the tasks' own workflow ("bench/w", never reached), the
+// cost of a claim under limits when it takes steps of a limited workflow.
+// "capped+backlog" puts 2,000 older one-step tasks of a workflow at its
+// limit of 1 before the backlog: the claim passes over each of them (one
+// index seek and a task lookup per task).
 func BenchClaimShapes(b *testing.B, open func(b *testing.B) backends.Store) {
 	for _, shape := range []struct {
-		name           string
-		width, backlog int
-		limits         map[string]int
+		name                   string
+		width, capped, backlog int
+		limits                 map[string]int
 	}{
-		{"backlog", 0, 2000, nil}, {"fanout", 10_000, 0, nil}, {"fanout+backlog", 10_000, 2000, nil},
-		{"backlog+limits", 0, 2000, map[string]int{"bench/w": 1000}},
+		{"backlog", 0, 0, 2000, nil}, {"fanout", 10_000, 0, 0, nil}, {"fanout+backlog", 10_000, 0, 2000, nil},
+		{"backlog+limits", 0, 0, 2000, map[string]int{"bench/w": 1000}},
+		{"capped+backlog", 0, 2000, 2000, map[string]int{"bench/capped": 1}},
 	} {
 		b.Run(shape.name, func(b *testing.B) {
 			s := open(b)
@@ -51,6 +55,17 @@ func BenchClaimShapes(b *testing.B, open func(b *testing.B) backends.Store) {
 					LeaseDuration: 24 * time.Hour, Now: now})
 				require.NoError(b, err)
 				require.Len(b, cs, 64)
+			}
+			for range shape.capped {
+				_, _, err := s.CreateTask(ctx, &backends.CreateTaskParams{Namespace: "bench", WorkflowName: "capped",
+					WorkflowVersion: "0.1.0", Steps: Chain(1), Now: now})
+				require.NoError(b, err)
+			}
+			if shape.capped > 0 {
+				cs, err := s.ClaimSteps(ctx, &backends.ClaimStepsParams{Owner: "running", Limit: 1,
+					LeaseDuration: 24 * time.Hour, Now: now})
+				require.NoError(b, err)
+				require.Len(b, cs, 1)
 			}
 			for range shape.backlog {
 				CreateTask(b, s, Chain(1), now)
