@@ -63,12 +63,38 @@ type Store interface {
 
 	// ClaimSteps atomically claims up to p.Limit steps that are ready for
 	// execution (the same rule as StepReadiness) and whose task is pending or
-	// in_progress: oldest task first, then step Position. Each claimed step
-	// moves to in_progress (error -> pending -> in_progress for a retry),
-	// Attempts+1, StartedAt = Now, BackoffRequestSeconds cleared,
-	// CancelRequested cleared, a lease for p.Owner until Now+p.LeaseDuration
-	// and a new LeaseToken. Its task moves pending -> in_progress on its first
-	// claim. A step whose lease is live is never returned.
+	// in_progress, in claim order:
+	//
+	//  1. the head of each idle task (one with no step in_progress) when it
+	//     is ready, oldest task (lowest id) first. A task's head is its
+	//     waiting step of lowest Position: pending, or error, with every
+	//     parent complete or resolved;
+	//  2. the ready head of each other task, oldest first;
+	//  3. the other ready steps, oldest task first, then Position.
+	//
+	// So a task with nothing running goes before every task that has a
+	// step running, however many ready steps those have: a task created
+	// while a wide fan-out runs gets the first place of the next claim,
+	// whatever p.Limit, unless p.Limit older idle tasks have a ready head
+	// too. No task starves: once nothing of it runs, only older idle tasks
+	// go before it. Among idle tasks the order is their age, so a task
+	// waits for the older tasks' ready work, one step of each per claim,
+	// never for the width of a fan-out.
+	//
+	// p.Limits caps, per workflow, the steps in_progress of its tasks: a
+	// claim never leaves more than Limits["namespace/name"] steps of that
+	// workflow's tasks (all versions) in_progress, counting every in_progress
+	// step (those that wait for a worker and those whose lease expired but
+	// was not yet recovered included), however many nodes claim at once with
+	// the same limits. Steps over a cap stay as they are and take no place:
+	// the claim fills its places with the next steps in claim order.
+	//
+	// Each claimed step moves to in_progress (error -> pending ->
+	// in_progress for a retry), Attempts+1, StartedAt = Now,
+	// BackoffRequestSeconds cleared, CancelRequested cleared, a lease for
+	// p.Owner until Now+p.LeaseDuration and a new LeaseToken. Its task moves
+	// pending -> in_progress on its first claim. A step whose lease is live
+	// is never returned.
 	//
 	// The last p.Queued of the p.Limit places (in that order) are for steps
 	// that wait for a worker: a step claimed into one has StartedAt nil,
@@ -252,6 +278,11 @@ type NewStep struct {
 type ClaimStepsParams struct {
 	Owner string
 	Limit int
+	// Limits maps "namespace/name" to the most steps of that workflow's
+	// tasks that may be in_progress at once (definition's
+	// Catalog.ConcurrencyLimits); a workflow not in it has no cap, and one
+	// whose value is below 1 gets no step claimed.
+	Limits map[string]int
 	// Queued: of the Limit places, how many (the last, in claim order) are
 	// for steps that wait for a worker; 0: every claimed step starts now.
 	Queued        int

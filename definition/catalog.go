@@ -11,6 +11,7 @@ import (
 type Catalog struct {
 	all    []*Workflow
 	byName map[string][]*Workflow // namespace/name → versions, highest first
+	limits map[string]int         // namespace/name → concurrency
 
 	schedules []*Schedule // sorted by name
 }
@@ -44,8 +45,23 @@ func NewCatalog(workflows []*Workflow) *Catalog {
 	for _, w := range c.all {
 		c.byName[w.FullName()] = append(c.byName[w.FullName()], w)
 	}
+	c.limits = map[string]int{}
+	for name, versions := range c.byName {
+		if n := versions[0].Concurrency; n > 0 {
+			c.limits[name] = n
+		}
+	}
 	return c
 }
+
+// ConcurrencyLimits maps namespace/name to the concurrency limit of the
+// workflow, for every workflow that has one. The limit is the highest loaded
+// version's: it caps the running steps of every version's tasks together
+// (they share whatever the limit protects), and the newest definition is
+// the current policy, so publishing a version with another limit (or none)
+// changes it for all, while older versions stay loaded only to finish their
+// tasks. The map is shared: callers must not change it.
+func (c *Catalog) ConcurrencyLimits() map[string]int { return c.limits }
 
 // compareWorkflows orders by namespace, name, then version highest first.
 func compareWorkflows(a, b *Workflow) int {

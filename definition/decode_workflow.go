@@ -23,6 +23,7 @@ var workflowSchema = &hcl.BodySchema{
 		{Name: "description"},
 		{Name: "context_schema"},
 		{Name: "timeout"},
+		{Name: "concurrency"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "retry"},
@@ -110,6 +111,18 @@ func decodeWorkflow(block *hcl.Block) (*Workflow, hcl.Diagnostics) {
 	}
 	if attr, ok := content.Attributes["context_schema"]; ok {
 		diags = append(diags, w.decodeContextSchema(attr)...)
+	}
+	if attr, ok := content.Attributes["concurrency"]; ok {
+		n, more := evalInt(attr)
+		diags = append(diags, more...)
+		if !more.HasErrors() {
+			if n < 1 {
+				diags = append(diags, errAt(attr.Expr.Range(), "Invalid concurrency",
+					"concurrency is the most steps of this workflow's tasks that may run at once across the cluster, so it must be at least 1, not %d. Leave it out for no limit.", n))
+			} else {
+				w.Concurrency = n
+			}
+		}
 	}
 
 	var retrySeen *hcl.Block

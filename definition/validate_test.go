@@ -301,6 +301,22 @@ workflow "w" {
 			want: []wantDiag{{"Invalid retry limit", 3, 13, "must be at least 1, not 0"}},
 		},
 		{
+			name: "concurrency below one",
+			src: `workflow "w" {
+  concurrency = 0
+  step "a" { handler = "builtin.noop" }
+}`,
+			want: []wantDiag{{"Invalid concurrency", 2, 17, "must be at least 1, not 0"}},
+		},
+		{
+			name: "concurrency not whole",
+			src: `workflow "w" {
+  concurrency = 1.5
+  step "a" { handler = "builtin.noop" }
+}`,
+			want: []wantDiag{{"Invalid value", 2, 17, ""}},
+		},
+		{
 			name: "retry limit not whole",
 			src: `workflow "w" {
   step "a" {

@@ -57,6 +57,11 @@ type Workflow struct {
 	Retry   RetryPolicy
 	Timeout time.Duration
 
+	// Concurrency caps the steps of this workflow's tasks that run at once,
+	// cluster-wide (0: no limit). The cap of a namespace/name is that of its
+	// highest loaded version (Catalog.ConcurrencyLimits).
+	Concurrency int
+
 	// Steps are in declaration order.
 	Steps []*Step
 

@@ -337,6 +337,36 @@ func TestCatalogLookup(t *testing.T) {
 	require.Len(t, c.All(), 3)
 }
 
+// A namespace/name's limit is its highest loaded version's, whatever older
+// versions say; a workflow without the attribute has none.
+func TestCatalogConcurrencyLimits(t *testing.T) {
+	t.Parallel()
+	src := ""
+	for _, w := range []struct{ name, version, attr string }{
+		{"flow", "1.0.0", "concurrency = 5"},
+		{"flow", "2.0.0", "concurrency = 2"},
+		{"flow", "1.5.0", ""},
+		{"dropped", "1.0.0", "concurrency = 3"},
+		{"dropped", "1.1.0", ""},
+		{"free", "1.0.0", ""},
+	} {
+		src += `workflow "` + w.name + `" {
+  namespace = "ns"
+  version   = "` + w.version + `"
+  ` + w.attr + `
+  step "s" { handler = "builtin.noop" }
+}
+`
+	}
+	ws, diags := parse(t, src)
+	require.Empty(t, diags)
+	c := NewCatalog(ws)
+	require.Equal(t, map[string]int{"ns/flow": 2}, c.ConcurrencyLimits())
+	w, err := c.Lookup(Ref{Namespace: "ns", Name: "flow", Version: &Version{1, 0, 0}})
+	require.NoError(t, err)
+	require.Equal(t, 5, w.Concurrency, "each version keeps what it declared")
+}
+
 func TestGraphJSON(t *testing.T) {
 	t.Parallel()
 	ws, diags := parse(t, fullExample)

@@ -203,7 +203,8 @@ func (e *Engine) Catalog() *definition.Catalog { return e.catalog.Load() }
 
 // SetCatalog replaces the loaded workflows (a reload). Tasks already
 // created keep running: their steps live in the database, not in the
-// catalog; new tasks use the new set.
+// catalog; new tasks use the new set, and the next claims its workflows'
+// concurrency limits.
 func (e *Engine) SetCatalog(c *definition.Catalog) {
 	if c != nil {
 		e.catalog.Store(c)

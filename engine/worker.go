@@ -320,9 +320,13 @@ func (e *Engine) claim(ctx, base context.Context, limit, queued int) ([]*executi
 	now := e.gate.startClaim(e.now)
 	cctx, wrote := e.collect(ctx)
 	claims, err := e.store.ClaimSteps(cctx, &backends.ClaimStepsParams{
-		Owner:         e.nodeID,
-		Limit:         limit,
-		Queued:        queued,
+		Owner:  e.nodeID,
+		Limit:  limit,
+		Queued: queued,
+		// The catalog as loaded now (SetCatalog may replace it between
+		// claims): its workflows' concurrency limits, which the store
+		// enforces across every node.
+		Limits:        e.Catalog().ConcurrencyLimits(),
 		LeaseDuration: e.lease,
 		Now:           now,
 	})

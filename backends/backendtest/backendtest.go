@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) backends.Store) {
 	t.Run("Readiness", func(t *testing.T) { testReadiness(t, newStore) })
 	t.Run("Context", func(t *testing.T) { testContext(t, newStore) })
 	t.Run("Claim", func(t *testing.T) { testClaim(t, newStore) })
+	t.Run("Fairness", func(t *testing.T) { testFairness(t, newStore) })
 	t.Run("Record", func(t *testing.T) { testRecord(t, newStore) })
 	t.Run("Leases", func(t *testing.T) { testLeases(t, newStore) })
 	t.Run("Queued", func(t *testing.T) { testQueued(t, newStore) })

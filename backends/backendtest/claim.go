@@ -79,20 +79,35 @@ func testClaim(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.Equal(t, task.ID, c.Task.ID)
 	})
 
-	t.Run("OldestTaskFirstThenPosition", func(t *testing.T) {
+	// Claim order: each task's ready head (its waiting step of lowest
+	// position), oldest task first; then the other ready steps by task and
+	// position. (Before heads came first, this test asserted x, y, p.)
+	// Fairness has the rest of the claim order.
+	t.Run("HeadsFirstThenOldestTaskThenPosition", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)
-		t1 := b.create(step("x"), step("y"))
+		t1 := b.create(step("x"), step("y"), step("z"))
 		t2 := b.create(step("p"), step("q"))
-		cs := b.claim(3, base)
-		require.Len(t, cs, 3)
-		require.Equal(t, []int64{t1.ID, t1.ID, t2.ID}, []int64{cs[0].Task.ID, cs[1].Task.ID, cs[2].Task.ID})
-		require.Equal(t, []string{"x", "y", "p"}, []string{cs[0].Step.Name, cs[1].Step.Name, cs[2].Step.Name})
+		cs := b.claim(4, base)
+		require.Len(t, cs, 4)
+		require.Equal(t, []int64{t1.ID, t2.ID, t1.ID, t1.ID}, []int64{cs[0].Task.ID, cs[1].Task.ID, cs[2].Task.ID, cs[3].Task.ID})
+		require.Equal(t, []string{"x", "p", "y", "z"}, claimedNames(cs))
 		cs = b.claim(3, base)
-		require.Len(t, cs, 1)
-		require.Equal(t, "q", cs[0].Step.Name)
+		require.Equal(t, []string{"q"}, claimedNames(cs))
 		require.Empty(t, b.claim(3, base))
 		require.Empty(t, b.claim(0, base))
+	})
+
+	// A head that is not ready (a failed step waiting for its backoff) gives
+	// its task no place among the heads; its other ready steps come after
+	// every head.
+	t.Run("HeadInBackoffWaitsForTheRest", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		b.create(step("a"), step("b"))
+		b.fail(b.claimOne("a", base), true, ptr(60), base)
+		b.create(step("p"))
+		require.Equal(t, []string{"p", "b"}, claimedNames(b.claim(5, at(time.Second))))
 	})
 
 	t.Run("NeverReturnsALeasedStep", func(t *testing.T) {
@@ -202,4 +217,12 @@ func normalize(t *testing.T, m map[string]json.RawMessage) map[string]json.RawMe
 		out[k] = nb
 	}
 	return out
+}
+
+func claimedNames(cs []*backends.Claim) []string {
+	names := []string{}
+	for _, c := range cs {
+		names = append(names, c.Step.Name)
+	}
+	return names
 }

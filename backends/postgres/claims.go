@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,51 +53,133 @@ func finalizeFrom(ctx context.Context, tx querier, taskID int64, now time.Time) 
 	return ec, d, task, before, nil
 }
 
-// claimSQL picks the steps to claim: ready for execution by the rule of
-// taskerd_step_readiness_rows (migrations/0002), in pending or in_progress
-// tasks, oldest task first, then position. The first conditions repeat the
-// predicate of the partial index steps_claimable word for word, so only
-// steps that may run and whose parents are all done are read, however long
-// the history (unsatisfied_parents is a pre-filter; the function still
+// claimSQL picks the steps to claim, in claim order (backends.Store's
+// ClaimSteps): the ready heads of tasks with no step in_progress (idle),
+// oldest task first; then those of the other tasks, oldest first; then the
+// other ready steps by task and position. @excluded names workflows
+// ("namespace/name") whose steps are left alone (at their concurrency
+// limit), @picked steps this claim already holds. $1 now, $2 limit.
+//
+// claim_tasks walks the task ids of steps_claimable in order, one index
+// descent per task (a skip scan: the next task id above the last): a task's
+// entries after its head are not read to reach the next task, so a wide
+// fan-out costs each heads pass one entry, and the tasks of an excluded
+// workflow are dropped whole, however many ready steps they have. The
+// recursion runs only as far as the LIMITs pull it: the idle heads pass
+// reads the tasks in order until it has its picks, passing over the busy
+// ones (at most one per running step in the cluster). busy is the task ids
+// of the running steps, read once through steps_running (running steps
+// are few: the cluster's workers and what they claimed ahead).
+//
+// Each condition on a step repeats the predicate of the partial index
+// steps_claimable word for word, so only steps that may run and whose
+// parents are all done are read, however long the history
+// (unsatisfied_parents is a pre-filter; the readiness function still
 // judges dependencies). The task's state and the readiness rule are scalar
 // subqueries on the candidate's keys, which the planner cannot turn into
-// joins: it has to walk steps_claimable in its order and look each
-// candidate up. As joins, plans made with a young database's statistics
-// (kept by each pooled connection) drove the claim from a full scan of the
-// steps or, with few tasks unfinished, read all of tasks_unfinished in a
-// bitmap scan per candidate, through every entry that tasks finished since
-// the last VACUUM left there (migration 0006 says more). FOR (NO KEY) UPDATE
-// SKIP LOCKED: nodes claiming at once each take different rows and never
-// wait for each other; a row another claim changed before we lock it is
-// re-checked (EvalPlanQual) and dropped when it is no longer pending or
-// error. The LIMIT counts only locked rows. $1 now, $2 limit.
-const claimSQL = `SELECT s.id, s.task_id, s.position, s.state, s.updated_at AS prev_updated_at,
-	CASE WHEN s.state = 'error' OR s.backoff_request_seconds IS NOT NULL
-	     THEN (SELECT r.next_retry_at FROM taskerd_step_readiness_rows($1) r WHERE r.step_id = s.id)
-	END AS next_retry_at
-	FROM steps s
-	WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
-	  AND (SELECT t.state FROM tasks t WHERE t.id = s.task_id) IN ('pending', 'in_progress')
-	  AND (SELECT r.ready_for_execution FROM taskerd_step_readiness_rows($1) r WHERE r.step_id = s.id)
-	ORDER BY s.task_id, s.position
-	LIMIT $2
-	FOR NO KEY UPDATE OF s SKIP LOCKED`
+// joins: as joins, plans made with a young database's statistics (kept by
+// each pooled connection) drove the claim from a full scan of the steps
+// or, with few tasks unfinished, read all of tasks_unfinished in a bitmap
+// scan per candidate, through every entry that tasks finished since the
+// last VACUUM left there (migration 0006 says more). FOR (NO KEY) UPDATE
+// SKIP LOCKED, per task: nodes claiming at once each take different rows
+// and never wait for each other (a head another claim holds is passed over
+// for the task's next step); a row another claim changed before we lock it
+// is re-checked (EvalPlanQual) and dropped when it is no longer pending or
+// error. A LIMIT counts only locked rows. A head that is locked but not
+// ready stays locked until the claim ends, which only makes other claims
+// pass over it: they could not have claimed it either.
+var claimSQLTemplate = `WITH RECURSIVE claim_tasks(task_id) AS (
+	(SELECT s.task_id FROM steps s
+	  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+	  ORDER BY s.task_id, s.position LIMIT 1)
+	UNION ALL
+	SELECT (SELECT s.task_id FROM steps s
+	         WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0 AND s.task_id > c.task_id
+	         ORDER BY s.task_id, s.position LIMIT 1)
+	  FROM claim_tasks c WHERE c.task_id IS NOT NULL
+), busy AS (
+	SELECT coalesce(array_agg(DISTINCT s.task_id), '{}') AS ids FROM steps s WHERE s.state = 'in_progress'
+), runnable AS (
+	SELECT c.task_id, c.task_id = ANY ((SELECT ids FROM busy)::bigint[]) AS busy FROM claim_tasks c
+	 WHERE c.task_id IS NOT NULL
+	   AND (SELECT t.state IN ('pending', 'in_progress') AND t.namespace || '/' || t.workflow_name <> ALL (@excluded::text[])
+	          FROM tasks t WHERE t.id = c.task_id)
+), idle_heads AS (
+	SELECT h.*, 0 AS pass FROM runnable r CROSS JOIN LATERAL (` + claimHeadSQL + `) h
+	 WHERE NOT r.busy AND (SELECT rr.ready_for_execution FROM taskerd_step_readiness_rows($1) rr WHERE rr.step_id = h.id)
+	 LIMIT $2
+), busy_heads AS (
+	SELECT h.*, 1 AS pass FROM runnable r CROSS JOIN LATERAL (` + claimHeadSQL + `) h
+	 WHERE r.busy AND (SELECT rr.ready_for_execution FROM taskerd_step_readiness_rows($1) rr WHERE rr.step_id = h.id)
+	 LIMIT greatest($2 - (SELECT count(*) FROM idle_heads), 0)
+), heads AS (
+	SELECT coalesce(array_agg(id), '{}') AS ids, count(*) AS n
+	  FROM (SELECT id FROM idle_heads UNION ALL SELECT id FROM busy_heads) h
+), rest AS (
+	SELECT x.*, 2 AS pass FROM runnable r CROSS JOIN LATERAL (
+		SELECT s.id, s.task_id, s.position, s.state, s.updated_at AS prev_updated_at, s.backoff_request_seconds
+		  FROM steps s
+		 WHERE s.task_id = r.task_id AND s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+		   AND s.id <> ALL (@picked::bigint[]) AND s.id <> ALL ((SELECT ids FROM heads)::bigint[])
+		   AND (SELECT rr.ready_for_execution FROM taskerd_step_readiness_rows($1) rr WHERE rr.step_id = s.id)
+		 ORDER BY s.position LIMIT $2
+		   FOR NO KEY UPDATE OF s SKIP LOCKED) x
+	 LIMIT greatest($2 - (SELECT n FROM heads), 0)
+)
+SELECT p.id, p.task_id, p.position, p.state, p.prev_updated_at,
+	CASE WHEN p.state = 'error' OR p.backoff_request_seconds IS NOT NULL
+	     THEN (SELECT rr.next_retry_at FROM taskerd_step_readiness_rows($1) rr WHERE rr.step_id = p.id)
+	END AS next_retry_at,
+	p.pass,
+	-- The claim order, for the places that wait for a worker.
+	row_number() OVER () AS ord,
+	@workflow AS workflow
+FROM (SELECT * FROM idle_heads UNION ALL SELECT * FROM busy_heads UNION ALL SELECT * FROM rest) p`
 
-// claimStepsSQL is the whole claim in one statement (SEMANTICS §5.2): the
-// picks of claimSQL move to in_progress (error -> pending -> in_progress
-// for a retry: two transitions, sort keys n+1 and n+2) with attempts+1,
-// started_at, the requested backoff and a cancel request cleared, and a
-// lease with a new token; their pending tasks move to in_progress. Each row
-// returns the claimed step, whether it was a retry, its parents' results as
-// a JSON object, its task's row (as started here, or as it stands), and
-// whether this statement started that task. Transition metadata is built
-// as Go's encoding/json would write it (keys sorted).
+// claimHeadSQL is the head of task r.task_id (its waiting step of lowest
+// position), locked, or if another claim holds it, the next one.
+const claimHeadSQL = `SELECT s.id, s.task_id, s.position, s.state, s.updated_at AS prev_updated_at, s.backoff_request_seconds
+		  FROM steps s
+		 WHERE s.task_id = r.task_id AND s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+		   AND s.id <> ALL (@picked::bigint[])
+		 ORDER BY s.position LIMIT 1
+		   FOR NO KEY UPDATE OF s SKIP LOCKED`
+
+// Only claimSQL returns each pick's workflow ("namespace/name"), which only
+// claimLimited needs.
+var (
+	claimSQL = strings.NewReplacer("@excluded", "$3", "@picked", "$4",
+		"@workflow", "(SELECT t.namespace || '/' || t.workflow_name FROM tasks t WHERE t.id = p.task_id)").
+		Replace(claimSQLTemplate)
+	claimStepsSQL = `WITH picked AS (` +
+		strings.NewReplacer("@excluded", "$6", "@picked", "$7", "@workflow", "NULL::text").Replace(claimSQLTemplate) + `
+)` + claimTail
+	// claimPickedSQL claims the steps claimLimited picked, locked by its
+	// transaction: $6.. the pick's columns as arrays, in claim order. ($2
+	// is unused but for the array lengths' check.)
+	claimPickedSQL = `WITH picked AS (
+	SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::integer[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+		WITH ORDINALITY AS p(id, task_id, position, state, prev_updated_at, next_retry_at, ord)
+	 WHERE cardinality($6::bigint[]) <= $2
+)` + claimTail
+)
+
+// claimTail is the whole claim after the pick, one statement
+// (SEMANTICS §5.2): the picks move to in_progress (error -> pending ->
+// in_progress for a retry: two transitions, sort keys n+1 and n+2) with
+// attempts+1, started_at, the requested backoff and a cancel request
+// cleared, and a lease with a new token; their pending tasks move to
+// in_progress. Each row returns the claimed step, whether it was a retry,
+// its parents' results as a JSON object, its task's row (as started here,
+// or as it stands), and whether this statement started that task, in claim
+// order (picked.ord). Transition metadata is built as Go's encoding/json
+// would write it (keys sorted).
 // The first $5 picks in claim order start now (started_at); the others
 // wait for a worker (started_at NULL until StartStep).
-// $1 now, $2 limit, $3 owner, $4 lease expiry, $5 places that start now.
-const claimStepsSQL = `WITH picked AS (` + claimSQL + `
-), pick_order AS (
-	SELECT coalesce(array_agg(id ORDER BY task_id, position), '{}') AS ids FROM picked
+// $1 now, $3 owner, $4 lease expiry, $5 places that start now.
+const claimTail = `, pick_order AS (
+	SELECT coalesce(array_agg(id ORDER BY ord), '{}') AS ids FROM picked
 ), claimed AS (
 	-- The picks by id, from an array read once (an InitPlan): primary key
 	-- lookups whatever the planner guesses about the CTE's size. (Joined to
@@ -154,9 +238,10 @@ FROM claimed c JOIN picked p ON p.id = c.id
 	-- this a join, which it may answer by scanning tasks.
 	CROSS JOIN LATERAL (SELECT * FROM tasks WHERE id = c.task_id OFFSET 0) t
 	LEFT JOIN started st ON st.id = c.task_id
-ORDER BY c.task_id, c.position`
+ORDER BY p.ord`
 
-// ClaimSteps implements backends.Store with claimStepsSQL, one statement.
+// ClaimSteps implements backends.Store with claimStepsSQL, one statement,
+// or under concurrency limits with claimLimited.
 func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_ []*backends.Claim, rerr error) {
 	defer classifyErr(&rerr)
 	claims := []*backends.Claim{}
@@ -165,7 +250,11 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) (_
 	}
 	var events []*backends.Event
 	err := retrying(func() (err error) {
-		claims, events, err = s.claimOnce(ctx, p)
+		if len(p.Limits) > 0 {
+			claims, events, err = s.claimLimited(ctx, p)
+		} else {
+			claims, events, err = s.claimOnce(ctx, p)
+		}
 		return err
 	})
 	if err != nil {
@@ -193,7 +282,8 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (cl
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(keyLookupsSQL)
-	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)), p.Limit-p.Queued)
+	b.Queue(claimStepsSQL, ts(p.Now), p.Limit, p.Owner, ts(p.Now.Add(p.LeaseDuration)), p.Limit-p.Queued,
+		[]string{}, []int64{})
 	err = func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
@@ -216,6 +306,189 @@ func (s *Store) claimOnce(ctx context.Context, p *backends.ClaimStepsParams) (cl
 		return nil, nil, err
 	}
 	return claims, events, nil
+}
+
+// concurrencyLockClass is the first key of the transaction-level advisory
+// locks that serialize claims of limited workflows (the second is the
+// hash of the workflow's name). Two-key advisory locks do not overlap the
+// one-key ones other code may take.
+const concurrencyLockClass = 0x74736b63 // "tskc"
+
+// runningSQL counts the in_progress steps of the workflows $1 names
+// ("namespace/name"), through steps_running (running steps are few: at
+// most the cluster's workers and what they claimed ahead). A task lookup
+// per running step, as in claimStepsSQL.
+const runningSQL = `SELECT t.workflow, count(*) FROM steps s
+	CROSS JOIN LATERAL (SELECT namespace || '/' || workflow_name AS workflow FROM tasks WHERE id = s.task_id OFFSET 0) t
+	WHERE s.state = 'in_progress' AND t.workflow = ANY ($1::text[])
+	GROUP BY t.workflow`
+
+// pick is a row of claimSQL.
+type pick struct {
+	id, taskID         int64
+	position           int32
+	state              string
+	prevUpdated, retry *time.Time
+	workflow           string
+}
+
+// claimLimited is a claim under concurrency limits, in one transaction.
+// Workflows at their limit by a first count are excluded from the pick
+// (claimSQL, which locks what it returns). When the pick holds steps of a
+// limited workflow the claim takes the advisory locks of all limited
+// workflows, in a fixed order, and counts again: a claim that committed
+// steps of them before is then seen (READ COMMITTED: each statement sees
+// what committed before it began), and one that has not committed yet
+// holds the locks, so the count is exact until this transaction ends. The
+// picks over a limit are dropped (left as they are), and the freed places
+// are picked again without those workflows. A claim whose picks name no
+// limited workflow takes no lock: unlimited work is not serialized. Rows
+// picked and dropped stay locked until the end of the claim, which only
+// makes other claims pass over them.
+func (s *Store) claimLimited(ctx context.Context, p *backends.ClaimStepsParams) (claims []*backends.Claim, events []*backends.Event, err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Release()
+	defer rollbackOnError(ctx, conn, &err)
+
+	caps := backends.NewClaimCaps(p.Limits)
+	keys := caps.Keys()
+	// count reads runningSQL's rows into caps.
+	count := func(rows pgx.Rows, err error) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		running := map[string]int{}
+		for rows.Next() {
+			var (
+				k string
+				n int
+			)
+			if err := rows.Scan(&k, &n); err != nil {
+				return err
+			}
+			running[k] = n
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		caps.Reset(running)
+		return nil
+	}
+	// BEGIN, the settings and the first count in one round trip.
+	err = func() error {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(keyLookupsSQL)
+		b.Queue(runningSQL, keys)
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if err := count(br.Query()); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		picks  []pick
+		held   = []int64{}
+		locked bool
+	)
+	for len(picks) < p.Limit {
+		batch, err := scanPicks(conn.Query(ctx, claimSQL, ts(p.Now), p.Limit-len(picks), caps.Full(), held))
+		if err != nil {
+			return nil, nil, err
+		}
+		if !locked && slices.ContainsFunc(batch, func(pk pick) bool { return caps.Limited(pk.workflow) }) {
+			b := &pgx.Batch{}
+			for _, k := range keys {
+				b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(concurrencyLockClass), k)
+			}
+			b.Queue(runningSQL, keys)
+			err := func() error {
+				br := conn.SendBatch(ctx, b)
+				defer br.Close()
+				for range keys {
+					if _, err := br.Exec(); err != nil {
+						return err
+					}
+				}
+				// Picks of earlier rounds named no limited workflow.
+				if err := count(br.Query()); err != nil {
+					return err
+				}
+				return br.Close()
+			}()
+			if err != nil {
+				return nil, nil, err
+			}
+			locked = true
+		}
+		dropped := false
+		for _, pk := range batch {
+			held = append(held, pk.id)
+			if caps.Take(pk.workflow) {
+				picks = append(picks, pk)
+			} else {
+				dropped = true
+			}
+		}
+		if !dropped {
+			break
+		}
+	}
+
+	var (
+		ids, taskIDs        = make([]int64, len(picks)), make([]int64, len(picks))
+		positions           = make([]int32, len(picks))
+		states              = make([]string, len(picks))
+		prevUpdated, retrys = make([]*time.Time, len(picks)), make([]*time.Time, len(picks))
+	)
+	for i, pk := range picks {
+		ids[i], taskIDs[i], positions[i], states[i], prevUpdated[i], retrys[i] =
+			pk.id, pk.taskID, pk.position, pk.state, pk.prevUpdated, pk.retry
+	}
+	claims, err = scanClaims(conn.Query(ctx, claimPickedSQL, ts(p.Now), p.Limit, p.Owner,
+		ts(p.Now.Add(p.LeaseDuration)), p.Limit-p.Queued, ids, taskIDs, positions, states, prevUpdated, retrys))
+	if err != nil {
+		return nil, nil, err
+	}
+	events = backends.ClaimEvents(claims, p.Now)
+	if err = commitWithEvents(ctx, conn, events, nil); err != nil {
+		return nil, nil, err
+	}
+	return claims, events, nil
+}
+
+// scanPicks reads claimSQL's rows.
+func scanPicks(rows pgx.Rows, err error) ([]pick, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var picks []pick
+	for rows.Next() {
+		var (
+			pk        pick
+			pass, ord int64
+		)
+		if err := rows.Scan(&pk.id, &pk.taskID, &pk.position, &pk.state, &pk.prevUpdated, &pk.retry,
+			&pass, &ord, &pk.workflow); err != nil {
+			return nil, err
+		}
+		picks = append(picks, pk)
+	}
+	return picks, rows.Err()
 }
 
 // scanClaims reads claimStepsSQL's rows.

@@ -160,7 +160,7 @@ func TestClaimPlanUsesPartialIndex(t *testing.T) {
 	s := pgtest.Open(t)
 	seedTasks(t, s, 20_000, 5, backends.StateComplete, backends.StateComplete)
 	seedTasks(t, s, 10, 5, backends.StateInProgress, backends.StatePending)
-	plan := explain(t, ctx, s, `EXPLAIN `+postgres.ClaimSQL, time.Now(), 4)
+	plan := explain(t, ctx, s, `EXPLAIN `+postgres.ClaimSQL, time.Now(), 4, []string{}, []int64{})
 	require.Contains(t, plan, "steps_claimable", plan)
 }
 
@@ -237,9 +237,12 @@ func TestBatchWithTwoResultsOfOneTask(t *testing.T) {
 	params := func(c *backends.Claim) backends.CompleteStepParams {
 		return backends.CompleteStepParams{StepID: c.Step.ID, LeaseToken: c.Step.LeaseToken, Now: now.Add(time.Second)}
 	}
-	// Claim order: join's a, join's b, single's a.
+	// Claim order: the heads (join's a, single's a), then join's b.
+	joinA, singleA, joinB := claims[0], claims[1], claims[2]
+	require.Equal(t, []int64{join.ID, single.ID, join.ID}, []int64{joinA.Task.ID, singleA.Task.ID, joinB.Task.ID})
+	require.Equal(t, "b", joinB.Step.Name)
 	rrs, errs := postgres.RecordTogether(ctx, s, []backends.CompleteStepParams{
-		params(claims[0]), params(claims[1]), params(claims[2]), params(claims[0]),
+		params(joinA), params(joinB), params(singleA), params(joinA),
 	})
 	require.NoError(t, errs[0])
 	require.NoError(t, errs[1])

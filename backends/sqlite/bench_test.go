@@ -147,7 +147,7 @@ func BenchmarkClaim(b *testing.B) {
 		b.Logf("seeded 1,000,000 finished steps in %s", time.Since(start).Round(time.Millisecond))
 		// With a million finished steps (and ANALYZE statistics) the claim
 		// still walks only the partial index.
-		plan := queryPlan(b, history, claimSQL, sql.Named("now", 0), sql.Named("limit", 1))
+		plan := queryPlan(b, history, claimRestSQL, sql.Named("now", 0), sql.Named("limit", 1), sql.Named("excluded", "[]"), sql.Named("picked", "[]"))
 		require.Contains(b, plan, "SCAN s USING INDEX steps_claimable")
 		require.NotContains(b, plan, "TEMP B-TREE")
 	}

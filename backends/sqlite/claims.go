@@ -52,8 +52,13 @@ func movedTask(t *backends.Task, to backends.State, now time.Time) {
 	t.State, t.UpdatedAt = to, fromMicros(micros(now))
 }
 
-// ClaimSteps implements backends.Store. The choice of steps is claimSQL,
-// which runs the readiness SQL; see there why SQLite needs no SKIP LOCKED.
+// ClaimSteps implements backends.Store. The choice of steps is
+// claimIdleHeadsSQL's, claimBusyHeadsSQL's, then claimRestSQL's, which run
+// the readiness SQL; see there why SQLite needs no SKIP LOCKED. Under
+// concurrency limits the in_progress steps of the limited workflows are
+// counted first, in the same transaction (one writer: nothing changes them
+// meanwhile), and the picks over a limit are dropped and their places
+// picked again without that workflow.
 func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([]*backends.Claim, error) {
 	claims := []*backends.Claim{}
 	if p.Limit <= 0 {
@@ -67,32 +72,72 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 		var retryAt []sql.NullInt64
 		// Each task's row, kept as this transaction moves it.
 		tasks := map[int64]*backends.Task{}
-		rows, err := tx.QueryContext(ctx, claimSQL, sql.Named("now", micros(p.Now)), sql.Named("limit", p.Limit))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var (
-				st          backends.Step
-				state       string
-				nextRetryAt sql.NullInt64
-				updated     int64
-			)
-			task, err := scanTask(prefixed{rows, []any{&st.ID, &st.TaskID, &state, &nextRetryAt, &st.Name, &st.Attempts, &st.LeaseToken, &updated}})
+		caps := backends.NewClaimCaps(p.Limits)
+		if len(p.Limits) > 0 {
+			running, err := countRunning(ctx, tx, caps.Keys())
 			if err != nil {
-				rows.Close()
 				return err
 			}
-			st.State, st.UpdatedAt = backends.State(state), fromMicros(updated)
-			picks = append(picks, &st)
-			retryAt = append(retryAt, nextRetryAt)
-			tasks[task.ID] = task
+			caps.Reset(running)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
+		held := []int64{}
+		// pick runs one of the claim's statements for the places left and
+		// keeps what the limits allow; dropped: some pick was over one.
+		pick := func(query string) (dropped bool, err error) {
+			full, err := json.Marshal(caps.Full())
+			if err != nil {
+				return false, err
+			}
+			heldJSON, err := json.Marshal(held)
+			if err != nil {
+				return false, err
+			}
+			rows, err := tx.QueryContext(ctx, query, sql.Named("now", micros(p.Now)), sql.Named("limit", p.Limit-len(picks)),
+				sql.Named("excluded", string(full)), sql.Named("picked", string(heldJSON)))
+			if err != nil {
+				return false, err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					st          backends.Step
+					state       string
+					nextRetryAt sql.NullInt64
+					updated     int64
+				)
+				task, err := scanTask(prefixed{rows, []any{&st.ID, &st.TaskID, &state, &nextRetryAt, &st.Name, &st.Attempts, &st.LeaseToken, &updated}})
+				if err != nil {
+					return false, err
+				}
+				held = append(held, st.ID)
+				if !caps.Take(backends.WorkflowKey(task.Namespace, task.WorkflowName)) {
+					dropped = true
+					continue
+				}
+				st.State, st.UpdatedAt = backends.State(state), fromMicros(updated)
+				picks = append(picks, &st)
+				retryAt = append(retryAt, nextRetryAt)
+				tasks[task.ID] = task
+			}
+			return dropped, rows.Err()
+		}
+		// Idle heads, busy heads, then the rest; a statement whose picks
+		// went over a limit runs again for the places they left, without
+		// that workflow. Nothing is written until all are read, so a task
+		// whose head the first statement took is still idle for the second.
+		for _, query := range []string{claimIdleHeadsSQL, claimBusyHeadsSQL, claimRestSQL} {
+			for len(picks) < p.Limit {
+				dropped, err := pick(query)
+				if err != nil {
+					return err
+				}
+				if !dropped {
+					break
+				}
+			}
 		}
 
+		var err error
 		expires := p.Now.Add(p.LeaseDuration)
 		for i, st := range picks {
 			c := &backends.Claim{Retry: st.State == backends.StateError, ReadyAt: st.UpdatedAt}
@@ -150,6 +195,41 @@ func (s *Store) ClaimSteps(ctx context.Context, p *backends.ClaimStepsParams) ([
 	notify(ctx, events)
 	return claims, nil
 }
+
+// countRunning counts the in_progress steps of the workflows keys names
+// ("namespace/name"), through steps_running.
+func countRunning(ctx context.Context, tx querier, keys []string) (map[string]int, error) {
+	keysJSON, err := json.Marshal(keys)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, countRunningSQL, sql.Named("keys", string(keysJSON)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	running := map[string]int{}
+	for rows.Next() {
+		var (
+			k string
+			n int
+		)
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		running[k] = n
+	}
+	return running, rows.Err()
+}
+
+// countRunningSQL: the in_progress steps per workflow of @keys, a JSON
+// array of "namespace/name". Running steps are few (the cluster's workers
+// and what they claimed ahead): it reads steps_running and a task per step.
+const countRunningSQL = `SELECT t.namespace || '/' || t.workflow_name AS workflow, count(*)
+	FROM steps s JOIN tasks t ON t.id = s.task_id
+	WHERE s.state = 'in_progress'
+	  AND t.namespace || '/' || t.workflow_name IN (SELECT value FROM json_each(@keys))
+	GROUP BY workflow`
 
 // parentResults maps each parent's name to its results (JSON null when it
 // has none), and says when the last of them changed (completed).

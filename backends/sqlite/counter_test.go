@@ -37,13 +37,14 @@ func wrongCounters(t *testing.T, s *Store) []string {
 	return wrong
 }
 
-// claimableWithoutPrefilter is claimSQL without the unsatisfied_parents
+// claimableWithoutPrefilter is claimRestSQL without the unsatisfied_parents
 // pre-filter: the steps it would claim by the readiness rule alone.
-var claimableWithoutPrefilter = strings.Replace(claimSQL, "AND s.unsatisfied_parents = 0", "", 1)
+var claimableWithoutPrefilter = strings.ReplaceAll(claimRestSQL, "AND s.unsatisfied_parents = 0", "")
 
 func readyIDs(t *testing.T, s *Store, query string, now time.Time) []int64 {
 	t.Helper()
-	rows, err := s.writer.Query(query, sql.Named("now", micros(now)), sql.Named("limit", 1_000_000))
+	rows, err := s.writer.Query(query, sql.Named("now", micros(now)), sql.Named("limit", 1_000_000),
+		sql.Named("excluded", "[]"), sql.Named("picked", "[]"))
 	require.NoError(t, err)
 	defer rows.Close()
 	var ids []int64
@@ -160,7 +161,9 @@ func TestUnsatisfiedParentsCounter(t *testing.T) {
 			}
 		}
 		require.Empty(t, wrongCounters(t, s), "after operation %d", op)
-		require.Equal(t, readyIDs(t, s, claimableWithoutPrefilter, now), readyIDs(t, s, claimSQL, now), "after operation %d", op)
+		// As sets: without the pre-filter the candidates do not match
+		// steps_claimable's predicate, so they come in another order.
+		require.ElementsMatch(t, readyIDs(t, s, claimableWithoutPrefilter, now), readyIDs(t, s, claimRestSQL, now), "after operation %d", op)
 	}
 }
 

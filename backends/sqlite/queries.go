@@ -25,6 +25,57 @@ func withReadiness(candidateSteps, body string) string {
 		stripComments(readinessCTEs) + "\n" + body
 }
 
+// claimTasksCTE walks the task ids of steps_claimable in order, one index
+// seek per task (a skip scan: the first entry above the last task id), so
+// that reaching the next task never reads the entries of a task's wide
+// fan-out; runnable keeps the tasks that may run and whose workflow is not
+// excluded, and says which are busy (a step in_progress: the list of them
+// is built once per statement, from steps_running; running steps are few).
+// Recursion runs only as far as the statement's LIMIT pulls it: the idle
+// heads pass reads the tasks in order until it has its picks, passing over
+// the busy ones (at most one per running step).
+const claimTasksCTE = `claim_tasks(task_id) AS (
+    SELECT (SELECT s.task_id FROM steps s
+             WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+             ORDER BY s.task_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.task_id FROM steps s
+             WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0 AND s.task_id > c.task_id
+             ORDER BY s.task_id LIMIT 1)
+      FROM claim_tasks c WHERE c.task_id IS NOT NULL
+),
+runnable AS (
+    SELECT t.id, t.id IN (SELECT task_id FROM steps WHERE state = 'in_progress') AS busy
+      FROM claim_tasks c CROSS JOIN tasks t
+     WHERE t.id = c.task_id AND t.state IN ('pending', 'in_progress')
+       AND t.namespace || '/' || t.workflow_name NOT IN (SELECT value FROM json_each(@excluded))
+)`
+
+// claimHeads: the candidate steps of a heads pass, the head of each task
+// for which cond holds (its waiting step of lowest position).
+func claimHeads(cond string) string {
+	return `SELECT s.* FROM runnable r CROSS JOIN steps s
+	  WHERE ` + cond + ` AND s.id = (SELECT h.id FROM steps h
+	                 WHERE h.task_id = r.id AND h.state IN ('pending', 'error') AND h.unsatisfied_parents = 0
+	                   AND h.id NOT IN (SELECT value FROM json_each(@picked))
+	                 ORDER BY h.position LIMIT 1)`
+}
+
+// claimBody reads what a claim needs of the ready candidates: the step's
+// and its task's rows as they stand, and when a backoff ends.
+var claimBody = `SELECT r.step_id, r.task_id, r.state, r.next_retry_at, st.name, st.attempts, st.lease_token, st.updated_at,
+        ` + qualified("tk", taskColumns) + `
+   FROM step_readiness r JOIN steps st ON st.id = r.step_id JOIN tasks tk ON tk.id = r.task_id
+  WHERE r.ready_for_execution
+  LIMIT (SELECT @limit)`
+
+// withClaimTasks composes a claim statement: claimTasksCTE, the candidate
+// steps (of runnable), the readiness CTEs, then the body.
+func withClaimTasks(candidateSteps, body string) string {
+	return "WITH RECURSIVE " + claimTasksCTE + ",\ncandidate_steps AS (" + candidateSteps + "),\n" +
+		stripComments(readinessCTEs) + "\n" + body
+}
+
 // withContext composes a statement reading execution_context.
 func withContext(candidateSteps, contextTasks, body string) string {
 	return "WITH candidate_steps AS (" + candidateSteps + "),\n" +
@@ -112,36 +163,49 @@ var (
 		`SELECT id, state FROM tasks WHERE id IN (SELECT value FROM json_each(@ids))`,
 		`SELECT `+contextColumns+` FROM execution_context ORDER BY task_id`)
 
-	// ClaimSteps: the ready steps of pending or in_progress tasks, oldest
-	// task first, then position. The candidates repeat the predicate of the
-	// partial index steps_claimable word for word, which is what lets SQLite
-	// use it: finished steps are never read, and neither are steps with a
-	// parent not yet done (unsatisfied_parents, migration 0002). That
-	// counter is only a pre-filter: a step it lets through is still judged
-	// by the full rule of readiness.sql, dependencies included; it skips
-	// only steps whose dependencies_satisfied is false (the counter is the
-	// number of parents not complete or resolved_manually, kept exact by
-	// moveStep and insertTask; TestUnsatisfiedParentsCounter checks it).
+	// ClaimSteps picks in up to three statements, in claim order
+	// (backends.Store's ClaimSteps): claimIdleHeadsSQL the ready heads of
+	// the tasks with no step in_progress, oldest task first;
+	// claimBusyHeadsSQL, for the places left, those of the other tasks;
+	// claimRestSQL, for the places left, the other ready steps by task and
+	// position. All walk the tasks through claimTasksCTE and leave out the
+	// workflows of @excluded (JSON array of "namespace/name": at their
+	// concurrency limit) and the steps of @picked (JSON array of ids this
+	// claim already took).
+	//
+	// The candidates repeat the predicate of the partial index
+	// steps_claimable word for word, which is what lets SQLite use it:
+	// finished steps are never read, and neither are steps with a parent not
+	// yet done (unsatisfied_parents, migration 0002). That counter is only a
+	// pre-filter: a step it lets through is still judged by the full rule of
+	// readiness.sql, dependencies included; it skips only steps whose
+	// dependencies_satisfied is false (the counter is the number of parents
+	// not complete or resolved_manually, kept exact by moveStep and
+	// insertTask; TestUnsatisfiedParentsCounter checks it).
+	//
+	// No ORDER BY: the rows come in the order of the loops, which CROSS
+	// JOIN fixes (claim_tasks outermost, in task id order; then a task's
+	// steps through steps_claimable, in position order), and the LIMIT stops
+	// them, and the recursion with them, once enough are ready; a sort
+	// would read every task first. TestClaimQueriesWalkTasksInOrder checks
+	// the plans.
 	//
 	// No FOR UPDATE SKIP LOCKED (PostgreSQL's answer to concurrent claimers):
 	// SQLite has one writer, the claim runs in a BEGIN IMMEDIATE transaction
 	// on the single writer connection, so nothing can claim the same rows
-	// between this SELECT and the UPDATEs that follow it.
+	// between these SELECTs and the UPDATEs that follow them.
 	//
 	// The limit is read through a scalar subquery, not as a bare @limit:
-	// SQLite plans ORDER BY ... LIMIT with the bound value and would
-	// recompile the statement every time the limit changes (every claim, as
-	// free workers come and go) — a tenth of the engine's CPU.
-	claimSQL = withReadiness(
-		`SELECT s.* FROM steps s JOIN tasks t ON t.id = s.task_id
-		  WHERE s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
-		    AND t.state IN ('pending', 'in_progress')`,
-		`SELECT r.step_id, r.task_id, r.state, r.next_retry_at, st.name, st.attempts, st.lease_token, st.updated_at,
-		        `+qualified("tk", taskColumns)+`
-		   FROM step_readiness r JOIN steps st ON st.id = r.step_id JOIN tasks tk ON tk.id = r.task_id
-		  WHERE r.ready_for_execution
-		  ORDER BY r.task_id, r.position
-		  LIMIT (SELECT @limit)`)
+	// SQLite plans a LIMIT with the bound value and would recompile the
+	// statement every time the limit changes (every claim, as free workers
+	// come and go) — a tenth of the engine's CPU.
+	claimIdleHeadsSQL = withClaimTasks(claimHeads("NOT r.busy"), claimBody)
+	claimBusyHeadsSQL = withClaimTasks(claimHeads("r.busy"), claimBody)
+	claimRestSQL      = withClaimTasks(
+		`SELECT s.* FROM runnable r CROSS JOIN steps s
+		  WHERE s.task_id = r.id AND s.state IN ('pending', 'error') AND s.unsatisfied_parents = 0
+		    AND s.id NOT IN (SELECT value FROM json_each(@picked))`,
+		claimBody)
 
 	// NextWakeup: the earliest future next_retry_at of a step that only
 	// waits on a backoff, or lease expiry of a running step, among pending or
@@ -164,7 +228,7 @@ var (
 // warmStatements are prepared on the writer when the store opens, for use
 // inside write transactions (see stmtCache).
 var warmStatements = []string{
-	claimSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeSQL,
+	claimIdleHeadsSQL, claimBusyHeadsSQL, claimRestSQL, taskContextSQL, getTaskSQL, getStepSQL, finalizeSQL,
 	insertTaskTransitionSQL, insertStepTransitionSQL,
 	moveTaskSQL, moveStepSQL, satisfyChildrenSQL, moveStepWithSQL(claimSet), completeStepSQL,
 	moveStepWithSQL(failSet), startStepSQL,
