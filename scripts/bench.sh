@@ -2,7 +2,7 @@
 # Measures taskerd's main benchmarks on this machine, in one run, and writes
 # the result as markdown (the tables of docs/performance.md):
 #
-#   scripts/bench.sh [--quick] [OUTPUT.md]
+#   scripts/bench.sh [--quick] [--cluster] [OUTPUT.md]
 #
 # 1. the machine: cores, CPU model, memory, Go and PostgreSQL versions, load;
 # 2. the yardsticks: PostgreSQL's own pgbench, select-only (-S) and simple
@@ -13,7 +13,12 @@
 #    API, the daemon's memory, the policy decision, plugins and
 #    authenticators; each section names the exact `go test` command;
 # 4. every scenario of `taskerd bench` on SQLite (normal and full) and
-#    PostgreSQL, a table per store (needs jq).
+#    PostgreSQL, a table per store (needs jq);
+# 5. several nodes on PostgreSQL: the wait of a step made ready on one node
+#    and started on an idle other (BenchmarkWakeAcrossNodes), and no-op
+#    throughput with 1, 2 and 3 nodes (`taskerd bench --nodes`).
+#
+# --cluster runs 1, 2 and 5 only (a few minutes).
 #
 # The markdown goes to OUTPUT.md (written as the run goes) or to stdout;
 # progress and the benchmarks' own output go to stderr. It exits non-zero
@@ -32,16 +37,18 @@
 set -uo pipefail
 
 quick=0
+cluster_only=0
 out=""
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=1 ;;
+	--cluster) cluster_only=1 ;;
 	-h | --help)
 		sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
-		echo "bench.sh: unknown option $arg (want --quick and/or an output file)" >&2
+		echo "bench.sh: unknown option $arg (want --quick, --cluster and/or an output file)" >&2
 		exit 2
 		;;
 	*) out=$arg ;;
@@ -205,6 +212,7 @@ bench() {
 }
 
 gocpu=""
+if [ "$cluster_only" = 0 ]; then
 emit "## Benchmarks" ""
 bench "Definitions: parse and validate a 1,000-step workflow" ./definition . 3s 1x
 bench "SQLite store" ./backends/sqlite . 1000x 5x
@@ -220,6 +228,7 @@ bench "Plugins: start" ./plugin/host PluginStart 200x 3x
 bench "Authenticators: RS256 JWT against a bare round trip" ./examples/plugins/jwt Authenticate 3000x 20x
 
 [ -n "$gocpu" ] && emit "The CPU as Go's benchmarks name it: $gocpu." ""
+fi
 
 # ---------------------------------------------------------------- taskerd bench
 
@@ -230,7 +239,11 @@ bench "Authenticators: RS256 JWT against a bare round trip" ./examples/plugins/j
 taskerd_bin=$(mktemp -d)/taskerd
 bench_db=taskerd_bench_scenarios_$$
 note "taskerd bench: building $taskerd_bin"
-if ! go build -o "$taskerd_bin" ./cmd/taskerd >&2 || ! command -v jq >/dev/null; then
+taskerd_built=0
+go build -o "$taskerd_bin" ./cmd/taskerd >&2 && command -v jq >/dev/null && taskerd_built=1
+if [ "$cluster_only" = 1 ]; then
+	: # section 5 only
+elif [ "$taskerd_built" = 0 ]; then
 	emit "## taskerd bench" "" "**Could not run** (the build failed, or jq is missing): see stderr." ""
 	failed=1
 else
@@ -279,6 +292,41 @@ else
 		done
 		emit "" "Load average after: $(load)." ""
 	done
+	dropdb --if-exists "$bench_db" >/dev/null 2>&1
+fi
+
+# ---------------------------------------------------------------- several nodes
+
+emit "## Several nodes on PostgreSQL" ""
+bench "A step made ready on node A, started on idle node B" ./engine WakeAcrossNodes 500x 5x
+if [ "$taskerd_built" = 0 ]; then
+	emit "**taskerd bench could not run** (the build failed, or jq is missing): see stderr." ""
+	failed=1
+else
+	emit "### No-op throughput with 1, 2 and 3 nodes" "" \
+		"\`taskerd bench --nodes N\` runs N engines in one process, each with its own connection pool," \
+		"sharing this machine's cores with each other and with PostgreSQL. One run each." "" \
+		"| command | steps/s | ready→running p50 / p99 ms | handler starts per node |" "| --- | --- | --- | --- |"
+	pgdsn="postgres://$PGUSER@$PGHOST:$PGPORT/$bench_db?sslmode=disable"
+	dropdb --if-exists "$bench_db" >/dev/null 2>&1
+	createdb "$bench_db" >&2 2>&1 || failed=1
+	tasks=20000
+	[ "$quick" = 1 ] && tasks=20
+	for n in 1 2 3; do
+		for workers in 16 128; do
+			cmd=("$taskerd_bin" bench --scenario noop-1 --tasks "$tasks" --workers "$workers" --nodes "$n" --db "$pgdsn" --json)
+			note "taskerd bench: ${cmd[*]}"
+			if json=$("${cmd[@]}" 2>/dev/null); then
+				row=$(echo "$json" | jq -r 'def f: . * 10 | round / 10;
+					"\(.steps_per_s | f) | \(.ready_to_running_ms.p50 | f) / \(.ready_to_running_ms.p99 | f) | \((.node_starts // [.steps]) | map(tostring) | join(" / "))"')
+				emit "| \`taskerd bench --scenario noop-1 --tasks $tasks --workers $workers --nodes $n --db 'postgres://...'\` | $row |"
+			else
+				emit "| \`taskerd bench --scenario noop-1 --workers $workers --nodes $n\` | **FAILED** | | |"
+				failed=1
+			fi
+		done
+	done
+	emit "" "Load average after: $(load)." ""
 	dropdb --if-exists "$bench_db" >/dev/null 2>&1
 fi
 
