@@ -133,9 +133,9 @@ var probeBinary = sync.OnceValues(func() (string, error) {
 // TestChaosThreeNodes runs 3 `taskerd serve` processes on one PostgreSQL
 // database through 200 diamond tasks while one node is killed (SIGKILL) and
 // restarted and another is paused (SIGSTOP) past its lease and resumed.
-// Every task must complete; every node must have done work; every step the
-// killed node was running must be recovered within lease + 2 s of its
-// death; no step's handler may start after another node took the step
+// Every task must complete; every node must have done work; every step
+// leased to the killed node (running or waiting for a worker) must be
+// recovered within lease + 2 s of its death; no step's handler may start after another node took the step
 // over (per step, handlers start in attempt order, each attempt once); and
 // every step is completed exactly once in the database.
 func TestChaosThreeNodes(t *testing.T) {
@@ -186,6 +186,11 @@ cluster {
 		require.Equal(t, http.StatusCreated, res.StatusCode)
 	}
 
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer db.Close(ctx)
+
 	// Kill n2 while it runs handlers; restart it a little later.
 	var atKill map[stepKey]probeRecord
 	require.Eventually(t, func() bool {
@@ -196,6 +201,17 @@ cluster {
 	killedAt := time.Now()
 	<-nodes["n2"].done
 	nodes["n2"].done <- nil // for the cleanup
+	// Every step leased to n2 when it died, its handler started or not
+	// (claimed ahead for a worker).
+	var leased []int64
+	rows, err := db.Query(ctx, `SELECT id FROM steps WHERE state = 'in_progress' AND lease_owner = 'n2'`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id int64
+		require.NoError(t, rows.Scan(&id))
+		leased = append(leased, id)
+	}
+	require.NoError(t, rows.Err())
 	// What n2 had started before it died (its plugin may outlive it and
 	// still write an end).
 	records := readProbe(t, probeLog)
@@ -224,10 +240,6 @@ cluster {
 	require.NoError(t, nodes["n3"].cmd.Process.Signal(syscall.SIGCONT))
 	resumed = true
 
-	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer db.Close(ctx)
 	require.Eventually(t, func() bool {
 		var done int
 		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM tasks WHERE state = 'complete'`).Scan(&done))
@@ -286,9 +298,19 @@ cluster {
 			"task %d step %s (attempt %d on n2) recovered %s after n2 died", k.TaskID, k.Step, r.Attempt, recovered.Sub(killedAt))
 	}
 
+	// So was every step leased to n2, started or not.
+	require.NotEmpty(t, leased)
+	for _, id := range leased {
+		var recovered time.Time
+		require.NoError(t, db.QueryRow(ctx, `SELECT min(created_at) FROM transitions
+			WHERE step_id = $1 AND from_state = 'in_progress' AND created_at >= $2`, id, killedAt.Add(-time.Second)).Scan(&recovered), "step %d", id)
+		require.WithinDuration(t, killedAt, recovered, chaosLease+2*time.Second,
+			"step %d (leased to n2) recovered %s after n2 died", id, recovered.Sub(killedAt))
+	}
+
 	// Nothing applied twice: each step completed once, in the database
 	// and in the event log.
-	rows, err := db.Query(ctx, `SELECT s.task_id, s.name, count(tr.id) FROM steps s
+	rows, err = db.Query(ctx, `SELECT s.task_id, s.name, count(tr.id) FROM steps s
 		LEFT JOIN transitions tr ON tr.step_id = s.id AND tr.to_state = 'complete'
 		GROUP BY s.task_id, s.name HAVING count(tr.id) <> 1`)
 	require.NoError(t, err)
@@ -307,5 +329,5 @@ cluster {
 	var steps int
 	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM steps WHERE state = 'complete'`).Scan(&steps))
 	require.Equal(t, chaosTasks*4, steps)
-	t.Logf("starts per node %v; steps moved between nodes %d; steps open on n2 at its death %d", worked, takenOver, len(atKill))
+	t.Logf("starts per node %v; steps moved between nodes %d; steps n2 ran at its death %d, leased to it %d", worked, takenOver, len(atKill), len(leased))
 }
