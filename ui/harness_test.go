@@ -129,8 +129,9 @@ func newKeyAuth() *keyAuth {
 }
 
 type env struct {
-	t     testing.TB
-	srv   *httptest.Server
+	t       testing.TB
+	srv     *httptest.Server
+	handler http.Handler // what srv serves
 	eng   *engine.Engine
 	store backends.Store
 	auth  *keyAuth
@@ -177,7 +178,7 @@ func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
 		}()
 		t.Cleanup(func() { cancel(); <-done })
 	}
-	return &env{t: t, srv: srv, eng: eng, store: store, auth: auth}
+	return &env{t: t, srv: srv, handler: mux, eng: eng, store: store, auth: auth}
 }
 
 func (e *env) createTask(workflow string, ctx string) int64 {
