@@ -132,9 +132,9 @@ type env struct {
 	t       testing.TB
 	srv     *httptest.Server
 	handler http.Handler // what srv serves
-	eng   *engine.Engine
-	store backends.Store
-	auth  *keyAuth
+	eng     *engine.Engine
+	store   backends.Store
+	auth    *keyAuth
 }
 
 type envOptions struct {
