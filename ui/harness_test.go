@@ -8,6 +8,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -81,6 +83,17 @@ workflow "secret" {
     handler = "builtin.noop"
   }
 }
+
+schedule "shop-hourly" {
+  workflow = "shop/orders"
+  cron     = "0 * * * *"
+  context  = { order_id = "hourly" }
+}
+
+schedule "other-daily" {
+  workflow = "other/secret"
+  cron     = "0 3 * * *"
+}
 `
 
 // keyAuth authenticates X-API-Key (or a bearer token) from a table that a
@@ -144,11 +157,14 @@ type envOptions struct {
 
 func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
 	t.Helper()
-	ws, diags := definition.NewParser().ParseSource("test.hcl", []byte(testWorkflows))
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "test.hcl"), []byte(testWorkflows), 0o600))
+	p := definition.NewParser()
+	ws, diags := p.Load(dir)
 	require.False(t, diags.HasErrors(), diags.Error())
 	reg := engine.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
-	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws), Registry: reg,
+	eng, err := engine.New(engine.Config{Store: store, Catalog: definition.NewCatalog(ws).WithSchedules(p.Schedules()), Registry: reg,
 		Workers: 4, SafetyPoll: 50 * time.Millisecond})
 	require.NoError(t, err)
 	authz, err := policy.Default(policy.WithDecisionLog(io.Discard))

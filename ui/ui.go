@@ -113,6 +113,9 @@ func (u *UI) routes() {
 	u.mux.Handle("GET /ui/workflows", u.session(u.workflowsPage))
 	u.mux.Handle("GET /ui/workflows/{namespace}/{name}", u.session(u.workflowPage))
 	u.mux.Handle("POST /ui/workflows/{namespace}/{name}/tasks", u.session(u.createTask))
+	u.mux.Handle("GET /ui/schedules", u.session(u.schedulesPage))
+	u.mux.Handle("POST /ui/schedules/{name}/{verb}", u.session(u.scheduleAction))
+	u.mux.Handle("GET /ui/nodes", u.session(u.nodesPage))
 	u.mux.Handle("GET /ui/health", u.session(u.healthPage))
 	u.mux.Handle("/ui/", u.session(func(c *call) error { return httpErr(http.StatusNotFound, "no such page") }))
 }

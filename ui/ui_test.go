@@ -306,3 +306,35 @@ func TestCreateTaskForm(t *testing.T) {
 		assert.Equal(t, []string{"ui", "test"}, task.Tags)
 	})
 }
+
+func TestSchedulesAndNodes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		e := newEnv(t, open(t), envOptions{noRun: true})
+
+		op := e.browser()
+		op.mustLogin(shopKey)
+		p := op.get("/ui/schedules")
+		require.Equal(t, http.StatusOK, p.status, p.body)
+		assert.Contains(t, p.body, "shop-hourly")
+		assert.NotContains(t, p.body, "other-daily", "an operator of shop lists only its namespace's schedules")
+		assert.Contains(t, p.body, `action="/ui/schedules/shop-hourly/pause"`)
+		res := op.post("/ui/schedules/shop-hourly/pause", url.Values{"csrf": {p.csrf(t)}})
+		require.Equal(t, http.StatusSeeOther, res.status, res.body)
+		p = op.get("/ui/schedules")
+		assert.Contains(t, p.body, `action="/ui/schedules/shop-hourly/resume"`)
+		assert.Contains(t, p.body, "by olga")
+		assert.Equal(t, http.StatusForbidden, op.post("/ui/schedules/other-daily/pause", url.Values{"csrf": {p.csrf(t)}}).status)
+
+		viewer := e.browser()
+		viewer.mustLogin(viewerKey)
+		v := viewer.get("/ui/schedules")
+		require.Equal(t, http.StatusOK, v.status)
+		assert.Contains(t, v.body, "other-daily")
+		assert.NotContains(t, v.body, `action="/ui/schedules/`)
+		assert.Equal(t, http.StatusForbidden, viewer.post("/ui/schedules/shop-hourly/trigger", url.Values{"csrf": {v.csrf(t)}}).status)
+		n := viewer.get("/ui/nodes")
+		require.Equal(t, http.StatusOK, n.status)
+		assert.Contains(t, n.body, "<h1>Nodes</h1>")
+		assert.Equal(t, http.StatusForbidden, op.get("/ui/nodes").status, "the default policy gives an operator no node:index")
+	})
+}
