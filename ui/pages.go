@@ -74,6 +74,16 @@ type transitionJSON struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
+type eventJSON struct {
+	Seq        int64           `json:"seq"`
+	Type       string          `json:"type"`
+	Timestamp  *time.Time      `json:"timestamp"`
+	StepName   string          `json:"step_name"`
+	Attempt    int             `json:"attempt"`
+	DurationMs *int64          `json:"duration_ms"`
+	Error      json.RawMessage `json:"error"`
+}
+
 type workflowJSON struct {
 	Namespace       string          `json:"namespace"`
 	Name            string          `json:"name"`
@@ -199,6 +209,13 @@ func (u *UI) taskData(c *call) (map[string]any, error) {
 	for i, j := 0, len(trs.Transitions)-1; i < j; i, j = i+1, j-1 {
 		trs.Transitions[i], trs.Transitions[j] = trs.Transitions[j], trs.Transitions[i]
 	}
+	var evs struct {
+		Events     []eventJSON `json:"events"`
+		NextCursor *string     `json:"next_cursor"`
+	}
+	if err := c.apiCall("GET", "/v1/tasks/"+strconv.FormatInt(id, 10)+"/events?limit=200", nil, &evs); err != nil {
+		return nil, err
+	}
 	can := map[string]bool{}
 	for _, verb := range []string{"cancel", "retry", "resolve"} {
 		can["task:"+verb] = c.allowed("task:"+verb, t.resource("task", ""))
@@ -216,7 +233,8 @@ func (u *UI) taskData(c *call) (map[string]any, error) {
 		dag = buildDAG(t.Graph.Levels, t.Graph.Edges, t.Steps, "/ui/tasks/"+strconv.FormatInt(t.ID, 10)+"/steps/")
 	}
 	return map[string]any{"Task": t, "Can": can, "StepCan": stepCan, "DAG": dag,
-		"Transitions": trs.Transitions, "Live": !isFinished(t.Status)}, nil
+		"Transitions": trs.Transitions, "Events": evs.Events, "MoreEvents": evs.NextCursor != nil,
+		"Live": !isFinished(t.Status)}, nil
 }
 
 func (u *UI) taskPage(c *call) error {

@@ -168,6 +168,8 @@ func TestPagesShowTheTask(t *testing.T) {
 		assert.Contains(t, res.body, "card declined by the bank")
 		assert.Contains(t, res.body, fmt.Sprintf(`action="/ui/tasks/%d/steps/charge/retry"`, id))
 		assert.Contains(t, res.body, `data-done="true"`, "a finished task is not polled")
+		assert.Contains(t, res.body, "<code>step.failed</code>", "the task's events are listed")
+		assert.Contains(t, res.body, "failed: permanent", "the transitions are listed")
 		list := b.get("/ui/tasks?status=error")
 		require.Equal(t, http.StatusOK, list.status)
 		assert.Contains(t, list.body, fmt.Sprintf(`href="/ui/tasks/%d"`, id))
