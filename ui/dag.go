@@ -23,7 +23,8 @@ type dagView struct {
 type dagNode struct {
 	X, Y, W, H int
 	TextX      int
-	Name       string
+	Name       string // shown, truncated
+	FullName   string
 	Status     string // "" for a workflow's step (no task yet)
 	Attempts   int
 	Detail     string // the second line
@@ -48,7 +49,7 @@ func buildDAG(levels [][]string, edges []edgeJSON, steps []stepJSON, hrefBase st
 	for l, names := range levels {
 		rows = max(rows, len(names))
 		for i, name := range names {
-			n := dagNode{X: margin + l*(nodeW+gapX), Y: margin + i*(nodeH+gapY), W: nodeW, H: nodeH, Name: trimTo(name, 26)}
+			n := dagNode{X: margin + l*(nodeW+gapX), Y: margin + i*(nodeH+gapY), W: nodeW, H: nodeH, Name: trimTo(name, 26), FullName: name}
 			n.TextX = n.X + 10
 			if s, ok := byName[name]; ok {
 				n.Status, n.Attempts = s.Status, s.Attempts

@@ -131,13 +131,17 @@ const (
 	adminKey  = "admin-key-0123456789"
 	viewerKey = "viewer-key-0123456789"
 	shopKey   = "shop-operator-key-0123456789"
+	// shopViewerKey is a viewer of namespace shop only, under
+	// scopedViewerPolicy.
+	shopViewerKey = "shop-viewer-key-0123456789"
 )
 
 func newKeyAuth() *keyAuth {
 	return &keyAuth{keys: map[string]*api.Subject{
-		adminKey:  {ID: "alice", Roles: []string{"admin"}},
-		viewerKey: {ID: "victor", Roles: []string{"viewer"}},
-		shopKey:   {ID: "olga", Roles: []string{"operator"}, Claims: json.RawMessage(`{"namespaces":["shop"]}`)},
+		adminKey:      {ID: "alice", Roles: []string{"admin"}},
+		viewerKey:     {ID: "victor", Roles: []string{"viewer"}},
+		shopKey:       {ID: "olga", Roles: []string{"operator"}, Claims: json.RawMessage(`{"namespaces":["shop"]}`)},
+		shopViewerKey: {ID: "sam", Roles: []string{"viewer"}, Claims: json.RawMessage(`{"namespaces":["shop"]}`)},
 	}}
 }
 
@@ -153,6 +157,8 @@ type env struct {
 type envOptions struct {
 	noRun bool
 	tls   bool
+	// rego replaces the default policy (one file's source).
+	rego string
 }
 
 func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
@@ -168,6 +174,11 @@ func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
 		Workers: 4, SafetyPoll: 50 * time.Millisecond})
 	require.NoError(t, err)
 	authz, err := policy.Default(policy.WithDecisionLog(io.Discard))
+	if o.rego != "" {
+		pdir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(pdir, "authz.rego"), []byte(o.rego), 0o600))
+		authz, err = policy.Load(pdir, policy.WithDecisionLog(io.Discard))
+	}
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = authz.Close() })
 	auth := newKeyAuth()

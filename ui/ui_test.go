@@ -340,3 +340,45 @@ func TestSchedulesAndNodes(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, op.get("/ui/nodes").status, "the default policy gives an operator no node:index")
 	})
 }
+
+// scopedViewerPolicy: viewers see only the namespaces of their claims.
+const scopedViewerPolicy = `package taskerd.authz
+
+default allow := false
+
+allow if "admin" in input.subject.roles
+
+allow if {
+	"viewer" in input.subject.roles
+	split(input.action, ":")[1] in {"index", "show"}
+	input.resource.namespace != ""
+	input.resource.namespace in input.subject.claims.namespaces
+}
+`
+
+func TestScopedViewerSeesNothingOfAnotherNamespace(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		e := newEnv(t, open(t), envOptions{noRun: true, rego: scopedViewerPolicy})
+		mine := e.createTask("shop/orders", `{"order_id":"A1"}`)
+		theirs := e.createTask("other/secret", `{}`)
+		b := e.browser()
+		b.mustLogin(shopViewerKey)
+		list := b.get("/ui/tasks")
+		require.Equal(t, http.StatusOK, list.status, list.body)
+		assert.Contains(t, list.body, fmt.Sprintf(`href="/ui/tasks/%d"`, mine))
+		assert.NotContains(t, list.body, fmt.Sprintf(`href="/ui/tasks/%d"`, theirs))
+		assert.NotContains(t, list.body, "other/secret")
+		p := b.get(fmt.Sprintf("/ui/tasks/%d", mine))
+		require.Equal(t, http.StatusOK, p.status)
+		assert.NotContains(t, p.body, `/cancel"`, "a viewer has no button")
+		for _, path := range []string{fmt.Sprintf("/ui/tasks/%d", theirs), fmt.Sprintf("/ui/tasks/%d/steps/only", theirs),
+			"/ui/tasks?namespace=other", "/ui/workflows/other/secret"} {
+			res := b.get(path)
+			assert.Equal(t, http.StatusForbidden, res.status, path)
+			assert.NotContains(t, res.body, "secret\"", path)
+		}
+		wf := b.get("/ui/workflows/shop/orders")
+		assert.Equal(t, http.StatusOK, wf.status)
+		assert.NotContains(t, wf.body, "Create a task")
+	})
+}
