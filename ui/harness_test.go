@@ -159,6 +159,9 @@ type envOptions struct {
 	tls   bool
 	// rego replaces the default policy (one file's source).
 	rego string
+	// dbKeys authenticates the database's API keys first (api.KeyChain,
+	// as serve does), then the test's table.
+	dbKeys bool
 }
 
 func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
@@ -182,9 +185,13 @@ func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = authz.Close() })
 	auth := newKeyAuth()
-	server, err := api.New(api.Config{Engine: eng, Authenticator: auth, Authorizer: authz})
+	var authn api.Authenticator = auth
+	if o.dbKeys {
+		authn = &api.KeyChain{Store: store, Next: auth}
+	}
+	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz})
 	require.NoError(t, err)
-	h, err := ui.New(ui.Config{API: server.Handler(), Store: store, Authenticator: auth, Authorizer: authz})
+	h, err := ui.New(ui.Config{API: server.Handler(), Store: store, Authenticator: authn, Authorizer: authz})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", h)

@@ -96,7 +96,6 @@ type workflowJSON struct {
 	Available       bool            `json:"available"`
 	MissingHandlers []string        `json:"missing_handlers"`
 	File            string          `json:"file"`
-	StepsCount      int             `json:"-"`
 }
 
 func (t *taskJSON) resource(typ, step string) api.Resource {
@@ -114,11 +113,11 @@ var taskStates = []string{"pending", "in_progress", "complete", "error", "cancel
 func (u *UI) tasksPage(c *call) error {
 	q := c.r.URL.Query()
 	f := map[string]string{}
-	api := url.Values{}
+	params := url.Values{}
 	for _, name := range []string{"status", "namespace", "workflow", "tag", "cursor"} {
 		if v := strings.TrimSpace(q.Get(name)); v != "" {
 			f[name] = v
-			api.Set(name, v)
+			params.Set(name, v)
 		}
 	}
 	// The time filters come from datetime-local inputs, in the browser's
@@ -134,14 +133,14 @@ func (u *UI) tasksPage(c *call) error {
 		if err != nil {
 			return httpErr(http.StatusBadRequest, "%s must be a date and time such as 2026-01-02T15:04", name)
 		}
-		api.Set(name, t.UTC().Format(time.RFC3339))
+		params.Set(name, t.UTC().Format(time.RFC3339))
 	}
-	api.Set("limit", "50")
+	params.Set("limit", "50")
 	var out struct {
 		Tasks      []taskJSON `json:"tasks"`
 		NextCursor *string    `json:"next_cursor"`
 	}
-	if err := c.apiCall("GET", "/v1/tasks?"+api.Encode(), nil, &out); err != nil {
+	if err := c.apiCall("GET", "/v1/tasks?"+params.Encode(), nil, &out); err != nil {
 		return err
 	}
 	next := ""

@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/ui"
 )
@@ -117,6 +119,34 @@ func TestLogin(t *testing.T) {
 			require.NotNil(t, c, "the cookie is cleared")
 			assert.Negative(t, c.MaxAge)
 		})
+	})
+}
+
+// A key of the database (taskerd keys create), revoked in the database
+// (taskerd keys revoke): the session ends at its next request.
+func TestRevokedDatabaseKeyEndsTheSession(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		store := open(t)
+		e := newEnv(t, store, envOptions{noRun: true, dbKeys: true})
+		key, hash, err := api.NewKey()
+		require.NoError(t, err)
+		id, err := api.NewKeyID()
+		require.NoError(t, err)
+		_, err = store.CreateAPIKey(t.Context(), &backends.NewAPIKeyParams{ID: id, Subject: "dora", Roles: []string{"viewer"},
+			Hash: hash, Actor: "test", Now: time.Now().UTC()})
+		require.NoError(t, err)
+		b := e.browser()
+		b.mustLogin(key)
+		p := b.get("/ui/tasks")
+		require.Equal(t, http.StatusOK, p.status)
+		assert.Contains(t, p.body, "dora")
+		_, revoked, err := store.RevokeAPIKey(t.Context(), id, "test", time.Now().UTC())
+		require.NoError(t, err)
+		require.True(t, revoked)
+		res := b.get("/ui/tasks")
+		require.Equal(t, http.StatusSeeOther, res.status)
+		assert.True(t, strings.HasPrefix(res.header.Get("Location"), "/ui/login"))
+		assert.Equal(t, http.StatusUnauthorized, b.login(key).status, "nor can it log in again")
 	})
 }
 
