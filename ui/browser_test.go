@@ -178,6 +178,11 @@ func TestBrowser(t *testing.T) {
 		screenshot("ui-task-error.png"),
 	))
 	assert.Contains(t, eval(`document.querySelector('svg.dag g.node.st-error text.err').textContent`), "card declined")
+	// Keyboard: the first Tab reaches "Skip to content", and the DAG's
+	// boxes are links that take the focus.
+	require.NoError(t, chromedp.Do(ctx, chromedp.KeyEvent("\t")))
+	assert.Equal(t, "skip", eval(`document.activeElement.className`))
+	assert.Equal(t, true, eval(`(() => { const a = document.querySelector('svg.dag g.node a'); a.focus(); return document.activeElement === a; })()`))
 	if shots {
 		require.NoError(t, chromedp.Do(ctx, colorScheme("dark"), screenshot("ui-task-error-dark.png"), colorScheme("light")))
 	}
