@@ -63,13 +63,14 @@ func TestBrowser(t *testing.T) {
 	flaky := e.createTask("shop/flaky", `{}`)
 	e.waitTask(flaky, backends.StateError)
 
-	opts := []chromedp.ExecAllocatorOption{
+	// chromedp's defaults (headless, --disable-background-networking,
+	// --disable-dev-shm-usage for small containers, ...) plus what CI
+	// runs as root needs.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.WindowSize(1280, 900),
-	}
+	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
 	ctx, cancelBrowser := chromedp.NewContext(actx)
