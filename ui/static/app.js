@@ -49,6 +49,7 @@
       }
       fetch(src, { credentials: "same-origin", headers: { "X-Taskerd-Fragment": "1" } }).then(function (res) {
         if (res.status === 401) { toLogin(); return null; }
+        if (res.status === 403 || res.status === 404) { return null; } // will not change by asking again
         if (!res.ok) { schedule(); return null; }
         return res.text();
       }).then(function (html) {
