@@ -160,7 +160,14 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(url("/ui/workflows/shop/orders")),
 		chromedp.WaitVisible(css(`#context`)),
 		screenshot("ui-workflow.png"),
-		chromedp.SetValue(css(`#context`), `{"order_id":"B-1"}`),
+	))
+	// The form checks the context against the schema as it is typed.
+	assert.Contains(t, eval(`document.querySelector('[data-json-hint]').textContent`), "context.order_id is required")
+	assert.Contains(t, eval(`const ta = document.querySelector('#context'); ta.value = '{"order_id": 7}';
+		ta.dispatchEvent(new Event('input')); document.querySelector('[data-json-hint]').textContent`), "context.order_id must be string")
+	eval(`const c = document.querySelector('#context'); c.value = '{"order_id":"B-1"}'; c.dispatchEvent(new Event('input'))`)
+	assert.Equal(t, "", eval(`document.querySelector('[data-json-hint]').textContent`))
+	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(css(`#create button[type=submit]`)),
 		chromedp.WaitVisible(css(`#live svg.dag`)),
 	))

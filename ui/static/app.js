@@ -78,21 +78,78 @@
     if (msg && !window.confirm(msg)) { ev.preventDefault(); }
   });
 
+  function typeOf(v) {
+    if (v === null) { return "null"; }
+    if (Array.isArray(v)) { return "array"; }
+    if (typeof v === "number" && Math.floor(v) === v) { return "integer"; }
+    return typeof v;
+  }
+
+  // A first look at a value against a JSON Schema: the common keywords
+  // only (type, required, properties, items, enum, lengths and bounds).
+  // The server checks the whole schema when the task is created; this
+  // only says sooner what it will refuse.
+  function schemaErrors(schema, v, path, out) {
+    if (!schema || typeof schema !== "object") { return out; }
+    var t = typeOf(v);
+    if (schema.type) {
+      var types = Array.isArray(schema.type) ? schema.type : [schema.type];
+      var ok = types.some(function (want) { return want === t || (want === "number" && t === "integer"); });
+      if (!ok) { out.push(path + " must be " + types.join(" or ") + ", not " + t); return out; }
+    }
+    if (schema.enum && !schema.enum.some(function (e) { return JSON.stringify(e) === JSON.stringify(v); })) {
+      out.push(path + " must be one of " + JSON.stringify(schema.enum));
+    }
+    if (t === "string") {
+      if (schema.minLength !== undefined && v.length < schema.minLength) { out.push(path + " is shorter than " + schema.minLength); }
+      if (schema.maxLength !== undefined && v.length > schema.maxLength) { out.push(path + " is longer than " + schema.maxLength); }
+    }
+    if (t === "number" || t === "integer") {
+      if (schema.minimum !== undefined && v < schema.minimum) { out.push(path + " is less than " + schema.minimum); }
+      if (schema.maximum !== undefined && v > schema.maximum) { out.push(path + " is more than " + schema.maximum); }
+    }
+    if (t === "object") {
+      (schema.required || []).forEach(function (k) {
+        if (!Object.prototype.hasOwnProperty.call(v, k)) { out.push(path + "." + k + " is required"); }
+      });
+      var props = schema.properties || {};
+      Object.keys(props).forEach(function (k) {
+        if (Object.prototype.hasOwnProperty.call(v, k)) { schemaErrors(props[k], v[k], path + "." + k, out); }
+      });
+    }
+    if (t === "array" && schema.items && typeof schema.items === "object") {
+      v.forEach(function (item, i) { schemaErrors(schema.items, item, path + "[" + i + "]", out); });
+    }
+    return out;
+  }
+
   function jsonHints() {
     var areas = document.querySelectorAll("textarea[data-json]");
     for (var i = 0; i < areas.length; i++) {
       (function (ta) {
-        var hint = ta.parentNode.querySelector("[data-json-hint]");
+        var form = ta.form;
+        var hint = form ? form.querySelector("[data-json-hint]") : null;
+        var version = form ? form.querySelector("select[name=version]") : null;
+        function schema() {
+          var opt = version && version.options[version.selectedIndex];
+          var raw = opt && opt.getAttribute("data-schema");
+          if (!raw || raw === "null") { return null; }
+          try { return JSON.parse(raw); } catch (e) { return null; }
+        }
         function check() {
-          var msg = "";
+          var msgs = [];
+          var v;
           try {
-            var v = JSON.parse(ta.value || "{}");
-            if (v === null || typeof v !== "object" || Array.isArray(v)) { msg = "The context must be a JSON object."; }
-          } catch (e) { msg = "Not valid JSON: " + e.message; }
-          ta.setAttribute("aria-invalid", msg ? "true" : "false");
-          if (hint) { hint.textContent = msg; }
+            v = JSON.parse(ta.value || "{}");
+            if (v === null || typeof v !== "object" || Array.isArray(v)) { msgs.push("The context must be a JSON object."); }
+          } catch (e) { msgs.push("Not valid JSON: " + e.message); }
+          if (msgs.length === 0) { schemaErrors(schema(), v, "context", msgs); }
+          ta.setAttribute("aria-invalid", msgs.length ? "true" : "false");
+          if (hint) { hint.textContent = msgs.join("; "); }
         }
         ta.addEventListener("input", check);
+        if (version) { version.addEventListener("change", check); }
+        check();
       })(areas[i]);
     }
   }
