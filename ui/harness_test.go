@@ -159,6 +159,8 @@ type envOptions struct {
 	tls   bool
 	// rego replaces the default policy (one file's source).
 	rego string
+	// now is the UI's clock (nil: the real one).
+	now func() time.Time
 	// dbKeys authenticates the database's API keys first (api.KeyChain,
 	// as serve does), then the test's table.
 	dbKeys bool
@@ -191,7 +193,7 @@ func newEnv(t testing.TB, store backends.Store, o envOptions) *env {
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz})
 	require.NoError(t, err)
-	h, err := ui.New(ui.Config{API: server.Handler(), Store: store, Authenticator: authn, Authorizer: authz})
+	h, err := ui.New(ui.Config{API: server.Handler(), Store: store, Authenticator: authn, Authorizer: authz, Now: o.now})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", h)

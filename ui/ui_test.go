@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,6 +149,30 @@ func TestRevokedDatabaseKeyEndsTheSession(t *testing.T) {
 		assert.True(t, strings.HasPrefix(res.header.Get("Location"), "/ui/login"))
 		assert.Equal(t, http.StatusUnauthorized, b.login(key).status, "nor can it log in again")
 	})
+}
+
+func TestSessionExpires(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	e := newEnv(t, openSQLite(t), envOptions{noRun: true, now: clock})
+	b := e.browser()
+	b.mustLogin(adminKey)
+	require.Equal(t, http.StatusOK, b.get("/ui/tasks").status)
+	mu.Lock()
+	now = now.Add(ui.DefaultSessionTTL - time.Minute)
+	mu.Unlock()
+	require.Equal(t, http.StatusOK, b.get("/ui/tasks").status, "still within the TTL")
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	res := b.get("/ui/tasks")
+	require.Equal(t, http.StatusSeeOther, res.status, "the expiry inside the cookie has passed")
+	assert.True(t, strings.HasPrefix(res.header.Get("Location"), "/ui/login"))
 }
 
 func TestSecureCookieOverTLS(t *testing.T) {
