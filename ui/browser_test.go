@@ -152,6 +152,13 @@ func TestBrowser(t *testing.T) {
 	h := seen.get("/ui/tasks")
 	require.NotNil(t, h, "the tasks page's headers were seen")
 	assert.Equal(t, ui.ContentSecurityPolicy, fmt.Sprint(h["Content-Security-Policy"]))
+	// The first page's rows refresh: a task created meanwhile appears
+	// without a reload.
+	eval(`window.__listNoReload = true`)
+	fresh := e.createTask("shop/orders", `{"order_id":"fresh"}`)
+	require.NoError(t, chromedp.Do(ctx, poll(fmt.Sprintf(`document.querySelector('table.tasks a[href="/ui/tasks/%d"]') !== null`, fresh))))
+	assert.Equal(t, true, eval(`window.__listNoReload === true`))
+	e.waitTask(fresh, backends.StateComplete)
 	require.NoError(t, chromedp.Do(ctx, screenshot("ui-tasks.png")))
 
 	// Create a task from the workflow's form; watch the DAG turn green

@@ -111,6 +111,26 @@ func (t *taskJSON) resource(typ, step string) api.Resource {
 var taskStates = []string{"pending", "in_progress", "complete", "error", "cancelled", "resolved_manually"}
 
 func (u *UI) tasksPage(c *call) error {
+	d, err := u.tasksData(c)
+	if err != nil {
+		return err
+	}
+	u.render(c, http.StatusOK, "tasks.html", "Tasks", d)
+	return nil
+}
+
+// tasksRows is the first page's rows again, for app.js to refresh.
+func (u *UI) tasksRows(c *call) error {
+	c.fragment = true
+	d, err := u.tasksData(c)
+	if err != nil {
+		return err
+	}
+	u.fragment(c, "tasks.html", "rows", d)
+	return nil
+}
+
+func (u *UI) tasksData(c *call) (map[string]any, error) {
 	q := c.r.URL.Query()
 	f := map[string]string{}
 	params := url.Values{}
@@ -131,7 +151,7 @@ func (u *UI) tasksPage(c *call) error {
 		f[name] = v
 		t, err := time.ParseInLocation("2006-01-02T15:04", v, time.FixedZone("", offset*60))
 		if err != nil {
-			return httpErr(http.StatusBadRequest, "%s must be a date and time such as 2026-01-02T15:04", name)
+			return nil, httpErr(http.StatusBadRequest, "%s must be a date and time such as 2026-01-02T15:04", name)
 		}
 		params.Set(name, t.UTC().Format(time.RFC3339))
 	}
@@ -141,7 +161,7 @@ func (u *UI) tasksPage(c *call) error {
 		NextCursor *string    `json:"next_cursor"`
 	}
 	if err := c.apiCall("GET", "/v1/tasks?"+params.Encode(), nil, &out); err != nil {
-		return err
+		return nil, err
 	}
 	next := ""
 	if out.NextCursor != nil {
@@ -152,11 +172,10 @@ func (u *UI) tasksPage(c *call) error {
 		nq.Set("cursor", *out.NextCursor)
 		next = "/ui/tasks?" + nq.Encode()
 	}
-	u.render(c, http.StatusOK, "tasks.html", "Tasks", map[string]any{
+	return map[string]any{
 		"Tasks": out.Tasks, "Next": next, "Filter": f, "States": taskStates, "TZ": q.Get("tz"),
-		"First": f["cursor"] == "",
-	})
-	return nil
+		"First": f["cursor"] == "", "RowsURL": "/ui/tasks/rows?" + c.r.URL.RawQuery,
+	}, nil
 }
 
 // countsFragment: the tasks and steps by state, as GET /health/status

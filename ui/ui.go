@@ -105,6 +105,7 @@ func (u *UI) routes() {
 
 	u.mux.Handle("GET /ui/tasks", u.session(u.tasksPage))
 	u.mux.Handle("GET /ui/tasks/counts", u.session(u.countsFragment))
+	u.mux.Handle("GET /ui/tasks/rows", u.session(u.tasksRows))
 	u.mux.Handle("GET /ui/tasks/{id}", u.session(u.taskPage))
 	u.mux.Handle("GET /ui/tasks/{id}/live", u.session(u.taskLive))
 	u.mux.Handle("POST /ui/tasks/{id}/{verb}", u.session(u.taskAction))

@@ -196,7 +196,7 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 		assert.Equal(t, "same-origin", res.header.Get("Referrer-Policy"), p)
 	}
 	b.mustLogin(adminKey)
-	pages := []string{"/ui/tasks", "/ui/tasks/counts", fmt.Sprintf("/ui/tasks/%d", id), fmt.Sprintf("/ui/tasks/%d/live", id),
+	pages := []string{"/ui/tasks", "/ui/tasks/counts", "/ui/tasks/rows", "/ui/schedules", "/ui/nodes", fmt.Sprintf("/ui/tasks/%d", id), fmt.Sprintf("/ui/tasks/%d/live", id),
 		fmt.Sprintf("/ui/tasks/%d/steps/validate", id), "/ui/workflows", "/ui/workflows/shop/orders", "/ui/health", "/ui/nope", "/ui/tasks/999999"}
 	for _, p := range pages {
 		res := b.get(p)
@@ -228,6 +228,11 @@ func TestPagesShowTheTask(t *testing.T) {
 		list := b.get("/ui/tasks?status=error")
 		require.Equal(t, http.StatusOK, list.status)
 		assert.Contains(t, list.body, fmt.Sprintf(`href="/ui/tasks/%d"`, id))
+		assert.Contains(t, list.body, `data-live-src="/ui/tasks/rows?status=error"`, "the first page refreshes its rows")
+		rows := b.get("/ui/tasks/rows?status=error", "X-Taskerd-Fragment", "1")
+		require.Equal(t, http.StatusOK, rows.status)
+		assert.Contains(t, rows.body, fmt.Sprintf(`href="/ui/tasks/%d"`, id))
+		assert.NotContains(t, rows.body, "<html")
 		none := b.get("/ui/tasks?status=complete")
 		assert.NotContains(t, none.body, fmt.Sprintf(`href="/ui/tasks/%d"`, id))
 
