@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,11 +167,11 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o != "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		if o != scheme+"://"+r.Host {
+		// The host only: behind a proxy that ends TLS the browser's
+		// https origin reaches us over http. ("null", an opaque origin,
+		// has no host and is refused.)
+		u, err := url.Parse(o)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
 			return false
 		}
 	}

@@ -260,6 +260,7 @@ func TestCSRF(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, other.post(cancel, url.Values{"csrf": {token}}).status, "another session's token")
 		assert.Equal(t, http.StatusForbidden, b.post(cancel, url.Values{"csrf": {token}}, "Origin", "https://evil.example").status, "cross origin")
 		assert.Equal(t, http.StatusForbidden, b.post(cancel, url.Values{"csrf": {token}}, "Sec-Fetch-Site", "cross-site").status, "cross site")
+		assert.Equal(t, http.StatusForbidden, b.post(cancel, url.Values{"csrf": {token}}, "Origin", "null").status, "opaque origin")
 		task, err := e.store.GetTask(t.Context(), id)
 		require.NoError(t, err)
 		assert.NotEqual(t, backends.StateCancelled, task.State, "no refused form acted")
@@ -267,7 +268,8 @@ func TestCSRF(t *testing.T) {
 		login := e.browser()
 		assert.Equal(t, http.StatusForbidden, login.post("/ui/login", url.Values{"credential": {adminKey}}).status, "login without token")
 
-		res := b.post(cancel, url.Values{"csrf": {token}}, "Origin", e.srv.URL, "Sec-Fetch-Site", "same-origin")
+		// Same host over https (a proxy ended TLS): accepted.
+		res := b.post(cancel, url.Values{"csrf": {token}}, "Origin", strings.Replace(e.srv.URL, "http://", "https://", 1), "Sec-Fetch-Site", "same-origin")
 		require.Equal(t, http.StatusSeeOther, res.status, res.body)
 		task, err = e.store.GetTask(t.Context(), id)
 		require.NoError(t, err)
