@@ -444,3 +444,33 @@ func TestScopedViewerSeesNothingOfAnotherNamespace(t *testing.T) {
 		assert.NotContains(t, wf.body, "Create a task")
 	})
 }
+
+func TestResolveStepWithResults(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		e := newEnv(t, open(t), envOptions{})
+		id := e.createTask("shop/flaky", `{}`)
+		e.waitTask(id, backends.StateError)
+		b := e.browser()
+		b.mustLogin(shopKey)
+		step := b.get(fmt.Sprintf("/ui/tasks/%d/steps/charge", id))
+		require.Equal(t, http.StatusOK, step.status)
+		require.Contains(t, step.body, "Resolve by hand")
+		path := fmt.Sprintf("/ui/tasks/%d/steps/charge/resolve", id)
+		bad := b.post(path, url.Values{"csrf": {step.csrf(t)}, "results": {`[1]`}, "back": {"step"}})
+		assert.Equal(t, http.StatusBadRequest, bad.status)
+		res := b.post(path, url.Values{"csrf": {step.csrf(t)}, "results": {`{"charged": "by phone"}`}, "reason": {"paid at the desk"}, "back": {"step"}})
+		require.Equal(t, http.StatusSeeOther, res.status, res.body)
+		assert.Equal(t, fmt.Sprintf("/ui/tasks/%d/steps/charge", id), res.header.Get("Location"))
+		e.waitTask(id, backends.StateComplete)
+		steps, err := e.store.ListSteps(t.Context(), id)
+		require.NoError(t, err)
+		for _, s := range steps {
+			if s.Name == "charge" {
+				assert.Equal(t, backends.StateResolvedManually, s.State)
+				assert.JSONEq(t, `{"charged": "by phone"}`, string(s.Results))
+			}
+		}
+		after := b.get(fmt.Sprintf("/ui/tasks/%d/steps/charge", id))
+		assert.Contains(t, after.body, "paid at the desk", "the reason is in the step's transitions")
+	})
+}
