@@ -55,7 +55,11 @@ func buildDAG(levels [][]string, edges []edgeJSON, steps []stepJSON, hrefBase st
 				n.Status, n.Attempts = s.Status, s.Attempts
 				n.Detail = fmt.Sprintf("%s · attempts %d", s.Status, s.Attempts)
 				n.FullError = errorMessage(s.Error)
-				n.Error = trimTo(n.FullError, 30)
+				// A step that succeeded since keeps its last failure in
+				// the title only: in the box it would read as current.
+				if s.Status != "complete" && s.Status != "resolved_manually" {
+					n.Error = trimTo(n.FullError, 30)
+				}
 				if hrefBase != "" {
 					n.Href = hrefBase + url.PathEscape(name)
 				}

@@ -37,6 +37,9 @@ func TestBuildDAG(t *testing.T) {
 	assert.Equal(t, long, b.FullError)
 	assert.LessOrEqual(t, len([]rune(b.Error)), 30, "the box shows the error truncated")
 	assert.Equal(t, "/ui/tasks/7/steps/d%2Fwith%20space", dd.Href)
+	healed := buildDAG([][]string{{"a"}}, nil, []stepJSON{{Name: "a", Status: "complete", Error: json.RawMessage(`{"message":"once"}`)}}, "")
+	assert.Empty(t, healed.Nodes[0].Error, "a step that succeeded since shows no error in its box")
+	assert.Equal(t, "once", healed.Nodes[0].FullError)
 	assert.GreaterOrEqual(t, d.Width, dd.X+dd.W)
 	assert.GreaterOrEqual(t, d.Height, c.Y+c.H)
 
