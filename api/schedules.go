@@ -133,6 +133,13 @@ func (s *Server) scheduleStates(r *http.Request) (map[string]*backends.ScheduleS
 	return states, nil
 }
 
+// ScheduleResource is the Resource the routes of a loaded schedule
+// authorize on (workflow: namespace/name, without a version); the web UI
+// asks the policy with it whether to show a schedule's buttons.
+func ScheduleResource(namespace, workflow, name string) Resource {
+	return Resource{Type: "schedule", Namespace: namespace, Workflow: workflow, Schedule: name}
+}
+
 // loadSchedule finds the {name} schedule and authorizes action on it. An
 // unknown name is a 404 only to a subject the policy allows the action
 // without a namespace (as for tasks), a 403 to anyone else: a schedule's
@@ -146,7 +153,7 @@ func (s *Server) loadSchedule(r *http.Request, action string) (*definition.Sched
 		}
 		return nil, notFound("no schedule %q is loaded", name)
 	}
-	res := Resource{Type: "schedule", Namespace: sc.Namespace(), Workflow: sc.Workflow.Namespace + "/" + sc.Workflow.Name, Schedule: sc.Name}
+	res := ScheduleResource(sc.Namespace(), sc.Workflow.Namespace+"/"+sc.Workflow.Name, sc.Name)
 	if err := s.authorize(r, action, res); err != nil {
 		return nil, err
 	}

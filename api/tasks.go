@@ -106,7 +106,7 @@ func (s *Server) createTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("workflow: %s", err)
 	}
-	res := Resource{Type: "task", Namespace: parsed.Namespace, Workflow: parsed.Namespace + "/" + parsed.Name, Version: body.Version}
+	res := CreateTaskResource(parsed.Namespace, parsed.Name, body.Version)
 	if err := s.authorize(r, "task:create", res); err != nil {
 		return err
 	}
@@ -268,12 +268,27 @@ func (s *Server) authorizeTask(r *http.Request, id int64, action, typ, step stri
 	if err != nil {
 		return nil, err
 	}
-	res := Resource{Type: typ, Namespace: task.Namespace, Workflow: task.Namespace + "/" + task.WorkflowName,
-		Version: task.WorkflowVersion, TaskID: task.ID, Step: step}
+	res := TaskResource(task, typ, step)
 	if err := s.authorize(r, action, res); err != nil {
 		return nil, err
 	}
 	return task, nil
+}
+
+// TaskResource is the Resource the routes of a task authorize on: typ
+// "task" for the task itself, "step" for one of its steps (step: its name,
+// or "" for all of them). The web UI asks the policy with it too, so that
+// its buttons mirror what these routes would allow.
+func TaskResource(task *backends.Task, typ, step string) Resource {
+	return Resource{Type: typ, Namespace: task.Namespace, Workflow: task.Namespace + "/" + task.WorkflowName,
+		Version: task.WorkflowVersion, TaskID: task.ID, Step: step}
+}
+
+// CreateTaskResource is the Resource POST /v1/tasks authorizes
+// task:create on for workflow namespace/name (version: as the request
+// gives it, "" for the highest loaded).
+func CreateTaskResource(namespace, name, version string) Resource {
+	return Resource{Type: "task", Namespace: namespace, Workflow: namespace + "/" + name, Version: version}
 }
 
 // taskDetail is the task with its steps (with readiness) and its execution

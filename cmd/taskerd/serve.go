@@ -30,6 +30,7 @@ import (
 	"github.com/taskerd/taskerd/internal/schedule"
 	"github.com/taskerd/taskerd/plugin/host"
 	"github.com/taskerd/taskerd/policy"
+	"github.com/taskerd/taskerd/ui"
 )
 
 // serve's defaults, when neither a flag nor the config says otherwise.
@@ -285,12 +286,19 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	defer unsubscribe()
 	go server.Metrics().Consume(events)
 
+	// The web UI (docs/ui.md) at /ui/, over the same API handler,
+	// authenticator and policy.
+	webUI, err := ui.New(ui.Config{API: server.Handler(), Store: store, Authenticator: authn, Authorizer: authz, Logger: log})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("listening on %s: %w", f.listen, err)}
 	}
 	httpServer := &http.Server{
-		Handler:           server.Handler(),
+		Handler:           withUI(server.Handler(), webUI),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      apiWriteTimeout,
@@ -397,6 +405,16 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 // shutdown stops accepting requests and claiming steps at once, lets both
 // drain for up to grace (the engine releases the leases of steps still
 // running then), and reports a clean stop as exit 0.
+// withUI serves the web UI under /ui/ and the API everywhere else (its
+// own 404s included).
+func withUI(apiHandler, webUI http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", webUI)
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	mux.Handle("/", apiHandler)
+	return mux
+}
+
 func shutdown(srv *http.Server, stopEngine context.CancelFunc, engineDone <-chan error, grace time.Duration, log *slog.Logger) error {
 	stopEngine()
 	ctx, cancel := context.WithTimeout(context.Background(), grace+5*time.Second)
