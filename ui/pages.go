@@ -179,8 +179,15 @@ func (u *UI) tasksData(c *call) (map[string]any, error) {
 }
 
 // countsFragment: the tasks and steps by state, as GET /health/status
-// gives them (health:status).
+// gives them (health:status). They are totals over every namespace, so
+// they are shown only to a subject the policy lets list tasks without a
+// namespace (task:index on no namespace: every namespace's); a subject
+// scoped to some namespaces sees none, not even other namespaces' sizes.
 func (u *UI) countsFragment(c *call) error {
+	if !c.allowed("task:index", api.Resource{Type: "task"}) {
+		u.fragment(c, "tasks.html", "counts", nil)
+		return nil
+	}
 	var st struct {
 		Tasks map[string]int `json:"tasks"`
 	}

@@ -323,6 +323,16 @@ func TestNamespaceIsolation(t *testing.T) {
 		assert.NotContains(t, list.body, fmt.Sprintf(`href="/ui/tasks/%d"`, theirs))
 		assert.NotContains(t, list.body, "other/secret")
 		assert.Equal(t, http.StatusForbidden, b.get("/ui/tasks?namespace=other").status)
+		// The counts are totals over every namespace: none for a subject
+		// scoped to some of them.
+		counts := b.get("/ui/tasks/counts", "X-Taskerd-Fragment", "1")
+		require.Equal(t, http.StatusOK, counts.status)
+		assert.NotContains(t, counts.body, `class="counts"`)
+		admin := e.browser()
+		admin.mustLogin(adminKey)
+		counts = admin.get("/ui/tasks/counts", "X-Taskerd-Fragment", "1")
+		require.Equal(t, http.StatusOK, counts.status)
+		assert.Contains(t, counts.body, `class="counts"`)
 		assert.Equal(t, http.StatusForbidden, b.get(fmt.Sprintf("/ui/tasks/%d", theirs)).status)
 		assert.Equal(t, http.StatusForbidden, b.get(fmt.Sprintf("/ui/tasks/%d/live", theirs), "X-Taskerd-Fragment", "1").status)
 		assert.Equal(t, http.StatusForbidden, b.get(fmt.Sprintf("/ui/tasks/%d/steps/only", theirs)).status)
