@@ -193,7 +193,9 @@ func New(cfg Config) (*Server, error) {
 			gql.ServeHTTP(w, r)
 			return nil
 		}
-		s.handle("GET", "/v1/graphql", false, serve)
+		// GET also upgrades to WebSocket for subscriptions: a stream, not
+		// under the store deadline (each field's REST call has its own).
+		s.handleStream("GET", "/v1/graphql", serve)
 		s.handle("POST", "/v1/graphql", false, serve)
 	}
 	return s, nil

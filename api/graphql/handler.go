@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -57,6 +58,9 @@ func New(api http.Handler, limits Limits) http.Handler {
 		limits.MaxComplexity = DefaultMaxComplexity
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{api: api}}))
+	// Subscriptions over WebSocket (graphql-ws and graphql-transport-ws);
+	// the upgrade request is authenticated like any other.
+	srv.AddTransport(transport.Websocket{KeepAlivePingInterval: 15 * time.Second})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	// The handler is only reached by an authenticated subject, so
@@ -153,24 +157,23 @@ func (r *recorder) WriteHeader(code int) {
 	}
 }
 
-// call runs method path on the REST API as the GraphQL request's
-// credential and decodes the answer into out (nil: ignored).
-func (r *Resolver) call(ctx context.Context, method, path string, body any, header http.Header, out any) error {
+// newRequest is method path as the GraphQL request's credential.
+func (r *Resolver) newRequest(ctx context.Context, method, path string, body any, header http.Header) (*http.Request, error) {
 	orig, _ := ctx.Value(requestKey{}).(*http.Request)
 	if orig == nil {
-		return &restError{status: http.StatusUnauthorized, message: "authentication required"}
+		return nil, &restError{status: http.StatusUnauthorized, message: "authentication required"}
 	}
 	rd := io.Reader(http.NoBody)
 	if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.RemoteAddr, req.Host, req.TLS = orig.RemoteAddr, orig.Host, orig.TLS
 	for _, h := range credentialHeaders {
@@ -189,23 +192,38 @@ func (r *Resolver) call(ctx context.Context, method, path string, body any, head
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return req, nil
+}
+
+// restErrorFrom is a REST error answer as an error.
+func restErrorFrom(status int, body []byte) error {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	msg := http.StatusText(status)
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		msg = e.Error.Message
+	}
+	return &restError{status: status, code: e.Error.Code, message: msg}
+}
+
+// call runs method path on the REST API as the GraphQL request's
+// credential and decodes the answer into out (nil: ignored).
+func (r *Resolver) call(ctx context.Context, method, path string, body any, header http.Header, out any) error {
+	req, err := r.newRequest(ctx, method, path, body, header)
+	if err != nil {
+		return err
+	}
 	rec := &recorder{header: make(http.Header)}
 	r.api.ServeHTTP(rec, req)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	if rec.status >= 400 {
-		var e struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		msg := http.StatusText(rec.status)
-		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Message
-		}
-		return &restError{status: rec.status, code: e.Error.Code, message: msg}
+		return restErrorFrom(rec.status, rec.body.Bytes())
 	}
 	if out == nil {
 		return nil

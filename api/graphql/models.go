@@ -60,3 +60,15 @@ type Transition struct {
 	Metadata  JSON      `json:"metadata"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// Event is one event of GET /v1/events; Data is its JSON as sent.
+type Event struct {
+	Seq       string    `json:"-"`
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	TaskID    *int      `json:"task_id"`
+	Namespace *string   `json:"namespace"`
+	Workflow  *string   `json:"workflow"`
+	StepName  *string   `json:"step_name"`
+	Data      JSON      `json:"-"`
+}

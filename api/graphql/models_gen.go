@@ -20,6 +20,15 @@ type CreateTaskInput struct {
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
+type EventFilter struct {
+	TaskID    []string `json:"taskId,omitempty"`
+	Namespace []string `json:"namespace,omitempty"`
+	// Exact types, prefixes ending in .* or *.
+	Types []string `json:"types,omitempty"`
+	// Start after this seq (else at the log's end).
+	After *string `json:"after,omitempty"`
+}
+
 type Mutation struct {
 }
 
@@ -29,6 +38,9 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+type Subscription struct {
 }
 
 type TaskConnection struct {

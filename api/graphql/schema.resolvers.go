@@ -185,6 +185,26 @@ func (r *queryResolver) Workflow(ctx context.Context, namespace string, name str
 	return out, err
 }
 
+// Events is the resolver for the events field.
+func (r *subscriptionResolver) Events(ctx context.Context, filter *EventFilter) (<-chan *Event, error) {
+	q := url.Values{}
+	if filter != nil {
+		for name, vs := range map[string][]string{"task_id": filter.TaskID, "namespace": filter.Namespace, "types": filter.Types} {
+			for _, v := range vs {
+				q.Add(name, v)
+			}
+		}
+		if filter.After != nil {
+			q.Set("after", *filter.After)
+		}
+	}
+	path := "/v1/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return r.stream(ctx, path)
+}
+
 // Steps is the resolver for the steps field.
 func (r *taskResolver) Steps(ctx context.Context, obj *Task) ([]*Step, error) {
 	if obj.Steps != nil {
@@ -216,11 +236,15 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+// Subscription returns SubscriptionResolver implementation.
+func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
+
 // Task returns TaskResolver implementation.
 func (r *Resolver) Task() TaskResolver { return &taskResolver{r} }
 
 type (
-	mutationResolver struct{ *Resolver }
-	queryResolver    struct{ *Resolver }
-	taskResolver     struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
+	taskResolver         struct{ *Resolver }
 )
