@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -358,4 +359,29 @@ func TestGraphQLLimits(t *testing.T) {
 
 	a = c.gql(`{ health }`, nil)
 	require.Empty(t, a.Errors)
+}
+
+// A policy that errors is a deny through GraphQL as through REST, and an
+// authenticator that fails lets no operation, introspection included, run.
+func TestGraphQLFailsClosed(t *testing.T) {
+	t.Parallel()
+	store := storetest.SQLite(t)
+	admin := newClient(t, store, options{noRun: true})
+	id := createTask(t, admin, goodOrder)
+
+	erroring := newClient(t, store, options{authz: fixedAuthz{allow: true, err: errors.New("rego eval error")}, noRun: true})
+	a := erroring.gql(fmt.Sprintf(`{ task(id: "%d") { id } tasks { edges { cursor } } }`, id), nil)
+	require.Equal(t, "FORBIDDEN", a.codeAt("task"))
+	require.Equal(t, "FORBIDDEN", a.codeAt("tasks"))
+	a = erroring.gql(`mutation { createTask(input: {workflow: "shop/orders", context: {order_id: "X"}}) { id } }`, nil)
+	require.Equal(t, "FORBIDDEN", a.codeAt("createTask"))
+
+	unauth := newClient(t, store, options{authn: failingAuthn{}, noRun: true})
+	for _, q := range []string{`{ __schema { types { name } } }`, `{ health }`} {
+		r := unauth.do("POST", "/v1/graphql", map[string]any{"query": q})
+		require.Equal(t, http.StatusUnauthorized, r.status)
+		require.Equal(t, "unauthorized", r.errorCode(t))
+		r = unauth.do("GET", "/v1/graphql?query="+url.QueryEscape(q), nil)
+		require.Equal(t, http.StatusUnauthorized, r.status)
+	}
 }
