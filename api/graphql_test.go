@@ -338,13 +338,13 @@ func firstStep(id, shop int64) string {
 
 func TestGraphQLLimits(t *testing.T) {
 	t.Parallel()
-	c := newClient(t, storetest.SQLite(t), options{noRun: true, graphqlLimits: graphql.Limits{MaxDepth: 3, MaxComplexity: 50}})
-	a := c.gql(`{ tasks { edges { node { steps { name } } } } }`, nil)
+	c := newClient(t, storetest.SQLite(t), options{noRun: true, graphqlLimits: graphql.Limits{MaxDepth: 4, MaxComplexity: 50}})
+	a := c.gql(`{ tasks(first: 1) { edges { node { steps { name } } } } }`, nil)
 	require.Len(t, a.Errors, 1)
 	require.Equal(t, "DEPTH_LIMIT_EXCEEDED", a.Errors[0].Extensions["code"], "%+v", a)
 	require.Empty(t, a.Data)
 
-	a = c.gql(`fragment F on Task { steps { name } } { tasks { edges { node { ...F } } } }`, nil)
+	a = c.gql(`fragment F on Task { steps { name } } { tasks(first: 1) { edges { node { ...F } } } }`, nil)
 	require.Equal(t, "DEPTH_LIMIT_EXCEEDED", a.Errors[0].Extensions["code"], "fragments count where they are spread")
 
 	var b strings.Builder
@@ -356,6 +356,13 @@ func TestGraphQLLimits(t *testing.T) {
 	a = c.gql(b.String(), nil)
 	require.Len(t, a.Errors, 1)
 	require.Equal(t, "COMPLEXITY_LIMIT_EXCEEDED", a.Errors[0].Extensions["code"], "%+v", a)
+
+	// A page counts its items: 20 tasks of 4 fields each is over 50,
+	// 2 of them is not.
+	a = c.gql(`{ tasks(first: 20) { edges { node { id status } } } }`, nil)
+	require.Equal(t, "COMPLEXITY_LIMIT_EXCEEDED", a.Errors[0].Extensions["code"], "%+v", a)
+	a = c.gql(`{ tasks(first: 2) { edges { node { id status } } } }`, nil)
+	require.Empty(t, a.Errors)
 
 	a = c.gql(`{ health }`, nil)
 	require.Empty(t, a.Errors)
@@ -384,4 +391,71 @@ func TestGraphQLFailsClosed(t *testing.T) {
 		r = unauth.do("GET", "/v1/graphql?query="+url.QueryEscape(q), nil)
 		require.Equal(t, http.StatusUnauthorized, r.status)
 	}
+}
+
+// routeCount is how many requests route has answered 200 (the server's
+// taskerd_http_requests_total).
+func routeCount(t *testing.T, c *client, route string) int {
+	t.Helper()
+	r := c.do("GET", "/metrics", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	prefix := fmt.Sprintf(`taskerd_http_requests_total{code="200",route=%q} `, route)
+	for line := range strings.SplitSeq(string(r.body), "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			var n int
+			_, err := fmt.Sscan(rest, &n)
+			require.NoError(t, err)
+			return n
+		}
+	}
+	return 0
+}
+
+// Nested fields: a task's steps with their parents, children and
+// transitions, and the task's events, as the REST routes show them, with
+// one REST call per task and route however many steps ask.
+func TestGraphQLNestedFields(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
+		c := newClient(t, open(t), options{})
+		id := createTask(t, c, goodOrder)
+		c.waitStatus(float64(id), "complete")
+
+		graphs, trails := routeCount(t, c, "GET /v1/tasks/{id}/graph"), routeCount(t, c, "GET /v1/tasks/{id}/transitions")
+		a := c.gql(`query($id: ID!) { task(id: $id) {
+			transitions { id }
+			steps { name parents children transitions { to } }
+			events(first: 1000) { seq type stepName } } }`, map[string]any{"id": id})
+		require.Empty(t, a.Errors)
+		var task struct {
+			Transitions []struct{ ID string }
+			Steps       []struct {
+				Name              string
+				Parents, Children []string
+				Transitions       []struct{ To string }
+			}
+			Events []struct{ Seq, Type, StepName string }
+		}
+		a.field(t, "task", &task)
+		require.Len(t, task.Steps, 2)
+		require.Equal(t, "validate", task.Steps[0].Name)
+		require.Empty(t, task.Steps[0].Parents)
+		require.Equal(t, []string{"ship"}, task.Steps[0].Children)
+		require.Equal(t, []string{"validate"}, task.Steps[1].Parents)
+		require.Empty(t, task.Steps[1].Children)
+		require.NotEmpty(t, task.Steps[1].Transitions)
+		require.Equal(t, "complete", task.Steps[1].Transitions[len(task.Steps[1].Transitions)-1].To)
+		require.Equal(t, 1, routeCount(t, c, "GET /v1/tasks/{id}/graph")-graphs, "one graph call for both steps")
+		require.Equal(t, 1, routeCount(t, c, "GET /v1/tasks/{id}/transitions")-trails, "one audit trail for the task and its steps")
+
+		r := c.do("GET", fmt.Sprintf("/v1/tasks/%d/events?limit=1000", id), nil)
+		require.Equal(t, http.StatusOK, r.status)
+		rest := r.json(t)["events"].([]any)
+		require.Len(t, task.Events, len(rest))
+		for i, e := range rest {
+			ev := e.(map[string]any)
+			require.Equal(t, ev["type"], task.Events[i].Type)
+			require.Equal(t, fmt.Sprint(ev["seq"]), task.Events[i].Seq)
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -29,8 +30,9 @@ import (
 type Limits struct {
 	// MaxDepth is the deepest selection allowed (0: DefaultMaxDepth).
 	MaxDepth int
-	// MaxComplexity is gqlgen's complexity bound: each field counts 1,
-	// a list field counts its children times its page size (0:
+	// MaxComplexity bounds the operation's complexity: each field counts
+	// 1 plus its children; tasks and Task.events count their children once
+	// per item of the page asked for (first, else the REST default) (0:
 	// DefaultMaxComplexity).
 	MaxComplexity int
 }
@@ -38,7 +40,7 @@ type Limits struct {
 // Defaults for Limits.
 const (
 	DefaultMaxDepth      = 8
-	DefaultMaxComplexity = 2000
+	DefaultMaxComplexity = 10000
 )
 
 // credentialHeaders are copied from the GraphQL request to each in-process
@@ -46,6 +48,23 @@ const (
 var credentialHeaders = []string{"Authorization", "X-Api-Key"}
 
 type requestKey struct{}
+
+type cacheKey struct{}
+
+// getCache holds the REST GET answers of one operation, so that fields
+// asking the same route (every step of a task asking for the task's
+// graph) cost one call; any other method empties it first, so a mutation's
+// answer is read afresh.
+type getCache struct {
+	mu      sync.Mutex
+	entries map[string]*cached
+}
+
+type cached struct {
+	once   sync.Once
+	status int
+	body   []byte
+}
 
 // New is the GraphQL handler. api is the REST API's handler
 // ((*api.Server).Handler()); the handler must be mounted behind the API's
@@ -57,7 +76,14 @@ func New(api http.Handler, limits Limits) http.Handler {
 	if limits.MaxComplexity <= 0 {
 		limits.MaxComplexity = DefaultMaxComplexity
 	}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{api: api}}))
+	cfg := Config{Resolvers: &Resolver{api: api}}
+	cfg.Complexity.Query.Tasks = func(child int, _ *TaskFilter, first *int, _ *string) int {
+		return 1 + child*pageSize(first, 50)
+	}
+	cfg.Complexity.Task.Events = func(child int, _ *string, first *int) int {
+		return 1 + child*pageSize(first, 100)
+	}
+	srv := handler.New(NewExecutableSchema(cfg))
 	// Subscriptions over WebSocket (graphql-ws and graphql-transport-ws);
 	// the upgrade request is authenticated like any other.
 	srv.AddTransport(transport.Websocket{KeepAlivePingInterval: 15 * time.Second})
@@ -70,7 +96,9 @@ func New(api http.Handler, limits Limits) http.Handler {
 	srv.Use(depthLimit{max: limits.MaxDepth})
 	srv.SetErrorPresenter(presentError)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, r)))
+		ctx := context.WithValue(r.Context(), requestKey{}, r)
+		ctx = context.WithValue(ctx, cacheKey{}, &getCache{entries: map[string]*cached{}})
+		srv.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -217,23 +245,58 @@ func (r *Resolver) call(ctx context.Context, method, path string, body any, head
 	if err != nil {
 		return err
 	}
-	rec := &recorder{header: make(http.Header)}
-	r.api.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	if rec.status >= 400 {
-		return restErrorFrom(rec.status, rec.body.Bytes())
+	status, raw := r.serve(ctx, req)
+	if status >= 400 {
+		return restErrorFrom(status, raw)
 	}
 	if out == nil {
 		return nil
 	}
-	if raw, ok := out.(*JSON); ok {
-		*raw = JSON(bytes.TrimSpace(rec.body.Bytes()))
+	if j, ok := out.(*JSON); ok {
+		*j = JSON(bytes.TrimSpace(raw))
 		return nil
 	}
-	if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
+	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("decoding %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// serve runs req on the REST API, through the operation's GET cache.
+func (r *Resolver) serve(ctx context.Context, req *http.Request) (int, []byte) {
+	run := func() (int, []byte) {
+		rec := &recorder{header: make(http.Header)}
+		r.api.ServeHTTP(rec, req)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		return rec.status, rec.body.Bytes()
+	}
+	c, _ := ctx.Value(cacheKey{}).(*getCache)
+	if c == nil {
+		return run()
+	}
+	c.mu.Lock()
+	if req.Method != http.MethodGet {
+		c.entries = map[string]*cached{}
+		c.mu.Unlock()
+		return run()
+	}
+	e := c.entries[req.URL.RequestURI()]
+	if e == nil {
+		e = &cached{}
+		c.entries[req.URL.RequestURI()] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.status, e.body = run() })
+	return e.status, e.body
+}
+
+// pageSize is the number of items a list field asks for (def when not
+// given); the REST route refuses what is out of range.
+func pageSize(first *int, def int) int {
+	if first != nil && *first > 0 {
+		return *first
+	}
+	return def
 }

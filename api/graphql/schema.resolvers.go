@@ -7,6 +7,7 @@ package graphql
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -185,6 +186,51 @@ func (r *queryResolver) Workflow(ctx context.Context, namespace string, name str
 	return out, err
 }
 
+// Parents is the resolver for the parents field.
+func (r *stepResolver) Parents(ctx context.Context, obj *Step) ([]string, error) {
+	g, err := r.taskGraph(ctx, obj.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, e := range g.Edges {
+		if e.To == obj.Name {
+			out = append(out, e.From)
+		}
+	}
+	return out, nil
+}
+
+// Children is the resolver for the children field.
+func (r *stepResolver) Children(ctx context.Context, obj *Step) ([]string, error) {
+	g, err := r.taskGraph(ctx, obj.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, e := range g.Edges {
+		if e.From == obj.Name {
+			out = append(out, e.To)
+		}
+	}
+	return out, nil
+}
+
+// Transitions is the resolver for the transitions field.
+func (r *stepResolver) Transitions(ctx context.Context, obj *Step) ([]*Transition, error) {
+	all, err := r.transitions(ctx, obj.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	out := []*Transition{}
+	for _, tr := range all {
+		if tr.StepID != nil && *tr.StepID == obj.ID {
+			out = append(out, tr)
+		}
+	}
+	return out, nil
+}
+
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, filter *EventFilter) (<-chan *Event, error) {
 	q := url.Values{}
@@ -221,13 +267,37 @@ func (r *taskResolver) Steps(ctx context.Context, obj *Task) ([]*Step, error) {
 
 // Transitions is the resolver for the transitions field.
 func (r *taskResolver) Transitions(ctx context.Context, obj *Task) ([]*Transition, error) {
-	var out struct {
-		Transitions []*Transition `json:"transitions"`
+	return r.transitions(ctx, obj.ID)
+}
+
+// Events is the resolver for the events field.
+func (r *taskResolver) Events(ctx context.Context, obj *Task, after *string, first *int) ([]*Event, error) {
+	q := url.Values{}
+	if after != nil {
+		q.Set("after", *after)
 	}
-	if err := r.call(ctx, "GET", taskPath(strconv.Itoa(obj.ID))+"/transitions", nil, nil, &out); err != nil {
+	if first != nil {
+		q.Set("limit", strconv.Itoa(*first))
+	}
+	path := taskPath(strconv.Itoa(obj.ID)) + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var page struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := r.call(ctx, "GET", path, nil, nil, &page); err != nil {
 		return nil, err
 	}
-	return out.Transitions, nil
+	out := make([]*Event, 0, len(page.Events))
+	for _, raw := range page.Events {
+		ev, err := eventFrom(raw, "")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 // Mutation returns MutationResolver implementation.
@@ -235,6 +305,9 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
+
+// Step returns StepResolver implementation.
+func (r *Resolver) Step() StepResolver { return &stepResolver{r} }
 
 // Subscription returns SubscriptionResolver implementation.
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
@@ -245,6 +318,7 @@ func (r *Resolver) Task() TaskResolver { return &taskResolver{r} }
 type (
 	mutationResolver     struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
+	stepResolver         struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 	taskResolver         struct{ *Resolver }
 )

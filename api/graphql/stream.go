@@ -3,7 +3,6 @@ package graphql
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -66,13 +65,12 @@ func (r *Resolver) stream(ctx context.Context, path string) (<-chan *Event, erro
 				id = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "data: "):
 				raw := []byte(strings.TrimPrefix(line, "data: "))
-				var ev Event
-				if json.Unmarshal(raw, &ev) != nil {
+				ev, err := eventFrom(raw, id)
+				if err != nil {
 					continue
 				}
-				ev.Seq, ev.Data = id, JSON(raw)
 				select {
-				case out <- &ev:
+				case out <- ev:
 				case <-ctx.Done():
 					return
 				}
