@@ -151,6 +151,11 @@ func TestGraphQLQueries(t *testing.T) {
 		a.field(t, "workflow", &wf)
 		require.Equal(t, "orders", wf.Name)
 		require.Len(t, wf.Versions, 2)
+		a = c.gql(`{ one: workflow(namespace: "shop", name: "orders", version: "2.0.0") none: workflow(namespace: "shop", name: "orders", version: "9.9.9") }`, nil)
+		a.field(t, "one", &wf)
+		require.Len(t, wf.Versions, 1)
+		require.Equal(t, "2.0.0", wf.Versions[0]["version"])
+		require.Equal(t, "NOT_FOUND", a.codeAt("none"))
 
 		// GET serves queries, not mutations.
 		r := c.do("GET", "/v1/graphql?query="+url.QueryEscape(`{ task(id: "`+fmt.Sprint(first)+`") { status } }`), nil)

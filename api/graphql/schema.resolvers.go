@@ -179,11 +179,13 @@ func (r *queryResolver) Workflows(ctx context.Context) (JSON, error) {
 func (r *queryResolver) Workflow(ctx context.Context, namespace string, name string, version *string) (JSON, error) {
 	var out JSON
 	path := "/v1/workflows/" + url.PathEscape(namespace) + "/" + url.PathEscape(name)
-	if version != nil {
-		path += "?version=" + url.QueryEscape(*version)
+	if err := r.call(ctx, "GET", path, nil, nil, &out); err != nil {
+		return nil, err
 	}
-	err := r.call(ctx, "GET", path, nil, nil, &out)
-	return out, err
+	if version == nil {
+		return out, nil
+	}
+	return onlyVersion(out, *version)
 }
 
 // Parents is the resolver for the parents field.
