@@ -298,9 +298,27 @@ func TestGraphQLAuthorizationMatchesREST(t *testing.T) {
 					`mutation { createTask(input: {workflow: "shop/orders", version: "1.0.0", context: {order_id: "M1"}}) { id } }`, "createTask", true},
 			}
 		}
+		// The task and step actions, and the reads behind nested fields.
+		more := func(id int64) []op {
+			step := firstStep(id, shop)
+			out := []op{
+				{"transitions", "GET", fmt.Sprintf("/v1/tasks/%d/transitions", id), nil, fmt.Sprintf(`{ task(id: "%d") { transitions { id } } }`, id), "task", false},
+				{"events", "GET", fmt.Sprintf("/v1/tasks/%d/events", id), nil, fmt.Sprintf(`{ task(id: "%d") { events { seq } } }`, id), "task", false},
+				{"workflow", "GET", "/v1/workflows/shop/orders", nil, `{ workflow(namespace: "shop", name: "orders") }`, "workflow", false},
+			}
+			for _, verb := range []string{"retry", "resolve", "cancel"} {
+				out = append(out,
+					op{verb + " step", "POST", fmt.Sprintf("/v1/tasks/%d/steps/%s/%s", id, step, verb), map[string]any{},
+						fmt.Sprintf(`mutation { %sStep(taskId: "%d", name: "%s") { name } }`, verb, id, step), verb + "Step", true},
+					op{verb + " task", "POST", fmt.Sprintf("/v1/tasks/%d/%s", id, verb), map[string]any{},
+						fmt.Sprintf(`mutation { %sTask(id: "%d") { id } }`, verb, id), verb + "Task", true})
+			}
+			return out
+		}
+		decisions := map[bool]int{}
 		for _, subject := range subjects {
 			for _, id := range []int64{shop, other} {
-				for _, o := range ops(id) {
+				for _, o := range append(ops(id), more(id)...) {
 					who := []string{"X-Api-Key", subject}
 					// GraphQL first: a mutation REST allowed would change
 					// what the second call finds.
@@ -308,6 +326,7 @@ func TestGraphQLAuthorizationMatchesREST(t *testing.T) {
 					r := c.do(o.method, o.path, o.body, who...)
 					name := fmt.Sprintf("%s on task %d as %q", o.name, id, subject)
 					restForbidden := r.status == http.StatusForbidden
+					decisions[restForbidden]++
 					require.Equal(t, restForbidden, a.codeAt(o.field) == "FORBIDDEN", "%s: REST %d %s, GraphQL %+v", name, r.status, r.body, a)
 					if !restForbidden && r.status < 400 && !o.mutation {
 						require.Empty(t, a.Errors, name)
@@ -315,6 +334,9 @@ func TestGraphQLAuthorizationMatchesREST(t *testing.T) {
 				}
 			}
 		}
+
+		require.Greater(t, decisions[true], 20, "the matrix has refusals")
+		require.Greater(t, decisions[false], 20, "and grants")
 
 		// One query, two tasks: the one the operator may not see is
 		// FORBIDDEN on its path, the other resolves.
