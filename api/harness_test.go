@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/api/graphql"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/backends/storetest"
 	"github.com/taskerd/taskerd/definition"
@@ -99,6 +100,8 @@ type options struct {
 	// server's (api.Config.Scheduler).
 	catalog   *definition.Catalog
 	scheduler interface{ Wake() }
+	// graphqlLimits are /v1/graphql's (zero: the defaults).
+	graphqlLimits graphql.Limits
 }
 
 func newClient(t *testing.T, store backends.Store, o options) *client {
@@ -122,7 +125,8 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
 		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck,
-		TracerProvider: o.tracer, Logger: o.logger, Scheduler: o.scheduler})
+		TracerProvider: o.tracer, Logger: o.logger, Scheduler: o.scheduler,
+		GraphQL: func(rest http.Handler) http.Handler { return graphql.New(rest, o.graphqlLimits) }})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(server.Handler())
 	if o.httpServer != nil {

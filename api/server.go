@@ -85,6 +85,13 @@ type Config struct {
 	// triggered here, so that it looks at once (nil: it notices at its
 	// next pass).
 	Scheduler interface{ Wake() }
+
+	// GraphQL, when set, builds the handler of GET and POST /v1/graphql
+	// from the REST API's own handler (graphql.New in package
+	// api/graphql, which calls the REST routes in process); the routes
+	// are behind the same authentication as every other. Nil: no GraphQL
+	// endpoint.
+	GraphQL func(rest http.Handler) http.Handler
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -180,6 +187,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.started = s.now()
 	s.registerRoutes()
+	if cfg.GraphQL != nil {
+		gql := cfg.GraphQL(s.mux)
+		serve := func(w http.ResponseWriter, r *http.Request) error {
+			gql.ServeHTTP(w, r)
+			return nil
+		}
+		// GET also upgrades to WebSocket for subscriptions: a stream, not
+		// under the store deadline (each field's REST call has its own).
+		s.handleStream("GET", "/v1/graphql", serve)
+		s.handle("POST", "/v1/graphql", false, serve)
+	}
 	return s, nil
 }
 

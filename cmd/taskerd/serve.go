@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/taskerd/taskerd/api"
+	"github.com/taskerd/taskerd/api/graphql"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
@@ -271,7 +272,8 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	}
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
 		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider(),
-		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat, Scheduler: sched})
+		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat, Scheduler: sched,
+		GraphQL: func(rest http.Handler) http.Handler { return graphql.New(rest, graphql.Limits{}) }})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
