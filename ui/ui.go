@@ -249,26 +249,6 @@ func (c *call) allowed(action string, res api.Resource) bool {
 	return d.Allow
 }
 
-// apiRecorder collects the API handler's answer.
-type apiRecorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *apiRecorder) Header() http.Header { return r.header }
-func (r *apiRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
-}
-func (r *apiRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
 // apiCall calls the API in process as the session's credential and
 // decodes its JSON answer into out (nil: ignored). An answer of 4xx or 5xx
 // is an error carrying the API's status and message; 401 ends the session.
@@ -291,30 +271,25 @@ func (c *call) apiCall(method, path string, body, out any) error {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	rec := &apiRecorder{header: make(http.Header)}
+	rec := api.NewRecorder()
 	c.u.api.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
+	if rec.Status == 0 {
+		rec.Status = http.StatusOK
 	}
-	if rec.status == http.StatusUnauthorized {
+	if rec.Status == http.StatusUnauthorized {
 		return errSessionEnded
 	}
-	if rec.status >= 400 {
-		var e struct {
-			Error struct {
-				Message string `json:"message"`
-			} `json:"error"`
+	if rec.Status >= 400 {
+		_, msg := api.ErrorBody(rec.Body.Bytes())
+		if msg == "" {
+			msg = http.StatusText(rec.Status)
 		}
-		msg := http.StatusText(rec.status)
-		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Message
-		}
-		return &httpError{status: rec.status, msg: msg}
+		return &httpError{status: rec.Status, msg: msg}
 	}
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
+	if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
 		return fmt.Errorf("decoding %s %s: %w", method, path, err)
 	}
 	return nil

@@ -24,6 +24,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/taskerd/taskerd/api"
 )
 
 // Limits bound what one operation may ask for.
@@ -165,26 +167,6 @@ func asRestError(err error, out **restError) bool {
 	return false
 }
 
-// recorder collects the REST handler's answer.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
-}
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
 // newRequest is method path as the GraphQL request's credential.
 func (r *Resolver) newRequest(ctx context.Context, method, path string, body any, header http.Header) (*http.Request, error) {
 	orig, _ := ctx.Value(requestKey{}).(*http.Request)
@@ -225,17 +207,11 @@ func (r *Resolver) newRequest(ctx context.Context, method, path string, body any
 
 // restErrorFrom is a REST error answer as an error.
 func restErrorFrom(status int, body []byte) error {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+	code, msg := api.ErrorBody(body)
+	if msg == "" {
+		msg = http.StatusText(status)
 	}
-	msg := http.StatusText(status)
-	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
-		msg = e.Error.Message
-	}
-	return &restError{status: status, code: e.Error.Code, message: msg}
+	return &restError{status: status, code: code, message: msg}
 }
 
 // call runs method path on the REST API as the GraphQL request's
@@ -265,12 +241,12 @@ func (r *Resolver) call(ctx context.Context, method, path string, body any, head
 // serve runs req on the REST API, through the operation's GET cache.
 func (r *Resolver) serve(ctx context.Context, req *http.Request) (int, []byte) {
 	run := func() (int, []byte) {
-		rec := &recorder{header: make(http.Header)}
+		rec := api.NewRecorder()
 		r.api.ServeHTTP(rec, req)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
-		return rec.status, rec.body.Bytes()
+		return rec.Status, rec.Body.Bytes()
 	}
 	c, _ := ctx.Value(cacheKey{}).(*getCache)
 	if c == nil {
