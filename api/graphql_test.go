@@ -420,6 +420,29 @@ func TestGraphQLFailsClosed(t *testing.T) {
 	}
 }
 
+// A POST whose body is not declared JSON (curl -d sends a form type) is
+// told what to change, not "transport not supported".
+func TestGraphQLPostNeedsJSON(t *testing.T) {
+	t.Parallel()
+	admin := newClient(t, storetest.SQLite(t), options{noRun: true})
+	for _, ct := range []string{"application/x-www-form-urlencoded", "text/plain", ""} {
+		r := admin.do("POST", "/v1/graphql", `{"query":"{ health }"}`, "Content-Type", ct)
+		require.Equal(t, http.StatusUnsupportedMediaType, r.status, ct)
+		var a struct {
+			Errors []struct {
+				Message    string         `json:"message"`
+				Extensions map[string]any `json:"extensions"`
+			} `json:"errors"`
+		}
+		require.NoError(t, json.Unmarshal(r.body, &a), string(r.body))
+		require.Len(t, a.Errors, 1)
+		require.Contains(t, a.Errors[0].Message, "needs Content-Type: application/json")
+		require.Equal(t, "BAD_REQUEST", a.Errors[0].Extensions["code"])
+	}
+	r := admin.do("POST", "/v1/graphql", `{"query":"{ health }"}`, "Content-Type", "application/json; charset=utf-8")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+}
+
 // routeCount is how many requests route has answered 200 (the server's
 // taskerd_http_requests_total).
 func routeCount(t *testing.T, c *client, route string) int {

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -98,10 +99,28 @@ func New(api http.Handler, limits Limits) http.Handler {
 	srv.Use(depthLimit{max: limits.MaxDepth})
 	srv.SetErrorPresenter(presentError)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !jsonBody(r) {
+			// gqlgen would answer "transport not supported", which does
+			// not say what to change (curl -d sends a form type).
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			_ = json.NewEncoder(w).Encode(map[string]any{"errors": []any{map[string]any{
+				"message":    fmt.Sprintf("POST /v1/graphql needs Content-Type: application/json, not %q", r.Header.Get("Content-Type")),
+				"extensions": map[string]any{"code": "BAD_REQUEST"},
+			}}})
+			return
+		}
 		ctx := context.WithValue(r.Context(), requestKey{}, r)
 		ctx = context.WithValue(ctx, cacheKey{}, &getCache{entries: map[string]*cached{}})
 		srv.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// jsonBody reports whether a POST's body is declared JSON, the only body
+// the POST transport reads.
+func jsonBody(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
 }
 
 // restError is a REST route's refusal, carried to the GraphQL error.
