@@ -173,7 +173,10 @@ func TestCancelStepRunningOnAnotherNode(t *testing.T) {
 		require.NoError(t, reg.Register("test.block", held))
 		worker := setup(t, store, catalog, withRegistry(reg), func(c *engine.Config) {
 			c.NodeID = "worker"
-			c.LeaseDuration = 300 * time.Millisecond
+			// Long enough that a heartbeat delayed by a loaded CI machine
+			// does not lose the lease first (that path has its own tests),
+			// short enough that the next heartbeat comes within a second.
+			c.LeaseDuration = 2 * time.Second
 		})
 		worker.start()
 		// The operator node has the handler too (a node without it refuses
