@@ -149,3 +149,30 @@ func (q *EventQuery) LimitOrDefault() int {
 	}
 	return q.Limit
 }
+
+// EventsOfTasks is AppendEventRows for ListEventsOfTasks: rows read in
+// (task, Seq) order, each task's events cut to the query's limit on its
+// own. The zero value is ready to use.
+type EventsOfTasks struct {
+	task int64
+	n    int // events of task appended so far
+}
+
+// Append appends to out the events of r after q.After, up to q's limit
+// for r's task.
+func (e *EventsOfTasks) Append(out []*Event, q *EventQuery, r EventRow) ([]*Event, error) {
+	if r.TaskID != e.task {
+		e.task, e.n = r.TaskID, 0
+	}
+	run, err := DecodeEventRun(r)
+	if err != nil {
+		return out, err
+	}
+	for _, ev := range run {
+		if ev.Seq > q.After && e.n < q.LimitOrDefault() {
+			out = append(out, ev)
+			e.n++
+		}
+	}
+	return out, nil
+}

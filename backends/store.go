@@ -196,6 +196,8 @@ type Store interface {
 	NodeStore
 	// ScheduleStore: the state and firings of schedules (schedules.go).
 	ScheduleStore
+	// BatchReader: the one-task reads for many tasks at once (batch.go).
+	BatchReader
 
 	Close() error
 }

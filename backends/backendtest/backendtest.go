@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) backends.Store) {
 	t.Run("Queued", func(t *testing.T) { testQueued(t, newStore) })
 	t.Run("Operator", func(t *testing.T) { testOperator(t, newStore) })
 	t.Run("List", func(t *testing.T) { testList(t, newStore) })
+	t.Run("Batch", func(t *testing.T) { testBatch(t, newStore) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, newStore) })
 	t.Run("APIKeys", func(t *testing.T) { testAPIKeys(t, newStore) })
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore) })

@@ -42,13 +42,6 @@ func getAPIKey(ctx context.Context, q querier, where string, arg any) (*backends
 	return k, err
 }
 
-func nonNil(v []string) []string {
-	if v == nil {
-		return []string{}
-	}
-	return v
-}
-
 // CreateAPIKey implements backends.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, p *backends.NewAPIKeyParams) (_ *backends.APIKey, rerr error) {
 	defer classifyErr(&rerr)

@@ -274,30 +274,11 @@ func (s *Store) ListTransitions(ctx context.Context, taskID int64) (_ []*backend
 		if err := taskExists(ctx, tx, taskID); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT tr.id, tr.task_id, coalesce(tr.step_id, 0), coalesce(tr.from_state, ''),
-				tr.to_state, tr.reason, tr.metadata, tr.sort_key,
-				tr.sort_key = coalesce(s.transition_count, t.transition_count), tr.created_at
-			FROM transitions tr
-			JOIN tasks t ON t.id = tr.task_id
-			LEFT JOIN steps s ON s.id = tr.step_id
-			WHERE tr.task_id = $1 ORDER BY tr.id`, taskID)
+		rows, err := tx.Query(ctx, transitionsSQL+` WHERE tr.task_id = $1 ORDER BY tr.id`, taskID)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*backends.Transition, error) {
-			var (
-				t        backends.Transition
-				from, to string
-				meta     *string
-			)
-			if err := r.Scan(&t.ID, &t.TaskID, &t.StepID, &from, &to, &t.Reason, &meta, &t.SortKey,
-				&t.MostRecent, &t.CreatedAt); err != nil {
-				return nil, err
-			}
-			t.From, t.To = backends.State(from), backends.State(to)
-			t.Metadata = jsonOf(meta)
-			return &t, nil
-		})
+		out, err = pgx.CollectRows(rows, scanTransition)
 		return err
 	})
 	if err != nil {

@@ -276,35 +276,9 @@ func (s *Store) ListTransitions(ctx context.Context, taskID int64) ([]*backends.
 		if err := taskExists(ctx, tx, taskID); err != nil {
 			return err
 		}
-		// The most recent transition of each object (the task, each step)
-		// is its last by sort_key.
-		rows, err := tx.QueryContext(ctx, `SELECT id, task_id, coalesce(step_id, 0), coalesce(from_state, ''),
-			to_state, reason, metadata, sort_key,
-			sort_key = max(sort_key) OVER (PARTITION BY step_id), created_at
-			FROM transitions WHERE task_id = ? ORDER BY id`, taskID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				t              backends.Transition
-				from, to       string
-				meta           sql.NullString
-				recent         int
-				createdAtMicro int64
-			)
-			if err := rows.Scan(&t.ID, &t.TaskID, &t.StepID, &from, &to, &t.Reason, &meta, &t.SortKey,
-				&recent, &createdAtMicro); err != nil {
-				return err
-			}
-			t.From, t.To = backends.State(from), backends.State(to)
-			t.Metadata = nullJSON(meta)
-			t.MostRecent = recent != 0
-			t.CreatedAt = fromMicros(createdAtMicro)
-			out = append(out, &t)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryTransitions(ctx, tx, transitionsSQL+` WHERE task_id = ? ORDER BY id`, taskID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the transitions of task %d: %w", taskID, err)
