@@ -173,21 +173,9 @@ type eventPage struct {
 // listTaskEvents is a task's events in order, a page at a time: after is
 // the last seq seen (next_cursor of the previous page).
 func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
-	query := r.URL.Query()
-	q := backends.EventQuery{Limit: defaultEventPage}
-	if v := query.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxEventPage {
-			return fieldError("limit", "query", "limit must be an integer from 1 to %d, not %q", maxEventPage, v)
-		}
-		q.Limit = n
-	}
-	if v := query.Get("after"); v != "" {
-		after, err := parseSeq(v, "after", "query")
-		if err != nil {
-			return err
-		}
-		q.After = after
+	q, err := taskEventsQuery(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	task, err := s.loadTask(r, "task:show")
 	if err != nil {
@@ -200,6 +188,33 @@ func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, eventPageOf(events, want))
+	return nil
+}
+
+// taskEventsQuery reads GET /v1/tasks/{id}/events's limit and after.
+func taskEventsQuery(query url.Values) (backends.EventQuery, error) {
+	q := backends.EventQuery{Limit: defaultEventPage}
+	if v := query.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxEventPage {
+			return q, fieldError("limit", "query", "limit must be an integer from 1 to %d, not %q", maxEventPage, v)
+		}
+		q.Limit = n
+	}
+	if v := query.Get("after"); v != "" {
+		after, err := parseSeq(v, "after", "query")
+		if err != nil {
+			return q, err
+		}
+		q.After = after
+	}
+	return q, nil
+}
+
+// eventPageOf is the page of a task's events read with one more than
+// want: that one, when there, says a next page exists.
+func eventPageOf(events []*backends.Event, want int) eventPage {
 	page := eventPage{Events: events}
 	if len(events) > want {
 		page.Events = events[:want]
@@ -208,8 +223,7 @@ func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
 	if page.Events == nil {
 		page.Events = []*backends.Event{}
 	}
-	writeJSON(w, http.StatusOK, page)
-	return nil
+	return page
 }
 
 // streamRequest is what GET /v1/events asked for.

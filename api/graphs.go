@@ -17,6 +17,11 @@ func (s *Server) taskGraph(r *http.Request, taskID int64, steps []stepView) (*ta
 	if err != nil {
 		return nil, err
 	}
+	return graphOf(steps, edges), nil
+}
+
+// graphOf is the graph of a task's steps (in Position order) and edges.
+func graphOf(steps []stepView, edges []backends.Edge) *taskGraphView {
 	byID := make(map[int64]*stepView, len(steps))
 	for i := range steps {
 		byID[steps[i].ID] = &steps[i]
@@ -42,7 +47,7 @@ func (s *Server) taskGraph(r *http.Request, taskID int64, steps []stepView) (*ta
 		g.Levels[l] = append(g.Levels[l], st.Name)
 		g.Nodes = append(g.Nodes, taskGraphNode{Name: st.Name, Handler: st.Handler, Level: l, Status: st.Status, Attempts: st.Attempts})
 	}
-	return g, nil
+	return g
 }
 
 // statusColours fill a task's Mermaid nodes by step status.

@@ -126,7 +126,7 @@ func newClient(t *testing.T, store backends.Store, o options) *client {
 	server, err := api.New(api.Config{Engine: eng, Authenticator: o.authn, Authorizer: o.authz, MaxBody: o.maxBody, StoreTimeout: o.storeTimeout,
 		Hub: o.hub, MaxStreams: o.maxStreams, StreamHeartbeat: o.heartbeat, StreamRecheck: o.recheck,
 		TracerProvider: o.tracer, Logger: o.logger, Scheduler: o.scheduler,
-		GraphQL: func(rest http.Handler) http.Handler { return graphql.New(rest, o.graphqlLimits) }})
+		GraphQL: func(rest api.InProcess) http.Handler { return graphql.New(rest, o.graphqlLimits) }})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(server.Handler())
 	if o.httpServer != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -87,11 +88,17 @@ type Config struct {
 	Scheduler interface{ Wake() }
 
 	// GraphQL, when set, builds the handler of GET and POST /v1/graphql
-	// from the REST API's own handler (graphql.New in package
-	// api/graphql, which calls the REST routes in process); the routes
-	// are behind the same authentication as every other. Nil: no GraphQL
-	// endpoint.
-	GraphQL func(rest http.Handler) http.Handler
+	// from the REST API itself (graphql.New in package api/graphql, which
+	// calls the REST routes in process); the routes are behind the same
+	// authentication as every other. Nil: no GraphQL endpoint.
+	GraphQL func(rest InProcess) http.Handler
+}
+
+// InProcess is the REST API as the GraphQL endpoint calls it in process:
+// its routes, and BatchGET for nested lists.
+type InProcess interface {
+	http.Handler
+	BatchGET(r *http.Request, route string, query url.Values, taskIDs []int64) map[int64]Answer
 }
 
 // Server is the HTTP API of one taskerd node.
@@ -188,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 	s.started = s.now()
 	s.registerRoutes()
 	if cfg.GraphQL != nil {
-		gql := cfg.GraphQL(s.mux)
+		gql := cfg.GraphQL(s)
 		serve := func(w http.ResponseWriter, r *http.Request) error {
 			gql.ServeHTTP(w, r)
 			return nil
@@ -203,6 +210,9 @@ func New(cfg Config) (*Server, error) {
 
 // Handler is the server's http.Handler.
 func (s *Server) Handler() http.Handler { return s.mux }
+
+// ServeHTTP serves every route (as Handler does).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Metrics is the server's metrics registry.
 func (s *Server) Metrics() *Metrics { return s.metrics }

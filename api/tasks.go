@@ -324,6 +324,12 @@ func (s *Server) stepViews(r *http.Request, taskID int64, now time.Time) ([]step
 	if err != nil {
 		return nil, err
 	}
+	return stepViewsOf(steps, rows), nil
+}
+
+// stepViewsOf is the views of steps with their readiness rows (of any
+// tasks: a step without a row has no readiness).
+func stepViewsOf(steps []*backends.Step, rows []backends.ReadinessRow) []stepView {
 	byID := make(map[int64]backends.ReadinessRow, len(rows))
 	for _, row := range rows {
 		byID[row.StepID] = row
@@ -335,7 +341,7 @@ func (s *Server) stepViews(r *http.Request, taskID int64, now time.Time) ([]step
 			views[i].Readiness = newReadinessView(row)
 		}
 	}
-	return views, nil
+	return views
 }
 
 func (s *Server) showTask(w http.ResponseWriter, r *http.Request) error {
@@ -460,6 +466,12 @@ func (s *Server) listTransitions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"transitions": transitionViews(trs, steps)})
+	return nil
+}
+
+// transitionViews is the views of trs, their step names taken from steps.
+func transitionViews(trs []*backends.Transition, steps []*backends.Step) []transitionView {
 	names := make(map[int64]string, len(steps))
 	for _, st := range steps {
 		names[st.ID] = st.Name
@@ -468,8 +480,7 @@ func (s *Server) listTransitions(w http.ResponseWriter, r *http.Request) error {
 	for i, t := range trs {
 		views[i] = newTransitionView(t, names)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"transitions": views})
-	return nil
+	return views
 }
 
 // NamespaceFilter is an Authorizer that can tell, of some namespaces,

@@ -17,7 +17,7 @@ func (r *Resolver) taskAction(ctx context.Context, id, verb string, reason *stri
 	if err := r.call(ctx, "POST", taskPath(id)+"/"+verb, body, nil, &t); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	return groupTasks([]*Task{&t})[0], nil
 }
 
 func (r *Resolver) stepAction(ctx context.Context, taskID, name, verb string, reason *string, results JSON) (*Step, error) {
@@ -32,5 +32,5 @@ func (r *Resolver) stepAction(ctx context.Context, taskID, name, verb string, re
 	if err := r.call(ctx, "POST", taskPath(taskID)+"/steps/"+url.PathEscape(name)+"/"+verb, body, nil, &s); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return groupSteps(newGroup(int64(s.TaskID)), []*Step{&s})[0], nil
 }

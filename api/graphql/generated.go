@@ -2838,10 +2838,10 @@ func (ec *executionContext) _Step_parents(ctx context.Context, field graphql.Col
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
-			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Step_parents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2861,10 +2861,10 @@ func (ec *executionContext) _Step_children(ctx context.Context, field graphql.Co
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
-			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Step_children(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2884,10 +2884,10 @@ func (ec *executionContext) _Step_transitions(ctx context.Context, field graphql
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*Transition) graphql.Marshaler {
-			return ec.marshalNTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx, selections, v)
+			return ec.marshalOTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Step_transitions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3282,10 +3282,10 @@ func (ec *executionContext) _Task_steps(ctx context.Context, field graphql.Colle
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*Step) graphql.Marshaler {
-			return ec.marshalNStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStepᚄ(ctx, selections, v)
+			return ec.marshalOStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStepᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Task_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3314,10 +3314,10 @@ func (ec *executionContext) _Task_transitions(ctx context.Context, field graphql
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*Transition) graphql.Marshaler {
-			return ec.marshalNTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx, selections, v)
+			return ec.marshalOTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Task_transitions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3347,10 +3347,10 @@ func (ec *executionContext) _Task_events(ctx context.Context, field graphql.Coll
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*Event) graphql.Marshaler {
-			return ec.marshalNEvent2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEventᚄ(ctx, selections, v)
+			return ec.marshalOEvent2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEventᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Task_events(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -5453,19 +5453,19 @@ func (ec *executionContext) _Step(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "parents":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Step_parents(ctx, field, obj)
 				})
 		case "children":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Step_children(ctx, field, obj)
 				})
 		case "transitions":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Step_transitions(ctx, field, obj)
 				})
@@ -5589,19 +5589,19 @@ func (ec *executionContext) _Task(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "steps":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Task_steps(ctx, field, obj)
 				})
 		case "transitions":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Task_transitions(ctx, field, obj)
 				})
 		case "events":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Task_events(ctx, field, obj)
 				})
@@ -6152,22 +6152,6 @@ func (ec *executionContext) unmarshalNCreateTaskInput2githubᚗcomᚋtaskerdᚋt
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNEvent2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*Event) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNEvent2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEvent(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
-}
-
 func (ec *executionContext) marshalNEvent2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEvent(ctx context.Context, sel ast.SelectionSet, v *Event) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Event!")
@@ -6238,22 +6222,6 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋtaskerdᚋtaskerd
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*Step) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStep(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
 }
 
 func (ec *executionContext) marshalNStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStep(ctx context.Context, sel ast.SelectionSet, v *Step) graphql.Marshaler {
@@ -6359,22 +6327,6 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
-}
-
-func (ec *executionContext) marshalNTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx context.Context, sel ast.SelectionSet, v []*Transition) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNTransition2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransition(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
 }
 
 func (ec *executionContext) marshalNTransition2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransition(ctx context.Context, sel ast.SelectionSet, v *Transition) graphql.Marshaler {
@@ -6562,6 +6514,25 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOEvent2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*Event) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEvent2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOEventFilter2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐEventFilter(ctx context.Context, v any) (*EventFilter, error) {
 	if v == nil {
 		return nil, nil
@@ -6657,6 +6628,25 @@ func (ec *executionContext) marshalOJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapi�
 	return v
 }
 
+func (ec *executionContext) marshalOStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*Step) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalOStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStep(ctx context.Context, sel ast.SelectionSet, v *Step) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -6748,6 +6738,25 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransitionᚄ(ctx context.Context, sel ast.SelectionSet, v []*Transition) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTransition2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransition(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

@@ -69,17 +69,17 @@ type cached struct {
 	body   []byte
 }
 
-// New is the GraphQL handler. api is the REST API's handler
-// ((*api.Server).Handler()); the handler must be mounted behind the API's
-// authentication (api.Server.HandleGraphQL does that).
-func New(api http.Handler, limits Limits) http.Handler {
+// New is the GraphQL handler. rest is the REST API (an *api.Server); the
+// handler must be mounted behind the API's authentication (api.New does
+// that with Config.GraphQL).
+func New(rest api.InProcess, limits Limits) http.Handler {
 	if limits.MaxDepth <= 0 {
 		limits.MaxDepth = DefaultMaxDepth
 	}
 	if limits.MaxComplexity <= 0 {
 		limits.MaxComplexity = DefaultMaxComplexity
 	}
-	cfg := Config{Resolvers: &Resolver{api: api}}
+	cfg := Config{Resolvers: &Resolver{api: rest}}
 	cfg.Complexity.Query.Tasks = func(child int, _ *TaskFilter, first *int, _ *string) int {
 		return 1 + child*pageSize(first, 50)
 	}

@@ -25,6 +25,8 @@ type Task struct {
 	// Steps, when the answer carried them (GET /v1/tasks/{id} does; a list
 	// does not): the steps field then needs no second call.
 	Steps []*Step `json:"steps"`
+
+	group *group // the list it was read in (loaders.go)
 }
 
 // Step is a step as GET /v1/tasks/{id}/steps/{name} shows it.
@@ -46,6 +48,8 @@ type Step struct {
 	CancelRequested bool       `json:"cancel_requested"`
 	CreatedAt       time.Time  `json:"created_at"`
 	UpdatedAt       time.Time  `json:"updated_at"`
+
+	group *group // its task's list (loaders.go)
 }
 
 // Transition is one row of GET /v1/tasks/{id}/transitions.

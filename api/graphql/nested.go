@@ -1,11 +1,9 @@
 package graphql
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 )
 
 // taskGraphJSON is GET /v1/tasks/{id}/graph?format=json.
@@ -14,28 +12,6 @@ type taskGraphJSON struct {
 		From string `json:"from"`
 		To   string `json:"to"`
 	} `json:"edges"`
-}
-
-// taskGraph is the task's graph; the operation's GET cache makes it one
-// REST call per task however many of its steps ask.
-func (r *Resolver) taskGraph(ctx context.Context, taskID int) (*taskGraphJSON, error) {
-	var g taskGraphJSON
-	if err := r.call(ctx, "GET", taskPath(strconv.Itoa(taskID))+"/graph?format=json", nil, nil, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
-}
-
-// transitions is the task's audit trail (one REST call per task per
-// operation, shared by the task and its steps).
-func (r *Resolver) transitions(ctx context.Context, taskID int) ([]*Transition, error) {
-	var out struct {
-		Transitions []*Transition `json:"transitions"`
-	}
-	if err := r.call(ctx, "GET", taskPath(strconv.Itoa(taskID))+"/transitions", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return out.Transitions, nil
 }
 
 // eventFrom decodes one event's JSON; seq is its seq when the JSON has

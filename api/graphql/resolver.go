@@ -1,9 +1,9 @@
 package graphql
 
-import "net/http"
+import "github.com/taskerd/taskerd/api"
 
 // Resolver resolves every field by the REST route it stands for, called
-// in process (see call).
+// in process (see call), and nested lists by their batch form (see get).
 type Resolver struct {
-	api http.Handler
+	api api.InProcess
 }

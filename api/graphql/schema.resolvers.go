@@ -7,7 +7,6 @@ package graphql
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -47,7 +46,7 @@ func (r *mutationResolver) CreateTask(ctx context.Context, input CreateTaskInput
 	if err := r.call(ctx, "POST", "/v1/tasks", body, h, &t); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	return groupTasks([]*Task{&t})[0], nil
 }
 
 // UpdateTask is the resolver for the updateTask field.
@@ -63,7 +62,7 @@ func (r *mutationResolver) UpdateTask(ctx context.Context, id string, input Upda
 	if err := r.call(ctx, "PATCH", taskPath(id), body, nil, &t); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	return groupTasks([]*Task{&t})[0], nil
 }
 
 // CancelTask is the resolver for the cancelTask field.
@@ -109,7 +108,7 @@ func (r *queryResolver) Task(ctx context.Context, id string) (*Task, error) {
 	if err := r.call(ctx, "GET", taskPath(id), nil, nil, &t); err != nil {
 		return nil, err
 	}
-	return &t, nil
+	return groupTasks([]*Task{&t})[0], nil
 }
 
 // Tasks is the resolver for the tasks field.
@@ -149,7 +148,7 @@ func (r *queryResolver) Tasks(ctx context.Context, filter *TaskFilter, first *in
 		return nil, err
 	}
 	conn := &TaskConnection{Edges: make([]*TaskEdge, len(page.Tasks)), PageInfo: &PageInfo{HasNextPage: page.NextCursor != nil}}
-	for i, t := range page.Tasks {
+	for i, t := range groupTasks(page.Tasks) {
 		conn.Edges[i] = &TaskEdge{Cursor: strconv.Itoa(t.ID), Node: t}
 	}
 	if n := len(page.Tasks); n > 0 {
@@ -165,7 +164,7 @@ func (r *queryResolver) Step(ctx context.Context, taskID string, name string) (*
 	if err := r.call(ctx, "GET", taskPath(taskID)+"/steps/"+url.PathEscape(name), nil, nil, &s); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return groupSteps(newGroup(int64(s.TaskID)), []*Step{&s})[0], nil
 }
 
 // Workflows is the resolver for the workflows field.
@@ -190,7 +189,7 @@ func (r *queryResolver) Workflow(ctx context.Context, namespace string, name str
 
 // Parents is the resolver for the parents field.
 func (r *stepResolver) Parents(ctx context.Context, obj *Step) ([]string, error) {
-	g, err := r.taskGraph(ctx, obj.TaskID)
+	g, err := r.taskGraph(ctx, obj.group, obj.TaskID)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +204,7 @@ func (r *stepResolver) Parents(ctx context.Context, obj *Step) ([]string, error)
 
 // Children is the resolver for the children field.
 func (r *stepResolver) Children(ctx context.Context, obj *Step) ([]string, error) {
-	g, err := r.taskGraph(ctx, obj.TaskID)
+	g, err := r.taskGraph(ctx, obj.group, obj.TaskID)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +219,7 @@ func (r *stepResolver) Children(ctx context.Context, obj *Step) ([]string, error
 
 // Transitions is the resolver for the transitions field.
 func (r *stepResolver) Transitions(ctx context.Context, obj *Step) ([]*Transition, error) {
-	all, err := r.transitions(ctx, obj.TaskID)
+	all, err := r.transitions(ctx, obj.group, obj.TaskID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,51 +254,25 @@ func (r *subscriptionResolver) Events(ctx context.Context, filter *EventFilter) 
 
 // Steps is the resolver for the steps field.
 func (r *taskResolver) Steps(ctx context.Context, obj *Task) ([]*Step, error) {
+	g := taskGroup(obj.group, obj.ID)
 	if obj.Steps != nil {
-		return obj.Steps, nil
+		return groupSteps(g, obj.Steps), nil
 	}
-	var out struct {
-		Steps []*Step `json:"steps"`
-	}
-	if err := r.call(ctx, "GET", taskPath(strconv.Itoa(obj.ID))+"/steps", nil, nil, &out); err != nil {
+	steps, err := r.steps(ctx, g, obj.ID)
+	if err != nil {
 		return nil, err
 	}
-	return out.Steps, nil
+	return groupSteps(g, steps), nil
 }
 
 // Transitions is the resolver for the transitions field.
 func (r *taskResolver) Transitions(ctx context.Context, obj *Task) ([]*Transition, error) {
-	return r.transitions(ctx, obj.ID)
+	return r.transitions(ctx, obj.group, obj.ID)
 }
 
 // Events is the resolver for the events field.
 func (r *taskResolver) Events(ctx context.Context, obj *Task, after *string, first *int) ([]*Event, error) {
-	q := url.Values{}
-	if after != nil {
-		q.Set("after", *after)
-	}
-	if first != nil {
-		q.Set("limit", strconv.Itoa(*first))
-	}
-	path := taskPath(strconv.Itoa(obj.ID)) + "/events"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var page struct {
-		Events []json.RawMessage `json:"events"`
-	}
-	if err := r.call(ctx, "GET", path, nil, nil, &page); err != nil {
-		return nil, err
-	}
-	out := make([]*Event, 0, len(page.Events))
-	for _, raw := range page.Events {
-		ev, err := eventFrom(raw, "")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
+	return r.events(ctx, obj.group, obj.ID, after, first)
 }
 
 // Mutation returns MutationResolver implementation.

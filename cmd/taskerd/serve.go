@@ -273,7 +273,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
 		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider(),
 		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat, Scheduler: sched,
-		GraphQL: func(rest http.Handler) http.Handler { return graphql.New(rest, graphql.Limits{}) }})
+		GraphQL: func(rest api.InProcess) http.Handler { return graphql.New(rest, graphql.Limits{}) }})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
