@@ -2,7 +2,7 @@
 # Measures taskerd's main benchmarks on this machine, in one run, and writes
 # the result as markdown (the tables of docs/performance.md):
 #
-#   scripts/bench.sh [--quick] [--cluster] [OUTPUT.md]
+#   scripts/bench.sh [--quick] [--cluster | --graphql] [OUTPUT.md]
 #
 # 1. the machine: cores, CPU model, memory, Go and PostgreSQL versions, load;
 # 2. the yardsticks: PostgreSQL's own pgbench, select-only (-S) and simple
@@ -18,7 +18,8 @@
 #    and started on an idle other (BenchmarkWakeAcrossNodes), and no-op
 #    throughput with 1, 2 and 3 nodes (`taskerd bench --nodes`).
 #
-# --cluster runs 1, 2 and 5 only (a few minutes).
+# --cluster runs 1, 2 and 5 only (a few minutes); --graphql runs 1, 2 and
+# the GraphQL benchmark of 3 only (a minute).
 #
 # The markdown goes to OUTPUT.md (written as the run goes) or to stdout;
 # progress and the benchmarks' own output go to stderr. It exits non-zero
@@ -38,17 +39,19 @@ set -uo pipefail
 
 quick=0
 cluster_only=0
+graphql_only=0
 out=""
 for arg in "$@"; do
 	case "$arg" in
 	--quick) quick=1 ;;
 	--cluster) cluster_only=1 ;;
+	--graphql) graphql_only=1 ;;
 	-h | --help)
 		sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
-		echo "bench.sh: unknown option $arg (want --quick, --cluster and/or an output file)" >&2
+		echo "bench.sh: unknown option $arg (want --quick, --cluster or --graphql, and/or an output file)" >&2
 		exit 2
 		;;
 	*) out=$arg ;;
@@ -212,7 +215,11 @@ bench() {
 }
 
 gocpu=""
-if [ "$cluster_only" = 0 ]; then
+if [ "$graphql_only" = 1 ]; then
+emit "## Benchmarks" ""
+bench "API: GraphQL, a page of tasks with every nested list" ./api GraphQLNestedPage 50x 2x
+[ -n "$gocpu" ] && emit "The CPU as Go's benchmarks name it: $gocpu." ""
+elif [ "$cluster_only" = 0 ]; then
 emit "## Benchmarks" ""
 bench "Definitions: parse and validate a 1,000-step workflow" ./definition . 3s 1x
 bench "SQLite store" ./backends/sqlite . 1000x 5x
@@ -221,6 +228,7 @@ bench "Engine end to end: no-op steps, 16 workers" ./engine Throughput 20000x 50
 bench "API: POST /v1/tasks of a 10-step workflow, 50 clients" ./api CreateTask 5000x 50x
 bench "API: GET /health/live, 50 clients (HTTP's floor)" ./api Liveness 20000x 50x
 bench "API: event stream delivery, commit to SSE client" ./api EventDelivery 2000x 20x
+bench "API: GraphQL, a page of tasks with every nested list" ./api GraphQLNestedPage 50x 2x
 bench "Daemon: idle memory of taskerd serve" ./cmd/taskerd ServeIdleRSS 3x 1x
 bench "Policy: one decision of the default policy" ./policy DecisionDefaultPolicy 20000x 50x
 bench "Plugins: Execute round trip and concurrency" ./plugin/host 'ExecuteRoundTrip|ExecuteConcurrent' 20000x 50x
@@ -241,8 +249,8 @@ bench_db=taskerd_bench_scenarios_$$
 note "taskerd bench: building $taskerd_bin"
 taskerd_built=0
 go build -o "$taskerd_bin" ./cmd/taskerd >&2 && command -v jq >/dev/null && taskerd_built=1
-if [ "$cluster_only" = 1 ]; then
-	: # section 5 only
+if [ "$cluster_only" = 1 ] || [ "$graphql_only" = 1 ]; then
+	: # not in these runs
 elif [ "$taskerd_built" = 0 ]; then
 	emit "## taskerd bench" "" "**Could not run** (the build failed, or jq is missing): see stderr." ""
 	failed=1
@@ -297,6 +305,7 @@ fi
 
 # ---------------------------------------------------------------- several nodes
 
+if [ "$graphql_only" = 0 ]; then
 emit "## Several nodes on PostgreSQL" ""
 bench "A step made ready on node A, started on idle node B" ./engine WakeAcrossNodes 500x 5x
 if [ "$taskerd_built" = 0 ]; then
@@ -328,6 +337,7 @@ else
 	done
 	emit "" "Load average after: $(load)." ""
 	dropdb --if-exists "$bench_db" >/dev/null 2>&1
+fi
 fi
 
 if [ "$failed" != 0 ]; then
