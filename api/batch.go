@@ -38,15 +38,17 @@ func (s *Server) BatchGET(r *http.Request, route string, query url.Values, taskI
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	fail := func(id int64, err error) {
-		e := fromError(err)
-		if e.Status >= 500 {
-			s.log.WarnContext(r.Context(), "batch read failed", "request_id", RequestID(r.Context()), "route", "GET /v1/tasks/{id}/"+route, "err", err)
-		}
 		rec := NewRecorder()
-		writeError(rec, e)
+		writeError(rec, fromError(err))
 		out[id] = Answer{Status: rec.Status, Body: rec.Body.Bytes()}
 	}
+	// failAll: a failure of the whole batch (a bad query, the store),
+	// logged once as the route would log it.
 	failAll := func(ids []int64, err error) {
+		if e := fromError(err); e.Status >= 500 {
+			s.log.WarnContext(r.Context(), "batch read failed", "request_id", RequestID(r.Context()),
+				"route", "GET /v1/tasks/{id}/"+route, "tasks", len(ids), "err", err)
+		}
 		for _, id := range ids {
 			fail(id, err)
 		}
