@@ -306,3 +306,41 @@ func codeOn(a gqlAnswer, path ...any) string {
 	}
 	return ""
 }
+
+// stepsDown is a store whose batch read of steps fails as a database
+// outage does.
+type stepsDown struct{ backends.Store }
+
+func (stepsDown) ListStepsOfTasks(context.Context, []int64) ([]*backends.Step, error) {
+	return nil, fmt.Errorf("listing steps: %w", backends.ErrUnavailable)
+}
+
+// A store failure in a batch is each task's field failing as its route
+// would (503, UNAVAILABLE), and the rest of the page still resolves.
+func TestGraphQLNestedListFailingInTheStore(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
+		c := newClient(t, stepsDown{open(t)}, options{noRun: true})
+		for range 2 {
+			createTask(t, c, goodOrder)
+		}
+		a := c.gql(`{ tasks { edges { node { id steps { name } events { seq } } } } }`, nil)
+		var conn struct {
+			Edges []struct {
+				Node struct {
+					ID          string
+					Steps  *[]struct{ Name string }
+					Events *[]struct{ Seq string }
+				}
+			}
+		}
+		a.field(t, "tasks", &conn)
+		require.Len(t, conn.Edges, 2)
+		for i, e := range conn.Edges {
+			require.Nil(t, e.Node.Steps)
+			require.Equal(t, "UNAVAILABLE", codeOn(a, "tasks", "edges", i, "node", "steps"))
+			require.NotEmpty(t, e.Node.ID)
+			require.NotNil(t, e.Node.Events, "the events do not read steps")
+		}
+	})
+}
