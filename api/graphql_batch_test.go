@@ -328,7 +328,7 @@ func TestGraphQLNestedListFailingInTheStore(t *testing.T) {
 		var conn struct {
 			Edges []struct {
 				Node struct {
-					ID          string
+					ID     string
 					Steps  *[]struct{ Name string }
 					Events *[]struct{ Seq string }
 				}
