@@ -256,10 +256,6 @@ func (r *Resolver) call(ctx context.Context, method, path string, body any, head
 	if out == nil {
 		return nil
 	}
-	if j, ok := out.(*JSON); ok {
-		*j = JSON(bytes.TrimSpace(raw))
-		return nil
-	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("decoding %s %s: %w", method, path, err)
 	}
