@@ -135,27 +135,53 @@ func TestGraphQLQueries(t *testing.T) {
 		require.Equal(t, "builtin.echo", step.Handler)
 		require.Equal(t, first, step.TaskID)
 
-		a = c.gql(`{ missing: task(id: "999999") { id } health workflows workflow(namespace: "shop", name: "orders") }`, nil)
+		a = c.gql(`{ missing: task(id: "999999") { id } health { status tasks { complete } }
+			workflows { namespace name version available }
+			workflow(namespace: "shop", name: "orders") { name versions { version steps { name dependsOn } } } }`, nil)
 		require.Equal(t, "NOT_FOUND", a.codeAt("missing"))
 		require.Equal(t, "null", string(a.Data["missing"]))
-		var health map[string]any
+		require.Len(t, a.Errors, 1, "%+v", a)
+		var health struct {
+			Status string
+			Tasks  struct{ Complete int }
+		}
 		a.field(t, "health", &health)
-		require.Contains(t, health, "status")
-		var wfs struct{ Workflows []map[string]any }
+		require.Equal(t, "healthy", health.Status)
+		require.GreaterOrEqual(t, health.Tasks.Complete, 1, "the first task at least")
+		var wfs []struct {
+			Namespace, Name, Version string
+			Available                bool
+		}
 		a.field(t, "workflows", &wfs)
-		require.NotEmpty(t, wfs.Workflows)
+		require.NotEmpty(t, wfs)
+		require.Contains(t, wfs, struct {
+			Namespace, Name, Version string
+			Available                bool
+		}{"shop", "orders", "2.0.0", true})
+		type version struct {
+			Version string
+			Steps   []struct {
+				Name      string
+				DependsOn []string
+			}
+		}
 		var wf struct {
 			Name     string
-			Versions []map[string]any
+			Versions []version
 		}
 		a.field(t, "workflow", &wf)
 		require.Equal(t, "orders", wf.Name)
 		require.Len(t, wf.Versions, 2)
-		a = c.gql(`{ one: workflow(namespace: "shop", name: "orders", version: "2.0.0") none: workflow(namespace: "shop", name: "orders", version: "9.9.9") }`, nil)
+		require.Equal(t, "2.0.0", wf.Versions[0].Version, "highest first")
+		require.Equal(t, "ship", wf.Versions[1].Steps[1].Name)
+		require.Equal(t, []string{"validate"}, wf.Versions[1].Steps[1].DependsOn)
+		a = c.gql(`{ one: workflow(namespace: "shop", name: "orders", version: "1.0.0") { name versions { version } }
+			none: workflow(namespace: "shop", name: "orders", version: "9.9.9") { name } }`, nil)
 		a.field(t, "one", &wf)
 		require.Len(t, wf.Versions, 1)
-		require.Equal(t, "2.0.0", wf.Versions[0]["version"])
+		require.Equal(t, "1.0.0", wf.Versions[0].Version)
 		require.Equal(t, "NOT_FOUND", a.codeAt("none"))
+		require.Equal(t, "null", string(a.Data["none"]))
 
 		// GET serves queries, not mutations.
 		r := c.do("GET", "/v1/graphql?query="+url.QueryEscape(`{ task(id: "`+fmt.Sprint(first)+`") { status } }`), nil)
@@ -288,8 +314,8 @@ func TestGraphQLAuthorizationMatchesREST(t *testing.T) {
 				{"show step", "GET", fmt.Sprintf("/v1/tasks/%d/steps/%s", id, firstStep(id, shop)), nil,
 					fmt.Sprintf(`{ step(taskId: "%d", name: "%s") { name } }`, id, firstStep(id, shop)), "step", false},
 				{"list tasks", "GET", "/v1/tasks", nil, `{ tasks { edges { cursor } } }`, "tasks", false},
-				{"workflows", "GET", "/v1/workflows", nil, `{ workflows }`, "workflows", false},
-				{"health", "GET", "/health/status", nil, `{ health }`, "health", false},
+				{"workflows", "GET", "/v1/workflows", nil, `{ workflows { name } }`, "workflows", false},
+				{"health", "GET", "/health/status", nil, `{ health { status } }`, "health", false},
 				{"update task", "PATCH", fmt.Sprintf("/v1/tasks/%d", id), map[string]any{"reason": "r"},
 					fmt.Sprintf(`mutation { updateTask(id: "%d", input: {reason: "r"}) { id } }`, id), "updateTask", true},
 				{"cancel step", "POST", fmt.Sprintf("/v1/tasks/%d/steps/%s/cancel", id, firstStep(id, shop)), map[string]any{},
@@ -304,7 +330,7 @@ func TestGraphQLAuthorizationMatchesREST(t *testing.T) {
 			out := []op{
 				{"transitions", "GET", fmt.Sprintf("/v1/tasks/%d/transitions", id), nil, fmt.Sprintf(`{ task(id: "%d") { transitions { id } } }`, id), "task", false},
 				{"events", "GET", fmt.Sprintf("/v1/tasks/%d/events", id), nil, fmt.Sprintf(`{ task(id: "%d") { events { seq } } }`, id), "task", false},
-				{"workflow", "GET", "/v1/workflows/shop/orders", nil, `{ workflow(namespace: "shop", name: "orders") }`, "workflow", false},
+				{"workflow", "GET", "/v1/workflows/shop/orders", nil, `{ workflow(namespace: "shop", name: "orders") { name versions { version } } }`, "workflow", false},
 			}
 			for _, verb := range []string{"retry", "resolve", "cancel"} {
 				out = append(out,
@@ -377,7 +403,7 @@ func TestGraphQLLimits(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("{")
 	for i := range 60 {
-		fmt.Fprintf(&b, " h%d: health", i)
+		fmt.Fprintf(&b, " h%d: health { status }", i)
 	}
 	b.WriteString(" }")
 	a = c.gql(b.String(), nil)
@@ -391,7 +417,7 @@ func TestGraphQLLimits(t *testing.T) {
 	a = c.gql(`{ tasks(first: 2) { edges { node { id status } } } }`, nil)
 	require.Empty(t, a.Errors)
 
-	a = c.gql(`{ health }`, nil)
+	a = c.gql(`{ health { status } }`, nil)
 	require.Empty(t, a.Errors)
 }
 
@@ -411,7 +437,7 @@ func TestGraphQLFailsClosed(t *testing.T) {
 	require.Equal(t, "FORBIDDEN", a.codeAt("createTask"))
 
 	unauth := newClient(t, store, options{authn: failingAuthn{}, noRun: true})
-	for _, q := range []string{`{ __schema { types { name } } }`, `{ health }`} {
+	for _, q := range []string{`{ __schema { types { name } } }`, `{ health { status } }`} {
 		r := unauth.do("POST", "/v1/graphql", map[string]any{"query": q})
 		require.Equal(t, http.StatusUnauthorized, r.status)
 		require.Equal(t, "unauthorized", r.errorCode(t))
@@ -426,7 +452,7 @@ func TestGraphQLPostNeedsJSON(t *testing.T) {
 	t.Parallel()
 	admin := newClient(t, storetest.SQLite(t), options{noRun: true})
 	for _, ct := range []string{"application/x-www-form-urlencoded", "text/plain", ""} {
-		r := admin.do("POST", "/v1/graphql", `{"query":"{ health }"}`, "Content-Type", ct)
+		r := admin.do("POST", "/v1/graphql", `{"query":"{ health { status } }"}`, "Content-Type", ct)
 		require.Equal(t, http.StatusUnsupportedMediaType, r.status, ct)
 		var a struct {
 			Errors []struct {
@@ -439,7 +465,7 @@ func TestGraphQLPostNeedsJSON(t *testing.T) {
 		require.Contains(t, a.Errors[0].Message, "needs Content-Type: application/json")
 		require.Equal(t, "BAD_REQUEST", a.Errors[0].Extensions["code"])
 	}
-	r := admin.do("POST", "/v1/graphql", `{"query":"{ health }"}`, "Content-Type", "application/json; charset=utf-8")
+	r := admin.do("POST", "/v1/graphql", `{"query":"{ health { status } }"}`, "Content-Type", "application/json; charset=utf-8")
 	require.Equal(t, http.StatusOK, r.status, string(r.body))
 }
 

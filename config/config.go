@@ -1,7 +1,8 @@
 // Package config reads taskerd's daemon configuration, taskerd.hcl
 // (docs/configuration.md): listen address, database, workflow
 // directory, node id, workers, lease, the API's database deadline, plugins,
-// auth, policy, tracing, webhooks and the events bus (events.go).
+// auth, policy, tracing, webhooks and the events bus (events.go), the
+// cluster and retention (cluster.go) and the GraphQL limits (graphql.go).
 //
 // It is its own package, rather than part of cmd/taskerd, because more
 // than one command reads it (run, serve, plugins list) and because its
@@ -76,6 +77,9 @@ type Config struct {
 	// Cluster and Retention (config/cluster.go; nil without the block).
 	Cluster   *Cluster
 	Retention *Retention
+	// GraphQL is the graphql block (config/graphql.go; nil without one):
+	// serve's limits of /v1/graphql.
+	GraphQL *GraphQL
 }
 
 // Tracing protocols.
@@ -251,6 +255,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "tracing"},
 		{Type: "cluster"},
 		{Type: "retention"},
+		{Type: "graphql"},
 	},
 }
 
@@ -382,6 +387,16 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 			t, d := decodeTracing(b)
 			diags = append(diags, d...)
 			c.Tracing = t
+		case "graphql":
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate graphql block",
+					fmt.Sprintf("Only one graphql block is allowed. Previous definition was at %s.", prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+			g, d := decodeGraphQL(b)
+			diags = append(diags, d...)
+			c.GraphQL = g
 		case "cluster", "retention":
 			if prev, dup := seen[b.Type]; dup {
 				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -51,6 +50,28 @@ type ComplexityRoot struct {
 		Workflow  func(childComplexity int) int
 	}
 
+	Health struct {
+		Exhausted            func(childComplexity int) int
+		InBackoff            func(childComplexity int) int
+		Node                 func(childComplexity int) int
+		RetryableErrors      func(childComplexity int) int
+		Status               func(childComplexity int) int
+		Steps                func(childComplexity int) int
+		Tasks                func(childComplexity int) int
+		UnavailableWorkflows func(childComplexity int) int
+	}
+
+	HealthNode struct {
+		GoVersion     func(childComplexity int) int
+		Goroutines    func(childComplexity int) int
+		Hostname      func(childComplexity int) int
+		ID            func(childComplexity int) int
+		PID           func(childComplexity int) int
+		StartedAt     func(childComplexity int) int
+		UptimeSeconds func(childComplexity int) int
+		Workflows     func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CancelStep  func(childComplexity int, taskID string, name string, reason *string) int
 		CancelTask  func(childComplexity int, id string, reason *string) int
@@ -74,6 +95,15 @@ type ComplexityRoot struct {
 		Tasks     func(childComplexity int, filter *TaskFilter, first *int, after *string) int
 		Workflow  func(childComplexity int, namespace string, name string, version *string) int
 		Workflows func(childComplexity int) int
+	}
+
+	StateCounts struct {
+		Cancelled        func(childComplexity int) int
+		Complete         func(childComplexity int) int
+		Error            func(childComplexity int) int
+		InProgress       func(childComplexity int) int
+		Pending          func(childComplexity int) int
+		ResolvedManually func(childComplexity int) int
 	}
 
 	Step struct {
@@ -144,6 +174,61 @@ type ComplexityRoot struct {
 		TaskID    func(childComplexity int) int
 		To        func(childComplexity int) int
 	}
+
+	UnavailableWorkflow struct {
+		MissingHandlers func(childComplexity int) int
+		Reason          func(childComplexity int) int
+		Workflow        func(childComplexity int) int
+	}
+
+	Workflow struct {
+		Name      func(childComplexity int) int
+		Namespace func(childComplexity int) int
+		Versions  func(childComplexity int) int
+	}
+
+	WorkflowEdge struct {
+		From func(childComplexity int) int
+		To   func(childComplexity int) int
+	}
+
+	WorkflowStep struct {
+		DependsOn   func(childComplexity int) int
+		Description func(childComplexity int) int
+		Handler     func(childComplexity int) int
+		Level       func(childComplexity int) int
+		Name        func(childComplexity int) int
+		RetryLimit  func(childComplexity int) int
+		Retryable   func(childComplexity int) int
+		Skippable   func(childComplexity int) int
+		TimeoutMs   func(childComplexity int) int
+	}
+
+	WorkflowSummary struct {
+		Available         func(childComplexity int) int
+		Description       func(childComplexity int) int
+		File              func(childComplexity int) int
+		MissingHandlers   func(childComplexity int) int
+		Name              func(childComplexity int) int
+		Namespace         func(childComplexity int) int
+		Steps             func(childComplexity int) int
+		UnavailableReason func(childComplexity int) int
+		Version           func(childComplexity int) int
+	}
+
+	WorkflowVersion struct {
+		Available         func(childComplexity int) int
+		ContextSchema     func(childComplexity int) int
+		Description       func(childComplexity int) int
+		Edges             func(childComplexity int) int
+		Levels            func(childComplexity int) int
+		MissingHandlers   func(childComplexity int) int
+		Name              func(childComplexity int) int
+		Namespace         func(childComplexity int) int
+		Steps             func(childComplexity int) int
+		UnavailableReason func(childComplexity int) int
+		Version           func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -161,12 +246,12 @@ type MutationResolver interface {
 	ResolveStep(ctx context.Context, taskID string, name string, reason *string, results JSON) (*Step, error)
 }
 type QueryResolver interface {
-	Health(ctx context.Context) (JSON, error)
+	Health(ctx context.Context) (*Health, error)
 	Task(ctx context.Context, id string) (*Task, error)
 	Tasks(ctx context.Context, filter *TaskFilter, first *int, after *string) (*TaskConnection, error)
 	Step(ctx context.Context, taskID string, name string) (*Step, error)
-	Workflows(ctx context.Context) (JSON, error)
-	Workflow(ctx context.Context, namespace string, name string, version *string) (JSON, error)
+	Workflows(ctx context.Context) ([]*WorkflowSummary, error)
+	Workflow(ctx context.Context, namespace string, name string, version *string) (*Workflow, error)
 }
 type StepResolver interface {
 	Parents(ctx context.Context, obj *Step) ([]string, error)
@@ -248,6 +333,104 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Event.Workflow(childComplexity), true
+
+	case "Health.exhausted":
+		if e.ComplexityRoot.Health.Exhausted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Exhausted(childComplexity), true
+	case "Health.inBackoff":
+		if e.ComplexityRoot.Health.InBackoff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.InBackoff(childComplexity), true
+	case "Health.node":
+		if e.ComplexityRoot.Health.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Node(childComplexity), true
+	case "Health.retryableErrors":
+		if e.ComplexityRoot.Health.RetryableErrors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.RetryableErrors(childComplexity), true
+	case "Health.status":
+		if e.ComplexityRoot.Health.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Status(childComplexity), true
+	case "Health.steps":
+		if e.ComplexityRoot.Health.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Steps(childComplexity), true
+	case "Health.tasks":
+		if e.ComplexityRoot.Health.Tasks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.Tasks(childComplexity), true
+	case "Health.unavailableWorkflows":
+		if e.ComplexityRoot.Health.UnavailableWorkflows == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Health.UnavailableWorkflows(childComplexity), true
+
+	case "HealthNode.goVersion":
+		if e.ComplexityRoot.HealthNode.GoVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.GoVersion(childComplexity), true
+	case "HealthNode.goroutines":
+		if e.ComplexityRoot.HealthNode.Goroutines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.Goroutines(childComplexity), true
+	case "HealthNode.hostname":
+		if e.ComplexityRoot.HealthNode.Hostname == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.Hostname(childComplexity), true
+	case "HealthNode.id":
+		if e.ComplexityRoot.HealthNode.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.ID(childComplexity), true
+	case "HealthNode.pid":
+		if e.ComplexityRoot.HealthNode.PID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.PID(childComplexity), true
+	case "HealthNode.startedAt":
+		if e.ComplexityRoot.HealthNode.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.StartedAt(childComplexity), true
+	case "HealthNode.uptimeSeconds":
+		if e.ComplexityRoot.HealthNode.UptimeSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.UptimeSeconds(childComplexity), true
+	case "HealthNode.workflows":
+		if e.ComplexityRoot.HealthNode.Workflows == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HealthNode.Workflows(childComplexity), true
 
 	case "Mutation.cancelStep":
 		if e.ComplexityRoot.Mutation.CancelStep == nil {
@@ -408,6 +591,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Workflows(childComplexity), true
+
+	case "StateCounts.cancelled":
+		if e.ComplexityRoot.StateCounts.Cancelled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.Cancelled(childComplexity), true
+	case "StateCounts.complete":
+		if e.ComplexityRoot.StateCounts.Complete == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.Complete(childComplexity), true
+	case "StateCounts.error":
+		if e.ComplexityRoot.StateCounts.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.Error(childComplexity), true
+	case "StateCounts.inProgress":
+		if e.ComplexityRoot.StateCounts.InProgress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.InProgress(childComplexity), true
+	case "StateCounts.pending":
+		if e.ComplexityRoot.StateCounts.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.Pending(childComplexity), true
+	case "StateCounts.resolvedManually":
+		if e.ComplexityRoot.StateCounts.ResolvedManually == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCounts.ResolvedManually(childComplexity), true
 
 	case "Step.attempts":
 		if e.ComplexityRoot.Step.Attempts == nil {
@@ -731,6 +951,234 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Transition.To(childComplexity), true
 
+	case "UnavailableWorkflow.missingHandlers":
+		if e.ComplexityRoot.UnavailableWorkflow.MissingHandlers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnavailableWorkflow.MissingHandlers(childComplexity), true
+	case "UnavailableWorkflow.reason":
+		if e.ComplexityRoot.UnavailableWorkflow.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnavailableWorkflow.Reason(childComplexity), true
+	case "UnavailableWorkflow.workflow":
+		if e.ComplexityRoot.UnavailableWorkflow.Workflow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnavailableWorkflow.Workflow(childComplexity), true
+
+	case "Workflow.name":
+		if e.ComplexityRoot.Workflow.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workflow.Name(childComplexity), true
+	case "Workflow.namespace":
+		if e.ComplexityRoot.Workflow.Namespace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workflow.Namespace(childComplexity), true
+	case "Workflow.versions":
+		if e.ComplexityRoot.Workflow.Versions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workflow.Versions(childComplexity), true
+
+	case "WorkflowEdge.from":
+		if e.ComplexityRoot.WorkflowEdge.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowEdge.From(childComplexity), true
+	case "WorkflowEdge.to":
+		if e.ComplexityRoot.WorkflowEdge.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowEdge.To(childComplexity), true
+
+	case "WorkflowStep.dependsOn":
+		if e.ComplexityRoot.WorkflowStep.DependsOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.DependsOn(childComplexity), true
+	case "WorkflowStep.description":
+		if e.ComplexityRoot.WorkflowStep.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Description(childComplexity), true
+	case "WorkflowStep.handler":
+		if e.ComplexityRoot.WorkflowStep.Handler == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Handler(childComplexity), true
+	case "WorkflowStep.level":
+		if e.ComplexityRoot.WorkflowStep.Level == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Level(childComplexity), true
+	case "WorkflowStep.name":
+		if e.ComplexityRoot.WorkflowStep.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Name(childComplexity), true
+	case "WorkflowStep.retryLimit":
+		if e.ComplexityRoot.WorkflowStep.RetryLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.RetryLimit(childComplexity), true
+	case "WorkflowStep.retryable":
+		if e.ComplexityRoot.WorkflowStep.Retryable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Retryable(childComplexity), true
+	case "WorkflowStep.skippable":
+		if e.ComplexityRoot.WorkflowStep.Skippable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.Skippable(childComplexity), true
+	case "WorkflowStep.timeoutMs":
+		if e.ComplexityRoot.WorkflowStep.TimeoutMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowStep.TimeoutMs(childComplexity), true
+
+	case "WorkflowSummary.available":
+		if e.ComplexityRoot.WorkflowSummary.Available == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Available(childComplexity), true
+	case "WorkflowSummary.description":
+		if e.ComplexityRoot.WorkflowSummary.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Description(childComplexity), true
+	case "WorkflowSummary.file":
+		if e.ComplexityRoot.WorkflowSummary.File == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.File(childComplexity), true
+	case "WorkflowSummary.missingHandlers":
+		if e.ComplexityRoot.WorkflowSummary.MissingHandlers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.MissingHandlers(childComplexity), true
+	case "WorkflowSummary.name":
+		if e.ComplexityRoot.WorkflowSummary.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Name(childComplexity), true
+	case "WorkflowSummary.namespace":
+		if e.ComplexityRoot.WorkflowSummary.Namespace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Namespace(childComplexity), true
+	case "WorkflowSummary.steps":
+		if e.ComplexityRoot.WorkflowSummary.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Steps(childComplexity), true
+	case "WorkflowSummary.unavailableReason":
+		if e.ComplexityRoot.WorkflowSummary.UnavailableReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.UnavailableReason(childComplexity), true
+	case "WorkflowSummary.version":
+		if e.ComplexityRoot.WorkflowSummary.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowSummary.Version(childComplexity), true
+
+	case "WorkflowVersion.available":
+		if e.ComplexityRoot.WorkflowVersion.Available == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Available(childComplexity), true
+	case "WorkflowVersion.contextSchema":
+		if e.ComplexityRoot.WorkflowVersion.ContextSchema == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.ContextSchema(childComplexity), true
+	case "WorkflowVersion.description":
+		if e.ComplexityRoot.WorkflowVersion.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Description(childComplexity), true
+	case "WorkflowVersion.edges":
+		if e.ComplexityRoot.WorkflowVersion.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Edges(childComplexity), true
+	case "WorkflowVersion.levels":
+		if e.ComplexityRoot.WorkflowVersion.Levels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Levels(childComplexity), true
+	case "WorkflowVersion.missingHandlers":
+		if e.ComplexityRoot.WorkflowVersion.MissingHandlers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.MissingHandlers(childComplexity), true
+	case "WorkflowVersion.name":
+		if e.ComplexityRoot.WorkflowVersion.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Name(childComplexity), true
+	case "WorkflowVersion.namespace":
+		if e.ComplexityRoot.WorkflowVersion.Namespace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Namespace(childComplexity), true
+	case "WorkflowVersion.steps":
+		if e.ComplexityRoot.WorkflowVersion.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Steps(childComplexity), true
+	case "WorkflowVersion.unavailableReason":
+		if e.ComplexityRoot.WorkflowVersion.UnavailableReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.UnavailableReason(childComplexity), true
+	case "WorkflowVersion.version":
+		if e.ComplexityRoot.WorkflowVersion.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkflowVersion.Version(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -878,6 +1326,50 @@ func (ec *executionContext) childFields_Event(ctx context.Context, field graphql
 	return nil, fmt.Errorf("no field named %q was found under type Event", field.Name)
 }
 
+func (ec *executionContext) childFields_Health(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "status":
+		return ec.fieldContext_Health_status(ctx, field)
+	case "tasks":
+		return ec.fieldContext_Health_tasks(ctx, field)
+	case "steps":
+		return ec.fieldContext_Health_steps(ctx, field)
+	case "retryableErrors":
+		return ec.fieldContext_Health_retryableErrors(ctx, field)
+	case "inBackoff":
+		return ec.fieldContext_Health_inBackoff(ctx, field)
+	case "exhausted":
+		return ec.fieldContext_Health_exhausted(ctx, field)
+	case "unavailableWorkflows":
+		return ec.fieldContext_Health_unavailableWorkflows(ctx, field)
+	case "node":
+		return ec.fieldContext_Health_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Health", field.Name)
+}
+
+func (ec *executionContext) childFields_HealthNode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_HealthNode_id(ctx, field)
+	case "hostname":
+		return ec.fieldContext_HealthNode_hostname(ctx, field)
+	case "pid":
+		return ec.fieldContext_HealthNode_pid(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_HealthNode_startedAt(ctx, field)
+	case "uptimeSeconds":
+		return ec.fieldContext_HealthNode_uptimeSeconds(ctx, field)
+	case "goVersion":
+		return ec.fieldContext_HealthNode_goVersion(ctx, field)
+	case "goroutines":
+		return ec.fieldContext_HealthNode_goroutines(ctx, field)
+	case "workflows":
+		return ec.fieldContext_HealthNode_workflows(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type HealthNode", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -886,6 +1378,24 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_StateCounts(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "pending":
+		return ec.fieldContext_StateCounts_pending(ctx, field)
+	case "inProgress":
+		return ec.fieldContext_StateCounts_inProgress(ctx, field)
+	case "complete":
+		return ec.fieldContext_StateCounts_complete(ctx, field)
+	case "error":
+		return ec.fieldContext_StateCounts_error(ctx, field)
+	case "cancelled":
+		return ec.fieldContext_StateCounts_cancelled(ctx, field)
+	case "resolvedManually":
+		return ec.fieldContext_StateCounts_resolvedManually(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StateCounts", field.Name)
 }
 
 func (ec *executionContext) childFields_Step(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1016,6 +1526,116 @@ func (ec *executionContext) childFields_Transition(ctx context.Context, field gr
 		return ec.fieldContext_Transition_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Transition", field.Name)
+}
+
+func (ec *executionContext) childFields_UnavailableWorkflow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "workflow":
+		return ec.fieldContext_UnavailableWorkflow_workflow(ctx, field)
+	case "missingHandlers":
+		return ec.fieldContext_UnavailableWorkflow_missingHandlers(ctx, field)
+	case "reason":
+		return ec.fieldContext_UnavailableWorkflow_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UnavailableWorkflow", field.Name)
+}
+
+func (ec *executionContext) childFields_Workflow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "namespace":
+		return ec.fieldContext_Workflow_namespace(ctx, field)
+	case "name":
+		return ec.fieldContext_Workflow_name(ctx, field)
+	case "versions":
+		return ec.fieldContext_Workflow_versions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Workflow", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkflowEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_WorkflowEdge_from(ctx, field)
+	case "to":
+		return ec.fieldContext_WorkflowEdge_to(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkflowEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkflowStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_WorkflowStep_name(ctx, field)
+	case "description":
+		return ec.fieldContext_WorkflowStep_description(ctx, field)
+	case "handler":
+		return ec.fieldContext_WorkflowStep_handler(ctx, field)
+	case "dependsOn":
+		return ec.fieldContext_WorkflowStep_dependsOn(ctx, field)
+	case "level":
+		return ec.fieldContext_WorkflowStep_level(ctx, field)
+	case "skippable":
+		return ec.fieldContext_WorkflowStep_skippable(ctx, field)
+	case "retryable":
+		return ec.fieldContext_WorkflowStep_retryable(ctx, field)
+	case "retryLimit":
+		return ec.fieldContext_WorkflowStep_retryLimit(ctx, field)
+	case "timeoutMs":
+		return ec.fieldContext_WorkflowStep_timeoutMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkflowStep", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkflowSummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "namespace":
+		return ec.fieldContext_WorkflowSummary_namespace(ctx, field)
+	case "name":
+		return ec.fieldContext_WorkflowSummary_name(ctx, field)
+	case "version":
+		return ec.fieldContext_WorkflowSummary_version(ctx, field)
+	case "description":
+		return ec.fieldContext_WorkflowSummary_description(ctx, field)
+	case "steps":
+		return ec.fieldContext_WorkflowSummary_steps(ctx, field)
+	case "file":
+		return ec.fieldContext_WorkflowSummary_file(ctx, field)
+	case "available":
+		return ec.fieldContext_WorkflowSummary_available(ctx, field)
+	case "missingHandlers":
+		return ec.fieldContext_WorkflowSummary_missingHandlers(ctx, field)
+	case "unavailableReason":
+		return ec.fieldContext_WorkflowSummary_unavailableReason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkflowSummary", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkflowVersion(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "namespace":
+		return ec.fieldContext_WorkflowVersion_namespace(ctx, field)
+	case "name":
+		return ec.fieldContext_WorkflowVersion_name(ctx, field)
+	case "version":
+		return ec.fieldContext_WorkflowVersion_version(ctx, field)
+	case "description":
+		return ec.fieldContext_WorkflowVersion_description(ctx, field)
+	case "contextSchema":
+		return ec.fieldContext_WorkflowVersion_contextSchema(ctx, field)
+	case "steps":
+		return ec.fieldContext_WorkflowVersion_steps(ctx, field)
+	case "levels":
+		return ec.fieldContext_WorkflowVersion_levels(ctx, field)
+	case "edges":
+		return ec.fieldContext_WorkflowVersion_edges(ctx, field)
+	case "available":
+		return ec.fieldContext_WorkflowVersion_available(ctx, field)
+	case "missingHandlers":
+		return ec.fieldContext_WorkflowVersion_missingHandlers(ctx, field)
+	case "unavailableReason":
+		return ec.fieldContext_WorkflowVersion_unavailableReason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkflowVersion", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1738,6 +2358,410 @@ func (ec *executionContext) fieldContext_Event_data(_ context.Context, field gra
 	return graphql.NewScalarFieldContext("Event", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _Health_status(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Health", field, false, false, "String")
+}
+
+func (ec *executionContext) _Health_tasks(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_tasks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tasks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v StateCounts) graphql.Marshaler {
+			return ec.marshalNStateCounts2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStateCounts(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_tasks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Health",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StateCounts(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Health_steps(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v StateCounts) graphql.Marshaler {
+			return ec.marshalNStateCounts2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStateCounts(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Health",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StateCounts(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Health_retryableErrors(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_retryableErrors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryableErrors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_retryableErrors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Health", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Health_inBackoff(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_inBackoff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InBackoff, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_inBackoff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Health", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Health_exhausted(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_exhausted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Exhausted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_exhausted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Health", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Health_unavailableWorkflows(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_unavailableWorkflows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnavailableWorkflows, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*UnavailableWorkflow) graphql.Marshaler {
+			return ec.marshalNUnavailableWorkflow2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐUnavailableWorkflowᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_unavailableWorkflows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Health",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UnavailableWorkflow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Health_node(ctx context.Context, field graphql.CollectedField, obj *Health) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Health_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v HealthNode) graphql.Marshaler {
+			return ec.marshalNHealthNode2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐHealthNode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Health_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Health",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HealthNode(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _HealthNode_id(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "String")
+}
+
+func (ec *executionContext) _HealthNode_hostname(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_hostname(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hostname, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_hostname(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "String")
+}
+
+func (ec *executionContext) _HealthNode_pid(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_pid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_pid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _HealthNode_startedAt(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "Time")
+}
+
+func (ec *executionContext) _HealthNode_uptimeSeconds(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_uptimeSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UptimeSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_uptimeSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "Float")
+}
+
+func (ec *executionContext) _HealthNode_goVersion(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_goVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GoVersion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_goVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "String")
+}
+
+func (ec *executionContext) _HealthNode_goroutines(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_goroutines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Goroutines, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_goroutines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _HealthNode_workflows(ctx context.Context, field graphql.CollectedField, obj *HealthNode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HealthNode_workflows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Workflows, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HealthNode_workflows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HealthNode", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Mutation_createTask(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2148,15 +3172,24 @@ func (ec *executionContext) _Query_health(ctx context.Context, field graphql.Col
 			return ec.Resolvers.Query().Health(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v JSON) graphql.Marshaler {
-			return ec.marshalNJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐJSON(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *Health) graphql.Marshaler {
+			return ec.marshalOHealth2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐHealth(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Query_health(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Query", field, true, true, "JSON")
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Health(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_task(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -2303,15 +3336,24 @@ func (ec *executionContext) _Query_workflows(ctx context.Context, field graphql.
 			return ec.Resolvers.Query().Workflows(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v JSON) graphql.Marshaler {
-			return ec.marshalNJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐJSON(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*WorkflowSummary) graphql.Marshaler {
+			return ec.marshalOWorkflowSummary2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowSummaryᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Query_workflows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Query", field, true, true, "JSON")
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkflowSummary(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_workflow(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -2327,8 +3369,8 @@ func (ec *executionContext) _Query_workflow(ctx context.Context, field graphql.C
 			return ec.Resolvers.Query().Workflow(ctx, fc.Args["namespace"].(string), fc.Args["name"].(string), fc.Args["version"].(*string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v JSON) graphql.Marshaler {
-			return ec.marshalOJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐJSON(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *Workflow) graphql.Marshaler {
+			return ec.marshalOWorkflow2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflow(ctx, selections, v)
 		},
 		true,
 		false,
@@ -2341,7 +3383,7 @@ func (ec *executionContext) fieldContext_Query_workflow(ctx context.Context, fie
 		IsMethod:   true,
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return nil, errors.New("field of type JSON does not have child fields")
+			return ec.childFields_Workflow(ctx, field)
 		},
 	}
 	defer func() {
@@ -2432,6 +3474,144 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _StateCounts_pending(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StateCounts_inProgress(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_inProgress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InProgress, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_inProgress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StateCounts_complete(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_complete(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Complete, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_complete(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StateCounts_error(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StateCounts_cancelled(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_cancelled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cancelled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_cancelled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StateCounts_resolvedManually(ctx context.Context, field graphql.CollectedField, obj *StateCounts) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCounts_resolvedManually(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResolvedManually, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCounts_resolvedManually(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCounts", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Step_id(ctx context.Context, field graphql.CollectedField, obj *Step) (ret graphql.Marshaler) {
@@ -3701,6 +4881,884 @@ func (ec *executionContext) _Transition_createdAt(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_Transition_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Transition", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UnavailableWorkflow_workflow(ctx context.Context, field graphql.CollectedField, obj *UnavailableWorkflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnavailableWorkflow_workflow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Workflow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnavailableWorkflow_workflow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnavailableWorkflow", field, false, false, "String")
+}
+
+func (ec *executionContext) _UnavailableWorkflow_missingHandlers(ctx context.Context, field graphql.CollectedField, obj *UnavailableWorkflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnavailableWorkflow_missingHandlers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MissingHandlers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnavailableWorkflow_missingHandlers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnavailableWorkflow", field, false, false, "String")
+}
+
+func (ec *executionContext) _UnavailableWorkflow_reason(ctx context.Context, field graphql.CollectedField, obj *UnavailableWorkflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnavailableWorkflow_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnavailableWorkflow_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnavailableWorkflow", field, false, false, "String")
+}
+
+func (ec *executionContext) _Workflow_namespace(ctx context.Context, field graphql.CollectedField, obj *Workflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workflow_namespace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workflow_namespace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workflow", field, false, false, "String")
+}
+
+func (ec *executionContext) _Workflow_name(ctx context.Context, field graphql.CollectedField, obj *Workflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workflow_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workflow_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workflow", field, false, false, "String")
+}
+
+func (ec *executionContext) _Workflow_versions(ctx context.Context, field graphql.CollectedField, obj *Workflow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workflow_versions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Versions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*WorkflowVersion) graphql.Marshaler {
+			return ec.marshalNWorkflowVersion2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowVersionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workflow_versions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Workflow",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkflowVersion(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WorkflowEdge_from(ctx context.Context, field graphql.CollectedField, obj *WorkflowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowEdge_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowEdge_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowEdge_to(ctx context.Context, field graphql.CollectedField, obj *WorkflowEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowEdge_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowEdge_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowStep_name(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowStep_description(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowStep_handler(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_handler(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Handler, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_handler(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowStep_dependsOn(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_dependsOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DependsOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_dependsOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowStep_level(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_level(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Level, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_level(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WorkflowStep_skippable(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_skippable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Skippable, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_skippable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _WorkflowStep_retryable(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_retryable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Retryable, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_retryable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _WorkflowStep_retryLimit(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_retryLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_retryLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WorkflowStep_timeoutMs(ctx context.Context, field graphql.CollectedField, obj *WorkflowStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowStep_timeoutMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TimeoutMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowStep_timeoutMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WorkflowSummary_namespace(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_namespace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_namespace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_name(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_version(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_description(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_steps(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WorkflowSummary_file(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_file(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.File, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_file(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_available(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_available(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Available, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_available(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _WorkflowSummary_missingHandlers(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_missingHandlers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MissingHandlers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_missingHandlers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowSummary_unavailableReason(ctx context.Context, field graphql.CollectedField, obj *WorkflowSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowSummary_unavailableReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnavailableReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowSummary_unavailableReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_namespace(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_namespace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_namespace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_name(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_version(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_description(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_contextSchema(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_contextSchema(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ContextSchema, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v JSON) graphql.Marshaler {
+			return ec.marshalOJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐJSON(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_contextSchema(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _WorkflowVersion_steps(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*WorkflowStep) graphql.Marshaler {
+			return ec.marshalNWorkflowStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WorkflowVersion",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkflowStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WorkflowVersion_levels(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_levels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Levels, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v [][]string) graphql.Marshaler {
+			return ec.marshalNString2ᚕᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_levels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_edges(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*WorkflowEdge) graphql.Marshaler {
+			return ec.marshalNWorkflowEdge2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WorkflowVersion",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkflowEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WorkflowVersion_available(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_available(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Available, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_available(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _WorkflowVersion_missingHandlers(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_missingHandlers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MissingHandlers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_missingHandlers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _WorkflowVersion_unavailableReason(ctx context.Context, field graphql.CollectedField, obj *WorkflowVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkflowVersion_unavailableReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnavailableReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkflowVersion_unavailableReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkflowVersion", field, false, false, "String")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -5139,6 +7197,142 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 	return out
 }
 
+var healthImplementors = []string{"Health"}
+
+func (ec *executionContext) _Health(ctx context.Context, sel ast.SelectionSet, obj *Health) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, healthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Health")
+		case "status":
+			out.Values[i] = ec._Health_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tasks":
+			out.Values[i] = ec._Health_tasks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._Health_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryableErrors":
+			out.Values[i] = ec._Health_retryableErrors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "inBackoff":
+			out.Values[i] = ec._Health_inBackoff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exhausted":
+			out.Values[i] = ec._Health_exhausted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unavailableWorkflows":
+			out.Values[i] = ec._Health_unavailableWorkflows(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._Health_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var healthNodeImplementors = []string{"HealthNode"}
+
+func (ec *executionContext) _HealthNode(ctx context.Context, sel ast.SelectionSet, obj *HealthNode) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, healthNodeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("HealthNode")
+		case "id":
+			out.Values[i] = ec._HealthNode_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hostname":
+			out.Values[i] = ec._HealthNode_hostname(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pid":
+			out.Values[i] = ec._HealthNode_pid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startedAt":
+			out.Values[i] = ec._HealthNode_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uptimeSeconds":
+			out.Values[i] = ec._HealthNode_uptimeSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "goVersion":
+			out.Values[i] = ec._HealthNode_goVersion(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "goroutines":
+			out.Values[i] = ec._HealthNode_goroutines(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "workflows":
+			out.Values[i] = ec._HealthNode_workflows(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5290,7 +7484,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			out.Values[i] = graphql.MarshalString("Query")
 		case "health":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_health(ctx, field)
 				})
@@ -5314,7 +7508,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				})
 		case "workflows":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_workflows(ctx, field)
 				})
@@ -5337,6 +7531,64 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var stateCountsImplementors = []string{"StateCounts"}
+
+func (ec *executionContext) _StateCounts(ctx context.Context, sel ast.SelectionSet, obj *StateCounts) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, stateCountsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StateCounts")
+		case "pending":
+			out.Values[i] = ec._StateCounts_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "inProgress":
+			out.Values[i] = ec._StateCounts_inProgress(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "complete":
+			out.Values[i] = ec._StateCounts_complete(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._StateCounts_error(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelled":
+			out.Values[i] = ec._StateCounts_cancelled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resolvedManually":
+			out.Values[i] = ec._StateCounts_resolvedManually(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -5771,6 +8023,359 @@ func (ec *executionContext) _Transition(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var unavailableWorkflowImplementors = []string{"UnavailableWorkflow"}
+
+func (ec *executionContext) _UnavailableWorkflow(ctx context.Context, sel ast.SelectionSet, obj *UnavailableWorkflow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, unavailableWorkflowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UnavailableWorkflow")
+		case "workflow":
+			out.Values[i] = ec._UnavailableWorkflow_workflow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "missingHandlers":
+			out.Values[i] = ec._UnavailableWorkflow_missingHandlers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._UnavailableWorkflow_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workflowImplementors = []string{"Workflow"}
+
+func (ec *executionContext) _Workflow(ctx context.Context, sel ast.SelectionSet, obj *Workflow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workflowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Workflow")
+		case "namespace":
+			out.Values[i] = ec._Workflow_namespace(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._Workflow_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "versions":
+			out.Values[i] = ec._Workflow_versions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workflowEdgeImplementors = []string{"WorkflowEdge"}
+
+func (ec *executionContext) _WorkflowEdge(ctx context.Context, sel ast.SelectionSet, obj *WorkflowEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workflowEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WorkflowEdge")
+		case "from":
+			out.Values[i] = ec._WorkflowEdge_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._WorkflowEdge_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workflowStepImplementors = []string{"WorkflowStep"}
+
+func (ec *executionContext) _WorkflowStep(ctx context.Context, sel ast.SelectionSet, obj *WorkflowStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workflowStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WorkflowStep")
+		case "name":
+			out.Values[i] = ec._WorkflowStep_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._WorkflowStep_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "handler":
+			out.Values[i] = ec._WorkflowStep_handler(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dependsOn":
+			out.Values[i] = ec._WorkflowStep_dependsOn(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "level":
+			out.Values[i] = ec._WorkflowStep_level(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "skippable":
+			out.Values[i] = ec._WorkflowStep_skippable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryable":
+			out.Values[i] = ec._WorkflowStep_retryable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryLimit":
+			out.Values[i] = ec._WorkflowStep_retryLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "timeoutMs":
+			out.Values[i] = ec._WorkflowStep_timeoutMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workflowSummaryImplementors = []string{"WorkflowSummary"}
+
+func (ec *executionContext) _WorkflowSummary(ctx context.Context, sel ast.SelectionSet, obj *WorkflowSummary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workflowSummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WorkflowSummary")
+		case "namespace":
+			out.Values[i] = ec._WorkflowSummary_namespace(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._WorkflowSummary_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._WorkflowSummary_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._WorkflowSummary_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._WorkflowSummary_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "file":
+			out.Values[i] = ec._WorkflowSummary_file(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "available":
+			out.Values[i] = ec._WorkflowSummary_available(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "missingHandlers":
+			out.Values[i] = ec._WorkflowSummary_missingHandlers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unavailableReason":
+			out.Values[i] = ec._WorkflowSummary_unavailableReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workflowVersionImplementors = []string{"WorkflowVersion"}
+
+func (ec *executionContext) _WorkflowVersion(ctx context.Context, sel ast.SelectionSet, obj *WorkflowVersion) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workflowVersionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WorkflowVersion")
+		case "namespace":
+			out.Values[i] = ec._WorkflowVersion_namespace(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._WorkflowVersion_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._WorkflowVersion_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._WorkflowVersion_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "contextSchema":
+			out.Values[i] = ec._WorkflowVersion_contextSchema(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._WorkflowVersion_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "levels":
+			out.Values[i] = ec._WorkflowVersion_levels(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "edges":
+			out.Values[i] = ec._WorkflowVersion_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "available":
+			out.Values[i] = ec._WorkflowVersion_available(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "missingHandlers":
+			out.Values[i] = ec._WorkflowVersion_missingHandlers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unavailableReason":
+			out.Values[i] = ec._WorkflowVersion_unavailableReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
@@ -6160,6 +8765,24 @@ func (ec *executionContext) marshalNEvent2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋ
 	return ec._Event(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) marshalNHealthNode2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐHealthNode(ctx context.Context, sel ast.SelectionSet, v HealthNode) graphql.Marshaler {
+	return ec._HealthNode(ctx, sel, &v)
+}
+
 func (ec *executionContext) unmarshalNID2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalIntID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -6202,6 +8825,20 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalNInt2int64(ctx context.Context, v any) (int64, error) {
+	res, err := graphql.UnmarshalInt64(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt64(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNJSON2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐJSON(ctx context.Context, v any) (JSON, error) {
 	var res JSON
 	err := res.UnmarshalGQL(v)
@@ -6222,6 +8859,10 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋtaskerdᚋtaskerd
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNStateCounts2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStateCounts(ctx context.Context, sel ast.SelectionSet, v StateCounts) graphql.Marshaler {
+	return ec._StateCounts(ctx, sel, &v)
 }
 
 func (ec *executionContext) marshalNStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐStep(ctx context.Context, sel ast.SelectionSet, v *Step) graphql.Marshaler {
@@ -6264,6 +8905,35 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	ret := make(graphql.Array, len(v))
 	for i := range v {
 		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNString2ᚕᚕstringᚄ(ctx context.Context, v any) ([][]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([][]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2ᚕstringᚄ(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v [][]string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2ᚕstringᚄ(ctx, sel, v[i])
 	}
 
 	for _, e := range ret {
@@ -6337,9 +9007,113 @@ func (ec *executionContext) marshalNTransition2ᚖgithubᚗcomᚋtaskerdᚋtaske
 	return ec._Transition(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNUnavailableWorkflow2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐUnavailableWorkflowᚄ(ctx context.Context, sel ast.SelectionSet, v []*UnavailableWorkflow) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUnavailableWorkflow2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐUnavailableWorkflow(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUnavailableWorkflow2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐUnavailableWorkflow(ctx context.Context, sel ast.SelectionSet, v *UnavailableWorkflow) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UnavailableWorkflow!")
+		return graphql.Null
+	}
+	return ec._UnavailableWorkflow(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNUpdateTaskInput2githubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐUpdateTaskInput(ctx context.Context, v any) (UpdateTaskInput, error) {
 	res, err := ec.unmarshalInputUpdateTaskInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNWorkflowEdge2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*WorkflowEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWorkflowEdge2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNWorkflowEdge2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowEdge(ctx context.Context, sel ast.SelectionSet, v *WorkflowEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WorkflowEdge!")
+		return graphql.Null
+	}
+	return ec._WorkflowEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWorkflowStep2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*WorkflowStep) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWorkflowStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNWorkflowStep2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowStep(ctx context.Context, sel ast.SelectionSet, v *WorkflowStep) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WorkflowStep!")
+		return graphql.Null
+	}
+	return ec._WorkflowStep(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWorkflowSummary2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowSummary(ctx context.Context, sel ast.SelectionSet, v *WorkflowSummary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WorkflowSummary!")
+		return graphql.Null
+	}
+	return ec._WorkflowSummary(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWorkflowVersion2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowVersionᚄ(ctx context.Context, sel ast.SelectionSet, v []*WorkflowVersion) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWorkflowVersion2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowVersion(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNWorkflowVersion2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowVersion(ctx context.Context, sel ast.SelectionSet, v *WorkflowVersion) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WorkflowVersion!")
+		return graphql.Null
+	}
+	return ec._WorkflowVersion(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -6539,6 +9313,13 @@ func (ec *executionContext) unmarshalOEventFilter2ᚖgithubᚗcomᚋtaskerdᚋta
 	}
 	res, err := ec.unmarshalInputEventFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOHealth2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐHealth(ctx context.Context, sel ast.SelectionSet, v *Health) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Health(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
@@ -6748,6 +9529,32 @@ func (ec *executionContext) marshalOTransition2ᚕᚖgithubᚗcomᚋtaskerdᚋta
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNTransition2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐTransition(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalOWorkflow2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflow(ctx context.Context, sel ast.SelectionSet, v *Workflow) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Workflow(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOWorkflowSummary2ᚕᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowSummaryᚄ(ctx context.Context, sel ast.SelectionSet, v []*WorkflowSummary) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWorkflowSummary2ᚖgithubᚗcomᚋtaskerdᚋtaskerdᚋapiᚋgraphqlᚐWorkflowSummary(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {

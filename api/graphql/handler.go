@@ -228,6 +228,15 @@ func (r *Resolver) newRequest(ctx context.Context, method, path string, body any
 func restErrorFrom(status int, body []byte) error {
 	code, msg := api.ErrorBody(body)
 	if msg == "" {
+		// GET /health/status's 503 is its view, whose error is a string.
+		var view struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &view) == nil {
+			msg = view.Error
+		}
+	}
+	if msg == "" {
 		msg = http.StatusText(status)
 	}
 	return &restError{status: status, code: code, message: msg}
@@ -245,10 +254,6 @@ func (r *Resolver) call(ctx context.Context, method, path string, body any, head
 		return restErrorFrom(status, raw)
 	}
 	if out == nil {
-		return nil
-	}
-	if j, ok := out.(*JSON); ok {
-		*j = JSON(bytes.TrimSpace(raw))
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {

@@ -76,3 +76,103 @@ type Event struct {
 	StepName  *string   `json:"step_name"`
 	Data      JSON      `json:"-"`
 }
+
+// The workflow and health types are decoded from GET /v1/workflows,
+// GET /v1/workflows/{ns}/{name} and GET /health/status (api/graphs.go,
+// api/health.go), field for field.
+
+// WorkflowSummary is one item of GET /v1/workflows.
+type WorkflowSummary struct {
+	Namespace         string   `json:"namespace"`
+	Name              string   `json:"name"`
+	Version           string   `json:"version"`
+	Description       string   `json:"description"`
+	Steps             int      `json:"steps"`
+	File              string   `json:"file"`
+	Available         bool     `json:"available"`
+	MissingHandlers   []string `json:"missing_handlers"`
+	UnavailableReason *string  `json:"unavailable_reason"`
+}
+
+// Workflow is GET /v1/workflows/{ns}/{name}.
+type Workflow struct {
+	Namespace string             `json:"namespace"`
+	Name      string             `json:"name"`
+	Versions  []*WorkflowVersion `json:"versions"`
+}
+
+// WorkflowVersion is one of a Workflow's versions.
+type WorkflowVersion struct {
+	Namespace         string          `json:"namespace"`
+	Name              string          `json:"name"`
+	Version           string          `json:"version"`
+	Description       string          `json:"description"`
+	ContextSchema     JSON            `json:"context_schema"`
+	Steps             []*WorkflowStep `json:"steps"`
+	Levels            [][]string      `json:"levels"`
+	Edges             []*WorkflowEdge `json:"edges"`
+	Available         bool            `json:"available"`
+	MissingHandlers   []string        `json:"missing_handlers"`
+	UnavailableReason *string         `json:"unavailable_reason"`
+}
+
+// WorkflowStep is one step of a WorkflowVersion.
+type WorkflowStep struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Handler     string   `json:"handler"`
+	DependsOn   []string `json:"depends_on"`
+	Level       int      `json:"level"`
+	Skippable   bool     `json:"skippable"`
+	Retryable   bool     `json:"retryable"`
+	RetryLimit  int      `json:"retry_limit"`
+	TimeoutMs   int64    `json:"timeout_ms"`
+}
+
+// WorkflowEdge is one edge of a WorkflowVersion's graph.
+type WorkflowEdge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Health is GET /health/status (a healthy node's: an unhealthy one
+// answers 503, an error).
+type Health struct {
+	Status               string                 `json:"status"`
+	Tasks                StateCounts            `json:"tasks"`
+	Steps                StateCounts            `json:"steps"`
+	RetryableErrors      int                    `json:"retryable_errors"`
+	InBackoff            int                    `json:"in_backoff"`
+	Exhausted            int                    `json:"exhausted"`
+	UnavailableWorkflows []*UnavailableWorkflow `json:"unavailable_workflows"`
+	Node                 HealthNode             `json:"node"`
+}
+
+// StateCounts is a count by state (the keys are backends.AllStates).
+type StateCounts struct {
+	Pending          int `json:"pending"`
+	InProgress       int `json:"in_progress"`
+	Complete         int `json:"complete"`
+	Error            int `json:"error"`
+	Cancelled        int `json:"cancelled"`
+	ResolvedManually int `json:"resolved_manually"`
+}
+
+// UnavailableWorkflow is one of Health's unavailable workflows.
+type UnavailableWorkflow struct {
+	Workflow        string   `json:"workflow"`
+	MissingHandlers []string `json:"missing_handlers"`
+	Reason          string   `json:"reason"`
+}
+
+// HealthNode is Health's node.
+type HealthNode struct {
+	ID            string    `json:"id"`
+	Hostname      string    `json:"hostname"`
+	PID           int       `json:"pid"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	GoVersion     string    `json:"go_version"`
+	Goroutines    int       `json:"goroutines"`
+	Workflows     int       `json:"workflows"`
+}

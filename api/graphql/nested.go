@@ -33,32 +33,14 @@ func eventFrom(raw json.RawMessage, seq string) (*Event, error) {
 
 // onlyVersion keeps, of GET /v1/workflows/{ns}/{name}'s answer, the
 // version asked for; none is a NOT_FOUND.
-func onlyVersion(wf JSON, version string) (JSON, error) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(wf, &doc); err != nil {
-		return nil, fmt.Errorf("decoding a workflow: %w", err)
-	}
-	var versions []json.RawMessage
-	if err := json.Unmarshal(doc["versions"], &versions); err != nil {
-		return nil, fmt.Errorf("decoding a workflow's versions: %w", err)
-	}
-	kept := []json.RawMessage{}
-	for _, v := range versions {
-		var head struct {
-			Version string `json:"version"`
-		}
-		if json.Unmarshal(v, &head) == nil && head.Version == version {
-			kept = append(kept, v)
+func onlyVersion(wf *Workflow, version string) (*Workflow, error) {
+	for _, v := range wf.Versions {
+		if v.Version == version {
+			one := *wf
+			one.Versions = []*WorkflowVersion{v}
+			return &one, nil
 		}
 	}
-	if len(kept) == 0 {
-		return nil, &restError{status: http.StatusNotFound, code: "not_found", message: fmt.Sprintf("the workflow has no version %q", version)}
-	}
-	raw, err := json.Marshal(kept)
-	if err != nil {
-		return nil, err
-	}
-	doc["versions"] = raw
-	out, err := json.Marshal(doc)
-	return JSON(out), err
+	return nil, &restError{status: http.StatusNotFound, code: "not_found",
+		message: fmt.Sprintf("workflow %s/%s has no version %q loaded", wf.Namespace, wf.Name, version)}
 }

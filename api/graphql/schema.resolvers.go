@@ -96,10 +96,12 @@ func (r *mutationResolver) ResolveStep(ctx context.Context, taskID string, name 
 }
 
 // Health is the resolver for the health field.
-func (r *queryResolver) Health(ctx context.Context) (JSON, error) {
-	var out JSON
-	err := r.call(ctx, "GET", "/health/status", nil, nil, &out)
-	return out, err
+func (r *queryResolver) Health(ctx context.Context) (*Health, error) {
+	var out Health
+	if err := r.call(ctx, "GET", "/health/status", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Task is the resolver for the task field.
@@ -168,23 +170,27 @@ func (r *queryResolver) Step(ctx context.Context, taskID string, name string) (*
 }
 
 // Workflows is the resolver for the workflows field.
-func (r *queryResolver) Workflows(ctx context.Context) (JSON, error) {
-	var out JSON
-	err := r.call(ctx, "GET", "/v1/workflows", nil, nil, &out)
-	return out, err
+func (r *queryResolver) Workflows(ctx context.Context) ([]*WorkflowSummary, error) {
+	var out struct {
+		Workflows []*WorkflowSummary `json:"workflows"`
+	}
+	if err := r.call(ctx, "GET", "/v1/workflows", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Workflows, nil
 }
 
 // Workflow is the resolver for the workflow field.
-func (r *queryResolver) Workflow(ctx context.Context, namespace string, name string, version *string) (JSON, error) {
-	var out JSON
+func (r *queryResolver) Workflow(ctx context.Context, namespace string, name string, version *string) (*Workflow, error) {
+	var out Workflow
 	path := "/v1/workflows/" + url.PathEscape(namespace) + "/" + url.PathEscape(name)
 	if err := r.call(ctx, "GET", path, nil, nil, &out); err != nil {
 		return nil, err
 	}
 	if version == nil {
-		return out, nil
+		return &out, nil
 	}
-	return onlyVersion(out, *version)
+	return onlyVersion(&out, *version)
 }
 
 // Parents is the resolver for the parents field.

@@ -23,6 +23,7 @@ import (
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/api/graphql"
 	"github.com/taskerd/taskerd/backends"
+	"github.com/taskerd/taskerd/config"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
@@ -273,7 +274,7 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 	server, err := api.New(api.Config{Engine: eng, Authenticator: authn, Authorizer: authz, Logger: log,
 		MaxBody: f.maxBody, StoreTimeout: f.dbTimeout, Metrics: metrics, Hub: hub, TracerProvider: tr.tracerProvider(),
 		NodeDeadAfter: cluster.DeadHeartbeats * clusterCfg.Heartbeat, Scheduler: sched,
-		GraphQL: func(rest api.InProcess) http.Handler { return graphql.New(rest, graphql.Limits{}) }})
+		GraphQL: func(rest api.InProcess) http.Handler { return graphql.New(rest, graphqlLimits(f.cfg)) }})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -402,6 +403,21 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 			return &exitError{code: 1, err: fmt.Errorf("API server stopped: %w", err)}
 		}
 	}
+}
+
+// graphqlLimits are /v1/graphql's limits: the config's graphql block,
+// the defaults for what it leaves out.
+func graphqlLimits(cfg *config.Config) graphql.Limits {
+	l := graphql.Limits{MaxDepth: graphql.DefaultMaxDepth, MaxComplexity: graphql.DefaultMaxComplexity}
+	if cfg != nil && cfg.GraphQL != nil {
+		if cfg.GraphQL.MaxDepth > 0 {
+			l.MaxDepth = cfg.GraphQL.MaxDepth
+		}
+		if cfg.GraphQL.MaxComplexity > 0 {
+			l.MaxComplexity = cfg.GraphQL.MaxComplexity
+		}
+	}
+	return l
 }
 
 // shutdown stops accepting requests and claiming steps at once, lets both

@@ -111,3 +111,10 @@
 # retention {
 #   finished_tasks = "30d"               # days ("30d"), or "12h", "1d12h"
 # }
+
+# Limits of one GraphQL operation on /v1/graphql, checked before anything
+# resolves. See docs/graphql.md.
+# graphql {
+#   max_depth      = 8                   # the deepest selection (fragments counted where spread)
+#   max_complexity = 10000               # 1 per field plus its children; a page's once per item
+# }
