@@ -133,44 +133,47 @@ func (s *Server) batchBodies(ctx context.Context, route string, evq backends.Eve
 		}
 		return out, nil
 	}
+	if route == BatchSteps {
+		views, err := consistentStepViews(func() ([]*backends.Step, []backends.ReadinessRow, error) {
+			steps, err := s.store.ListStepsOfTasks(ctx, ids)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows, err := s.store.StepReadinessBatch(ctx, ids, s.now())
+			return steps, rows, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		viewsOf := groupBy(views, func(v stepView) int64 { return v.TaskID })
+		for _, id := range ids {
+			out[id] = map[string]any{"steps": nonNilViews(viewsOf[id])}
+		}
+		return out, nil
+	}
 	steps, err := s.store.ListStepsOfTasks(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	stepsOf := groupBy(steps, func(st *backends.Step) int64 { return st.TaskID })
-	switch route {
-	case BatchTransitions:
+	if route == BatchTransitions {
 		trs, err := s.store.ListTransitionsOfTasks(ctx, ids)
 		if err != nil {
 			return nil, err
 		}
+		stepsOf := groupBy(steps, func(st *backends.Step) int64 { return st.TaskID })
 		trsOf := groupBy(trs, func(t *backends.Transition) int64 { return t.TaskID })
 		for _, id := range ids {
 			out[id] = map[string]any{"transitions": transitionViews(trsOf[id], stepsOf[id])}
 		}
 		return out, nil
 	}
-	var rows []backends.ReadinessRow // the graph shows no readiness
-	if route == BatchSteps {
-		if rows, err = s.store.StepReadinessBatch(ctx, ids, s.now()); err != nil {
-			return nil, err
-		}
-	}
-	views := stepViewsOf(steps, rows)
-	viewsOf := map[int64][]stepView{}
-	for _, v := range views {
-		viewsOf[v.TaskID] = append(viewsOf[v.TaskID], v)
-	}
-	if route == BatchSteps {
-		for _, id := range ids {
-			out[id] = map[string]any{"steps": nonNilViews(viewsOf[id])}
-		}
-		return out, nil
-	}
+	// The graph: steps (no readiness) and edges; an edge's task is its
+	// child step's.
 	edges, err := s.store.ListEdgesOfTasks(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
+	viewsOf := groupBy(stepViewsOf(steps, nil), func(v stepView) int64 { return v.TaskID })
 	taskOf := make(map[int64]int64, len(steps))
 	for _, st := range steps {
 		taskOf[st.ID] = st.TaskID

@@ -316,15 +316,47 @@ func (s *Server) taskDetail(r *http.Request, task *backends.Task, graph bool) (t
 }
 
 func (s *Server) stepViews(r *http.Request, taskID int64, now time.Time) ([]stepView, error) {
-	steps, err := s.store.ListSteps(r.Context(), taskID)
-	if err != nil {
-		return nil, err
+	return consistentStepViews(func() ([]*backends.Step, []backends.ReadinessRow, error) {
+		steps, err := s.store.ListSteps(r.Context(), taskID)
+		if err != nil {
+			return nil, nil, err
+		}
+		rows, err := s.store.StepReadiness(r.Context(), taskID, now)
+		return steps, rows, err
+	})
+}
+
+// consistentStepViews builds step views from read, which reads the steps
+// and then their readiness in two statements: a step that moved between
+// them (failed, then claimed for its retry) would be shown in one state
+// with the readiness of another, say "error" with no retry time. It reads
+// again, a few times, until every readiness row agrees with its step's
+// state and attempts.
+func consistentStepViews(read func() ([]*backends.Step, []backends.ReadinessRow, error)) ([]stepView, error) {
+	for try := 1; ; try++ {
+		steps, rows, err := read()
+		if err != nil {
+			return nil, err
+		}
+		if try == 3 || readinessAgrees(steps, rows) {
+			return stepViewsOf(steps, rows), nil
+		}
 	}
-	rows, err := s.store.StepReadiness(r.Context(), taskID, now)
-	if err != nil {
-		return nil, err
+}
+
+// readinessAgrees reports whether every readiness row has its step's state
+// and attempts.
+func readinessAgrees(steps []*backends.Step, rows []backends.ReadinessRow) bool {
+	byID := make(map[int64]*backends.Step, len(steps))
+	for _, st := range steps {
+		byID[st.ID] = st
 	}
-	return stepViewsOf(steps, rows), nil
+	for _, row := range rows {
+		if st := byID[row.StepID]; st != nil && (st.State != row.CurrentState || st.Attempts != row.Attempts) {
+			return false
+		}
+	}
+	return true
 }
 
 // stepViewsOf is the views of steps with their readiness rows (of any
