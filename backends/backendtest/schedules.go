@@ -212,6 +212,53 @@ func testSchedules(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.True(t, st.HandledThrough.Equal(at(time.Minute)), "a manual firing does not count as a scheduled one")
 	})
 
+	// An instant at or before the last one handled that has no record
+	// (passed over by a later firing, dropped, or its record deleted) is
+	// refused: only the record of a firing, while it exists, is answered.
+	t.Run("HandledInstantIsRefused", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		later, created, err := b.store.FireSchedule(b.ctx, fireParams(at(2*time.Minute), at(2*time.Minute)))
+		require.NoError(t, err)
+		require.True(t, created)
+
+		// A slow node asks for an earlier instant, passed over meanwhile.
+		f, created, err := b.store.FireSchedule(b.ctx, fireParams(at(time.Minute), at(3*time.Minute)))
+		require.ErrorIs(t, err, backends.ErrFiringHandled)
+		require.Nil(t, f)
+		require.False(t, created)
+		// The recorded instant is still answered.
+		again, created, err := b.store.FireSchedule(b.ctx, fireParams(at(2*time.Minute), at(3*time.Minute)))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, later.TaskID, again.TaskID)
+
+		// Instants dropped by catch_up are handled too.
+		require.NoError(t, b.store.SkipScheduleThrough(b.ctx, "nightly", at(10*time.Minute), at(10*time.Minute)))
+		for _, d := range []time.Duration{5 * time.Minute, 10 * time.Minute} {
+			_, _, err = b.store.FireSchedule(b.ctx, fireParams(at(d), at(11*time.Minute)))
+			require.ErrorIs(t, err, backends.ErrFiringHandled, d)
+		}
+		firings, err := b.store.ScheduleFirings(b.ctx, "nightly", 0)
+		require.NoError(t, err)
+		require.Len(t, firings, 1, "nothing recorded by the refusals")
+		require.Len(t, b.scheduleTasks(), 1)
+		st, err := b.store.EnsureSchedule(b.ctx, "nightly", base)
+		require.NoError(t, err)
+		require.True(t, st.HandledThrough.Equal(at(10*time.Minute)))
+
+		// A manual firing is not a scheduled instant: it is not refused.
+		p := fireParams(at(time.Minute), at(12*time.Minute))
+		p.Kind, p.Actor, p.Task.IdempotencyKey = backends.FiringManual, "alice", "schedule/nightly/manual/1"
+		_, created, err = b.store.FireSchedule(b.ctx, p)
+		require.NoError(t, err)
+		require.True(t, created)
+		// The next instant fires.
+		_, created, err = b.store.FireSchedule(b.ctx, fireParams(at(15*time.Minute), at(15*time.Minute)))
+		require.NoError(t, err)
+		require.True(t, created)
+	})
+
 	t.Run("SkipThroughOnlyMovesForward", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

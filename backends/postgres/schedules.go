@@ -135,7 +135,8 @@ func scanFiring(row pgx.Row) (*backends.ScheduleFiring, error) {
 // FireSchedule implements backends.ScheduleStore. The schedule's row is
 // locked first, so two nodes firing the same instant run one after the
 // other and the second finds the first's firing; the firing's primary key
-// stands behind that.
+// stands behind that. The lock also makes the handled_through read here
+// the latest committed (backends.ErrFiringHandled says why that matters).
 func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams) (_ *backends.ScheduleFiring, _ bool, rerr error) {
 	defer classifyErr(&rerr)
 	var (
@@ -148,7 +149,8 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		firing, created, events, w = nil, false, nil, nil
 		now := ts(p.Task.Now)
-		if _, err := lockSchedule(ctx, tx, p.Schedule, now); err != nil {
+		st, err := lockSchedule(ctx, tx, p.Schedule, now)
+		if err != nil {
 			return err
 		}
 		f, err := scanFiring(tx.QueryRow(ctx, `SELECT `+firingColumns+` FROM schedule_firings
@@ -159,6 +161,11 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 			return nil
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
+		}
+		// Not recorded: deleted, or never fired. An instant the schedule
+		// handled already must not fire now (backends.ErrFiringHandled).
+		if p.Kind == backends.FiringScheduled && st.HandledThrough != nil && !at.After(*st.HandledThrough) {
+			return backends.ErrFiringHandled
 		}
 		outcome := backends.FiringCreated
 		if p.SkipIfRunning {
