@@ -68,6 +68,16 @@ type ScheduleStore interface {
 	// complete, cancelled or resolved_manually, ascending. (A firing asked
 	// for again must not find its own task among the previous ones.)
 	UnfinishedScheduleTasks(ctx context.Context, name string, before time.Time) ([]int64, error)
+	// DeleteScheduleFirings deletes up to limit firings recorded
+	// (CreatedAt) before createdBefore, of any schedule, oldest first, in
+	// one transaction, and says how many it deleted (none when limit <=
+	// 0). Kept however old: the most recent firing of each schedule (the
+	// greatest At, both kinds if they tie), which the API and the UI show
+	// as its last firing; and a firing whose task is unfinished, through
+	// which overlap = "skip" and "cancel_previous" find the schedule's
+	// running tasks. The schedules' state is not touched: a deleted
+	// scheduled firing cannot happen again (ErrFiringHandled).
+	DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (int, error)
 }
 
 // ScheduleState is the database's part of a schedule.

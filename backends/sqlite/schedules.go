@@ -278,3 +278,31 @@ func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string, before
 	}
 	return ids, nil
 }
+
+// DeleteScheduleFirings implements backends.ScheduleStore. The oldest are
+// found through schedule_firings_created, each schedule's last firing
+// through schedule_firings_recent.
+func (s *Store) DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.write(ctx, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM schedule_firings WHERE rowid IN (
+				SELECT f.rowid FROM schedule_firings f
+				WHERE f.created_at < ?
+					AND f.fire_at < (SELECT max(l.fire_at) FROM schedule_firings l WHERE l.schedule = f.schedule)
+					AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = f.task_id
+						AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually'))
+				ORDER BY f.created_at LIMIT ?)`, micros(createdBefore), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("deleting old schedule firings: %w", err)
+	}
+	return int(n), nil
+}
