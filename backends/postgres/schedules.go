@@ -285,7 +285,10 @@ func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string, before
 
 // DeleteScheduleFirings implements backends.ScheduleStore. The oldest are
 // found through schedule_firings_created, each schedule's last firing
-// through schedule_firings_recent. No lock is needed against firings being
+// through schedule_firings_recent, and each candidate's task by its id (a
+// scalar subquery rather than NOT EXISTS: with nearly every task finished,
+// the planner may otherwise read the whole tasks table for the few
+// unfinished ones, every batch). No lock is needed against firings being
 // made: a new firing only raises its schedule's greatest At, and whether an
 // instant may fire is decided by handled_through, not by these rows.
 func (s *Store) DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (_ int, rerr error) {
@@ -297,8 +300,8 @@ func (s *Store) DeleteScheduleFirings(ctx context.Context, createdBefore time.Ti
 			SELECT f.schedule, f.kind, f.fire_at FROM schedule_firings f
 			WHERE f.created_at < $1
 				AND f.fire_at < (SELECT max(l.fire_at) FROM schedule_firings l WHERE l.schedule = f.schedule)
-				AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = f.task_id
-					AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually'))
+				AND coalesce((SELECT t.state IN ('complete', 'cancelled', 'resolved_manually')
+					FROM tasks t WHERE t.id = f.task_id), true)
 			ORDER BY f.created_at LIMIT $2)`, ts(createdBefore), limit)
 	if err != nil {
 		return 0, fmt.Errorf("deleting old schedule firings: %w", err)
