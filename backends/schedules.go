@@ -2,8 +2,29 @@ package backends
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrFiringHandled is FireSchedule's answer to a scheduled firing of an
+// instant the schedule already handled (At at or before HandledThrough)
+// and of which no record is left: it was fired and its record since
+// deleted (DeleteScheduleFirings), or it was dropped or passed over
+// (catch_up). Nothing is written.
+//
+// It is what makes deleting firings safe. The primary key (Schedule,
+// Kind, At) stops a second firing of an instant only while the first's
+// row exists; HandledThrough stops it for good: it only moves forward, it
+// is moved to At in the transaction that records a scheduled firing, and
+// FireSchedule compares the two inside its own transaction, after taking
+// the schedule's row (PostgreSQL: SELECT .. FOR UPDATE; SQLite: the one
+// writer, BEGIN IMMEDIATE). So once a firing of instant T committed,
+// every later attempt at T, however slow the node that makes it or stale
+// the state it computed T from, either finds T's row or finds
+// HandledThrough >= T and is refused. Manual firings are not concerned:
+// each trigger is a firing of its own instant (the time of the trigger),
+// which nothing asks for again.
+var ErrFiringHandled = errors.New("scheduled instant already handled")
 
 // ScheduleStore keeps the cluster-wide state of the schedules of workflow
 // files (docs/schedules.md): whether each is paused, which firings happened,
@@ -30,6 +51,9 @@ type ScheduleStore interface {
 	// schedule is unfinished (not complete, cancelled or resolved_manually)
 	// is recorded as skipped, without a task. A scheduled firing (not
 	// manual) moves the schedule's HandledThrough to At when later.
+	// A scheduled firing that is not recorded and whose At is at or
+	// before HandledThrough is refused with ErrFiringHandled, nothing
+	// written: see ErrFiringHandled for why.
 	// p.Task.IdempotencyKey should be unique to the firing.
 	FireSchedule(ctx context.Context, p *FireScheduleParams) (firing *ScheduleFiring, created bool, err error)
 	// SkipScheduleThrough moves the schedule's HandledThrough to through
@@ -44,6 +68,16 @@ type ScheduleStore interface {
 	// complete, cancelled or resolved_manually, ascending. (A firing asked
 	// for again must not find its own task among the previous ones.)
 	UnfinishedScheduleTasks(ctx context.Context, name string, before time.Time) ([]int64, error)
+	// DeleteScheduleFirings deletes up to limit firings recorded
+	// (CreatedAt) before createdBefore, of any schedule, oldest first, in
+	// one transaction, and says how many it deleted (none when limit <=
+	// 0). Kept however old: the most recent firing of each schedule (the
+	// greatest At, both kinds if they tie), which the API and the UI show
+	// as its last firing; and a firing whose task is unfinished, through
+	// which overlap = "skip" and "cancel_previous" find the schedule's
+	// running tasks. The schedules' state is not touched: a deleted
+	// scheduled firing cannot happen again (ErrFiringHandled).
+	DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (int, error)
 }
 
 // ScheduleState is the database's part of a schedule.

@@ -22,12 +22,23 @@ type Cluster struct {
 	Address string
 }
 
+// DefaultScheduleFiringsRetention is how long schedule firings are kept
+// when retention.schedule_firings is not set: firings are small, but a
+// bound on their growth matters more on a small disk than keeping them
+// forever.
+const DefaultScheduleFiringsRetention = 90 * 24 * time.Hour
+
 // Retention is the `retention` block.
 type Retention struct {
 	// FinishedTasks: finished tasks (complete, cancelled,
 	// resolved_manually) whose last change is older than this are deleted
 	// with their steps, transitions and events. 0 keeps them forever.
 	FinishedTasks time.Duration
+	// ScheduleFirings: the records of schedule firings made longer ago
+	// than this are deleted, except each schedule's last one and those
+	// whose task is unfinished. 0: the default,
+	// DefaultScheduleFiringsRetention.
+	ScheduleFirings time.Duration
 }
 
 type clusterBody struct {
@@ -36,7 +47,8 @@ type clusterBody struct {
 }
 
 type retentionBody struct {
-	FinishedTasks *string `hcl:"finished_tasks,optional"`
+	FinishedTasks   *string `hcl:"finished_tasks,optional"`
+	ScheduleFirings *string `hcl:"schedule_firings,optional"`
 }
 
 func decodeCluster(b *hcl.Block) (*Cluster, hcl.Diagnostics) {
@@ -65,15 +77,24 @@ func decodeRetention(b *hcl.Block) (*Retention, hcl.Diagnostics) {
 		return nil, diags
 	}
 	r := &Retention{}
-	if rb.FinishedTasks != nil {
-		d, err := parseDays(*rb.FinishedTasks)
-		if err != nil || d <= 0 {
-			diags = append(diags, errorAt(attrRange(b, "finished_tasks"), "Invalid finished_tasks",
-				fmt.Sprintf("retention.finished_tasks must be a positive duration such as \"30d\" or \"12h\", not %q.", *rb.FinishedTasks)))
-		}
-		r.FinishedTasks = d
-	}
+	diags = append(diags, retentionAge(b, "finished_tasks", "30d", rb.FinishedTasks, &r.FinishedTasks)...)
+	diags = append(diags, retentionAge(b, "schedule_firings", "90d", rb.ScheduleFirings, &r.ScheduleFirings)...)
 	return r, diags
+}
+
+// retentionAge reads the retention age attr (nil: not set, dst kept): a
+// positive duration, in days or Go's units.
+func retentionAge(b *hcl.Block, attr, example string, src *string, dst *time.Duration) hcl.Diagnostics {
+	if src == nil {
+		return nil
+	}
+	d, err := parseDays(*src)
+	if err != nil || d <= 0 {
+		return hcl.Diagnostics{errorAt(attrRange(b, attr), "Invalid "+attr,
+			fmt.Sprintf("retention.%s must be a positive duration such as %q or \"12h\", not %q.", attr, example, *src))}
+	}
+	*dst = d
+	return nil
 }
 
 // parseDays is time.ParseDuration that also accepts whole days, alone

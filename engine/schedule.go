@@ -43,7 +43,9 @@ func FiringKey(name string, kind backends.FiringKind, at time.Time) string {
 // An overlap = "skip" schedule records a scheduled (not manual) firing as
 // skipped while an earlier task of it is unfinished; "cancel_previous" cancels those first,
 // through CancelTask (events, and handlers running here are stopped). The
-// task's errors are CreateTask's.
+// task's errors are CreateTask's. A scheduled firing of an instant the
+// schedule already handled, of which no record is left, is refused with
+// backends.ErrFiringHandled.
 func (e *Engine) FireSchedule(ctx context.Context, req FireRequest) (*backends.ScheduleFiring, *backends.Task, bool, error) {
 	s := req.Schedule
 	at := req.At.UTC().Truncate(time.Microsecond)

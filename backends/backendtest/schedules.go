@@ -15,15 +15,27 @@ import (
 // fireParams is a scheduled firing of schedule "nightly" at instant at,
 // recorded at now, whose task is one noop step.
 func fireParams(at, now time.Time) *backends.FireScheduleParams {
+	return fireParamsOf("nightly", at, now)
+}
+
+// fireParamsOf is fireParams for the schedule name.
+func fireParamsOf(name string, at, now time.Time) *backends.FireScheduleParams {
 	return &backends.FireScheduleParams{
-		Schedule: "nightly", Kind: backends.FiringScheduled, At: at,
+		Schedule: name, Kind: backends.FiringScheduled, At: at,
 		Task: &backends.CreateTaskParams{
 			Namespace: "default", WorkflowName: "test", WorkflowVersion: "0.1.0",
-			Context: json.RawMessage(`{}`), Initiator: "schedule:nightly", SourceSystem: "taskerd-scheduler",
-			Tags: []string{"schedule:nightly"}, IdempotencyKey: "schedule/nightly/" + at.Format(time.RFC3339Nano),
+			Context: json.RawMessage(`{}`), Initiator: "schedule:" + name, SourceSystem: "taskerd-scheduler",
+			Tags: []string{"schedule:" + name}, IdempotencyKey: "schedule/" + name + "/" + at.Format(time.RFC3339Nano),
 			RequestHash: "h-" + at.Format(time.RFC3339Nano), Steps: []backends.NewStep{step("a")}, Now: now,
 		},
 	}
+}
+
+// finishing makes the firing's task one bypassed step: it is finished
+// (resolved_manually) as soon as it is created.
+func finishing(p *backends.FireScheduleParams) *backends.FireScheduleParams {
+	p.Task.Steps = []backends.NewStep{{Name: "x", Handler: "builtin.noop", Bypass: true}}
+	return p
 }
 
 func (b *bundle) scheduleTasks() []*backends.Task {
@@ -212,6 +224,55 @@ func testSchedules(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.True(t, st.HandledThrough.Equal(at(time.Minute)), "a manual firing does not count as a scheduled one")
 	})
 
+	// An instant at or before the last one handled that has no record
+	// (passed over by a later firing, dropped, or its record deleted) is
+	// refused: only the record of a firing, while it exists, is answered.
+	t.Run("HandledInstantIsRefused", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		later, created, err := b.store.FireSchedule(b.ctx, fireParams(at(2*time.Minute), at(2*time.Minute)))
+		require.NoError(t, err)
+		require.True(t, created)
+
+		// A slow node asks for an earlier instant, passed over meanwhile.
+		f, created, err := b.store.FireSchedule(b.ctx, fireParams(at(time.Minute), at(3*time.Minute)))
+		require.ErrorIs(t, err, backends.ErrFiringHandled)
+		require.Nil(t, f)
+		require.False(t, created)
+		// The recorded instant is still answered.
+		again, created, err := b.store.FireSchedule(b.ctx, fireParams(at(2*time.Minute), at(3*time.Minute)))
+		require.NoError(t, err)
+		require.False(t, created)
+		require.Equal(t, later.TaskID, again.TaskID)
+
+		// Instants dropped by catch_up are handled too.
+		require.NoError(t, b.store.SkipScheduleThrough(b.ctx, "nightly", at(10*time.Minute), at(10*time.Minute)))
+		for _, d := range []time.Duration{5 * time.Minute, 10 * time.Minute} {
+			_, _, err = b.store.FireSchedule(b.ctx, fireParams(at(d), at(11*time.Minute)))
+			require.ErrorIs(t, err, backends.ErrFiringHandled, d)
+		}
+		firings, err := b.store.ScheduleFirings(b.ctx, "nightly", 0)
+		require.NoError(t, err)
+		require.Len(t, firings, 1, "nothing recorded by the refusals")
+		require.Len(t, b.scheduleTasks(), 1)
+		st, err := b.store.EnsureSchedule(b.ctx, "nightly", base)
+		require.NoError(t, err)
+		require.True(t, st.HandledThrough.Equal(at(10*time.Minute)))
+
+		// A manual firing is not a scheduled instant: it is not refused.
+		p := fireParams(at(time.Minute), at(12*time.Minute))
+		p.Kind, p.Actor, p.Task.IdempotencyKey = backends.FiringManual, "alice", "schedule/nightly/manual/1"
+		_, created, err = b.store.FireSchedule(b.ctx, p)
+		require.NoError(t, err)
+		require.True(t, created)
+		// The next instant fires.
+		_, created, err = b.store.FireSchedule(b.ctx, fireParams(at(15*time.Minute), at(15*time.Minute)))
+		require.NoError(t, err)
+		require.True(t, created)
+	})
+
+	t.Run("DeleteOldFirings", func(t *testing.T) { testDeleteScheduleFirings(t, newStore) })
+
 	t.Run("SkipThroughOnlyMovesForward", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)
@@ -253,4 +314,112 @@ func testSchedules(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.NoError(t, err)
 		require.False(t, changed)
 	})
+}
+
+// testDeleteScheduleFirings: old firings go, in batches, oldest recorded
+// first; the last firing of each schedule and the firings of unfinished
+// tasks stay; a deleted instant does not fire again.
+func testDeleteScheduleFirings(t *testing.T, newStore func(t *testing.T) backends.Store) {
+	t.Parallel()
+	b := setup(t, newStore)
+	cutoff := at(10 * time.Minute)
+	fire := func(p *backends.FireScheduleParams) *backends.ScheduleFiring {
+		t.Helper()
+		f, created, err := b.store.FireSchedule(b.ctx, p)
+		require.NoError(t, err)
+		require.True(t, created)
+		return f
+	}
+	manual := func(p *backends.FireScheduleParams) *backends.FireScheduleParams {
+		p.Kind, p.Actor = backends.FiringManual, "alice"
+		p.Task.IdempotencyKey = "schedule/" + p.Schedule + "/manual/" + p.At.Format(time.RFC3339Nano)
+		return p
+	}
+
+	// nightly: old and finished (1m), old with its task unfinished (2m),
+	// old and skipped, without a task (3m), old manual and finished (4m),
+	// old but recorded after the cutoff (5m, caught up late), and its last
+	// instant, fired both manually and by the rule (6m).
+	fire(finishing(fireParams(at(time.Minute), at(time.Minute))))
+	running := fire(fireParams(at(2*time.Minute), at(2*time.Minute)))
+	p := fireParams(at(3*time.Minute), at(3*time.Minute))
+	p.SkipIfRunning = true
+	require.Equal(t, backends.FiringSkipped, fire(p).Outcome)
+	fire(finishing(manual(fireParams(at(4*time.Minute), at(4*time.Minute)))))
+	fire(finishing(fireParams(at(5*time.Minute), at(30*time.Minute))))
+	fire(finishing(manual(fireParams(at(6*time.Minute), at(6*time.Minute)))))
+	fire(finishing(fireParams(at(6*time.Minute), at(6*time.Minute))))
+	// hourly: one old firing, its last.
+	fire(finishing(fireParamsOf("hourly", at(time.Minute), at(time.Minute))))
+
+	instants := func(name string) []string {
+		t.Helper()
+		fs, err := b.store.ScheduleFirings(b.ctx, name, 0)
+		require.NoError(t, err)
+		var out []string
+		for _, f := range fs {
+			out = append(out, string(f.Kind)+"@"+f.At.Sub(base).String())
+		}
+		return out
+	}
+	last := func(name string) *backends.ScheduleFiring {
+		t.Helper()
+		fs, err := b.store.ScheduleFirings(b.ctx, name, 1)
+		require.NoError(t, err)
+		require.Len(t, fs, 1)
+		return fs[0]
+	}
+	lastNightly, lastHourly := last("nightly"), last("hourly")
+	require.Equal(t, []string{"manual@6m0s", "scheduled@6m0s", "scheduled@5m0s", "manual@4m0s", "scheduled@3m0s",
+		"scheduled@2m0s", "scheduled@1m0s"}, instants("nightly"))
+
+	// Nothing before a cutoff earlier than every record; a limit of 0
+	// deletes nothing.
+	n, err := b.store.DeleteScheduleFirings(b.ctx, at(30*time.Second), 10)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	n, err = b.store.DeleteScheduleFirings(b.ctx, cutoff, 0)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// Batches of two, oldest recorded first.
+	n, err = b.store.DeleteScheduleFirings(b.ctx, cutoff, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, []string{"manual@6m0s", "scheduled@6m0s", "scheduled@5m0s", "manual@4m0s", "scheduled@2m0s"}, instants("nightly"),
+		"1m and 3m first; 2m's task is unfinished")
+	n, err = b.store.DeleteScheduleFirings(b.ctx, cutoff, 2)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = b.store.DeleteScheduleFirings(b.ctx, cutoff, 2)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, []string{"manual@6m0s", "scheduled@6m0s", "scheduled@5m0s", "scheduled@2m0s"}, instants("nightly"))
+	require.Equal(t, []string{"scheduled@1m0s"}, instants("hourly"), "a schedule's last firing stays, however old")
+	require.Equal(t, lastNightly, last("nightly"), "the last firing shown is the same")
+	require.Equal(t, lastHourly, last("hourly"))
+	require.Len(t, b.scheduleTasks(), 6, "tasks are not touched")
+
+	// Once its task finished, 2m goes too; a cutoff past every record
+	// leaves the last instant of each schedule (both its firings).
+	_, err = b.store.CancelTask(b.ctx, &backends.CancelTaskParams{TaskID: running.TaskID, Reason: "test", Now: at(40 * time.Minute)})
+	require.NoError(t, err)
+	n, err = b.store.DeleteScheduleFirings(b.ctx, at(time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, []string{"manual@6m0s", "scheduled@6m0s"}, instants("nightly"))
+	require.Equal(t, []string{"scheduled@1m0s"}, instants("hourly"))
+	require.Equal(t, lastNightly, last("nightly"))
+
+	// The deleted instants do not fire again; the schedules' state is as
+	// it was.
+	for _, d := range []time.Duration{time.Minute, 2 * time.Minute, 3 * time.Minute, 5 * time.Minute} {
+		_, _, err := b.store.FireSchedule(b.ctx, fireParams(at(d), at(time.Hour)))
+		require.ErrorIs(t, err, backends.ErrFiringHandled, d)
+	}
+	require.Len(t, b.scheduleTasks(), 6)
+	st, err := b.store.EnsureSchedule(b.ctx, "nightly", base)
+	require.NoError(t, err)
+	require.True(t, st.HandledThrough.Equal(at(6*time.Minute)))
+	fire(fireParams(at(7*time.Minute), at(7*time.Minute)))
 }

@@ -45,7 +45,7 @@ func TestConcurrentMigrators(t *testing.T) {
 	for names := range applied {
 		all = append(all, names...)
 	}
-	require.ElementsMatch(t, []string{"0001_tables.sql", "0002_functions.sql", "0003_settings.sql", "0004_next_wakeup.sql", "0005_task_namespaces.sql", "0006_task_state_lookups.sql", "0007_context_waiting_cancelled.sql", "0008_api_keys.sql", "0009_events.sql", "0010_event_runs.sql", "0011_hot_leases.sql", "0012_nodes.sql", "0013_schedules.sql"}, all, "each migration applied once")
+	require.ElementsMatch(t, []string{"0001_tables.sql", "0002_functions.sql", "0003_settings.sql", "0004_next_wakeup.sql", "0005_task_namespaces.sql", "0006_task_state_lookups.sql", "0007_context_waiting_cancelled.sql", "0008_api_keys.sql", "0009_events.sql", "0010_event_runs.sql", "0011_hot_leases.sql", "0012_nodes.sql", "0013_schedules.sql", "0014_schedule_firings_created.sql"}, all, "each migration applied once")
 	s, err := postgres.Open(ctx, dsn, postgres.WithoutMigrate())
 	require.NoError(t, err)
 	s.Close()
@@ -60,7 +60,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	dsn := s.Pool().Config().ConnString()
 	for _, opts := range [][]postgres.Option{nil, {postgres.WithoutMigrate()}} {
 		_, err = postgres.Open(ctx, dsn, opts...)
-		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (13): upgrade taskerd")
+		require.ErrorContains(t, err, "database schema version 99 is newer than this taskerd knows (14): upgrade taskerd")
 	}
 }
 

@@ -135,7 +135,8 @@ func scanFiring(row pgx.Row) (*backends.ScheduleFiring, error) {
 // FireSchedule implements backends.ScheduleStore. The schedule's row is
 // locked first, so two nodes firing the same instant run one after the
 // other and the second finds the first's firing; the firing's primary key
-// stands behind that.
+// stands behind that. The lock also makes the handled_through read here
+// the latest committed (backends.ErrFiringHandled says why that matters).
 func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams) (_ *backends.ScheduleFiring, _ bool, rerr error) {
 	defer classifyErr(&rerr)
 	var (
@@ -148,7 +149,8 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		firing, created, events, w = nil, false, nil, nil
 		now := ts(p.Task.Now)
-		if _, err := lockSchedule(ctx, tx, p.Schedule, now); err != nil {
+		st, err := lockSchedule(ctx, tx, p.Schedule, now)
+		if err != nil {
 			return err
 		}
 		f, err := scanFiring(tx.QueryRow(ctx, `SELECT `+firingColumns+` FROM schedule_firings
@@ -159,6 +161,11 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 			return nil
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
+		}
+		// Not recorded: deleted, or never fired. An instant the schedule
+		// handled already must not fire now (backends.ErrFiringHandled).
+		if p.Kind == backends.FiringScheduled && st.HandledThrough != nil && !at.After(*st.HandledThrough) {
+			return backends.ErrFiringHandled
 		}
 		outcome := backends.FiringCreated
 		if p.SkipIfRunning {
@@ -274,4 +281,30 @@ func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string, before
 		return nil, fmt.Errorf("listing unfinished tasks of schedule %q: %w", name, err)
 	}
 	return ids, nil
+}
+
+// DeleteScheduleFirings implements backends.ScheduleStore. The oldest are
+// found through schedule_firings_created, each schedule's last firing
+// through schedule_firings_recent, and each candidate's task by its id (a
+// scalar subquery rather than NOT EXISTS: with nearly every task finished,
+// the planner may otherwise read the whole tasks table for the few
+// unfinished ones, every batch). No lock is needed against firings being
+// made: a new firing only raises its schedule's greatest At, and whether an
+// instant may fire is decided by handled_through, not by these rows.
+func (s *Store) DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (_ int, rerr error) {
+	defer classifyErr(&rerr)
+	if limit <= 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM schedule_firings WHERE (schedule, kind, fire_at) IN (
+			SELECT f.schedule, f.kind, f.fire_at FROM schedule_firings f
+			WHERE f.created_at < $1
+				AND f.fire_at < (SELECT max(l.fire_at) FROM schedule_firings l WHERE l.schedule = f.schedule)
+				AND coalesce((SELECT t.state IN ('complete', 'cancelled', 'resolved_manually')
+					FROM tasks t WHERE t.id = f.task_id), true)
+			ORDER BY f.created_at LIMIT $2)`, ts(createdBefore), limit)
+	if err != nil {
+		return 0, fmt.Errorf("deleting old schedule firings: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
 }

@@ -126,8 +126,9 @@ func scanFiring(sc scanner) (*backends.ScheduleFiring, error) {
 
 // FireSchedule implements backends.ScheduleStore. The writer runs one
 // transaction at a time (BEGIN IMMEDIATE, also across processes sharing
-// the file), so the look for an existing firing and the insert cannot
-// interleave with another caller's.
+// the file), so the look for an existing firing, the comparison with
+// handled_through and the insert cannot interleave with another caller's
+// (backends.ErrFiringHandled says why the comparison matters).
 func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams) (*backends.ScheduleFiring, bool, error) {
 	var (
 		firing  *backends.ScheduleFiring
@@ -138,7 +139,8 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 	err := s.write(ctx, func(tx querier) error {
 		firing, created, events = nil, false, nil
 		now := p.Task.Now
-		if _, err := ensureSchedule(ctx, tx, p.Schedule, now); err != nil {
+		st, err := ensureSchedule(ctx, tx, p.Schedule, now)
+		if err != nil {
 			return err
 		}
 		f, err := scanFiring(tx.QueryRowContext(ctx, `SELECT `+firingColumns+` FROM schedule_firings
@@ -149,6 +151,11 @@ func (s *Store) FireSchedule(ctx context.Context, p *backends.FireScheduleParams
 			return nil
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
+		}
+		// Not recorded: deleted, or never fired. An instant the schedule
+		// handled already must not fire now (backends.ErrFiringHandled).
+		if p.Kind == backends.FiringScheduled && st.HandledThrough != nil && at <= micros(*st.HandledThrough) {
+			return backends.ErrFiringHandled
 		}
 		outcome := backends.FiringCreated
 		if p.SkipIfRunning {
@@ -270,4 +277,32 @@ func (s *Store) UnfinishedScheduleTasks(ctx context.Context, name string, before
 		return nil, fmt.Errorf("listing unfinished tasks of schedule %q: %w", name, err)
 	}
 	return ids, nil
+}
+
+// DeleteScheduleFirings implements backends.ScheduleStore. The oldest are
+// found through schedule_firings_created, each schedule's last firing
+// through schedule_firings_recent.
+func (s *Store) DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.write(ctx, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM schedule_firings WHERE rowid IN (
+				SELECT f.rowid FROM schedule_firings f
+				WHERE f.created_at < ?
+					AND f.fire_at < (SELECT max(l.fire_at) FROM schedule_firings l WHERE l.schedule = f.schedule)
+					AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = f.task_id
+						AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually'))
+				ORDER BY f.created_at LIMIT ?)`, micros(createdBefore), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("deleting old schedule firings: %w", err)
+	}
+	return int(n), nil
 }

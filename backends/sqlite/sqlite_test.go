@@ -117,7 +117,7 @@ func TestMigrationVersionTable(t *testing.T) {
 	var name string
 	require.NoError(t, s.writer.QueryRow(`SELECT version, name FROM taskerd_schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name))
 	require.Equal(t, LatestSchemaVersion(), version)
-	require.Equal(t, "0010_schedules.sql", name)
+	require.Equal(t, "0011_schedule_firings_created.sql", name)
 	// Opening again applies nothing twice.
 	require.NoError(t, s.migrate(context.Background()))
 	var n int

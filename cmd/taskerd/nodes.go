@@ -78,11 +78,12 @@ func printNodes(w io.Writer, v apiNodes, now time.Time) {
 
 // clusterSettings reads the cluster and retention blocks of taskerd.hcl
 // (cfg may be nil), with the defaults filled in: a heartbeat of
-// cluster.DefaultHeartbeat, the listen address ("" here), and no
-// retention (0: keep finished tasks forever).
-func clusterSettings(cfg *config.Config) (config.Cluster, time.Duration) {
+// cluster.DefaultHeartbeat, the listen address ("" here), finished tasks
+// kept forever (0) and schedule firings kept
+// config.DefaultScheduleFiringsRetention.
+func clusterSettings(cfg *config.Config) (config.Cluster, config.Retention) {
 	c := config.Cluster{Heartbeat: cluster.DefaultHeartbeat}
-	var retention time.Duration
+	r := config.Retention{ScheduleFirings: config.DefaultScheduleFiringsRetention}
 	if cfg != nil && cfg.Cluster != nil {
 		c.Address = cfg.Cluster.Address
 		if cfg.Cluster.Heartbeat > 0 {
@@ -90,7 +91,10 @@ func clusterSettings(cfg *config.Config) (config.Cluster, time.Duration) {
 		}
 	}
 	if cfg != nil && cfg.Retention != nil {
-		retention = cfg.Retention.FinishedTasks
+		r.FinishedTasks = cfg.Retention.FinishedTasks
+		if cfg.Retention.ScheduleFirings > 0 {
+			r.ScheduleFirings = cfg.Retention.ScheduleFirings
+		}
 	}
-	return c, retention
+	return c, r
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/taskerd/taskerd/api"
 	"github.com/taskerd/taskerd/backends"
 	"github.com/taskerd/taskerd/backends/sqlite"
+	"github.com/taskerd/taskerd/config"
 	"github.com/taskerd/taskerd/definition"
 	"github.com/taskerd/taskerd/engine"
 	"github.com/taskerd/taskerd/engine/builtin"
@@ -102,4 +103,34 @@ func TestNodesCommandPolicy(t *testing.T) {
 	require.Contains(t, r.stderr, "403 forbidden")
 	require.Contains(t, r.stderr, "node:index is not allowed")
 	require.Empty(t, r.stdout)
+}
+
+// The retention block's defaults: finished tasks are kept forever,
+// schedule firings 90 days; a block sets either alone.
+func TestClusterSettingsRetentionDefaults(t *testing.T) {
+	t.Parallel()
+	const day = 24 * time.Hour
+	for name, tt := range map[string]struct {
+		src  string
+		want config.Retention
+	}{
+		"no file":        {"", config.Retention{ScheduleFirings: 90 * day}},
+		"no block":       {"listen = \":8080\"\n", config.Retention{ScheduleFirings: 90 * day}},
+		"empty block":    {"retention {\n}\n", config.Retention{ScheduleFirings: 90 * day}},
+		"tasks only":     {"retention {\n  finished_tasks = \"30d\"\n}\n", config.Retention{FinishedTasks: 30 * day, ScheduleFirings: 90 * day}},
+		"firings only":   {"retention {\n  schedule_firings = \"7d\"\n}\n", config.Retention{ScheduleFirings: 7 * day}},
+		"firings longer": {"retention {\n  schedule_firings = \"3650d\"\n}\n", config.Retention{ScheduleFirings: 3650 * day}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var cfg *config.Config
+			if tt.src != "" {
+				var err error
+				cfg, err = config.Parse("taskerd.hcl", []byte(tt.src))
+				require.NoError(t, err)
+			}
+			_, r := clusterSettings(cfg)
+			require.Equal(t, tt.want, r)
+		})
+	}
 }

@@ -55,16 +55,16 @@ func TestMigrate(t *testing.T) {
 	// An empty database is refused under --no-migrate, with what to do.
 	r := runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate")
 	require.Equal(t, 1, r.code, r.stderr)
-	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (13) and migrations are disabled: run taskerd migrate")
+	require.Contains(t, r.stderr, "database schema version 0 is older than this taskerd's (14) and migrations are disabled: run taskerd migrate")
 
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\napplied 0012_nodes.sql\napplied 0013_schedules.sql\n"+dsn+": schema version 13, up to date\n", r.stdout)
+	require.Equal(t, "applied 0001_tables.sql\napplied 0002_functions.sql\napplied 0003_settings.sql\napplied 0004_next_wakeup.sql\napplied 0005_task_namespaces.sql\napplied 0006_task_state_lookups.sql\napplied 0007_context_waiting_cancelled.sql\napplied 0008_api_keys.sql\napplied 0009_events.sql\napplied 0010_event_runs.sql\napplied 0011_hot_leases.sql\napplied 0012_nodes.sql\napplied 0013_schedules.sql\napplied 0014_schedule_firings_created.sql\n"+dsn+": schema version 14, up to date\n", r.stdout)
 
 	// Nothing twice.
 	r = runCLI(t, "migrate", "--db", dsn)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Equal(t, dsn+": schema version 13, up to date\n", r.stdout)
+	require.Equal(t, dsn+": schema version 14, up to date\n", r.stdout)
 
 	r = runCLI(t, "run", "../../workflows/diamond.hcl", "--db", dsn, "--no-migrate", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -78,10 +78,10 @@ func TestMigrate(t *testing.T) {
 	for _, args := range [][]string{{"migrate", "--db", dsn}, {"run", "../../workflows/diamond.hcl", "--db", dsn}} {
 		r = runCLI(t, args...)
 		require.Equal(t, 1, r.code, r.stderr)
-		require.Contains(t, r.stderr, "database schema version 99 is newer than this taskerd knows (13): upgrade taskerd")
+		require.Contains(t, r.stderr, "database schema version 99 is newer than this taskerd knows (14): upgrade taskerd")
 		require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
 	}
-	require.Equal(t, 13, postgres.LatestSchemaVersion(), "update this test with the migrations")
+	require.Equal(t, 14, postgres.LatestSchemaVersion(), "update this test with the migrations")
 }
 
 // A server that does not answer: retry for --db-wait, then exit 1 with one

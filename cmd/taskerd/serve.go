@@ -324,7 +324,8 @@ func serve(cmd *cobra.Command, f *serveFlags) (err error) {
 		address = "http://" + ln.Addr().String()
 	}
 	member, err = cluster.New(cluster.Config{
-		Store: store, Heartbeat: clusterCfg.Heartbeat, Retention: retention, Clock: engine.RealClock{}, Logger: log,
+		Store: store, Heartbeat: clusterCfg.Heartbeat, Clock: engine.RealClock{}, Logger: log,
+		Retention: retention.FinishedTasks, FiringRetention: retention.ScheduleFirings,
 		Node: backends.Node{ID: eng.NodeID(), Address: address, Version: readBuildVersion().Version,
 			Workers: cmp.Or(max(f.workers, 0), engine.DefaultWorkers)},
 		RecoverNode: eng.RecoverNodeLeases, RecoverBatch: eng.RecoverBatch(),

@@ -94,5 +94,6 @@ func TestServeSQLiteNodeLeadsItself(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	require.Contains(t, string(body), "taskerd_cluster_is_leader 1")
 	require.Contains(t, string(body), `taskerd_cluster_nodes{state="alive"} 1`)
+	require.Contains(t, string(body), "taskerd_retention_deleted_schedule_firings_total 0")
 	require.NoError(t, s.stop(t, syscall.SIGTERM))
 }

@@ -4,8 +4,9 @@
 // lease and does the maintenance no two nodes should do at once: it finds
 // the nodes that stopped heartbeating and recovers their leases at once
 // (not at their expiry), it recovers expired leases (through the engine's
-// Config.Leader), it deletes old finished tasks (retention), and it reports
-// the cluster's gauges. On SQLite the one node is its own leader.
+// Config.Leader), it deletes old finished tasks and old schedule firings
+// (retention), and it reports the cluster's gauges. On SQLite the one node
+// is its own leader.
 //
 // It lives apart from engine because it is the daemon's policy, not the
 // orchestrator's: `taskerd run` and the engine's tests run one engine with
@@ -43,9 +44,17 @@ const (
 	DefaultForgetAfter = 24 * time.Hour
 )
 
+// Store is what a node's membership needs of the database: the node
+// registry, the leader lease and the retention of tasks, and the deletion
+// of old schedule firings.
+type Store interface {
+	backends.NodeStore
+	DeleteScheduleFirings(ctx context.Context, createdBefore time.Time, limit int) (int, error)
+}
+
 // Config configures a node's membership.
 type Config struct {
-	Store backends.NodeStore
+	Store Store
 	// Node describes this node; ID is the engine's NodeID (its leases'
 	// owner). StartedAt and LastSeen are set by Start.
 	Node backends.Node
@@ -55,9 +64,15 @@ type Config struct {
 	// Retention: finished tasks whose last change is older than this are
 	// deleted by the leader; 0 keeps them forever.
 	Retention time.Duration
-	// RetentionBatch is how many tasks one retention transaction deletes
-	// (default DefaultRetentionBatch). One round deletes batches for at
-	// most half a heartbeat, so that retention never delays a heartbeat.
+	// FiringRetention: schedule firings recorded longer ago than this are
+	// deleted by the leader (Store.DeleteScheduleFirings, which keeps each
+	// schedule's last firing and those whose task is unfinished); 0 keeps
+	// them forever.
+	FiringRetention time.Duration
+	// RetentionBatch is how many tasks, or firings, one retention
+	// transaction deletes (default DefaultRetentionBatch). One round
+	// deletes batches for at most half a heartbeat, so that retention
+	// never delays a heartbeat.
 	RetentionBatch int
 	// ForgetAfter: the leader deletes the rows of nodes not seen for this
 	// long (default DefaultForgetAfter).
@@ -98,6 +113,7 @@ type Cluster struct {
 	nodes    *prometheus.GaugeVec
 	deleted  prometheus.Counter
 	recov    prometheus.Counter
+	firings  prometheus.Counter
 }
 
 // New returns a node's membership; it does nothing until Start.
@@ -145,13 +161,16 @@ func New(cfg Config) (*Cluster, error) {
 	c.recov = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "taskerd_cluster_recovered_steps_total", Help: "Steps of dead nodes whose leases this node recovered as leader.",
 	})
+	c.firings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "taskerd_retention_deleted_schedule_firings_total", Help: "Schedule firings this node deleted under the retention policy.",
+	})
 	c.isLeader.Set(0)
 	return c, nil
 }
 
 // Collectors are the cluster's metrics, for the node's registry.
 func (c *Cluster) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{c.isLeader, c.nodes, c.deleted, c.recov}
+	return []prometheus.Collector{c.isLeader, c.nodes, c.deleted, c.recov, c.firings}
 }
 
 // DeadAfter is how long a node may go without a heartbeat before it is
@@ -336,25 +355,41 @@ func (c *Cluster) recoverNode(ctx context.Context, n *backends.Node, state backe
 	}
 }
 
-// retain deletes finished tasks older than the retention, a batch per
-// transaction, for at most half a heartbeat (the next rounds go on).
+// retain deletes finished tasks older than their retention, then schedule
+// firings older than theirs, a batch per transaction, for at most half a
+// heartbeat in all (the next rounds go on). Each gets one batch per round
+// at least, so that a backlog of tasks does not hold up the firings.
 func (c *Cluster) retain(ctx context.Context, now time.Time) {
-	if c.cfg.Retention <= 0 {
-		return
-	}
-	cutoff := now.Add(-c.cfg.Retention)
 	budget := time.Now().Add(c.heartbeat / 2)
+	if c.cfg.Retention > 0 {
+		cutoff := now.Add(-c.cfg.Retention)
+		c.deleteBatches(ctx, budget, func() (int, error) {
+			return c.cfg.Store.DeleteFinishedTasks(ctx, cutoff, c.cfg.RetentionBatch)
+		}, c.deleted, "finished tasks", "tasks", "finished_before", cutoff)
+	}
+	if c.cfg.FiringRetention > 0 {
+		cutoff := now.Add(-c.cfg.FiringRetention)
+		c.deleteBatches(ctx, budget, func() (int, error) {
+			return c.cfg.Store.DeleteScheduleFirings(ctx, cutoff, c.cfg.RetentionBatch)
+		}, c.firings, "schedule firings", "firings", "recorded_before", cutoff)
+	}
+}
+
+// deleteBatches calls del until it deletes less than a batch, the budget
+// is spent, or this node no longer leads, and counts and logs what went.
+func (c *Cluster) deleteBatches(ctx context.Context, budget time.Time, del func() (int, error), counter prometheus.Counter,
+	what, countKey, cutoffKey string, cutoff time.Time) {
 	for ctx.Err() == nil && c.IsLeader() {
-		n, err := c.cfg.Store.DeleteFinishedTasks(ctx, cutoff, c.cfg.RetentionBatch)
+		n, err := del()
 		if err != nil {
 			if ctx.Err() == nil {
-				c.log.Error("deleting finished tasks (retention)", "err", err)
+				c.log.Error("deleting "+what+" (retention)", "err", err)
 			}
 			return
 		}
 		if n > 0 {
-			c.deleted.Add(float64(n))
-			c.log.Info("deleted finished tasks (retention)", "tasks", n, "finished_before", cutoff)
+			counter.Add(float64(n))
+			c.log.Info("deleted "+what+" (retention)", countKey, n, cutoffKey, cutoff)
 		}
 		if n < c.cfg.RetentionBatch || time.Now().After(budget) {
 			return

@@ -382,6 +382,91 @@ func TestLeaderDeletesOldFinishedTasks(t *testing.T) {
 	})
 }
 
+// Old schedule firings go on the leader's rounds too, batch after batch;
+// each schedule's last firing stays however old, and so does one whose
+// task is unfinished; their tasks are not touched (finished tasks have a
+// retention of their own, unset here); a follower deletes nothing.
+func TestLeaderDeletesOldScheduleFirings(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		ctx := context.Background()
+		store := open(t)
+		clock := &shiftClock{}
+		retain := func(c *cluster.Config) { c.FiringRetention = 90 * 24 * time.Hour; c.RetentionBatch = 2 }
+		a := member(t, store, "node-a", clock, retain)
+		b := member(t, store, "node-b", clock, retain)
+		require.NoError(t, a.Start(ctx))
+		require.NoError(t, b.Start(ctx))
+		require.True(t, a.IsLeader())
+
+		fire := func(name string, at time.Time, finished bool) int64 {
+			t.Helper()
+			f, created, err := store.FireSchedule(ctx, &backends.FireScheduleParams{
+				Schedule: name, Kind: backends.FiringScheduled, At: at,
+				Task: &backends.CreateTaskParams{
+					Namespace: "default", WorkflowName: "w", WorkflowVersion: "1", Context: json.RawMessage(`{}`),
+					Steps: []backends.NewStep{{Name: "x", Handler: "h", Bypass: finished}}, Now: at,
+				},
+			})
+			require.NoError(t, err)
+			require.True(t, created)
+			return f.TaskID
+		}
+		old := clock.Now().Add(-100 * 24 * time.Hour).UTC().Truncate(time.Minute)
+		var tasks []int64
+		for i := range 5 {
+			tasks = append(tasks, fire("daily", old.Add(time.Duration(i)*time.Minute), true))
+		}
+		tasks = append(tasks, fire("daily", old.Add(5*time.Minute), false)) // unfinished
+		tasks = append(tasks, fire("daily", old.Add(6*time.Minute), true))  // its last, old too
+		tasks = append(tasks, fire("hourly", old, true))
+		tasks = append(tasks, fire("hourly", clock.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond), true))
+
+		instants := func(name string) []time.Time {
+			fs, err := store.ScheduleFirings(ctx, name, 0)
+			require.NoError(t, err)
+			var out []time.Time
+			for _, f := range fs {
+				out = append(out, f.At)
+			}
+			return out
+		}
+		before := map[string][]time.Time{"daily": instants("daily"), "hourly": instants("hourly")}
+		require.Len(t, before["daily"], 7)
+		require.Len(t, before["hourly"], 2)
+
+		b.Tick(ctx)
+		require.Equal(t, before["daily"], instants("daily"), "a follower deletes nothing")
+		require.Equal(t, before["hourly"], instants("hourly"))
+
+		// Six firings to go, two per transaction: the leader's round
+		// deletes them all unless its time budget runs out first, and the
+		// next rounds finish then.
+		require.Eventually(t, func() bool {
+			a.Tick(ctx)
+			return len(instants("daily")) == 2 && len(instants("hourly")) == 1
+		}, 20*time.Second, 10*time.Millisecond)
+		require.Equal(t, before["daily"][:2], instants("daily"), "the last firing and the unfinished task's stay")
+		require.Equal(t, before["hourly"][:1], instants("hourly"), "the recent firing stays")
+		require.Equal(t, float64(6), testutil.ToFloat64(a.Collectors()[4]))
+		require.Equal(t, float64(0), testutil.ToFloat64(b.Collectors()[4]))
+		for _, id := range tasks {
+			_, err := store.GetTask(ctx, id)
+			require.NoError(t, err, "tasks are not touched")
+		}
+
+		// A deleted instant does not fire again.
+		_, _, err := store.FireSchedule(ctx, &backends.FireScheduleParams{
+			Schedule: "daily", Kind: backends.FiringScheduled, At: old,
+			Task: &backends.CreateTaskParams{
+				Namespace: "default", WorkflowName: "w", WorkflowVersion: "1", Context: json.RawMessage(`{}`),
+				Steps: []backends.NewStep{{Name: "x", Handler: "h"}}, Now: clock.Now(),
+			},
+		})
+		require.ErrorIs(t, err, backends.ErrFiringHandled)
+	})
+}
+
 // A node that stopped while still holding a lease (its own release failed)
 // has it recovered by the leader at once too; once a gone node holds
 // nothing, the leader stops asking about it, until it comes back and goes

@@ -211,6 +211,13 @@ func (s *Scheduler) tickOne(ctx context.Context, sc *definition.Schedule, st *ba
 	}
 	for _, at := range fire {
 		firing, _, created, err := s.eng.FireSchedule(ctx, engine.FireRequest{Schedule: sc, Kind: backends.FiringScheduled, At: at})
+		if errors.Is(err, backends.ErrFiringHandled) {
+			// Another node handled it since this pass read the schedule's
+			// state (fired it, its record since deleted, or passed over
+			// it): nothing to do, and nothing to retry.
+			s.log.Info("schedule: instant already handled; not fired again", "schedule", sc.Name, "at", at)
+			continue
+		}
 		if err != nil {
 			s.log.Error("schedule: firing failed; retrying", "schedule", sc.Name, "at", at, "error", err, "retry_in", s.retry)
 			s.mu.Lock()

@@ -409,6 +409,57 @@ func TestTwoNodesFireOnce(t *testing.T) {
 	}
 }
 
+// staleStates is a store whose reads of the schedules' state are frozen:
+// a node that read them, then was slow to fire what it found due.
+type staleStates struct {
+	backends.Store
+	states []*backends.ScheduleState
+}
+
+func (s *staleStates) ScheduleStates(context.Context) ([]*backends.ScheduleState, error) {
+	return s.states, nil
+}
+
+// A slow node fires from a stale read of the schedule's state, after the
+// instants it finds due were fired by another node and some of their
+// records deleted by retention: the recorded instants are answered, the
+// deleted one is refused (not fired again, nor retried), and nothing new
+// is recorded.
+func TestSlowNodeDoesNotRefireDeletedFirings(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		ctx := context.Background()
+		store := open(t)
+		cat := catalog(t, block("*/5 * * * *", "UTC", "allow", "all"))
+		clock := &fakeClock{}
+		clock.set(utc("2026-12-07T10:00:00Z"))
+		a := newNode(t, store, cat, clock)
+		a.sched.Tick(ctx)
+		stale, err := store.ScheduleStates(ctx)
+		require.NoError(t, err)
+		for _, at := range []string{"2026-12-07T10:05:00Z", "2026-12-07T10:10:00Z", "2026-12-07T10:15:00Z"} {
+			clock.set(utc(at).Add(time.Millisecond))
+			a.sched.Tick(ctx)
+		}
+		fs := a.firings(t)
+		require.Equal(t, []string{"2026-12-07T10:05:00Z", "2026-12-07T10:10:00Z", "2026-12-07T10:15:00Z"}, instants(fs))
+		// The tasks finish; retention deletes the firings before the last.
+		for _, f := range fs {
+			_, err := store.CancelTask(ctx, &backends.CancelTaskParams{TaskID: f.TaskID, Reason: "test", Now: clock.Now()})
+			require.NoError(t, err)
+		}
+		n, err := store.DeleteScheduleFirings(ctx, clock.Now().Add(time.Second), 100)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.Equal(t, []string{"2026-12-07T10:15:00Z"}, instants(a.firings(t)))
+
+		slow := newNode(t, &staleStates{Store: store, states: stale}, cat, clock)
+		require.Equal(t, utc("2026-12-07T10:20:00Z"), slow.sched.Tick(ctx), "nothing to retry")
+		require.Equal(t, []string{"2026-12-07T10:15:00Z"}, instants(a.firings(t)), "10:05 and 10:10 not fired again")
+		require.Len(t, a.tasks(t), 3)
+	})
+}
+
 // Run fires when the clock is past a firing and it is woken, and stops
 // with its context.
 func TestRunWakesAndStops(t *testing.T) {
