@@ -92,5 +92,4 @@ func benchNested(b *testing.B, open func(testing.TB) backends.Store, page int) {
 		reads += n
 	}
 	b.ReportMetric(float64(reads)/float64(b.N), "reads/op")
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/query")
 }

@@ -33,6 +33,17 @@ type group struct {
 type load struct {
 	once    sync.Once
 	answers map[int64]api.Answer
+
+	// decoded holds each task's answer decoded, once: the steps of a task
+	// all ask for its graph and its audit trail.
+	mu      sync.Mutex
+	decoded map[int64]*decoded
+}
+
+type decoded struct {
+	once  sync.Once
+	value any
+	err   error
 }
 
 // newGroup is the group of these tasks.
@@ -62,14 +73,15 @@ func taskGroup(g *group, taskID int) *group {
 }
 
 // get is GET /v1/tasks/{taskID}/route?query's answer for taskID, read with
-// the rest of g, decoded into out.
-func (r *Resolver) get(ctx context.Context, g *group, taskID int, route string, query url.Values, out any) error {
+// the rest of g, decoded into a T shared by every field that asks (not to
+// be modified). A route's answers are always decoded into the same T.
+func get[T any](ctx context.Context, r *Resolver, g *group, taskID int, route string, query url.Values) (*T, error) {
 	g = taskGroup(g, taskID)
 	key := route + "?" + query.Encode()
 	g.mu.Lock()
 	l := g.loads[key]
 	if l == nil {
-		l = &load{}
+		l = &load{decoded: map[int64]*decoded{}}
 		g.loads[key] = l
 	}
 	g.mu.Unlock()
@@ -83,27 +95,42 @@ func (r *Resolver) get(ctx context.Context, g *group, taskID int, route string, 
 		l.answers = r.api.BatchGET(orig.WithContext(ctx), route, query, g.ids)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a, ok := l.answers[int64(taskID)]
-	if !ok {
-		return fmt.Errorf("no answer for task %d's %s", taskID, route)
+	l.mu.Lock()
+	d := l.decoded[int64(taskID)]
+	if d == nil {
+		d = &decoded{}
+		l.decoded[int64(taskID)] = d
 	}
-	if a.Status >= 400 {
-		return restErrorFrom(a.Status, a.Body)
+	l.mu.Unlock()
+	d.once.Do(func() {
+		a, ok := l.answers[int64(taskID)]
+		switch {
+		case !ok:
+			d.err = fmt.Errorf("no answer for task %d's %s", taskID, route)
+		case a.Status >= 400:
+			d.err = restErrorFrom(a.Status, a.Body)
+		default:
+			v := new(T)
+			if err := json.Unmarshal(a.Body, v); err != nil {
+				d.err = fmt.Errorf("decoding task %d's %s: %w", taskID, route, err)
+			}
+			d.value = v
+		}
+	})
+	if d.err != nil {
+		return nil, d.err
 	}
-	if err := json.Unmarshal(a.Body, out); err != nil {
-		return fmt.Errorf("decoding task %d's %s: %w", taskID, route, err)
-	}
-	return nil
+	return d.value.(*T), nil
 }
 
-// steps is a task's steps, in the group of g's steps.
+// steps is a task's steps.
 func (r *Resolver) steps(ctx context.Context, g *group, taskID int) ([]*Step, error) {
-	var out struct {
+	out, err := get[struct {
 		Steps []*Step `json:"steps"`
-	}
-	if err := r.get(ctx, g, taskID, api.BatchSteps, nil, &out); err != nil {
+	}](ctx, r, g, taskID, api.BatchSteps, nil)
+	if err != nil {
 		return nil, err
 	}
 	return out.Steps, nil
@@ -119,22 +146,24 @@ func groupSteps(g *group, steps []*Step) []*Step {
 
 // taskGraph is a task's graph (GET /v1/tasks/{id}/graph?format=json).
 func (r *Resolver) taskGraph(ctx context.Context, g *group, taskID int) (*taskGraphJSON, error) {
-	var out taskGraphJSON
-	if err := r.get(ctx, g, taskID, api.BatchGraph, nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return get[taskGraphJSON](ctx, r, g, taskID, api.BatchGraph, nil)
 }
 
 // transitions is a task's audit trail, shared by the task and its steps.
 func (r *Resolver) transitions(ctx context.Context, g *group, taskID int) ([]*Transition, error) {
-	var out struct {
+	out, err := get[struct {
 		Transitions []*Transition `json:"transitions"`
-	}
-	if err := r.get(ctx, g, taskID, api.BatchTransitions, nil, &out); err != nil {
+	}](ctx, r, g, taskID, api.BatchTransitions, nil)
+	if err != nil {
 		return nil, err
 	}
 	return out.Transitions, nil
+}
+
+// eventPage is a page of GET /v1/tasks/{id}/events, each event decoded
+// once with its JSON kept.
+type eventPage struct {
+	Events []*Event `json:"events"`
 }
 
 // events is a page of a task's events.
@@ -146,19 +175,9 @@ func (r *Resolver) events(ctx context.Context, g *group, taskID int, after *stri
 	if first != nil {
 		q.Set("limit", strconv.Itoa(*first))
 	}
-	var page struct {
-		Events []json.RawMessage `json:"events"`
-	}
-	if err := r.get(ctx, g, taskID, api.BatchEvents, q, &page); err != nil {
+	page, err := get[eventPage](ctx, r, g, taskID, api.BatchEvents, q)
+	if err != nil {
 		return nil, err
 	}
-	out := make([]*Event, 0, len(page.Events))
-	for _, raw := range page.Events {
-		ev, err := eventFrom(raw, "")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
+	return page.Events, nil
 }

@@ -1,6 +1,7 @@
 package graphql
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,17 +19,29 @@ type taskGraphJSON struct {
 // none to give (the SSE id).
 func eventFrom(raw json.RawMessage, seq string) (*Event, error) {
 	var ev Event
-	var s struct {
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return nil, err
+	}
+	if ev.Seq == "" {
+		ev.Seq = seq
+	}
+	return &ev, nil
+}
+
+// UnmarshalJSON decodes an event of the REST API in one pass, keeping
+// its JSON as Data.
+func (e *Event) UnmarshalJSON(raw []byte) error {
+	type fields Event // without this method; its Seq and Data are not decoded
+	var v struct {
+		fields
 		Seq json.Number `json:"seq"`
 	}
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		return nil, fmt.Errorf("decoding an event: %w", err)
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decoding an event: %w", err)
 	}
-	if json.Unmarshal(raw, &s) == nil && s.Seq != "" {
-		seq = s.Seq.String()
-	}
-	ev.Seq, ev.Data = seq, JSON(raw)
-	return &ev, nil
+	*e = Event(v.fields)
+	e.Seq, e.Data = v.Seq.String(), JSON(bytes.Clone(raw))
+	return nil
 }
 
 // onlyVersion keeps, of GET /v1/workflows/{ns}/{name}'s answer, the
