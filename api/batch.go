@@ -54,7 +54,7 @@ func (s *Server) BatchGET(r *http.Request, route string, query url.Values, taskI
 		}
 	}
 	action, typ := "task:show", "task"
-	var evq backends.EventQuery
+	var evq taskEventQuery
 	switch route {
 	case BatchSteps:
 		action, typ = "step:index", "step"
@@ -119,17 +119,29 @@ func (s *Server) BatchGET(r *http.Request, route string, query url.Values, taskI
 
 // batchBodies reads route's rows for the tasks ids and returns each task's
 // body, as its route builds it.
-func (s *Server) batchBodies(ctx context.Context, route string, evq backends.EventQuery, ids []int64) (map[int64]any, error) {
+func (s *Server) batchBodies(ctx context.Context, route string, evq taskEventQuery, ids []int64) (map[int64]any, error) {
 	out := make(map[int64]any, len(ids))
 	if route == BatchEvents {
-		want := evq.Limit
-		events, err := s.store.ListEventsOfTasks(ctx, ids, evq.After, want+1)
+		// With a step, each task's first page of events is read for all
+		// of them and filtered; a task whose step has more events than
+		// one page holds reads on alone, as the route does.
+		limit := evq.Limit + 1
+		if evq.Step != "" {
+			limit = maxEventPage
+		}
+		events, err := s.store.ListEventsOfTasks(ctx, ids, evq.After, limit)
 		if err != nil {
 			return nil, err
 		}
 		byTask := groupBy(events, func(e *backends.Event) int64 { return e.TaskID })
 		for _, id := range ids {
-			out[id] = eventPageOf(byTask[id], want)
+			page := byTask[id]
+			if evq.Step != "" {
+				if page, err = s.taskEvents(ctx, id, evq, nonNilEvents(page)); err != nil {
+					return nil, err
+				}
+			}
+			out[id] = eventPageOf(page, evq.Limit)
 		}
 		return out, nil
 	}
@@ -192,6 +204,13 @@ func groupBy[T any](xs []T, key func(T) int64) map[int64][]T {
 		out[key(x)] = append(out[key(x)], x)
 	}
 	return out
+}
+
+func nonNilEvents(v []*backends.Event) []*backends.Event {
+	if v == nil {
+		return []*backends.Event{}
+	}
+	return v
 }
 
 func nonNilViews(v []stepView) []stepView {

@@ -171,7 +171,8 @@ type eventPage struct {
 }
 
 // listTaskEvents is a task's events in order, a page at a time: after is
-// the last seq seen (next_cursor of the previous page).
+// the last seq seen (next_cursor of the previous page); step keeps one
+// step's events.
 func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
 	q, err := taskEventsQuery(r.URL.Query())
 	if err != nil {
@@ -181,10 +182,8 @@ func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q.TaskID = task.ID
 	want := q.Limit
-	q.Limit++ // one more tells whether there is a next page
-	events, err := s.store.ListEvents(r.Context(), &q)
+	events, err := s.taskEvents(r.Context(), task.ID, q, nil)
 	if err != nil {
 		return err
 	}
@@ -192,9 +191,18 @@ func (s *Server) listTaskEvents(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// taskEventsQuery reads GET /v1/tasks/{id}/events's limit and after.
-func taskEventsQuery(query url.Values) (backends.EventQuery, error) {
-	q := backends.EventQuery{Limit: defaultEventPage}
+// taskEventQuery is what GET /v1/tasks/{id}/events asks for.
+type taskEventQuery struct {
+	After int64
+	Limit int
+	// Step: only the events of the step of this name ("" for all).
+	Step string
+}
+
+// taskEventsQuery reads GET /v1/tasks/{id}/events's limit, after and
+// step.
+func taskEventsQuery(query url.Values) (taskEventQuery, error) {
+	q := taskEventQuery{Limit: defaultEventPage, Step: query.Get("step")}
 	if v := query.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxEventPage {
@@ -210,6 +218,49 @@ func taskEventsQuery(query url.Values) (backends.EventQuery, error) {
 		q.After = after
 	}
 	return q, nil
+}
+
+// taskEvents reads a page of task's events for q, with one more than
+// q.Limit when there are more (eventPageOf's rule). first, when not nil,
+// is the task's first maxEventPage events after q.After, already read
+// (by a batch).
+func (s *Server) taskEvents(ctx context.Context, taskID int64, q taskEventQuery, first []*backends.Event) ([]*backends.Event, error) {
+	read := func(after int64, limit int) ([]*backends.Event, error) {
+		return s.store.ListEvents(ctx, &backends.EventQuery{TaskID: taskID, After: after, Limit: limit})
+	}
+	if q.Step == "" && first == nil {
+		return read(q.After, q.Limit+1)
+	}
+	return stepEvents(read, q, maxEventPage, first)
+}
+
+// stepEvents reads, a page of size events at a time from read (the first
+// page given when not nil), the events of q.Step ("": all) after q.After
+// until it has q.Limit+1 of them or the log ends (a page comes short).
+func stepEvents(read func(after int64, limit int) ([]*backends.Event, error), q taskEventQuery, size int, first []*backends.Event) ([]*backends.Event, error) {
+	out, after := []*backends.Event{}, q.After
+	for {
+		page := first
+		if page == nil {
+			var err error
+			if page, err = read(after, size); err != nil {
+				return nil, err
+			}
+		}
+		first = nil
+		for _, ev := range page {
+			if q.Step == "" || ev.StepName == q.Step {
+				out = append(out, ev)
+				if len(out) > q.Limit {
+					return out, nil
+				}
+			}
+		}
+		if len(page) < size {
+			return out, nil
+		}
+		after = page[len(page)-1].Seq
+	}
 }
 
 // eventPageOf is the page of a task's events read with one more than

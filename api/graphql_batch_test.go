@@ -166,6 +166,17 @@ func TestGraphQLNestedListsReadTheStoreOncePerLevel(t *testing.T) {
 			"GetTasks": 4, "ListStepsOfTasks": 3, "StepReadinessBatch": 1,
 			"ListEdgesOfTasks": 1, "ListTransitionsOfTasks": 1, "ListEventsOfTasks": 1,
 		}, reads[8])
+
+		// A step's events: one batch per step name of the page.
+		for _, n := range []int{2, 8} {
+			store.snapshot()
+			a := c.gql(`query($n: Int) { tasks(first: $n) { edges { node { steps { events(first: 5) { seq } } } } } }`, map[string]any{"n": n})
+			require.Empty(t, a.Errors)
+			reads[n] = store.snapshot()
+		}
+		require.Equal(t, reads[2], reads[8], "the same reads for 2 tasks as for 8")
+		require.Equal(t, 2, reads[8]["ListEventsOfTasks"], "validate's and ship's")
+		require.Zero(t, reads[8]["ListEvents(task)"])
 	})
 }
 
@@ -184,6 +195,7 @@ func TestBatchGETAnswersAsTheRoutes(t *testing.T) {
 		for _, tc := range []struct{ route, query string }{
 			{"steps", ""}, {"transitions", ""}, {"graph", "format=json"},
 			{"events", ""}, {"events", "limit=2"}, {"events", "after=3&limit=1"}, {"events", "limit=0"},
+			{"events", "step=ship"}, {"events", "step=ship&limit=1"}, {"events", "step=boom&after=2"}, {"events", "step=nope"},
 		} {
 			q, err := url.ParseQuery(tc.query)
 			require.NoError(t, err)

@@ -480,7 +480,7 @@ func TestGraphQLNestedFields(t *testing.T) {
 
 		a := c.gql(`query($id: ID!) { task(id: $id) {
 			transitions { id }
-			steps { name parents children transitions { to } }
+			steps { name parents children transitions { to } events(first: 1000) { seq type stepName } }
 			events(first: 1000) { seq type stepName } } }`, map[string]any{"id": id})
 		require.Empty(t, a.Errors)
 		var task struct {
@@ -489,6 +489,7 @@ func TestGraphQLNestedFields(t *testing.T) {
 				Name              string
 				Parents, Children []string
 				Transitions       []struct{ To string }
+				Events            []struct{ Seq, Type, StepName string }
 			}
 			Events []struct{ Seq, Type, StepName string }
 		}
@@ -501,6 +502,20 @@ func TestGraphQLNestedFields(t *testing.T) {
 		require.Empty(t, task.Steps[1].Children)
 		require.NotEmpty(t, task.Steps[1].Transitions)
 		require.Equal(t, "complete", task.Steps[1].Transitions[len(task.Steps[1].Transitions)-1].To)
+
+		// A step's events: the task's, of that step (REST's ?step=).
+		for _, st := range task.Steps {
+			r := c.do("GET", fmt.Sprintf("/v1/tasks/%d/events?limit=1000&step=%s", id, st.Name), nil)
+			require.Equal(t, http.StatusOK, r.status)
+			rest := r.json(t)["events"].([]any)
+			require.NotEmpty(t, rest)
+			require.Len(t, st.Events, len(rest))
+			for i, e := range rest {
+				require.Equal(t, st.Name, e.(map[string]any)["step_name"], "REST keeps the step's events")
+				require.Equal(t, fmt.Sprint(e.(map[string]any)["seq"]), st.Events[i].Seq)
+				require.Equal(t, st.Name, st.Events[i].StepName)
+			}
+		}
 
 		r := c.do("GET", fmt.Sprintf("/v1/tasks/%d/events?limit=1000", id), nil)
 		require.Equal(t, http.StatusOK, r.status)

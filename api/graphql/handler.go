@@ -86,6 +86,7 @@ func New(rest api.InProcess, limits Limits) http.Handler {
 	cfg.Complexity.Task.Events = func(child int, _ *string, first *int) int {
 		return 1 + child*pageSize(first, 100)
 	}
+	cfg.Complexity.Step.Events = cfg.Complexity.Task.Events
 	srv := handler.New(NewExecutableSchema(cfg))
 	// Subscriptions over WebSocket (graphql-ws and graphql-transport-ws);
 	// the upgrade request is authenticated like any other.

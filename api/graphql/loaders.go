@@ -166,9 +166,13 @@ type eventPage struct {
 	Events []*Event `json:"events"`
 }
 
-// events is a page of a task's events.
-func (r *Resolver) events(ctx context.Context, g *group, taskID int, after *string, first *int) ([]*Event, error) {
+// events is a page of a task's events, or of its step's when step is
+// not "".
+func (r *Resolver) events(ctx context.Context, g *group, taskID int, step string, after *string, first *int) ([]*Event, error) {
 	q := url.Values{}
+	if step != "" {
+		q.Set("step", step)
+	}
 	if after != nil {
 		q.Set("after", *after)
 	}

@@ -239,6 +239,11 @@ func (r *stepResolver) Transitions(ctx context.Context, obj *Step) ([]*Transitio
 }
 
 // Events is the resolver for the events field.
+func (r *stepResolver) Events(ctx context.Context, obj *Step, after *string, first *int) ([]*Event, error) {
+	return r.events(ctx, obj.group, obj.TaskID, obj.Name, after, first)
+}
+
+// Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, filter *EventFilter) (<-chan *Event, error) {
 	q := url.Values{}
 	if filter != nil {
@@ -278,7 +283,7 @@ func (r *taskResolver) Transitions(ctx context.Context, obj *Task) ([]*Transitio
 
 // Events is the resolver for the events field.
 func (r *taskResolver) Events(ctx context.Context, obj *Task, after *string, first *int) ([]*Event, error) {
-	return r.events(ctx, obj.group, obj.ID, after, first)
+	return r.events(ctx, obj.group, obj.ID, "", after, first)
 }
 
 // Mutation returns MutationResolver implementation.
