@@ -45,27 +45,78 @@ func queryTransitions(ctx context.Context, q querier, query string, args ...any)
 	return out, rows.Err()
 }
 
+// queryTasks runs a query selecting taskColumns and scans every row.
+func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*backends.Task, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	tasks := []*backends.Task{}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, rows.Err()
+}
+
+// queryEdges runs a query selecting (parent_step_id, child_step_id) and
+// scans every row.
+func queryEdges(ctx context.Context, q querier, query string, args ...any) ([]backends.Edge, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	edges := []backends.Edge{}
+	for rows.Next() {
+		var e backends.Edge
+		if err := rows.Scan(&e.ParentStepID, &e.ChildStepID); err != nil {
+			return nil, err
+		}
+		edges = append(edges, e)
+	}
+	return edges, rows.Err()
+}
+
+// queryEventRows runs a query selecting (seq, task_id, namespace,
+// created_at, body) and hands each row to each.
+func queryEventRows(ctx context.Context, q querier, each func(backends.EventRow) error, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r       backends.EventRow
+			created int64
+		)
+		if err := rows.Scan(&r.First, &r.TaskID, &r.Namespace, &created, &r.Body); err != nil {
+			return err
+		}
+		r.Time = fromMicros(created)
+		if err := each(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // inTaskIDs is the condition "x is one of the ids of the JSON array ?1".
 const inTaskIDs = ` IN (SELECT value FROM json_each(?1))`
 
 // GetTasks implements backends.BatchReader.
 func (s *Store) GetTasks(ctx context.Context, ids []int64) (_ []*backends.Task, rerr error) {
 	defer classifyErr(&rerr)
-	out := []*backends.Task{}
+	var out []*backends.Task
 	err := s.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id`+inTaskIDs+` ORDER BY id`, idsJSON(ids))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, t)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryTasks(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE id`+inTaskIDs+` ORDER BY id`, idsJSON(ids))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("getting %d tasks: %w", len(ids), err)
@@ -94,23 +145,13 @@ func (s *Store) ListStepsOfTasks(ctx context.Context, taskIDs []int64) (_ []*bac
 // ListEdgesOfTasks implements backends.BatchReader.
 func (s *Store) ListEdgesOfTasks(ctx context.Context, taskIDs []int64) (_ []backends.Edge, rerr error) {
 	defer classifyErr(&rerr)
-	edges := []backends.Edge{}
+	var edges []backends.Edge
 	err := s.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT e.parent_step_id, e.child_step_id
+		var err error
+		edges, err = queryEdges(ctx, tx, `SELECT e.parent_step_id, e.child_step_id
 			FROM edges e JOIN steps c ON c.id = e.child_step_id
 			WHERE c.task_id`+inTaskIDs+` ORDER BY e.child_step_id, e.parent_step_id`, idsJSON(taskIDs))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var e backends.Edge
-			if err := rows.Scan(&e.ParentStepID, &e.ChildStepID); err != nil {
-				return err
-			}
-			edges = append(edges, e)
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the edges of %d tasks: %w", len(taskIDs), err)
@@ -140,31 +181,16 @@ func (s *Store) ListEventsOfTasks(ctx context.Context, taskIDs []int64, after in
 	defer classifyErr(&rerr)
 	q := &backends.EventQuery{After: after, Limit: limit}
 	out := []*backends.Event{}
+	var run backends.EventsOfTasks
 	err := s.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT seq, task_id, namespace, created_at, body FROM (
+		return queryEventRows(ctx, tx, func(r backends.EventRow) (err error) {
+			out, err = run.Append(out, q, r)
+			return err
+		}, `SELECT seq, task_id, namespace, created_at, body FROM (
 				SELECT seq, task_id, namespace, created_at, body,
 					row_number() OVER (PARTITION BY task_id ORDER BY seq) AS n
 				FROM events WHERE task_id`+inTaskIDs+` AND last_seq > ?2
 			) WHERE n <= ?3 ORDER BY task_id, seq`, idsJSON(taskIDs), after, q.LimitOrDefault())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		var run backends.EventsOfTasks
-		for rows.Next() {
-			var (
-				r       backends.EventRow
-				created int64
-			)
-			if err := rows.Scan(&r.First, &r.TaskID, &r.Namespace, &created, &r.Body); err != nil {
-				return err
-			}
-			r.Time = fromMicros(created)
-			if out, err = run.Append(out, q, r); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the events of %d tasks: %w", len(taskIDs), err)

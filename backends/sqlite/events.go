@@ -170,25 +170,10 @@ func (s *Store) ListEvents(ctx context.Context, q *backends.EventQuery) ([]*back
 	}
 	out := []*backends.Event{}
 	err = s.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
+		return queryEventRows(ctx, tx, func(r backends.EventRow) (err error) {
+			out, err = backends.AppendEventRows(out, q, r)
 			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				r       backends.EventRow
-				created int64
-			)
-			if err := rows.Scan(&r.First, &r.TaskID, &r.Namespace, &created, &r.Body); err != nil {
-				return err
-			}
-			r.Time = fromMicros(created)
-			if out, err = backends.AppendEventRows(out, q, r); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
+		}, query, args...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing events: %w", err)

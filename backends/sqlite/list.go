@@ -41,21 +41,11 @@ func (s *Store) ListTasks(ctx context.Context, p *backends.ListTasksParams) ([]*
 		sql.Named("tag", nullString(p.Tag)),
 		sql.Named("limit", limit),
 	}
-	tasks := []*backends.Task{}
+	var tasks []*backends.Task
 	err := s.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, listTasksSQL, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				return err
-			}
-			tasks = append(tasks, t)
-		}
-		return rows.Err()
+		var err error
+		tasks, err = queryTasks(ctx, tx, listTasksSQL, args...)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing tasks: %w", err)

@@ -247,21 +247,11 @@ func (s *Store) ListEdges(ctx context.Context, taskID int64) ([]backends.Edge, e
 		if err := taskExists(ctx, tx, taskID); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT e.parent_step_id, e.child_step_id
+		var err error
+		edges, err = queryEdges(ctx, tx, `SELECT e.parent_step_id, e.child_step_id
 			FROM edges e JOIN steps c ON c.id = e.child_step_id
 			WHERE c.task_id = ? ORDER BY e.child_step_id, e.parent_step_id`, taskID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var e backends.Edge
-			if err := rows.Scan(&e.ParentStepID, &e.ChildStepID); err != nil {
-				return err
-			}
-			edges = append(edges, e)
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the edges of task %d: %w", taskID, err)
