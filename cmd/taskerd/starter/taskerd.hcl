@@ -106,10 +106,13 @@
 # }
 
 # Delete finished tasks (complete, cancelled, resolved_manually) with their
-# steps, transitions and events once their last change is this old.
-# Without it, tasks are kept forever.
+# steps, transitions and events once their last change is this old
+# (without finished_tasks, tasks are kept forever), and schedule firings
+# this old (each schedule's last firing, and firings of unfinished tasks,
+# are kept). The leader node does it.
 # retention {
-#   finished_tasks = "30d"               # days ("30d"), or "12h", "1d12h"
+#   finished_tasks   = "30d"             # days ("30d"), or "12h", "1d12h"
+#   schedule_firings = "90d"             # the default
 # }
 
 # Limits of one GraphQL operation on /v1/graphql, checked before anything
