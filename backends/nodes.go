@@ -46,6 +46,11 @@ type NodeStore interface {
 	// expired, so a leader's epoch names its term. The answer describes the
 	// lease after the call, whoever holds it.
 	TryLeadership(ctx context.Context, nodeID string, ttl time.Duration, now time.Time) (*Leadership, error)
+	// Beat is HeartbeatNode then TryLeadership, in one transaction: a
+	// node's round costs one commit (on SQLite, one flush of the disk an
+	// edge device may count). ErrNotFound when the node is not
+	// registered, and then nothing is written.
+	Beat(ctx context.Context, id string, ttl time.Duration, now time.Time) (*Leadership, error)
 	// CurrentLeader reads the lease without taking it: IsLeader is false,
 	// Leader is "" when nobody ever held it. The reader compares ExpiresAt
 	// with its own now to know whether the holder still leads.

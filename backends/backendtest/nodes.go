@@ -254,6 +254,44 @@ func testNodes(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.True(t, l.IsLeader)
 	})
 
+	// Beat: a heartbeat and a leadership attempt in one transaction, each
+	// as its own call would leave it; an unknown node writes neither.
+	t.Run("Beat", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, newStore)
+		const ttl = 6 * time.Second
+		for _, id := range []string{"node-a", "node-b"} {
+			require.NoError(t, b.store.RegisterNode(b.ctx, &backends.Node{ID: id, Address: "http://" + id, StartedAt: base, LastSeen: base}))
+		}
+		require.NoError(t, b.store.StopNode(b.ctx, "node-a", at(time.Second)))
+
+		l, err := b.store.Beat(b.ctx, "node-a", ttl, at(2*time.Second))
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{Leader: "node-a", IsLeader: true, Epoch: 1, ExpiresAt: at(2*time.Second + ttl)}, l)
+		a := b.nodes()["node-a"]
+		require.Equal(t, at(2*time.Second), a.LastSeen)
+		require.Nil(t, a.StoppedAt, "a heartbeat clears a stop")
+
+		// Another node heartbeats and is told who leads; renewing keeps
+		// the term.
+		l, err = b.store.Beat(b.ctx, "node-b", ttl, at(3*time.Second))
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{Leader: "node-a", Epoch: 1, ExpiresAt: at(2*time.Second + ttl)}, l)
+		require.Equal(t, at(3*time.Second), b.nodes()["node-b"].LastSeen)
+		l, err = b.store.Beat(b.ctx, "node-a", ttl, at(4*time.Second))
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{Leader: "node-a", IsLeader: true, Epoch: 1, ExpiresAt: at(4*time.Second + ttl)}, l)
+
+		// A node not registered (pruned while away): ErrNotFound, and the
+		// lease it could have taken is left as it was.
+		_, err = b.store.Beat(b.ctx, "ghost", ttl, at(time.Hour))
+		require.ErrorIs(t, err, backends.ErrNotFound)
+		cur, err := b.store.CurrentLeader(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, &backends.Leadership{Leader: "node-a", Epoch: 1, ExpiresAt: at(4*time.Second + ttl)}, cur)
+		require.NotContains(t, b.nodes(), "ghost")
+	})
+
 	t.Run("LeadershipRace", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, newStore)

@@ -94,29 +94,58 @@ func (s *Store) PruneNodes(ctx context.Context, lastSeenBefore time.Time) (_ int
 // and the row, locked by this transaction, is read back.
 func (s *Store) TryLeadership(ctx context.Context, nodeID string, ttl time.Duration, now time.Time) (_ *backends.Leadership, rerr error) {
 	defer classifyErr(&rerr)
-	var l backends.Leadership
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO leader_lease (name, holder, epoch, expires_at) VALUES ('leader', $1, 1, $2)
-			ON CONFLICT (name) DO UPDATE SET
-				epoch = CASE WHEN leader_lease.holder = excluded.holder AND leader_lease.expires_at > $3
-					THEN leader_lease.epoch ELSE leader_lease.epoch + 1 END,
-				holder = excluded.holder, expires_at = excluded.expires_at
-			WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at <= $3
-			RETURNING holder, epoch, expires_at`, nodeID, ts(now.Add(ttl)), ts(now)).Scan(&l.Leader, &l.Epoch, &l.ExpiresAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = tx.QueryRow(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
-				Scan(&l.Leader, &l.Epoch, &l.ExpiresAt)
-		}
-		if err != nil {
-			return err
-		}
-		l.ExpiresAt = l.ExpiresAt.UTC()
-		l.IsLeader = l.Leader == nodeID && l.ExpiresAt.After(now)
-		return nil
+	var l *backends.Leadership
+	err := s.tx(ctx, func(tx pgx.Tx) (err error) {
+		l, err = tryLeadership(ctx, tx, nodeID, ttl, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("trying leadership for node %s: %w", nodeID, err)
 	}
+	return l, nil
+}
+
+// Beat implements backends.Store.
+func (s *Store) Beat(ctx context.Context, id string, ttl time.Duration, now time.Time) (_ *backends.Leadership, rerr error) {
+	defer classifyErr(&rerr)
+	var l *backends.Leadership
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE nodes SET last_seen = $1, stopped_at = NULL WHERE id = $2`, ts(now), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return backends.ErrNotFound
+		}
+		l, err = tryLeadership(ctx, tx, id, ttl, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat of node %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// tryLeadership is TryLeadership in tx: one statement takes or renews the
+// lease, or, when another holds it, the lease is read as it is.
+func tryLeadership(ctx context.Context, tx pgx.Tx, nodeID string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
+	var l backends.Leadership
+	err := tx.QueryRow(ctx, `INSERT INTO leader_lease (name, holder, epoch, expires_at) VALUES ('leader', $1, 1, $2)
+		ON CONFLICT (name) DO UPDATE SET
+			epoch = CASE WHEN leader_lease.holder = excluded.holder AND leader_lease.expires_at > $3
+				THEN leader_lease.epoch ELSE leader_lease.epoch + 1 END,
+			holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at <= $3
+		RETURNING holder, epoch, expires_at`, nodeID, ts(now.Add(ttl)), ts(now)).Scan(&l.Leader, &l.Epoch, &l.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
+			Scan(&l.Leader, &l.Epoch, &l.ExpiresAt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.ExpiresAt = l.ExpiresAt.UTC()
+	l.IsLeader = l.Leader == nodeID && l.ExpiresAt.After(now)
 	return &l, nil
 }
 

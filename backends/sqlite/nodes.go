@@ -108,30 +108,60 @@ func (s *Store) PruneNodes(ctx context.Context, lastSeenBefore time.Time) (int, 
 // (free, expired, or already ours); when it refuses, the row is read back
 // in the same transaction.
 func (s *Store) TryLeadership(ctx context.Context, nodeID string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
-	var l backends.Leadership
-	err := s.write(ctx, func(tx querier) error {
-		var expires int64
-		err := tx.QueryRowContext(ctx, `INSERT INTO leader_lease (name, holder, epoch, expires_at) VALUES ('leader', ?1, 1, ?2)
-			ON CONFLICT (name) DO UPDATE SET
-				epoch = CASE WHEN leader_lease.holder = excluded.holder AND leader_lease.expires_at > ?3
-					THEN leader_lease.epoch ELSE leader_lease.epoch + 1 END,
-				holder = excluded.holder, expires_at = excluded.expires_at
-			WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at <= ?3
-			RETURNING holder, epoch, expires_at`, nodeID, micros(now.Add(ttl)), micros(now)).Scan(&l.Leader, &l.Epoch, &expires)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = tx.QueryRowContext(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
-				Scan(&l.Leader, &l.Epoch, &expires)
-		}
-		if err != nil {
-			return err
-		}
-		l.ExpiresAt = fromMicros(expires)
-		l.IsLeader = l.Leader == nodeID && l.ExpiresAt.After(now)
-		return nil
+	var l *backends.Leadership
+	err := s.write(ctx, func(tx querier) (err error) {
+		l, err = tryLeadership(ctx, tx, nodeID, ttl, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("trying leadership for node %s: %w", nodeID, err)
 	}
+	return l, nil
+}
+
+// Beat implements backends.Store.
+func (s *Store) Beat(ctx context.Context, id string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
+	var l *backends.Leadership
+	err := s.write(ctx, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET last_seen = ?, stopped_at = NULL WHERE id = ?`, micros(now), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return backends.ErrNotFound
+		}
+		l, err = tryLeadership(ctx, tx, id, ttl, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat of node %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// tryLeadership is TryLeadership in tx: one statement takes or renews the
+// lease, or, when another holds it, the lease is read as it is.
+func tryLeadership(ctx context.Context, tx querier, nodeID string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
+	var (
+		l       backends.Leadership
+		expires int64
+	)
+	err := tx.QueryRowContext(ctx, `INSERT INTO leader_lease (name, holder, epoch, expires_at) VALUES ('leader', ?1, 1, ?2)
+		ON CONFLICT (name) DO UPDATE SET
+			epoch = CASE WHEN leader_lease.holder = excluded.holder AND leader_lease.expires_at > ?3
+				THEN leader_lease.epoch ELSE leader_lease.epoch + 1 END,
+			holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leader_lease.holder = excluded.holder OR leader_lease.expires_at <= ?3
+		RETURNING holder, epoch, expires_at`, nodeID, micros(now.Add(ttl)), micros(now)).Scan(&l.Leader, &l.Epoch, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `SELECT holder, epoch, expires_at FROM leader_lease WHERE name = 'leader'`).
+			Scan(&l.Leader, &l.Epoch, &expires)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.ExpiresAt = fromMicros(expires)
+	l.IsLeader = l.Leader == nodeID && l.ExpiresAt.After(now)
 	return &l, nil
 }
 

@@ -248,21 +248,20 @@ func (c *Cluster) Stop(ctx context.Context) error {
 func (c *Cluster) Tick(ctx context.Context) {
 	now := c.clock.Now()
 	id := c.cfg.Node.ID
-	err := c.cfg.Store.HeartbeatNode(ctx, id, now)
+	// The heartbeat and the leadership lease in one transaction: an idle
+	// node's round is one commit.
+	l, err := c.cfg.Store.Beat(ctx, id, c.DeadAfter(), now)
 	if errors.Is(err, backends.ErrNotFound) {
 		// Pruned while it was away (or never registered): again.
-		err = c.register(ctx, now)
+		if err = c.register(ctx, now); err == nil {
+			l, err = c.cfg.Store.TryLeadership(ctx, id, c.DeadAfter(), now)
+		}
 	}
-	if err != nil && ctx.Err() == nil {
-		c.log.Error("heartbeating this node", "node", id, "err", err)
-	}
-
-	l, err := c.cfg.Store.TryLeadership(ctx, id, c.DeadAfter(), now)
 	if err != nil {
 		// The lease this node may hold keeps its expiry: IsLeader turns
 		// false by itself when it passes.
 		if ctx.Err() == nil {
-			c.log.Error("renewing leadership", "node", id, "err", err)
+			c.log.Error("heartbeating this node and renewing leadership", "node", id, "err", err)
 		}
 	} else {
 		c.mu.Lock()

@@ -526,3 +526,70 @@ func TestStoppedNodesLeftoverLeasesAndAskingOnce(t *testing.T) {
 		mu.Unlock()
 	})
 }
+
+// writes counts the node-registry writes of a round.
+type writes struct {
+	backends.Store
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (w *writes) add(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls[name]++
+}
+
+func (w *writes) HeartbeatNode(ctx context.Context, id string, now time.Time) error {
+	w.add("HeartbeatNode")
+	return w.Store.HeartbeatNode(ctx, id, now)
+}
+
+func (w *writes) TryLeadership(ctx context.Context, id string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
+	w.add("TryLeadership")
+	return w.Store.TryLeadership(ctx, id, ttl, now)
+}
+
+func (w *writes) Beat(ctx context.Context, id string, ttl time.Duration, now time.Time) (*backends.Leadership, error) {
+	w.add("Beat")
+	return w.Store.Beat(ctx, id, ttl, now)
+}
+
+func (w *writes) RegisterNode(ctx context.Context, n *backends.Node) error {
+	w.add("RegisterNode")
+	return w.Store.RegisterNode(ctx, n)
+}
+
+// An idle node's round writes its heartbeat and its leadership in one
+// transaction (Beat); a node pruned while away registers again and still
+// leads in that round.
+func TestARoundIsOneBeat(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, open func(testing.TB) backends.Store) {
+		ctx := context.Background()
+		store := &writes{Store: open(t), calls: map[string]int{}}
+		clock := &shiftClock{}
+		a := member(t, store, "node-a", clock)
+		require.NoError(t, a.Start(ctx))
+		store.calls = map[string]int{}
+		for range 3 {
+			clock.advance(hb)
+			a.Tick(ctx)
+			require.True(t, a.IsLeader())
+		}
+		require.Equal(t, map[string]int{"Beat": 3}, store.calls)
+
+		// Pruned while away: the round registers it again and leads.
+		n, err := store.PruneNodes(ctx, clock.Now().Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		store.calls = map[string]int{}
+		clock.advance(hb)
+		a.Tick(ctx)
+		require.Equal(t, map[string]int{"Beat": 1, "RegisterNode": 1, "TryLeadership": 1}, store.calls)
+		require.True(t, a.IsLeader())
+		nodes, err := store.ListNodes(ctx)
+		require.NoError(t, err)
+		require.Len(t, nodes, 1)
+	})
+}
