@@ -300,8 +300,25 @@ func (b *testBundle) checkEvents(taskID int64) {
 		backends.StateCancelled: engine.EventTaskCancelled,
 	}[task.State]
 	require.NotEmpty(b.t, terminal, "task %d is %s", taskID, task.State)
-	// Events follow their commit: wait for the last one.
-	b.waitEvent(isEvent(terminal, taskID, ""), string(terminal))
+	// Events follow their commit: wait for the last one, then for every
+	// event the log holds before it. Writes that commit one after the
+	// other may publish in the other order (each from its own goroutine),
+	// so the terminal event can come before an earlier write's.
+	last := b.waitEvent(isEvent(terminal, taskID, ""), string(terminal))
+	durable, err := b.store.ListEvents(context.Background(), &backends.EventQuery{TaskID: taskID})
+	require.NoError(b.t, err)
+	eventually(b.t, func() bool {
+		seen := map[int64]bool{}
+		for _, ev := range b.taskEvents(taskID) {
+			seen[ev.Seq] = true
+		}
+		for _, ev := range durable {
+			if ev.Seq <= last.Seq && !seen[ev.Seq] {
+				return false
+			}
+		}
+		return true
+	}, "every event of task %d up to %s (seq %d), published in process", taskID, terminal, last.Seq)
 
 	execs := map[string][]int{}
 	count := map[engine.EventType]map[string]int{}

@@ -51,7 +51,9 @@ func TestOnlyTheLeaderRecoversExpiredLeases(t *testing.T) {
 		// loaded machine this node's own 60 ms lease may expire too,
 		// making a third attempt: that is not what this test is about.)
 		var recovered []int
-		for _, ev := range b.taskEvents(task.ID) {
+		log, err := store.ListEvents(context.Background(), &backends.EventQuery{TaskID: task.ID})
+		require.NoError(t, err)
+		for _, ev := range log {
 			if ev.StepName == "s1" && ev.Type == engine.EventStepLeaseExpired {
 				recovered = append(recovered, ev.Attempt)
 			}
