@@ -370,7 +370,15 @@ func TestAPIWhileDatabaseFrozen(t *testing.T) {
 	require.Equal(t, http.StatusOK, call(t, hs, "GET", "/health/live", "", within).status)
 
 	px.thaw()
-	require.Equal(t, http.StatusOK, call(t, hs, "GET", show, "", 30*time.Second).status)
+	// Back: the API answers again. The first request may still meet a
+	// connection the freeze left broken, or pay for a new one past the
+	// short deadline on a loaded machine: 200 within a few tries.
+	var status int
+	for try := 0; try < 20 && status != http.StatusOK; try++ {
+		status = call(t, hs, "GET", show, "", 30*time.Second).status
+		require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, status)
+	}
+	require.Equal(t, http.StatusOK, status, "the API answers once the database does")
 }
 
 // A read-only server answers reads: readiness names the write check.
