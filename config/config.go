@@ -342,6 +342,14 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks {
+		if singleBlocks[b.Type] {
+			if prev, dup := seen[b.Type]; dup {
+				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
+					fmt.Sprintf("Only one %s block is allowed. Previous definition was at %s.", b.Type, prev.DefRange)))
+				continue
+			}
+			seen[b.Type] = b
+		}
 		switch b.Type {
 		case "plugin":
 			p, d := decodePlugin(dir, b)
@@ -368,42 +376,18 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 				c.Webhooks = append(c.Webhooks, w)
 			}
 		case "events":
-			if prev, dup := seen[b.Type]; dup {
-				diags = append(diags, errorAt(b.DefRange, "Duplicate events block",
-					fmt.Sprintf("Only one events block is allowed. Previous definition was at %s.", prev.DefRange)))
-				continue
-			}
-			seen[b.Type] = b
 			e, d := decodeEvents(b)
 			diags = append(diags, d...)
 			c.Events = e
 		case "tracing":
-			if prev, dup := seen[b.Type]; dup {
-				diags = append(diags, errorAt(b.DefRange, "Duplicate tracing block",
-					fmt.Sprintf("Only one tracing block is allowed. Previous definition was at %s.", prev.DefRange)))
-				continue
-			}
-			seen[b.Type] = b
 			t, d := decodeTracing(b)
 			diags = append(diags, d...)
 			c.Tracing = t
 		case "graphql":
-			if prev, dup := seen[b.Type]; dup {
-				diags = append(diags, errorAt(b.DefRange, "Duplicate graphql block",
-					fmt.Sprintf("Only one graphql block is allowed. Previous definition was at %s.", prev.DefRange)))
-				continue
-			}
-			seen[b.Type] = b
 			g, d := decodeGraphQL(b)
 			diags = append(diags, d...)
 			c.GraphQL = g
 		case "cluster", "retention":
-			if prev, dup := seen[b.Type]; dup {
-				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
-					fmt.Sprintf("Only one %s block is allowed. Previous definition was at %s.", b.Type, prev.DefRange)))
-				continue
-			}
-			seen[b.Type] = b
 			if b.Type == "cluster" {
 				cl, d := decodeCluster(b)
 				diags = append(diags, d...)
@@ -414,12 +398,6 @@ func decode(filename string, body hcl.Body) (*Config, hcl.Diagnostics) {
 				c.Retention = r
 			}
 		case "auth", "policy":
-			if prev, dup := seen[b.Type]; dup {
-				diags = append(diags, errorAt(b.DefRange, "Duplicate "+b.Type+" block",
-					fmt.Sprintf("Only one %s block is allowed. Previous definition was at %s.", b.Type, prev.DefRange)))
-				continue
-			}
-			seen[b.Type] = b
 			if b.Type == "auth" {
 				var ab authBody
 				diags = append(diags, gohcl.DecodeBody(b.Body, nil, &ab)...)
@@ -636,4 +614,9 @@ func exprJSON(expr hcl.Expression) (json.RawMessage, hcl.Diagnostics) {
 
 func errorAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
 	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}
+
+// singleBlocks are the blocks a config file may hold once.
+var singleBlocks = map[string]bool{
+	"events": true, "tracing": true, "graphql": true, "cluster": true, "retention": true, "auth": true, "policy": true,
 }

@@ -183,6 +183,8 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"bad tracing sample_ratio", "tracing {\n  sample_ratio = 1.5\n}\n", []string{`taskerd.hcl:2:18: Invalid tracing sample_ratio`}},
 		{"unknown tracing key", "tracing {\n  exporter = \"otlp\"\n}\n", []string{`taskerd.hcl:2:3: Unsupported argument`}},
 		{"duplicate tracing block", "tracing {\n}\ntracing {\n}\n", []string{`taskerd.hcl:3:1: Duplicate tracing block`}},
+		{"duplicate auth block", "auth {\n}\n\nauth {\n}\n", []string{`taskerd.hcl:4:1: Duplicate auth block`, `Previous definition was at taskerd.hcl:1,1`}},
+		{"duplicate policy block", "policy {\n}\npolicy {\n}\n", []string{`taskerd.hcl:3:1: Duplicate policy block`}},
 		{"syntax error", "listen = \n", []string{`taskerd.hcl:1:`}},
 		// 100,000 brackets would exhaust the parser's stack (issue 14,
 		// item 3); the 99th is the 101st level.
