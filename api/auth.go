@@ -87,6 +87,31 @@ func SubjectFrom(ctx context.Context) *Subject {
 	return s
 }
 
+// authenticatedKey marks the context of an authenticated request that
+// is not a stream, for the routes it calls in process: see
+// authenticateOnce.
+type authenticatedKey struct{}
+
+type authenticated struct {
+	server  *Server
+	subject *Subject
+}
+
+// authenticateOnce is the subject of r. A request made in process by a
+// route of the same server while it serves an authenticated request (a
+// POST /v1/graphql's fields, each a REST route) is that request's
+// subject: its credentials were authenticated a moment ago, and the
+// outer request, not a stream, ends within the store timeout, so a
+// revoked key is not honoured for longer than it takes to answer.
+// Anything else is authenticated from its credentials. The mark is a
+// context value, which no client can send.
+func (s *Server) authenticateOnce(r *http.Request) (*Subject, error) {
+	if a, ok := r.Context().Value(authenticatedKey{}).(authenticated); ok && a.server == s && a.subject != nil {
+		return a.subject, nil
+	}
+	return authenticate(s.authn, r)
+}
+
 // credentialHeaders are the headers that carry credentials: the
 // authenticators shipped with taskerd (the bootstrap key, the apikey and
 // jwt plugins) read these and no other.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -527,4 +528,40 @@ func TestGraphQLNestedFields(t *testing.T) {
 			require.Equal(t, fmt.Sprint(ev["seq"]), task.Events[i].Seq)
 		}
 	})
+}
+
+// countingAuthn counts authentications.
+type countingAuthn struct{ n atomic.Int64 }
+
+func (a *countingAuthn) Authenticate(*http.Request) (*api.Subject, error) {
+	a.n.Add(1)
+	return &api.Subject{ID: "anonymous", Roles: []string{"admin"}}, nil
+}
+
+// A POST /v1/graphql authenticates its credentials once, however many
+// REST routes its fields call in process; a GET (which may be a
+// WebSocket living for hours) authenticates every call again, so a key
+// revoked meanwhile stops working.
+func TestGraphQLAuthenticatesAPostOnce(t *testing.T) {
+	t.Parallel()
+	authn := &countingAuthn{}
+	c := newClient(t, storetest.SQLite(t), options{noRun: true, authn: authn})
+	id := createTask(t, c, map[string]any{"workflow": "shop/orders", "version": "1.0.0", "context": map[string]any{"order_id": "A-1"}})
+	query := fmt.Sprintf(`{ task(id: "%d") { status } step(taskId: "%d", name: "ship") { name }
+		workflows { name } health { status } }`, id, id)
+
+	authn.n.Store(0)
+	a := c.gql(query, nil)
+	require.Empty(t, a.Errors)
+	require.EqualValues(t, 1, authn.n.Load(), "POST: one authentication for four REST calls")
+
+	authn.n.Store(0)
+	a = c.gql(fmt.Sprintf(`mutation { cancelTask(id: "%d") { status } }`, id), nil)
+	require.Empty(t, a.Errors)
+	require.EqualValues(t, 1, authn.n.Load(), "a mutation too")
+
+	authn.n.Store(0)
+	r := c.do("GET", "/v1/graphql?query="+url.QueryEscape(query), nil)
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	require.EqualValues(t, 5, authn.n.Load(), "GET: the request and each of its four REST calls")
 }

@@ -284,7 +284,7 @@ func (s *Server) chain(rt route) http.Handler {
 			r.Body = http.MaxBytesReader(sw, r.Body, s.maxBody)
 		}
 		if !rt.public {
-			subject, err := authenticate(s.authn, r)
+			subject, err := s.authenticateOnce(r)
 			if errors.Is(err, backends.ErrUnavailable) {
 				// The database could not say whether an API key is valid:
 				// refused, as a store outage is everywhere else (503).
@@ -306,6 +306,9 @@ func (s *Server) chain(rt route) http.Handler {
 			// own; so have the public health checks.)
 			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 			defer cancel()
+			// The routes this one calls in process while it lasts (the
+			// GraphQL endpoint's) are its subject's: authenticated once.
+			ctx = context.WithValue(ctx, authenticatedKey{}, authenticated{server: s, subject: SubjectFrom(ctx)})
 			r = r.WithContext(ctx)
 		}
 		if err := rt.handle(sw, r); err != nil {
