@@ -30,37 +30,23 @@ func testBatch(t *testing.T, newStore func(t *testing.T) backends.Store) {
 
 	tasks, err := b.store.GetTasks(b.ctx, ids)
 	require.NoError(t, err)
-	var wantTasks []*backends.Task
-	for _, id := range known {
-		wantTasks = append(wantTasks, b.task(id))
-	}
-	require.Equal(t, wantTasks, tasks)
+	require.Equal(t, ofEach(known, func(id int64) []*backends.Task { return []*backends.Task{b.task(id)} }), tasks)
 
 	steps, err := b.store.ListStepsOfTasks(b.ctx, ids)
 	require.NoError(t, err)
-	var wantSteps []*backends.Step
-	for _, id := range known {
-		wantSteps = append(wantSteps, b.steps(id)...)
-	}
-	require.Equal(t, wantSteps, steps)
+	require.Equal(t, ofEach(known, b.steps), steps)
 
 	edges, err := b.store.ListEdgesOfTasks(b.ctx, ids)
 	require.NoError(t, err)
-	var wantEdges []backends.Edge
-	for _, id := range known {
+	require.Equal(t, ofEach(known, func(id int64) []backends.Edge {
 		e, err := b.store.ListEdges(b.ctx, id)
 		require.NoError(t, err)
-		wantEdges = append(wantEdges, e...)
-	}
-	require.Equal(t, wantEdges, edges)
+		return e
+	}), edges)
 
 	trs, err := b.store.ListTransitionsOfTasks(b.ctx, ids)
 	require.NoError(t, err)
-	var wantTrs []*backends.Transition
-	for _, id := range known {
-		wantTrs = append(wantTrs, b.transitions(id)...)
-	}
-	require.Equal(t, wantTrs, trs)
+	require.Equal(t, ofEach(known, b.transitions), trs)
 	// Events: every page shape, including an after inside a task's history
 	// and a limit that cuts some tasks' lists.
 	all, err := b.store.ListEvents(b.ctx, &backends.EventQuery{TaskID: t1.ID})
@@ -92,4 +78,13 @@ func testBatch(t *testing.T, newStore func(t *testing.T) backends.Store) {
 		require.NoError(t, err)
 		require.Empty(t, evs)
 	}
+}
+
+// ofEach is the one-task reads of the tasks ids, one after the other.
+func ofEach[T any](ids []int64, read func(id int64) []T) []T {
+	var out []T
+	for _, id := range ids {
+		out = append(out, read(id)...)
+	}
+	return out
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/taskerd/taskerd/backends"
 )
 
-// transitionsSQL selects a transition's columns for queryTransitions; the
+// transitionsSQL selects a transition's columns for scanTransition; the
 // most recent transition of each object (a task, each of its steps) is its
 // last by sort_key. Callers add WHERE and ORDER BY.
 const transitionsSQL = `SELECT id, task_id, coalesce(step_id, 0), coalesce(from_state, ''),
@@ -16,71 +16,54 @@ const transitionsSQL = `SELECT id, task_id, coalesce(step_id, 0), coalesce(from_
 	sort_key = max(sort_key) OVER (PARTITION BY task_id, step_id), created_at
 	FROM transitions`
 
-// queryTransitions runs a query of transitionsSQL and scans every row.
-func queryTransitions(ctx context.Context, q querier, query string, args ...any) ([]*backends.Transition, error) {
+// queryAll runs query and scans every row with scan; no row is an empty
+// slice, not nil.
+func queryAll[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []*backends.Transition{}
+	out := []T{}
 	for rows.Next() {
-		var (
-			t              backends.Transition
-			from, to       string
-			meta           sql.NullString
-			recent         int
-			createdAtMicro int64
-		)
-		if err := rows.Scan(&t.ID, &t.TaskID, &t.StepID, &from, &to, &t.Reason, &meta, &t.SortKey,
-			&recent, &createdAtMicro); err != nil {
+		v, err := scan(rows)
+		if err != nil {
 			return nil, err
 		}
-		t.From, t.To = backends.State(from), backends.State(to)
-		t.Metadata = nullJSON(meta)
-		t.MostRecent = recent != 0
-		t.CreatedAt = fromMicros(createdAtMicro)
-		out = append(out, &t)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
 
-// queryTasks runs a query selecting taskColumns and scans every row.
-func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*backends.Task, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
+// scanTransition scans a row of transitionsSQL.
+func scanTransition(sc scanner) (*backends.Transition, error) {
+	var (
+		t              backends.Transition
+		from, to       string
+		meta           sql.NullString
+		recent         int
+		createdAtMicro int64
+	)
+	if err := sc.Scan(&t.ID, &t.TaskID, &t.StepID, &from, &to, &t.Reason, &meta, &t.SortKey,
+		&recent, &createdAtMicro); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	tasks := []*backends.Task{}
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		tasks = append(tasks, t)
-	}
-	return tasks, rows.Err()
+	t.From, t.To = backends.State(from), backends.State(to)
+	t.Metadata = nullJSON(meta)
+	t.MostRecent = recent != 0
+	t.CreatedAt = fromMicros(createdAtMicro)
+	return &t, nil
 }
 
-// queryEdges runs a query selecting (parent_step_id, child_step_id) and
-// scans every row.
-func queryEdges(ctx context.Context, q querier, query string, args ...any) ([]backends.Edge, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	edges := []backends.Edge{}
-	for rows.Next() {
-		var e backends.Edge
-		if err := rows.Scan(&e.ParentStepID, &e.ChildStepID); err != nil {
-			return nil, err
-		}
-		edges = append(edges, e)
-	}
-	return edges, rows.Err()
+// scanEdge scans a row of (parent_step_id, child_step_id).
+func scanEdge(sc scanner) (backends.Edge, error) {
+	var e backends.Edge
+	err := sc.Scan(&e.ParentStepID, &e.ChildStepID)
+	return e, err
 }
+
+// scanTaskRow is scanTask of a row holding taskColumns only.
+func scanTaskRow(sc scanner) (*backends.Task, error) { return scanTask(sc) }
 
 // queryEventRows runs a query selecting (seq, task_id, namespace,
 // created_at, body) and hands each row to each.
@@ -109,69 +92,45 @@ func queryEventRows(ctx context.Context, q querier, each func(backends.EventRow)
 // inTaskIDs is the condition "x is one of the ids of the JSON array ?1".
 const inTaskIDs = ` IN (SELECT value FROM json_each(?1))`
 
-// GetTasks implements backends.BatchReader.
-func (s *Store) GetTasks(ctx context.Context, ids []int64) (_ []*backends.Task, rerr error) {
+// readOfTasks runs query, whose ?1 is the JSON array of ids, in a read
+// transaction and scans its rows; what names them in an error ("the
+// steps of ", or "" for the tasks themselves).
+func readOfTasks[T any](ctx context.Context, s *Store, what string, ids []int64, scan func(scanner) (T, error), query string) (_ []T, rerr error) {
 	defer classifyErr(&rerr)
-	var out []*backends.Task
+	var out []T
 	err := s.read(ctx, func(tx querier) error {
 		var err error
-		out, err = queryTasks(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE id`+inTaskIDs+` ORDER BY id`, idsJSON(ids))
+		out, err = queryAll(ctx, tx, scan, query, idsJSON(ids))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("getting %d tasks: %w", len(ids), err)
+		return nil, fmt.Errorf("reading %s%d tasks: %w", what, len(ids), err)
 	}
 	return out, nil
+}
+
+// GetTasks implements backends.BatchReader.
+func (s *Store) GetTasks(ctx context.Context, ids []int64) ([]*backends.Task, error) {
+	return readOfTasks(ctx, s, "", ids, scanTaskRow, `SELECT `+taskColumns+` FROM tasks WHERE id`+inTaskIDs+` ORDER BY id`)
 }
 
 // ListStepsOfTasks implements backends.BatchReader.
-func (s *Store) ListStepsOfTasks(ctx context.Context, taskIDs []int64) (_ []*backends.Step, rerr error) {
-	defer classifyErr(&rerr)
-	var steps []*backends.Step
-	err := s.read(ctx, func(tx querier) error {
-		var err error
-		steps, err = querySteps(ctx, tx, `SELECT `+stepColumns+` FROM steps WHERE task_id`+inTaskIDs+` ORDER BY task_id, position`, idsJSON(taskIDs))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the steps of %d tasks: %w", len(taskIDs), err)
-	}
-	if steps == nil {
-		steps = []*backends.Step{}
-	}
-	return steps, nil
+func (s *Store) ListStepsOfTasks(ctx context.Context, taskIDs []int64) ([]*backends.Step, error) {
+	return readOfTasks(ctx, s, "the steps of ", taskIDs, scanStep,
+		`SELECT `+stepColumns+` FROM steps WHERE task_id`+inTaskIDs+` ORDER BY task_id, position`)
 }
 
 // ListEdgesOfTasks implements backends.BatchReader.
-func (s *Store) ListEdgesOfTasks(ctx context.Context, taskIDs []int64) (_ []backends.Edge, rerr error) {
-	defer classifyErr(&rerr)
-	var edges []backends.Edge
-	err := s.read(ctx, func(tx querier) error {
-		var err error
-		edges, err = queryEdges(ctx, tx, `SELECT e.parent_step_id, e.child_step_id
-			FROM edges e JOIN steps c ON c.id = e.child_step_id
-			WHERE c.task_id`+inTaskIDs+` ORDER BY e.child_step_id, e.parent_step_id`, idsJSON(taskIDs))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the edges of %d tasks: %w", len(taskIDs), err)
-	}
-	return edges, nil
+func (s *Store) ListEdgesOfTasks(ctx context.Context, taskIDs []int64) ([]backends.Edge, error) {
+	return readOfTasks(ctx, s, "the edges of ", taskIDs, scanEdge, `SELECT e.parent_step_id, e.child_step_id
+		FROM edges e JOIN steps c ON c.id = e.child_step_id
+		WHERE c.task_id`+inTaskIDs+` ORDER BY e.child_step_id, e.parent_step_id`)
 }
 
 // ListTransitionsOfTasks implements backends.BatchReader.
-func (s *Store) ListTransitionsOfTasks(ctx context.Context, taskIDs []int64) (_ []*backends.Transition, rerr error) {
-	defer classifyErr(&rerr)
-	var out []*backends.Transition
-	err := s.read(ctx, func(tx querier) error {
-		var err error
-		out, err = queryTransitions(ctx, tx, transitionsSQL+` WHERE task_id`+inTaskIDs+` ORDER BY task_id, id`, idsJSON(taskIDs))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the transitions of %d tasks: %w", len(taskIDs), err)
-	}
-	return out, nil
+func (s *Store) ListTransitionsOfTasks(ctx context.Context, taskIDs []int64) ([]*backends.Transition, error) {
+	return readOfTasks(ctx, s, "the transitions of ", taskIDs, scanTransition,
+		transitionsSQL+` WHERE task_id`+inTaskIDs+` ORDER BY task_id, id`)
 }
 
 // ListEventsOfTasks implements backends.BatchReader: of each task, the

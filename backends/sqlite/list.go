@@ -44,7 +44,7 @@ func (s *Store) ListTasks(ctx context.Context, p *backends.ListTasksParams) ([]*
 	var tasks []*backends.Task
 	err := s.read(ctx, func(tx querier) error {
 		var err error
-		tasks, err = queryTasks(ctx, tx, listTasksSQL, args...)
+		tasks, err = queryAll(ctx, tx, scanTaskRow, listTasksSQL, args...)
 		return err
 	})
 	if err != nil {

@@ -41,7 +41,7 @@ const descendantsSQL = `WITH RECURSIVE descendants(id) AS (
 	SELECT ` + stepColumns + ` FROM steps WHERE id IN (SELECT id FROM descendants) ORDER BY position`
 
 func (t opTx) LockDescendants(ctx context.Context, stepID int64) ([]*backends.Step, error) {
-	return querySteps(ctx, t.q, descendantsSQL, stepID)
+	return queryAll(ctx, t.q, scanStep, descendantsSQL, stepID)
 }
 
 func (t opTx) MoveTask(ctx context.Context, taskID int64, from, to backends.State, reason string, now time.Time) error {

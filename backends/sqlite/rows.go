@@ -155,25 +155,7 @@ func taskExists(ctx context.Context, q querier, id int64) error {
 }
 
 func listSteps(ctx context.Context, q querier, taskID int64) ([]*backends.Step, error) {
-	return querySteps(ctx, q, `SELECT `+stepColumns+` FROM steps WHERE task_id = ? ORDER BY position`, taskID)
-}
-
-// querySteps runs a query selecting stepColumns and scans every row.
-func querySteps(ctx context.Context, q querier, query string, args ...any) ([]*backends.Step, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var steps []*backends.Step
-	for rows.Next() {
-		s, err := scanStep(rows)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, s)
-	}
-	return steps, rows.Err()
+	return queryAll(ctx, q, scanStep, `SELECT `+stepColumns+` FROM steps WHERE task_id = ? ORDER BY position`, taskID)
 }
 
 // metadata marshals a transition's metadata; nil stays NULL.

@@ -233,9 +233,6 @@ func (s *Store) ListSteps(ctx context.Context, taskID int64) ([]*backends.Step, 
 	if err != nil {
 		return nil, fmt.Errorf("listing the steps of task %d: %w", taskID, err)
 	}
-	if steps == nil {
-		steps = []*backends.Step{}
-	}
 	return steps, nil
 }
 
@@ -248,7 +245,7 @@ func (s *Store) ListEdges(ctx context.Context, taskID int64) ([]backends.Edge, e
 			return err
 		}
 		var err error
-		edges, err = queryEdges(ctx, tx, `SELECT e.parent_step_id, e.child_step_id
+		edges, err = queryAll(ctx, tx, scanEdge, `SELECT e.parent_step_id, e.child_step_id
 			FROM edges e JOIN steps c ON c.id = e.child_step_id
 			WHERE c.task_id = ? ORDER BY e.child_step_id, e.parent_step_id`, taskID)
 		return err
@@ -267,7 +264,7 @@ func (s *Store) ListTransitions(ctx context.Context, taskID int64) ([]*backends.
 			return err
 		}
 		var err error
-		out, err = queryTransitions(ctx, tx, transitionsSQL+` WHERE task_id = ? ORDER BY id`, taskID)
+		out, err = queryAll(ctx, tx, scanTransition, transitionsSQL+` WHERE task_id = ? ORDER BY id`, taskID)
 		return err
 	})
 	if err != nil {
