@@ -57,16 +57,24 @@ func (c *client) subscribe(ctx context.Context, query string, vars map[string]an
 	return conn
 }
 
+// subscriptionSetup is a client of a store from open, with the event hub
+// and the shipped policy; a context ending in 20 s (or with the test);
+// and a task created by root, which runs.
+func subscriptionSetup(t *testing.T, open func(t testing.TB) backends.Store) (*client, context.Context, int64) {
+	t.Helper()
+	store := open(t)
+	c := newClient(t, store, options{hub: runHub(t, store), authn: keyAuthn{}, authz: defaultPolicy(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c, ctx, createTask(t, c, goodOrder, "X-Api-Key", "root admin")
+}
+
 // A subscription receives a task's events in order, as the REST stream
 // does, from creation to completion.
 func TestGraphQLSubscriptionReceivesATasksEventsInOrder(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
-		store := open(t)
-		c := newClient(t, store, options{hub: runHub(t, store), authn: keyAuthn{}, authz: defaultPolicy(t)})
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		id := createTask(t, c, goodOrder, "X-Api-Key", "root admin")
+		c, ctx, id := subscriptionSetup(t, open)
 
 		conn := c.subscribe(ctx, `subscription($id: [ID!]) { events(filter: {taskId: $id, after: "0"}) { seq type taskId namespace stepName data } }`,
 			map[string]any{"id": []string{fmt.Sprint(id)}}, "X-Api-Key", "vera viewer")
@@ -153,11 +161,7 @@ func restEventTypes(t *testing.T, c *client, id int64) []string {
 func TestGraphQLSubscriptionOverGraphQLWS(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open func(t testing.TB) backends.Store) {
-		store := open(t)
-		c := newClient(t, store, options{hub: runHub(t, store), authn: keyAuthn{}, authz: defaultPolicy(t)})
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		id := createTask(t, c, goodOrder, "X-Api-Key", "root admin")
+		c, ctx, id := subscriptionSetup(t, open)
 
 		// read is the next message other than a keep-alive (ka, sent
 		// right after the ack and then every 15 s).
