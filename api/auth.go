@@ -88,14 +88,9 @@ func SubjectFrom(ctx context.Context) *Subject {
 }
 
 // authenticatedKey marks the context of an authenticated request that
-// is not a stream, for the routes it calls in process: see
-// authenticateOnce.
+// is not a stream with the server serving it, for the routes it calls in
+// process: see authenticateOnce.
 type authenticatedKey struct{}
-
-type authenticated struct {
-	server  *Server
-	subject *Subject
-}
 
 // authenticateOnce is the subject of r. A request made in process by a
 // route of the same server while it serves an authenticated request (a
@@ -106,8 +101,10 @@ type authenticated struct {
 // Anything else is authenticated from its credentials. The mark is a
 // context value, which no client can send.
 func (s *Server) authenticateOnce(r *http.Request) (*Subject, error) {
-	if a, ok := r.Context().Value(authenticatedKey{}).(authenticated); ok && a.server == s && a.subject != nil {
-		return a.subject, nil
+	if by, _ := r.Context().Value(authenticatedKey{}).(*Server); by == s {
+		if sub := SubjectFrom(r.Context()); sub != nil {
+			return sub, nil
+		}
 	}
 	return authenticate(s.authn, r)
 }

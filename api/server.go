@@ -308,7 +308,7 @@ func (s *Server) chain(rt route) http.Handler {
 			defer cancel()
 			// The routes this one calls in process while it lasts (the
 			// GraphQL endpoint's) are its subject's: authenticated once.
-			ctx = context.WithValue(ctx, authenticatedKey{}, authenticated{server: s, subject: SubjectFrom(ctx)})
+			ctx = context.WithValue(ctx, authenticatedKey{}, s)
 			r = r.WithContext(ctx)
 		}
 		if err := rt.handle(sw, r); err != nil {
